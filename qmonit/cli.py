@@ -1,0 +1,70 @@
+"""The `qmonit` command line. Exit codes: 0 all well, 1 a source or sink failed, 2 bad config/args."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from qmonit import __version__, config, logs
+
+log = logging.getLogger("qmonit")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-11-21T12:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="qmonit", description=__doc__)
+    top.add_argument("-c", "--config", default=os.environ.get("QMONIT_CONFIG"),
+                     help="INI configuration file (default: $QMONIT_CONFIG)")
+    top.add_argument("--version", action="version", version=f"qmonit {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("init", help="create the database, retention policies and tables")
+    sub.add_parser("check", help="validate the configuration and reach every endpoint")
+    run = sub.add_parser("run", help="run one job for one slot")
+    run.add_argument("job", choices=["collect"])
+    run.add_argument("--at", type=_parse_time, help="pin the slot (ISO 8601, UTC if no zone)")
+    demo = sub.add_parser("demo", help="a simulated grid through the real pipeline, no servers")
+    demo.add_argument("--hours", type=int, default=24)
+    demo.add_argument("--scale", choices=["small", "atlas"], default="small")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--dir", type=Path, help="where the demo database goes "
+                      "(default: <data_dir>/demo)")
+    spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
+    spool.add_argument("action", choices=["status", "replay"])
+    cfg = sub.add_parser("config", help="print config.cfg.example")
+    cfg.add_argument("action", choices=["example"])
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "config":
+        sys.stdout.write(config.example_text())
+        return 0
+    warnings: list[str] = []
+    try:
+        if args.command == "demo" and not args.config:
+            cfg = config.defaults({"sources": {"enabled": "simulated"}})
+        else:
+            cfg = config.load(args.config, warn=warnings.append)
+    except config.ConfigError as exc:
+        print(f"qmonit: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(cfg.get("logging", "level"), cfg.get("logging", "file"), cfg.secrets())
+    for warning in warnings:
+        log.warning(warning)
+    from qmonit import commands  # imported late: keeps `qmonit config example` light
+
+    return commands.dispatch(args, cfg)

@@ -1,0 +1,193 @@
+"""The collect job: sources -> enrich -> zero-fill -> time-series store and state store.
+
+One run handles one 10-minute slot. The spool is replayed first, oldest first.
+A source that fails writes nothing for itself (not even zeros) and is recorded in
+`qmonit_run`; everything else is still written, and the exit code says 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from qmonit.components import Components
+from qmonit.enrich import enrich_jobs
+from qmonit.sample import Sample, make_sample, series_id
+from qmonit.sources.base import SourceError
+from qmonit.sources.cric import Topology
+from qmonit.stores import state
+from qmonit.stores.durable import Delivery
+from qmonit.stores.spool import ReplayResult
+from qmonit.zerofill import zero_samples
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceReport:
+    source: str
+    status: str  # ok | failed | cached (topology from the last snapshot) | missing
+    points: int = 0
+    zero_filled: int = 0
+    errors: int = 0
+    duration_s: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class CollectReport:
+    slot: datetime
+    sources: list[SourceReport] = field(default_factory=list)
+    delivery: Delivery = field(default_factory=Delivery)
+    replay: ReplayResult = field(default_factory=ReplayResult)
+    state_errors: list[str] = field(default_factory=list)
+    unknown_queues: set[str] = field(default_factory=set)
+    spool_bytes: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return bool(
+            any(s.status != "ok" for s in self.sources)
+            or self.delivery.errors or self.state_errors or self.replay.error
+        )
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def _topology_report(topology: Topology, duration_s: float) -> SourceReport | None:
+    if topology.status == "unconfigured":
+        return None
+    status = {"fresh": "ok", "cached": "cached", "missing": "failed"}[topology.status]
+    return SourceReport("cric", status, points=len(topology.queues),
+                        errors=0 if status == "ok" else 1, duration_s=duration_s,
+                        message="" if status == "ok" else topology.message)
+
+
+def _queue_rows(topology: Topology, now: datetime) -> list[dict]:
+    rows = []
+    for name, q in topology.queues.items():
+        rows.append({
+            "panda_queue": name, "panda_resource": q.panda_resource,
+            **{column: getattr(q, column) for column in state.QUEUE_COLUMNS},
+            "corecount": q.corecount, "corepower": q.corepower, "updated_at": now,
+        })
+    return rows
+
+
+def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
+    """The pipeline watching itself: one `qmonit_run` point per source and one for the sinks."""
+    out = []
+    for src in report.sources:
+        fields: dict[str, float | str] = {"duration_s": src.duration_s, "points": src.points,
+                                          "errors": src.errors, "zero_filled": src.zero_filled}
+        if src.message:
+            fields["message"] = src.message[:1000]
+        out.append(make_sample("qmonit_run", {"job": job, "source": src.source,
+                                              "status": src.status}, fields, report.slot))
+    delivery = report.delivery
+    errors = delivery.errors + report.state_errors + ([report.replay.error]
+                                                      if report.replay.error else [])
+    fields = {
+        "duration_s": report.duration_s, "points": delivery.written,
+        "errors": len(errors), "spool_bytes": report.spool_bytes,
+        "spooled": delivery.spooled, "rejected": delivery.rejected, "lost": delivery.lost,
+        "replayed": report.replay.points,
+    }
+    if errors:
+        fields["message"] = "; ".join(errors)[:1000]
+    out.append(make_sample("qmonit_run", {"job": job, "source": "sinks",
+                                          "status": "failed" if errors else "ok"},
+                           fields, report.slot))
+    return out
+
+
+def collect(parts: Components, slot: datetime) -> CollectReport:
+    """Collect one slot; never raises for a source or sink failure (see the report)."""
+    started = time.monotonic()
+    report = CollectReport(slot)
+    report.replay = parts.writer.replay()
+    zero_fill_horizon = timedelta(hours=parts.cfg.get("collect", "zero_fill_hours"))
+
+    clock = time.monotonic()
+    topology = parts.topology.load(slot)
+    topo_report = _topology_report(topology, time.monotonic() - clock)
+    if topo_report:
+        report.sources.append(topo_report)
+
+    data: list[Sample] = []
+    jobs: list[Sample] = []
+    for source in parts.sources:
+        clock = time.monotonic()
+        try:
+            collection = source.collect(slot)
+        except SourceError as exc:
+            log.error("source %s failed, nothing written for it: %s", source.name, exc)
+            report.sources.append(SourceReport(source.name, "failed", errors=1,
+                                               duration_s=time.monotonic() - clock,
+                                               message=str(exc)))
+            continue
+        for problem in collection.problems:
+            log.warning(problem)
+        samples = collection.samples
+        if source.name == "panda":
+            enriched = enrich_jobs(samples, topology)
+            samples = enriched.samples
+            report.unknown_queues |= enriched.unknown_queues
+        zeros = _zero_fill(parts, source.name, samples, slot, zero_fill_horizon, report)
+        samples += zeros
+        if source.name == "panda":
+            jobs = samples
+        data.extend(samples)
+        report.sources.append(SourceReport(
+            source.name, "ok", points=len(samples), zero_filled=len(zeros),
+            errors=len(collection.problems), duration_s=time.monotonic() - clock,
+        ))
+    if report.unknown_queues:
+        shown = ", ".join(sorted(report.unknown_queues)[:10])
+        more = len(report.unknown_queues) - 10
+        log.warning("%d queue(s) unknown to CRIC, tagged unknown: %s%s",
+                    len(report.unknown_queues), shown, f" and {more} more" if more > 0 else "")
+
+    report.delivery = parts.writer.write(data)
+    _update_state(parts, topology, jobs, slot, report)
+    report.spool_bytes = parts.spool.size_bytes()
+    report.duration_s = time.monotonic() - started
+    run_delivery = parts.writer.write(run_samples(report))
+    report.delivery.errors.extend(run_delivery.errors)
+    return report
+
+
+def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: datetime,
+               horizon: timedelta, report: CollectReport) -> list[Sample]:
+    ids = [series_id(s) for s in samples]
+    try:
+        seen = state.seen_series(parts.engine, source, slot - horizon)
+        zeros = zero_samples(ids, seen, slot)
+        state.mark_seen(parts.engine, source, zip(ids, samples), seen, slot)
+    except SQLAlchemyError as exc:
+        message = f"state store: {type(exc).__name__}: {getattr(exc, 'orig', exc)}; " \
+                  f"zero-fill of {source} skipped"
+        log.error(message)
+        report.state_errors.append(message)
+        return []
+    return zeros
+
+
+def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slot: datetime,
+                  report: CollectReport) -> None:
+    try:
+        if topology.status == "fresh":
+            state.upsert_queues(parts.engine, _queue_rows(topology, slot))
+        if jobs:
+            state.upsert_queue_stats(parts.engine, jobs, slot)
+    except SQLAlchemyError as exc:
+        message = f"state store: {type(exc).__name__}: {getattr(exc, 'orig', exc)}"
+        log.error(message)
+        report.state_errors.append(message)

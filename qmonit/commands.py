@@ -1,0 +1,143 @@
+"""What each `qmonit` sub-command does, once the configuration is valid."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from qmonit import logs
+from qmonit.components import Components, build
+from qmonit.config import Config
+from qmonit.sample import slot_start
+from qmonit.sources.base import SourceError
+from qmonit.sources.cric import CricTopology, parse_pandaqueues
+from qmonit.sources.panda import PandaJobStats, parse_job_stats
+from qmonit.stores import state
+from qmonit.stores.base import StoreUnavailable
+from qmonit.stores.embedded import EmbeddedStore
+from qmonit.stores.influx import InfluxQueryError
+from qmonit.stores.sql import safe_db_url
+
+log = logging.getLogger("qmonit")
+
+
+def dispatch(args: argparse.Namespace, cfg: Config) -> int:
+    if args.command == "demo":
+        return demo(args, cfg)
+    parts = build(cfg)
+    handler: Callable[[argparse.Namespace, Components], int] = {
+        "init": init, "check": check, "run": run, "spool": spool,
+    }[args.command]
+    return handler(args, parts)
+
+
+def init(_args: argparse.Namespace, parts: Components) -> int:
+    durations = {rp: parts.cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
+    try:
+        state.create_tables(parts.engine)
+        print(f"state store {safe_db_url(parts.engine)}: tables present")
+        for line in parts.store.init(durations):
+            print(f"{parts.store.location()}: {line}")
+    except (SQLAlchemyError, StoreUnavailable, InfluxQueryError) as exc:
+        detail = getattr(exc, "orig", None) or exc
+        print(f"qmonit init failed: {detail}")
+        return 1
+    return 0
+
+
+def check(_args: argparse.Namespace, parts: Components) -> int:
+    """Reach every configured endpoint; say per endpoint what answers, never a secret."""
+    results: list[tuple[str, str, str | None]] = []
+
+    def probe(name: str, where: str, action: Callable[[], str]) -> None:
+        try:
+            results.append((name, where, action()))
+        except (SourceError, StoreUnavailable, InfluxQueryError) as exc:
+            results.append((name, where, f"FAILED: {exc}"))
+        except SQLAlchemyError as exc:
+            results.append((name, where, f"FAILED: {type(exc).__name__}: "
+                                         f"{getattr(exc, 'orig', exc)}"))
+
+    def sql_ok() -> str:
+        with parts.engine.connect() as conn:
+            conn.execute(select(1))
+            missing = [t for t in state.metadata.tables
+                       if not parts.engine.dialect.has_table(conn, t)]
+        return "answers" + (f"; tables missing: {', '.join(missing)} (run `qmonit init`)"
+                            if missing else ", tables present")
+
+    probe("sql", safe_db_url(parts.engine), sql_ok)
+    if not isinstance(parts.store, EmbeddedStore):
+        probe("influxdb", parts.store.location(), parts.store.check)
+    for source in parts.sources:
+        if isinstance(source, PandaJobStats):
+            def panda_ok(source: PandaJobStats = source) -> str:
+                parsed = parse_job_stats(source.fetch(), datetime.now(UTC),
+                                         source.origin)
+                queues = {s.tag("panda_queue") for s in parsed.samples}
+                return f"answers, {len(queues)} queues, {len(parsed.samples)} counts"
+            probe("panda", source.origin, panda_ok)
+    if isinstance(parts.topology, CricTopology):
+        cric = parts.topology
+
+        def cric_ok() -> str:
+            queues, problems = parse_pandaqueues(cric.fetch(), cric.origin)
+            return f"answers, {len(queues)} PanDA queues ({len(problems)} empty records)"
+        probe("cric", cric.origin, cric_ok)
+    pending = parts.spool.files()
+    results.append(("spool", str(parts.spool.directory),
+                    f"{len(pending)} file(s) pending" if pending else "empty"))
+    width = max(len(name) for name, _, _ in results)
+    for name, where, status in results:
+        print(f"{name.ljust(width)}  {where}  {status}")
+    return 1 if any(status.startswith("FAILED") for _, _, status in results) else 0
+
+
+def run(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.collect import collect
+
+    slot = slot_start(args.at or datetime.now(UTC))
+    report = collect(parts, slot)
+    summary = ", ".join(f"{s.source} {s.status} ({s.points} points)" for s in report.sources)
+    d = report.delivery
+    log.info("collect %s UTC: %s; written %d, spooled %d, rejected %d, lost %d, replayed %d "
+             "in %.1f s", f"{slot:%Y-%m-%d %H:%M}", summary, d.written, d.spooled, d.rejected,
+             d.lost, report.replay.points, report.duration_s)
+    return report.exit_code
+
+
+def spool(args: argparse.Namespace, parts: Components) -> int:
+    if args.action == "replay":
+        result = parts.writer.replay()
+        left = parts.spool.files()
+        print(f"replayed {result.files} file(s), {result.points} points to "
+              f"{parts.store.location()}; {len(left)} file(s) pending")
+        if result.error:
+            print(f"replay stopped: {result.error}")
+            return 1
+        return 0
+    files = parts.spool.files()
+    if not files:
+        print(f"spool {parts.spool.directory}: empty")
+        return 0
+    total = sum(f.size for f in files)
+    print(f"spool {parts.spool.directory}: {len(files)} file(s), "
+          f"{sum(f.points for f in files)} points, {total} of {parts.spool.max_bytes} bytes")
+    for f in files:
+        print(f"  {f.created:%Y-%m-%d %H:%M:%S} UTC  rp {f.retention:>3}  {f.points:>8} points  "
+              f"{f.size:>10} bytes  {f.path.name}")
+    return 0
+
+
+def demo(args: argparse.Namespace, cfg: Config) -> int:
+    from qmonit.demo import run_demo
+
+    logs.setup("CRITICAL" if cfg.get("logging", "level") != "DEBUG" else "DEBUG")
+    directory = args.dir or Path(cfg.data_dir) / "demo"
+    return run_demo(directory, args.hours, args.scale, args.seed)

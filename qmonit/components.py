@@ -1,0 +1,57 @@
+"""Build the stores, the spool and the sources a configuration describes (no I/O happens here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from qmonit.config import Config
+from qmonit.sources.base import Source
+from qmonit.sources.cric import CricTopology, NoTopology
+from qmonit.sources.panda import PandaJobStats
+from qmonit.sources.simulated import SimulatedGrid, SimulatedJobStats, SimulatedTopology
+from qmonit.stores.base import TimeSeriesStore
+from qmonit.stores.durable import DurableWriter
+from qmonit.stores.embedded import EmbeddedStore
+from qmonit.stores.influx import InfluxStore
+from qmonit.stores.spool import Spool
+from qmonit.stores.sql import make_engine
+
+CRIC_SNAPSHOT = "cric_pandaqueue.json"
+
+
+@dataclass
+class Components:
+    cfg: Config
+    engine: Engine  # the SQL state store
+    store: TimeSeriesStore
+    spool: Spool
+    writer: DurableWriter
+    sources: list[Source]
+    topology: Any  # has load(slot) -> Topology
+    grid: SimulatedGrid | None = None
+
+
+def build(cfg: Config) -> Components:
+    engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
+    influx = cfg.section("influxdb")
+    store: TimeSeriesStore = InfluxStore(influx) if influx["url"] else EmbeddedStore(engine)
+    spool = Spool(cfg.spool_dir, int(cfg.get("spool", "max_mb") * 1024 * 1024))
+    enabled = cfg.get("sources", "enabled")
+    sources: list[Source] = []
+    grid = None
+    topology: Any = NoTopology()
+    if "simulated" in enabled:
+        grid = SimulatedGrid(cfg.get("sources", "simulated_seed"),
+                             cfg.get("sources", "simulated_scale"))
+        sources.append(SimulatedJobStats(grid))
+        topology = SimulatedTopology(grid)
+    if "panda" in enabled:
+        sources.append(PandaJobStats(cfg.section("panda")))
+    if cfg.get("cric", "url") and grid is None:
+        topology = CricTopology(cfg.section("cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
+    return Components(cfg, engine, store, spool, DurableWriter(store, spool), sources, topology,
+                      grid)

@@ -1,0 +1,324 @@
+"""The INI configuration: one schema gives the defaults, the validation and config.cfg.example.
+
+Every key can also be set from the environment as QMONIT_<SECTION>_<KEY>
+(e.g. QMONIT_INFLUXDB_PASSWORD), which is how secrets are meant to arrive.
+Validation happens before any I/O; every error names `[section] key`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "QMONIT_"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names `[section] key`."""
+
+
+@dataclass(frozen=True)
+class Option:
+    default: str
+    help: str
+    kind: str = "str"  # str | int | float | bool | url | path | list | choice
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+    minimum: float | None = None
+
+
+SCHEMA: dict[str, dict[str, Option]] = {
+    "qmonit": {
+        "data_dir": Option(
+            "~/.local/share/qmonit",
+            "Where the embedded database, the spool and the CRIC snapshot live.",
+            "path",
+        ),
+    },
+    "influxdb": {
+        "url": Option(
+            "",
+            "InfluxDB base URL (v1 API: InfluxDB 1.x, 2.x, 3.x). Empty: use the embedded "
+            "SQL time-series store in [sql] url instead.",
+            "url",
+        ),
+        "database": Option("qmonit", "Database (1.x) or DBRP-mapped bucket (2.x/3.x)."),
+        "username": Option("", "Basic-auth user; empty for none."),
+        "password": Option("", "Basic-auth password.", secret=True),
+        "token": Option("", "API token (InfluxDB 1.8+, 2.x, 3.x); used instead of a password.",
+                        secret=True),
+        "verify_tls": Option("true", "Check the server's TLS certificate.", "bool"),
+        "ca_bundle": Option("", "CA bundle file for TLS verification; empty: system CAs.", "path"),
+        "timeout_s": Option("10", "Timeout of one HTTP request, seconds.", "float", minimum=0.1),
+        "batch_size": Option("5000", "Lines per /write request.", "int", minimum=1),
+        "gzip": Option("true", "Compress /write bodies.", "bool"),
+        "retry_deadline_s": Option(
+            "60", "Give up retrying one batch after this many seconds, then spool it.", "float",
+            minimum=0,
+        ),
+        "retry_initial_s": Option("0.5", "First back-off, doubled on every retry.", "float",
+                                  minimum=0),
+        "retry_max_s": Option("8", "Longest back-off between two tries.", "float", minimum=0),
+        "retention_10m": Option("30d", "Duration of the raw retention policy \"10m\".", "duration"),
+        "retention_1h": Option("400d", "Duration of the hourly retention policy \"1h\".",
+                               "duration"),
+        "retention_1d": Option("INF", "Duration of the daily retention policy \"1d\".",
+                               "duration"),
+    },
+    "sql": {
+        "url": Option(
+            "",
+            "SQLAlchemy URL of the state store, e.g. "
+            "mysql+mysqlconnector://qmonit@dbhost/qmonit. Empty: SQLite in data_dir.",
+        ),
+        "password": Option("", "Password added to [sql] url.", secret=True),
+    },
+    "panda": {
+        "url": Option("", "PanDA server base URL, e.g. https://pandaserver.cern.ch:25443.", "url"),
+        "api": Option("v1", "v1: /api/v1/statistics/...; legacy: /server/panda/... .", "choice",
+                      choices=("v1", "legacy")),
+        "time_window": Option("60", "Minutes over which final states (finished, failed, ...) "
+                              "are counted.", "int", minimum=1),
+        "token": Option("", "Bearer token (OIDC) for the PanDA API.", secret=True),
+        "cert": Option("", "X.509 client certificate (or proxy) file.", "path"),
+        "key": Option("", "X.509 client key file; empty if inside cert.", "path"),
+        "verify_tls": Option("true", "Check the server's TLS certificate.", "bool"),
+        "ca_bundle": Option("", "CA bundle (e.g. /etc/grid-security/certificates).", "path"),
+        "timeout_s": Option("60", "HTTP timeout, seconds.", "float", minimum=0.1),
+    },
+    "cric": {
+        "url": Option("", "CRIC base URL, e.g. https://atlas-cric.cern.ch.", "url"),
+        "token": Option("", "Bearer token for CRIC, if it needs one.", secret=True),
+        "cert": Option("", "X.509 client certificate file.", "path"),
+        "key": Option("", "X.509 client key file.", "path"),
+        "verify_tls": Option("true", "Check the server's TLS certificate.", "bool"),
+        "ca_bundle": Option("", "CA bundle file.", "path"),
+        "timeout_s": Option("60", "HTTP timeout, seconds.", "float", minimum=0.1),
+        "max_snapshot_age_h": Option(
+            "72", "Warn loudly when the cached CRIC snapshot in use is older than this.",
+            "float", minimum=0,
+        ),
+    },
+    "sources": {
+        "enabled": Option("panda", "Comma-separated sources of the collect job: panda, "
+                          "simulated.", "list"),
+        "simulated_seed": Option("1", "Seed of the simulated grid.", "int"),
+        "simulated_scale": Option("small", "small (~250 queues) or atlas (~750 queues).",
+                                  "choice", choices=("small", "atlas")),
+    },
+    "collect": {
+        "zero_fill_hours": Option(
+            "48", "A series seen within this many hours but missing from a successful fetch "
+            "is written as 0.", "float", minimum=0,
+        ),
+    },
+    "spool": {
+        "dir": Option("", "Spool directory; empty: data_dir/spool.", "path"),
+        "max_mb": Option("512", "Size cap of the spool; past it new points are refused, "
+                         "loudly.", "float", minimum=0),
+    },
+    "logging": {
+        "level": Option("INFO", "DEBUG, INFO, WARNING or ERROR.", "choice",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        "file": Option("", "Log file; empty: standard error.", "path"),
+    },
+}
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}
+
+
+def parse_duration(text: str) -> str:
+    """Check an InfluxQL duration (e.g. 30d, 400d, 12h, INF) and return it normalised."""
+    if text.upper() == "INF":
+        return "INF"
+    if not re.fullmatch(r"(\d+(w|d|h|m|s))+", text):
+        raise ValueError("is not a duration like 30d, 12h, 1w or INF")
+    return text
+
+
+def _convert(opt: Option, raw: str, base_dir: Path) -> Any:
+    raw = raw.strip()
+    if opt.kind == "bool":
+        if raw.lower() not in _BOOLS:
+            raise ValueError("must be true or false")
+        return _BOOLS[raw.lower()]
+    if opt.kind in ("int", "float"):
+        number: float = int(raw) if opt.kind == "int" else float(raw)
+        if opt.minimum is not None and number < opt.minimum:
+            raise ValueError(f"must be at least {opt.minimum:g}")
+        return number
+    if opt.kind == "choice":
+        if raw not in opt.choices:
+            raise ValueError(f"must be one of {', '.join(opt.choices)}")
+        return raw
+    if opt.kind == "list":
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if opt.kind == "url":
+        if raw and urlsplit(raw).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return raw.rstrip("/")
+    if opt.kind == "path":
+        if not raw:
+            return ""
+        path = Path(os.path.expanduser(raw))
+        return str(path if path.is_absolute() else base_dir / path)
+    if opt.kind == "duration":
+        return parse_duration(raw)
+    return raw
+
+
+class Config:
+    """Validated settings: `cfg.get("influxdb", "url")` or `cfg.section("panda")`."""
+
+    def __init__(self, values: Mapping[str, Mapping[str, Any]], path: str | None = None):
+        self._values = {section: dict(keys) for section, keys in values.items()}
+        self.path = path
+
+    def get(self, section: str, key: str) -> Any:
+        return self._values[section][key]
+
+    def section(self, section: str) -> dict[str, Any]:
+        return dict(self._values[section])
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Config:
+        merged = {s: dict(k) for s, k in self._values.items()}
+        for section, keys in overrides.items():
+            merged[section].update(keys)
+        return Config(merged, self.path)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.get("qmonit", "data_dir"))
+
+    @property
+    def spool_dir(self) -> Path:
+        return Path(self.get("spool", "dir") or self.data_dir / "spool")
+
+    @property
+    def sql_url(self) -> str:
+        return self.get("sql", "url") or f"sqlite:///{self.data_dir / 'qmonit.sqlite'}"
+
+    def secrets(self) -> list[str]:
+        """Every secret value in force, for redaction from logs and messages."""
+        return [
+            str(self._values[section][key])
+            for section, keys in SCHEMA.items()
+            for key, opt in keys.items()
+            if opt.secret and self._values[section][key]
+        ]
+
+
+def load(
+    path: str | None,
+    environ: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Config:
+    """Read, merge with the environment, and validate. Raises ConfigError; does no network I/O."""
+    environ = os.environ if environ is None else environ
+    parser = configparser.ConfigParser(interpolation=None)
+    base_dir = Path.cwd()
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{path}: no such configuration file")
+        try:
+            with file.open(encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except (configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not a valid INI file: {exc}") from None
+        base_dir = file.resolve().parent
+        mode = file.stat().st_mode
+        if warn and mode & (stat.S_IRGRP | stat.S_IROTH):
+            warn(f"{path} is readable by users other than its owner "
+                 f"(mode {stat.filemode(mode)}); it may hold secrets: chmod 600 {path}")
+    errors: list[str] = []
+    for section in parser.sections():
+        if section not in SCHEMA:
+            errors.append(f"[{section}]: unknown section (known: {', '.join(SCHEMA)})")
+            continue
+        for key in parser[section]:
+            if key not in SCHEMA[section]:
+                errors.append(f"[{section}] {key}: unknown key")
+    values: dict[str, dict[str, Any]] = {}
+    for section, options in SCHEMA.items():
+        values[section] = {}
+        for key, opt in options.items():
+            env_name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            raw = environ.get(env_name)
+            origin = env_name
+            if raw is None:
+                raw = parser.get(section, key, fallback=opt.default)
+                origin = f"[{section}] {key}"
+            try:
+                values[section][key] = _convert(opt, raw, base_dir)
+            except ValueError as exc:
+                shown = "(hidden)" if opt.secret else repr(raw)
+                errors.append(f"{origin} = {shown}: {exc}")
+    if not errors:
+        errors.extend(_cross_checks(values))
+    if errors:
+        where = path or "configuration"
+        raise ConfigError(f"{where}: " + "; ".join(errors))
+    return Config(values, path)
+
+
+def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    errors = []
+    known_sources = ("panda", "simulated")
+    for name in values["sources"]["enabled"]:
+        if name not in known_sources:
+            errors.append(f"[sources] enabled: unknown source {name!r} "
+                          f"(known: {', '.join(known_sources)})")
+    if {"panda", "simulated"} <= set(values["sources"]["enabled"]):
+        errors.append("[sources] enabled: panda and simulated both feed `jobs`; choose one")
+    if "panda" in values["sources"]["enabled"] and not values["panda"]["url"]:
+        errors.append("[panda] url: required because [sources] enabled lists panda")
+    influx = values["influxdb"]
+    if influx["token"] and (influx["username"] or influx["password"]):
+        errors.append("[influxdb] token: set either token or username/password, not both")
+    if influx["password"] and not influx["username"]:
+        errors.append("[influxdb] username: required when a password is set")
+    for section in ("panda", "cric"):
+        if values[section]["key"] and not values[section]["cert"]:
+            errors.append(f"[{section}] cert: required when [{section}] key is set")
+    return errors
+
+
+def example_text() -> str:
+    """The text of config.cfg.example, generated from SCHEMA so the two cannot drift."""
+    lines = [
+        "# qmonit configuration. Every key shows its default; uncomment to change it.",
+        "# Any key can also come from the environment as QMONIT_<SECTION>_<KEY>,",
+        "# e.g. QMONIT_INFLUXDB_PASSWORD: the way to pass secrets.",
+        "# Generated by `qmonit config example`; do not edit by hand.",
+    ]
+    for section, options in SCHEMA.items():
+        lines += ["", f"[{section}]"]
+        for key, opt in options.items():
+            note = " Secret: prefer the environment." if opt.secret else ""
+            lines.append(f"# {opt.help}{note}")
+            lines.append(f"#{key} = {opt.default}")
+    return "\n".join(lines) + "\n"
+
+
+def defaults(overrides: Mapping[str, Mapping[str, str]] | None = None) -> Config:
+    """A validated Config from the defaults plus text overrides, with no file and no env."""
+    parser_values = {s: {k: o.default for k, o in keys.items()} for s, keys in SCHEMA.items()}
+    for section, keys in (overrides or {}).items():
+        parser_values[section].update(keys)
+    values = {
+        s: {k: _convert(SCHEMA[s][k], v, Path.cwd()) for k, v in keys.items()}
+        for s, keys in parser_values.items()
+    }
+    errors = _cross_checks(values)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return Config(values)

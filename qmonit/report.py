@@ -1,0 +1,65 @@
+"""Human-readable summaries computed in SQL over the embedded store (used by `qmonit demo`)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, and_, func, select
+
+from qmonit.stores.embedded import ts_points, ts_series, ts_tags
+
+SHOWN_STATES = ("assigned", "activated", "starting", "running", "transferring", "finished",
+                "failed")
+
+
+def _jobs_by(engine: Engine, tags: tuple[str, ...], when: int, where_status: str | None = None,
+             limit: int | None = None) -> list[tuple]:
+    """SUM(jobs) at one time grouped by the given tags, aggregated in the database."""
+    joins = {tag: ts_tags.alias(f"t_{tag}") for tag in dict.fromkeys(tags + ("job_status",))}
+    query = select(*(joins[t].c.value.label(t) for t in tags),
+                   func.sum(ts_points.c.value).label("jobs"))
+    source = ts_points.join(ts_series, ts_series.c.series_id == ts_points.c.series_id)
+    for tag, alias in joins.items():
+        source = source.join(alias, and_(alias.c.series_id == ts_points.c.series_id,
+                                         alias.c.tag == tag))
+    query = query.select_from(source).where(
+        ts_series.c.measurement == "jobs", ts_points.c.rp == "10m",
+        ts_points.c.field == "jobs", ts_points.c.time == when,
+    )
+    if where_status:
+        query = query.where(joins["job_status"].c.value == where_status)
+    query = query.group_by(*(joins[t].c.value for t in tags))
+    if limit:
+        query = query.order_by(func.sum(ts_points.c.value).desc()).limit(limit)
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(str(c).rjust(w) if str(c)[:1].isdigit() else str(c).ljust(w)
+                               for c, w in zip(row, widths)))
+    return "\n".join(lines)
+
+
+def cloud_state_table(engine: Engine, when: int) -> str:
+    totals: dict[str, dict[str, float]] = {}
+    for cloud, status, jobs in _jobs_by(engine, ("cloud", "job_status"), when):
+        totals.setdefault(cloud, {})[status] = jobs
+    rows = [[cloud, *(f"{totals[cloud].get(s, 0):,.0f}" for s in SHOWN_STATES)]
+            for cloud in sorted(totals)]
+    rows.append(["ALL", *(f"{sum(t.get(s, 0) for t in totals.values()):,.0f}"
+                          for s in SHOWN_STATES)])
+    return table(["cloud", *SHOWN_STATES], rows)
+
+
+def top_queues_table(engine: Engine, when: int, limit: int = 10) -> str:
+    rows = _jobs_by(engine, ("panda_queue", "atlas_site", "cloud"), when, "running", limit)
+    return table(["panda_queue", "atlas_site", "cloud", "running"],
+                 [[q, s, c, f"{n:,.0f}"] for q, s, c, n in rows])
+
+
+def point_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(ts_points)).scalar_one()

@@ -1,0 +1,93 @@
+"""The immutable Sample every source returns, and the 10-minute slot arithmetic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+SLOT = timedelta(minutes=10)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+FieldValue = float | str
+
+
+class Sample(NamedTuple):
+    """One point: measurement, sorted tags, sorted fields, an aware UTC time."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[str, FieldValue], ...]
+    time: datetime
+
+    @property
+    def series_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """What identifies the series in InfluxDB: measurement and tag set."""
+        return (self.measurement, self.tags)
+
+    def tag(self, key: str, default: str | None = None) -> str | None:
+        return dict(self.tags).get(key, default)
+
+    def field(self, key: str) -> FieldValue | None:
+        return dict(self.fields).get(key)
+
+
+def make_sample(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, float | int | str],
+    time: datetime,
+) -> Sample:
+    """Build a Sample: numeric fields become floats, tags and fields are sorted.
+
+    Raises ValueError for a non-finite number, an empty tag value, a naive time
+    or a point without fields, naming the offending key.
+    """
+    if not fields:
+        raise ValueError(f"{measurement}: a point needs at least one field")
+    if time.tzinfo is None:
+        raise ValueError(f"{measurement}: time {time.isoformat()} has no time zone")
+    clean_fields: list[tuple[str, FieldValue]] = []
+    for key, value in fields.items():
+        if isinstance(value, str):
+            clean_fields.append((key, value))
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"{measurement}: field {key}={value!r} is not a finite number")
+        clean_fields.append((key, number))
+    for key, value in tags.items():
+        if not isinstance(value, str) or value == "":
+            raise ValueError(f"{measurement}: tag {key} has an empty or non-text value {value!r}")
+    return Sample(
+        measurement,
+        tuple(sorted(tags.items())),
+        tuple(sorted(clean_fields)),
+        time.astimezone(UTC),
+    )
+
+
+def slot_start(moment: datetime, slot: timedelta = SLOT) -> datetime:
+    """The start of the slot holding `moment` (UTC); naive times are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    elapsed = moment.astimezone(UTC) - EPOCH
+    return EPOCH + (elapsed // slot) * slot
+
+
+def epoch_seconds(moment: datetime) -> int:
+    return int((moment - EPOCH).total_seconds())
+
+
+def from_epoch(seconds: float) -> datetime:
+    return EPOCH + timedelta(seconds=seconds)
+
+
+def series_id(sample: Sample) -> int:
+    """A stable signed 64-bit id of the sample's series (measurement and tag set)."""
+    key = json.dumps([sample.measurement, sample.tags], separators=(",", ":"))
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
+                          signed=True)

@@ -1,0 +1,1 @@
+"""Sources return Samples (or a topology) and never write anywhere."""

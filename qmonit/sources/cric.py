@@ -1,0 +1,194 @@
+"""CRIC PanDA-queue topology, cached on disk; the last good snapshot is used when CRIC fails.
+
+GET {cric}/api/atlas/pandaqueue/query/?json -> {queue_name: {panda_resource, atlas_site,
+cloud, country, tier, status, type, resource_type, corecount, corepower, ...}}.
+The key and panda_resource can differ (SLAC_ES-lsf / SLAC_ES); records can be empty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from qmonit.http import describe_failure, make_session, safe_url
+from qmonit.sources.base import SourceError
+
+log = logging.getLogger(__name__)
+
+PATH = "/api/atlas/pandaqueue/query/"
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    panda_queue: str
+    panda_resource: str | None = None
+    atlas_site: str | None = None
+    cloud: str | None = None
+    country: str | None = None
+    tier: str | None = None
+    site_state: str | None = None
+    queue_type: str | None = None
+    resource_type: str | None = None
+    corecount: int | None = None
+    corepower: float | None = None
+    pilot_manager: str | None = None
+    harvester: str | None = None
+    rc: str | None = None
+    datadisks: tuple[str, ...] = ()
+
+
+@dataclass
+class Topology:
+    """Queues by name (and by panda_resource), plus where this snapshot came from."""
+
+    queues: dict[str, QueueInfo] = field(default_factory=dict)
+    status: str = "fresh"  # fresh | cached | missing
+    fetched_at: datetime | None = None
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        self._by_resource = {q.panda_resource: q for q in self.queues.values() if q.panda_resource}
+
+    def lookup(self, panda_queue: str) -> QueueInfo | None:
+        return self.queues.get(panda_queue) or self._by_resource.get(panda_queue)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _number(value: Any, kind: type) -> Any:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def parse_pandaqueues(data: Any, origin: str) -> tuple[dict[str, QueueInfo], list[str]]:
+    """The CRIC answer -> QueueInfo by queue name; empty or broken records reported, skipped."""
+    if not isinstance(data, dict) or not data:
+        raise SourceError(f"{origin}: expected a non-empty JSON object of PanDA queues")
+    queues, problems = {}, []
+    for name, record in data.items():
+        if not isinstance(record, dict) or not record:
+            problems.append(f"{origin}: queue {name!r}: empty or not an object; skipped")
+            continue
+        storages = record.get("astorages") or {}
+        read_lan = storages.get("read_lan") if isinstance(storages, dict) else None
+        queues[name] = QueueInfo(
+            panda_queue=name,
+            panda_resource=_text(record.get("panda_resource")),
+            atlas_site=_text(record.get("atlas_site")),
+            cloud=_text(record.get("cloud")),
+            country=_text(record.get("country")),
+            tier=_text(record.get("tier")),
+            site_state=_text(record.get("status")),
+            queue_type=_text(record.get("type")),
+            resource_type=_text(record.get("resource_type")),
+            corecount=_number(record.get("corecount"), int),
+            corepower=_number(record.get("corepower"), float),
+            pilot_manager=_text(record.get("pilot_manager")),
+            harvester=_text(record.get("harvester")),
+            rc=_text(record.get("rc")),
+            datadisks=tuple(str(d) for d in read_lan or ()),
+        )
+    return queues, problems
+
+
+class CricTopology:
+    """Fetch the topology; on failure fall back to the snapshot cached at `cache_path`."""
+
+    name = "cric"
+
+    def __init__(self, settings: Mapping[str, Any], cache_path: Path,
+                 session: requests.Session | None = None):
+        self.url = settings["url"].rstrip("/") + PATH
+        self.timeout = settings["timeout_s"]
+        self.max_age_h = settings["max_snapshot_age_h"]
+        self.cache_path = Path(cache_path)
+        self.session = session or make_session(settings)
+
+    @property
+    def origin(self) -> str:
+        return f"CRIC {safe_url(self.url)}"
+
+    def fetch(self) -> Any:
+        try:
+            response = self.session.get(self.url, params={"json": ""}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise SourceError(f"{self.origin}: {describe_failure(exc)}") from None
+        if response.status_code != 200:
+            raise SourceError(f"{self.origin}: HTTP {response.status_code}")
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise SourceError(f"{self.origin}: response is not valid JSON ({exc})") from None
+
+    def load(self, slot: datetime | None = None) -> Topology:
+        """The topology now (`slot` is for simulated sources; CRIC has only the present)."""
+        now = datetime.now(UTC)
+        try:
+            queues, problems = parse_pandaqueues(self.fetch(), self.origin)
+        except SourceError as exc:
+            return self._fallback(str(exc), now)
+        for problem in problems:
+            log.warning(problem)
+        self._save(queues, now)
+        return Topology(queues, "fresh", now, f"{len(queues)} queues from {self.origin}")
+
+    def _save(self, queues: dict[str, QueueInfo], now: datetime) -> None:
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_path.with_name(self.cache_path.name + ".tmp")
+        payload = {"fetched_at": now.isoformat(),
+                   "queues": {name: asdict(q) for name, q in queues.items()}}
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.cache_path)
+
+    def _fallback(self, error: str, now: datetime) -> Topology:
+        try:
+            with open(self.cache_path, encoding="utf-8") as handle:
+                payload = json.load(handle)
+            fetched_at = datetime.fromisoformat(payload["fetched_at"])
+            queues = {name: QueueInfo(**{**q, "datadisks": tuple(q["datadisks"])})
+                      for name, q in payload["queues"].items()}
+        except FileNotFoundError:
+            message = f"{error}; no cached snapshot yet: every queue is tagged unknown"
+            log.error(message)
+            return Topology({}, "missing", None, message)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            message = f"{error}; cached snapshot {self.cache_path} unreadable ({exc}): " \
+                      f"every queue is tagged unknown"
+            log.error(message)
+            return Topology({}, "missing", None, message)
+        age_h = (now - fetched_at).total_seconds() / 3600
+        message = (f"{error}; using the cached snapshot of {fetched_at:%Y-%m-%d %H:%M} UTC "
+                   f"({age_h:.1f} h old, {len(queues)} queues)")
+        if age_h > self.max_age_h:
+            message += f", older than [cric] max_snapshot_age_h = {self.max_age_h:g}"
+        log.warning(message)
+        return Topology(queues, "cached", fetched_at, message)
+
+
+class NoTopology:
+    """No CRIC configured: every queue is tagged unknown, which is said once per run."""
+
+    name = "cric"
+
+    def load(self, slot: datetime | None = None) -> Topology:
+        return Topology({}, "unconfigured", None, "no [cric] url configured")

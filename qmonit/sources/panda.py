@@ -1,0 +1,129 @@
+"""PanDA job statistics per queue, prod_source, resource type and job status.
+
+v1:     GET {panda}/api/v1/statistics/job_stats_by_site_share_and_resource_type?time_window=MIN
+        -> {"success": bool, "message": str, "data": {queue: {prod_source: {resource: {status: n}}}}}
+legacy: GET {panda}/server/panda/get_job_statistics_per_site_label_resource?time_window=MIN
+        -> the bare inner dict.
+An empty dict means the server failed: it is an error, never a grid with no jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from qmonit.http import describe_failure, make_session, safe_url
+from qmonit.model import PANDA_JOB_STATUSES
+from qmonit.sample import make_sample
+from qmonit.sources.base import Collection, SourceError
+
+log = logging.getLogger(__name__)
+
+PATHS = {
+    "v1": "/api/v1/statistics/job_stats_by_site_share_and_resource_type",
+    "legacy": "/server/panda/get_job_statistics_per_site_label_resource",
+}
+
+
+def _count(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value < 0 or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return float(value)
+
+
+def parse_job_stats(data: Any, slot: datetime, origin: str) -> Collection:
+    """The inner statistics dict -> `jobs` samples (tags from PanDA only, field jobs).
+
+    A malformed record is reported in `problems` with its path and skipped; the rest
+    goes through. A payload that is empty or not a dict raises SourceError.
+    """
+    if not isinstance(data, dict):
+        raise SourceError(f"{origin}: expected a JSON object of queues, got {type(data).__name__}")
+    if not data:
+        raise SourceError(f"{origin}: empty statistics (the server failed); nothing written")
+    out = Collection()
+    unknown_statuses: set[str] = set()
+    for queue, by_label in data.items():
+        if not isinstance(by_label, dict):
+            out.problems.append(f"{origin}: {queue}: expected an object of prod_source labels, "
+                                f"got {type(by_label).__name__}; skipped")
+            continue
+        for label, by_resource in by_label.items():
+            if not isinstance(by_resource, dict):
+                out.problems.append(f"{origin}: {queue}/{label}: expected an object of resource "
+                                    f"types, got {type(by_resource).__name__}; skipped")
+                continue
+            for resource, by_status in by_resource.items():
+                if not isinstance(by_status, dict):
+                    out.problems.append(f"{origin}: {queue}/{label}/{resource}: expected an "
+                                        f"object of job statuses, got "
+                                        f"{type(by_status).__name__}; skipped")
+                    continue
+                for status, raw in by_status.items():
+                    count = _count(raw)
+                    where = f"{queue}/{label}/{resource}/{status}"
+                    if count is None:
+                        out.problems.append(f"{origin}: {where}: count {raw!r} is not a "
+                                            f"non-negative number; skipped")
+                        continue
+                    if status not in PANDA_JOB_STATUSES:
+                        unknown_statuses.add(status)
+                    tags = {"panda_queue": queue, "prod_source": label or "unknown",
+                            "resource": resource or "unknown", "job_status": status}
+                    try:
+                        out.samples.append(make_sample("jobs", tags, {"jobs": count}, slot))
+                    except ValueError as exc:
+                        out.problems.append(f"{origin}: {where}: {exc}; skipped")
+    if unknown_statuses:
+        log.warning("%s: job statuses not known to qmonit kept as they are: %s", origin,
+                    ", ".join(sorted(unknown_statuses)))
+    return out
+
+
+def unwrap_v1(payload: Any, origin: str) -> Any:
+    if not isinstance(payload, dict) or "success" not in payload:
+        raise SourceError(f"{origin}: not a PanDA API v1 response (no 'success' key)")
+    if payload["success"] is not True:
+        message = str(payload.get("message") or "no message")[:300]
+        raise SourceError(f"{origin}: the server reported failure: {message}")
+    return payload.get("data")
+
+
+class PandaJobStats:
+    name = "panda"
+
+    def __init__(self, settings: Mapping[str, Any], session: requests.Session | None = None):
+        self.api = settings["api"]
+        self.url = settings["url"].rstrip("/") + PATHS[self.api]
+        self.time_window = settings["time_window"]
+        self.timeout = settings["timeout_s"]
+        self.session = session or make_session(settings)
+
+    @property
+    def origin(self) -> str:
+        return f"PanDA {safe_url(self.url)}"
+
+    def fetch(self) -> Any:
+        try:
+            response = self.session.get(self.url, params={"time_window": self.time_window},
+                                        timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise SourceError(f"{self.origin}: {describe_failure(exc)}") from None
+        if response.status_code != 200:
+            raise SourceError(f"{self.origin}: HTTP {response.status_code}: "
+                              f"{response.text.strip()[:200]}")
+        try:
+            payload = json.loads(response.content)
+        except ValueError as exc:
+            raise SourceError(f"{self.origin}: response is not valid JSON ({exc})") from None
+        return unwrap_v1(payload, self.origin) if self.api == "v1" else payload
+
+    def collect(self, slot: datetime) -> Collection:
+        return parse_job_stats(self.fetch(), slot, self.origin)

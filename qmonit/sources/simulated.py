@@ -1,0 +1,207 @@
+"""A simulated grid with the shapes of PanDA and CRIC, so the whole pipeline runs with no server.
+
+Deterministic: the topology depends only on the seed, and the counts of a slot
+only on (seed, queue, slot), so any slot can be produced in any order. The grid
+has a daily rhythm and, every day at fixed hours, a few incidents: a draining
+site, a queue that goes offline (and drops out of PanDA's answer), a failure
+burst, a queue whose pilots stop arriving, and a 20-minute PanDA outage.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from qmonit.sample import epoch_seconds
+from qmonit.sources.base import Collection, SourceError
+from qmonit.sources.cric import Topology, parse_pandaqueues
+from qmonit.sources.panda import parse_job_stats
+
+CLOUDS = {
+    "CERN": ["Switzerland"], "DE": ["Germany", "Poland", "Czechia", "Austria"],
+    "FR": ["France", "Romania", "Japan", "China"], "IT": ["Italy"],
+    "ND": ["Norway", "Sweden", "Denmark", "Slovenia"], "NL": ["Netherlands", "Israel", "Greece"],
+    "ES": ["Spain", "Portugal", "Argentina"], "UK": ["United Kingdom"], "US": ["USA"],
+    "CA": ["Canada"], "TW": ["Taiwan"],
+}
+SCALES = {"small": 80, "atlas": 270}  # sites; about 2.7 queues a site
+OFFLINE_STATES = ("offline", "test", "brokeroff")
+
+
+@dataclass(frozen=True)
+class Incident:
+    kind: str  # drain | offline | failures | no_pilots | outage
+    panda_queue: str | None
+    start_h: float  # hour of every UTC day
+    hours: float
+
+    def active(self, slot: datetime) -> bool:
+        hour = slot.hour + slot.minute / 60
+        return self.start_h <= hour < self.start_h + self.hours
+
+
+@dataclass(frozen=True)
+class SimQueue:
+    record: dict[str, Any]
+    capacity: int  # running jobs at the daily mean
+    labels: tuple[str, ...]
+    resources: tuple[str, ...]
+
+
+class SimulatedGrid:
+    def __init__(self, seed: int = 1, scale: str = "small"):
+        self.seed = seed
+        self.scale = scale
+        self.queues = self._make_queues(random.Random(f"qmonit-topology:{seed}:{scale}"))
+        self.incidents = self._make_incidents(random.Random(f"qmonit-incidents:{seed}"))
+
+    # -- topology ---------------------------------------------------------------------------
+
+    def _make_queues(self, rng: random.Random) -> dict[str, SimQueue]:
+        queues: dict[str, SimQueue] = {}
+        clouds = sorted(CLOUDS)
+        big = self.scale == "atlas"
+        for number in range(SCALES[self.scale]):
+            cloud = clouds[number % len(clouds)]
+            country = rng.choice(CLOUDS[cloud])
+            site = f"{cloud}-SITE{number:03d}"
+            tier = "T1" if number < len(clouds) else rng.choice(["T2D", "T2D", "T2", "T3"])
+            size = {"T1": 4000, "T2D": 1500, "T2": 600, "T3": 120}[tier] * rng.uniform(0.5, 1.5)
+            corepower = round(rng.uniform(8, 16), 2)
+            kinds = ["unified"] if big else ["production"]
+            if rng.random() < 0.7:
+                kinds.append("analysis")
+            if rng.random() < 0.6:
+                kinds.append("mcore")
+            for kind in kinds:
+                name, qtype, labels, resources, corecount = {
+                    "production": (f"{site}", "production", ("managed",), ("SCORE",), 1),
+                    "unified": (f"{site}_UCORE", "unified", ("managed", "user"),
+                                ("SCORE", "SCORE_HIMEM", "MCORE", "MCORE_HIMEM"), 8),
+                    "analysis": (f"ANALY_{site}", "analysis", ("user",),
+                                 ("SCORE", "SCORE_HIMEM") if big else ("SCORE",), 1),
+                    "mcore": (f"{site}_MCORE", "production", ("managed",),
+                              ("MCORE", "MCORE_HIMEM") if big else ("MCORE",), 8),
+                }[kind]
+                status = "online" if rng.random() > 0.03 else rng.choice(["test", "brokeroff"])
+                record = {
+                    "panda_resource": name, "atlas_site": site, "cloud": cloud,
+                    "country": country, "tier": tier, "tier_level": int(tier[1]),
+                    "status": status, "type": qtype, "resource_type": "GRID",
+                    "corecount": corecount, "corepower": corepower,
+                    "pilot_manager": "Harvester", "harvester": f"CERN_central_{number % 3}",
+                    "rc": f"{country}-{site}", "astorages": {"read_lan": [f"{site}_DATADISK"]},
+                }
+                share = size * (0.3 if kind == "analysis" else 1.0) / (corecount ** 0.5)
+                queues[name] = SimQueue(record, max(5, int(share)), labels, resources)
+        return queues
+
+    def _make_incidents(self, rng: random.Random) -> list[Incident]:
+        online = sorted(n for n, q in self.queues.items() if q.record["status"] == "online"
+                        and q.capacity >= 200)
+        drain, offline, failures, no_pilots = rng.sample(online, 4)
+        return [
+            Incident("drain", drain, 6.0, 8.0),
+            Incident("offline", offline, 1.0, 6.0),
+            Incident("failures", failures, 15.0, 1.5),
+            Incident("no_pilots", no_pilots, 18.0, 3.0),
+            Incident("outage", None, 12.0, 1 / 3),
+        ]
+
+    def incident(self, kind: str) -> Incident:
+        return next(i for i in self.incidents if i.kind == kind)
+
+    def _active(self, queue: str, slot: datetime) -> set[str]:
+        return {i.kind for i in self.incidents if i.panda_queue == queue and i.active(slot)}
+
+    def pandaqueues(self, slot: datetime) -> dict[str, Any]:
+        """CRIC's PanDA-queue answer at `slot` (an offline incident changes the status)."""
+        out = {}
+        for name, queue in self.queues.items():
+            record = dict(queue.record)
+            if "offline" in self._active(name, slot):
+                record["status"] = "offline"
+            out[name] = record
+        return out
+
+    # -- job statistics ---------------------------------------------------------------------
+
+    def job_stats(self, slot: datetime) -> dict[str, Any]:
+        """PanDA's inner statistics dict at `slot`; raises SourceError during an outage."""
+        if self.incident("outage").active(slot):
+            raise SourceError("simulated PanDA: HTTP 503: service unavailable (simulated outage)")
+        hour = slot.hour + slot.minute / 60
+        rhythm = 1 + 0.15 * math.sin(2 * math.pi * (hour - 9) / 24)
+        stamp = epoch_seconds(slot)
+        data: dict[str, Any] = {}
+        for name, queue in self.queues.items():
+            active = self._active(name, slot)
+            if "offline" in active:
+                continue  # an offline queue drops out of PanDA's answer
+            rng = random.Random(f"{self.seed}:{name}:{stamp}")
+            by_label: dict[str, Any] = {}
+            for label in queue.labels:
+                by_resource = {}
+                for resource in queue.resources:
+                    level = queue.capacity * rhythm / len(queue.resources) / len(queue.labels)
+                    by_resource[resource] = self._statuses(rng, level, active, queue.record)
+                by_label[label] = by_resource
+            data[name] = by_label
+        return data
+
+    @staticmethod
+    def _statuses(rng: random.Random, level: float, active: set[str],
+                  record: dict[str, Any]) -> dict[str, int]:
+        def around(mean: float, spread: float = 0.05) -> int:
+            return max(0, round(rng.gauss(mean, max(1.0, mean * spread) ** 0.5 + mean * spread)))
+
+        if record["status"] != "online":
+            level *= 0.02
+        running = around(level)
+        activated = around(level * 0.25)
+        if "drain" in active:
+            running = around(level * 0.1)
+        if "no_pilots" in active:
+            running, activated = around(level * 0.03), around(level * 1.5)
+        finished = around(level / 6)
+        failed = around(finished * 0.04)
+        if "failures" in active:
+            failed = around(finished * 1.5)
+        counts = {
+            "assigned": around(level * 0.05), "activated": activated, "running": running,
+            "finished": finished, "failed": failed,
+            "starting": around(level * 0.02), "holding": around(level * 0.01),
+            "transferring": around(level * 0.01), "merging": around(level * 0.005),
+            "defined": around(level * 0.01), "sent": around(level * 0.003),
+            "cancelled": around(level * 0.002), "closed": around(level * 0.001),
+        }
+        always = ("assigned", "activated", "running", "finished", "failed")
+        return {status: n for status, n in counts.items() if n or status in always}
+
+
+class SimulatedJobStats:
+    """The simulated grid as a PanDA source, parsed by the same code as the real answer."""
+
+    name = "panda"
+
+    def __init__(self, grid: SimulatedGrid):
+        self.grid = grid
+
+    def collect(self, slot: datetime) -> Collection:
+        return parse_job_stats(self.grid.job_stats(slot), slot, "simulated PanDA")
+
+
+class SimulatedTopology:
+    """The simulated grid as CRIC."""
+
+    name = "cric"
+
+    def __init__(self, grid: SimulatedGrid):
+        self.grid = grid
+
+    def load(self, slot: datetime) -> Topology:
+        queues, _ = parse_pandaqueues(self.grid.pandaqueues(slot), "simulated CRIC")
+        return Topology(queues, "fresh", slot, f"{len(queues)} simulated queues")

@@ -1,0 +1,52 @@
+"""What every time-series store promises, and how a write can fail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from qmonit.sample import Sample
+
+RETENTION_POLICIES = ("10m", "1h", "1d")
+
+
+class StoreUnavailable(Exception):
+    """The store could not take the points now (down, timed out, 5xx, auth): spool and replay."""
+
+
+@dataclass
+class Rejection:
+    """Points the store refused as invalid (4xx): retrying cannot help; kept aside, reported."""
+
+    reason: str
+    first_line: str
+    points: int
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    unwritten: list[Sample] = field(default_factory=list)
+    error: str | None = None
+
+    def merge(self, other: WriteResult) -> None:
+        self.written += other.written
+        self.rejected.extend(other.rejected)
+        self.unwritten.extend(other.unwritten)
+        self.error = self.error or other.error
+
+
+class TimeSeriesStore(Protocol):
+    def location(self) -> str:
+        """Where the points go, without secrets."""
+
+    def init(self, durations: dict[str, str]) -> list[str]:
+        """Create the database and retention policies (idempotent); return what was done."""
+
+    def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
+        """Write in batches; what could not be written comes back in `unwritten`."""
+
+    def check(self) -> str:
+        """Reach the store and authenticate; return a one-line status or raise."""

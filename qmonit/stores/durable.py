@@ -1,0 +1,68 @@
+"""Writes that lose nothing: to the store, else to the spool; rejected points kept aside."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from qmonit.sample import Sample
+from qmonit.stores.base import TimeSeriesStore, WriteResult
+from qmonit.stores.spool import ReplayResult, Spool, SpoolFull
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Delivery:
+    written: int = 0
+    spooled: int = 0
+    rejected: int = 0
+    lost: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class DurableWriter:
+    def __init__(self, store: TimeSeriesStore, spool: Spool):
+        self.store = store
+        self.spool = spool
+
+    def _write(self, samples: Sequence[Sample], retention: str) -> WriteResult:
+        result = self.store.write(samples, retention)
+        for rejection in result.rejected:
+            kept = self.spool.put_rejected([rejection.first_line], rejection.reason)
+            log.error("%s rejected %d point(s): %s; first offending line: %s (kept in %s)",
+                      self.store.location(), rejection.points, rejection.reason,
+                      rejection.first_line, kept)
+        return result
+
+    def write(self, samples: Sequence[Sample], retention: str = "10m") -> Delivery:
+        result = self._write(samples, retention)
+        delivery = Delivery(written=result.written,
+                            rejected=sum(r.points for r in result.rejected),
+                            errors=[f"rejected: {r.reason}" for r in result.rejected])
+        if result.unwritten:
+            try:
+                path = self.spool.put(result.unwritten, retention)
+            except SpoolFull as exc:
+                delivery.lost = len(result.unwritten)
+                delivery.errors.append(str(exc))
+                log.critical("%s; the store said: %s", exc, result.error)
+            else:
+                delivery.spooled = len(result.unwritten)
+                delivery.errors.append(f"{result.error}; {delivery.spooled} points spooled")
+                log.error("%s; %d points spooled to %s, replayed at the next run",
+                          result.error, delivery.spooled, path)
+        return delivery
+
+    def replay(self) -> ReplayResult:
+        if not self.spool.files():
+            return ReplayResult()
+        result = self.spool.replay(self._write)
+        if result.files:
+            log.info("spool: replayed %d file(s), %d points to %s", result.files, result.points,
+                     self.store.location())
+        if result.error:
+            log.warning("spool: replay stopped, %d file(s) still pending: %s",
+                        len(self.spool.files()), result.error)
+        return result

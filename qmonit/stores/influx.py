@@ -1,0 +1,236 @@
+"""InfluxDB through the v1 HTTP API (/write, /query), which InfluxDB 1.x, 2.x and 3.x accept.
+
+Write errors are sorted the way Telegraf sorts them: timeouts, connection errors,
+5xx and 429 are retried within a deadline and then handed back for the spool;
+401/403/404/413 cannot succeed by retrying now but the points are good, so they
+go to the spool at once; any other 4xx (bad line, field type conflict, point
+beyond retention) is a rejection: reported with the first offending line, not
+retried, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import requests
+
+from qmonit.http import describe_failure, make_session, safe_url
+from qmonit.lineprotocol import encode
+from qmonit.retry import RetriesExhausted, Retry, Retryable
+from qmonit.sample import Sample
+from qmonit.stores.base import RETENTION_POLICIES, Rejection, StoreUnavailable, WriteResult
+
+log = logging.getLogger(__name__)
+
+_SPOOL_NOW = {401: "authentication failed", 403: "not authorised to write",
+              404: "database not found (run `qmonit init`)",
+              413: "request too large (lower [influxdb] batch_size)"}
+
+
+class InfluxQueryError(Exception):
+    """A /query that InfluxDB answered with an error."""
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier in double quotes (retention policy names like 10m need it)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _first_offending_line(body: str, lines: Sequence[str]) -> str:
+    unparsable = re.search(r"unable to parse '(.*?)': ", body)
+    if unparsable:
+        return unparsable.group(1)
+    conflict = re.search(r'input field \\?"(.+?)\\?" on measurement \\?"(.+?)\\?"', body)
+    if conflict:
+        field_name, measurement = conflict.groups()
+        for line in lines:
+            if line.startswith((measurement + ",", measurement + " ")) and (
+                f" {field_name}=" in line or f",{field_name}=" in line
+            ):
+                return line
+    return lines[0] if lines else ""
+
+
+class InfluxStore:
+    def __init__(self, settings: Mapping[str, Any], retry: Retry | None = None,
+                 session: requests.Session | None = None):
+        self.url = settings["url"].rstrip("/")
+        self.database = settings["database"]
+        self.timeout = settings["timeout_s"]
+        self.batch_size = int(settings["batch_size"])
+        self.gzip = settings["gzip"]
+        self.retry = retry or Retry(
+            deadline_s=settings["retry_deadline_s"],
+            initial_s=settings["retry_initial_s"],
+            max_s=settings["retry_max_s"],
+        )
+        self.session = session or make_session(
+            {"verify_tls": settings["verify_tls"], "ca_bundle": settings["ca_bundle"]}
+        )
+        if settings.get("token"):
+            self.session.headers["Authorization"] = f"Token {settings['token']}"
+        elif settings.get("username"):
+            self.session.auth = (settings["username"], settings["password"])
+
+    def location(self) -> str:
+        return f"InfluxDB {safe_url(self.url)} database {self.database}"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
+        result = WriteResult()
+        lines: list[str] = []
+        encoded: list[Sample] = []
+        for sample in samples:
+            try:
+                lines.append(encode(sample))
+                encoded.append(sample)
+            except ValueError as exc:
+                result.rejected.append(Rejection(str(exc), repr(sample), 1))
+        for start in range(0, len(lines), self.batch_size):
+            batch = lines[start : start + self.batch_size]
+            try:
+                rejection = self.post_lines(batch, retention)
+            except StoreUnavailable as exc:
+                result.error = str(exc)
+                result.unwritten.extend(encoded[start:])
+                break
+            if rejection:
+                result.rejected.append(rejection)
+                result.written += max(0, len(batch) - rejection.points)
+            else:
+                result.written += len(batch)
+        return result
+
+    def post_lines(self, lines: Sequence[str], retention: str) -> Rejection | None:
+        """POST one batch with retries. Returns a Rejection for a 4xx; raises StoreUnavailable."""
+        body = ("\n".join(lines) + "\n").encode()
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        params = {"db": self.database, "rp": retention, "precision": "s"}
+
+        def attempt() -> Rejection | None:
+            try:
+                response = self.session.post(f"{self.url}/write", params=params, data=body,
+                                             headers=headers, timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise Retryable(f"{self.location()}: {describe_failure(exc)}") from None
+            if response.status_code < 300:
+                return None
+            text = response.text[:2000]
+            if response.status_code >= 500 or response.status_code == 429:
+                retry_after = response.headers.get("Retry-After")
+                raise Retryable(
+                    f"{self.location()}: HTTP {response.status_code} {text.strip()[:200]}",
+                    float(retry_after) if retry_after and retry_after.isdigit() else None,
+                )
+            if response.status_code in _SPOOL_NOW:
+                raise StoreUnavailable(
+                    f"{self.location()}: HTTP {response.status_code} "
+                    f"{_SPOOL_NOW[response.status_code]}"
+                )
+            dropped = re.search(r"dropped=(\d+)", text)
+            return Rejection(
+                reason=f"HTTP {response.status_code}: {_error_text(text)}",
+                first_line=_first_offending_line(text, lines),
+                points=int(dropped.group(1)) if dropped else len(lines),
+            )
+
+        try:
+            return self.retry.call(attempt)
+        except RetriesExhausted as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    # -- querying and set-up ---------------------------------------------------------------
+
+    def query(self, influxql: str, *, method: str = "GET", database: bool = True,
+              epoch: str = "s") -> list[dict[str, Any]]:
+        """Run InfluxQL; return the series of the first statement (name, tags, columns, values)."""
+        params = {"q": influxql, "epoch": epoch}
+        if database:
+            params["db"] = self.database
+        try:
+            if method == "POST":
+                response = self.session.post(f"{self.url}/query", data=params, timeout=self.timeout)
+            else:
+                response = self.session.get(f"{self.url}/query", params=params,
+                                            timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise StoreUnavailable(f"{self.location()}: {describe_failure(exc)}") from None
+        if response.status_code in (401, 403):
+            raise StoreUnavailable(f"{self.location()}: HTTP {response.status_code} "
+                                   f"{_SPOOL_NOW[response.status_code]}")
+        try:
+            payload = response.json()
+        except ValueError:
+            raise InfluxQueryError(
+                f"{self.location()}: HTTP {response.status_code}, not JSON: {response.text[:200]}"
+            ) from None
+        if "error" in payload:
+            raise InfluxQueryError(f"{self.location()}: {payload['error']}")
+        results = payload.get("results", [{}])
+        first = results[0] if results else {}
+        if "error" in first:
+            raise InfluxQueryError(f"{self.location()}: {first['error']} (query: {influxql})")
+        return first.get("series", [])
+
+    def rows(self, influxql: str) -> list[dict[str, Any]]:
+        """The query's points as dicts, tags included."""
+        out = []
+        for series in self.query(influxql):
+            for values in series["values"]:
+                row = dict(series.get("tags") or {})
+                row.update(zip(series["columns"], values))
+                out.append(row)
+        return out
+
+    def init(self, durations: dict[str, str]) -> list[str]:
+        done = []
+        self.query(f"CREATE DATABASE {quote_ident(self.database)}", method="POST", database=False)
+        done.append(f"database {self.database} present")
+        existing = {
+            values[0]: values
+            for series in self.query(f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}",
+                                     database=False)
+            for values in series["values"]
+        }
+        for name in RETENTION_POLICIES:
+            duration = durations[name]
+            default = " DEFAULT" if name == "10m" else ""
+            target = f"{quote_ident(name)} ON {quote_ident(self.database)}"
+            if name in existing:
+                statement = f"ALTER RETENTION POLICY {target} DURATION {duration}{default}"
+                done.append(f"retention policy \"{name}\" set to {duration}")
+            else:
+                statement = (f"CREATE RETENTION POLICY {target} DURATION {duration} "
+                             f"REPLICATION 1{default}")
+                done.append(f"retention policy \"{name}\" created ({duration})")
+            self.query(statement, method="POST", database=False)
+        return done
+
+    def check(self) -> str:
+        try:
+            ping = self.session.get(f"{self.url}/ping", timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise StoreUnavailable(f"{self.location()}: {describe_failure(exc)}") from None
+        version = ping.headers.get("X-Influxdb-Version", "unknown version")
+        names = {row["name"] for row in self.rows_nodb("SHOW DATABASES")}
+        if self.database not in names:
+            return f"answers (InfluxDB {version}), authenticated; database {self.database} " \
+                   f"missing: run `qmonit init`"
+        return f"answers (InfluxDB {version}), authenticated, database {self.database} present"
+
+    def rows_nodb(self, influxql: str) -> list[dict[str, Any]]:
+        return [dict(zip(s["columns"], v)) for s in self.query(influxql, database=False)
+                for v in s["values"]]
+
+
+def _error_text(body: str) -> str:
+    match = re.search(r'"error"\s*:\s*"(.*)"', body, re.S)
+    return (match.group(1) if match else body).strip()[:500]

@@ -1,0 +1,74 @@
+"""SQLAlchemy engine creation and the dialect-aware bulk upsert shared by every SQL table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import make_url
+
+UPSERT_CHUNK = 2000
+
+
+def make_engine(url: str, password: str = "") -> Engine:
+    """An engine for a state or embedded store URL; SQLite gets WAL and a created directory."""
+    parsed = make_url(url)
+    if password:
+        parsed = parsed.set(password=password)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def safe_db_url(engine_or_url: Engine | str) -> str:
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    return url.render_as_string(hide_password=True)
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    key: Iterable[str],
+) -> None:
+    """Insert rows, or update every non-key column where the key exists (SQLite, MySQL/MariaDB)."""
+    if not rows:
+        return
+    key = set(key)
+    update_cols = [c.name for c in table.columns if c.name not in key and c.name in rows[0]]
+    dialect = conn.dialect.name
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        chunk = rows[start : start + UPSERT_CHUNK]
+        if dialect == "sqlite":
+            stmt = sqlite.insert(table)
+            stmt = (
+                stmt.on_conflict_do_update(
+                    index_elements=sorted(key),
+                    set_={c: stmt.excluded[c] for c in update_cols},
+                )
+                if update_cols
+                else stmt.on_conflict_do_nothing()
+            )
+        elif dialect in ("mysql", "mariadb"):
+            stmt = mysql.insert(table)
+            stmt = stmt.on_duplicate_key_update(
+                {c: stmt.inserted[c] for c in (update_cols or sorted(key)[:1])}
+            )
+        else:
+            raise NotImplementedError(f"upsert is not implemented for the {dialect} dialect")
+        conn.execute(stmt, chunk)
