@@ -1,0 +1,104 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qmonit import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_file_is_generated_from_the_schema():
+    assert (ROOT / "config.cfg.example").read_text() == config.example_text()
+
+
+def test_example_file_loads_and_equals_defaults(tmp_path):
+    example = tmp_path / "c.cfg"
+    example.write_text(config.example_text())
+    example.chmod(0o600)
+    loaded = config.load(str(example), environ={"QMONIT_PANDA_URL": "https://panda.example"})
+    expected = config.defaults({"sources": {"enabled": "simulated"}})
+    assert loaded.section("influxdb") == expected.section("influxdb")
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"influxdb": {"batch_size": "many"}}, "[influxdb] batch_size = 'many': invalid literal"),
+    ({"influxdb": {"batch_size": "0"}}, "[influxdb] batch_size = '0': must be at least 1"),
+    ({"influxdb": {"verify_tls": "perhaps"}}, "[influxdb] verify_tls = 'perhaps': must be true "
+                                              "or false"),
+    ({"influxdb": {"url": "influx:8086"}}, "[influxdb] url = 'influx:8086': must be an http"),
+    ({"influxdb": {"pasword": "x"}}, "[influxdb] pasword: unknown key"),
+    ({"influx": {"url": "x"}}, "[influx]: unknown section"),
+    ({"panda": {"api": "v2"}}, "[panda] api = 'v2': must be one of v1, legacy"),
+    ({"influxdb": {"retention_10m": "30 days"}}, "[influxdb] retention_10m = '30 days': is not "
+                                                  "a duration"),
+    ({"sources": {"enabled": "panda"}}, "[panda] url: required because [sources] enabled "
+                                        "lists panda"),
+    ({"sources": {"enabled": "condor"}}, "[sources] enabled: unknown source 'condor'"),
+    ({"sources": {"enabled": "simulated"}, "influxdb": {"token": "t", "username": "u"}},
+     "[influxdb] token: set either token or username/password"),
+])
+def test_errors_name_section_and_key(write_config, sections, message):
+    path = write_config(sections)
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path), environ={})
+    assert message in str(caught.value)
+
+
+def test_secret_value_is_not_echoed_in_errors(write_config):
+    path = write_config({"sources": {"enabled": "simulated"}})
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path), environ={"QMONIT_INFLUXDB_TOKEN": "s3cr3t-token",
+                                        "QMONIT_INFLUXDB_USERNAME": "u"})
+    assert "s3cr3t-token" not in str(caught.value)
+
+
+def test_environment_overrides_file_and_carries_secrets(write_config):
+    path = write_config({"sources": {"enabled": "simulated"},
+                         "influxdb": {"username": "qmonit", "database": "fromfile"}})
+    cfg = config.load(str(path), environ={"QMONIT_INFLUXDB_PASSWORD": "pw-from-env",
+                                          "QMONIT_INFLUXDB_DATABASE": "fromenv"})
+    assert cfg.get("influxdb", "password") == "pw-from-env"
+    assert cfg.get("influxdb", "database") == "fromenv"
+    assert cfg.secrets() == ["pw-from-env"]
+
+
+def test_bad_environment_value_names_the_variable(write_config):
+    path = write_config({"sources": {"enabled": "simulated"}})
+    with pytest.raises(config.ConfigError, match="QMONIT_INFLUXDB_TIMEOUT_S = 'soon'"):
+        config.load(str(path), environ={"QMONIT_INFLUXDB_TIMEOUT_S": "soon"})
+
+
+def test_warns_when_readable_by_others(write_config):
+    path = write_config({"sources": {"enabled": "simulated"}})
+    path.chmod(0o644)
+    warnings = []
+    config.load(str(path), environ={}, warn=warnings.append)
+    assert warnings == [f"{path} is readable by users other than its owner (mode -rw-r--r--); "
+                        f"it may hold secrets: chmod 600 {path}"]
+    path.chmod(0o600)
+    warnings.clear()
+    config.load(str(path), environ={}, warn=warnings.append)
+    assert warnings == []
+
+
+def test_relative_paths_resolve_against_the_config_file(write_config, tmp_path):
+    path = write_config({"sources": {"enabled": "simulated"}, "spool": {"dir": "myspool"}})
+    assert config.load(str(path), environ={}).spool_dir == tmp_path / "myspool"
+
+
+def test_cli_exits_2_with_the_message(write_config):
+    path = write_config({"influxdb": {"batch_size": "-5"}, "sources": {"enabled": "simulated"}})
+    done = subprocess.run([sys.executable, "-m", "qmonit", "-c", str(path), "run", "collect"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == (f"qmonit: configuration error: {path}: [influxdb] batch_size = '-5': "
+                           f"must be at least 1\n")
+
+
+def test_cli_missing_file_exits_2(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "qmonit", "-c", str(tmp_path / "nope.cfg"),
+                           "check"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "nope.cfg: no such configuration file" in done.stderr

@@ -1,0 +1,78 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from qmonit.lineprotocol import encode
+from qmonit.sample import make_sample
+
+T = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+STAMP = "1795262400"
+
+
+def line(tags, fields=None, measurement="jobs"):
+    return encode(make_sample(measurement, tags, fields or {"jobs": 1}, T))
+
+
+@pytest.mark.parametrize("value, escaped", [
+    ("a b", r"a\ b"),
+    ("a,b", r"a\,b"),
+    ("a=b", r"a\=b"),
+    ('a"b', 'a"b'),
+    ("a\\b", "a\\b"),
+    ("a\nb", r"a\nb"),
+    ("a\tb\rc", r"a\tb\rc"),
+    ("ÄÖ é", r"ÄÖ\ é"),
+])
+def test_tag_value_escaping(value, escaped):
+    assert line({"panda_queue": value}) == f"jobs,panda_queue={escaped} jobs=1.0 {STAMP}"
+
+
+def test_measurement_and_keys_escaping():
+    sample = make_sample("my jobs,x", {"a b": "1", "c=d": "2"}, {"f g": 2}, T)
+    assert encode(sample) == rf"my\ jobs\,x,a\ b=1,c\=d=2 f\ g=2.0 {STAMP}"
+
+
+def test_tags_sorted_and_ints_become_floats():
+    assert line({"z": "1", "a": "2"}, {"jobs": 3, "cores": 24}) == \
+        f"jobs,a=2,z=1 cores=24.0,jobs=3.0 {STAMP}"
+
+
+def test_string_field_quotes_and_backslashes():
+    assert line({"a": "1"}, {"message": 'say "hi" \\ bye'}) == \
+        f'jobs,a=1 message="say \\"hi\\" \\\\ bye" {STAMP}'
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_rejected(bad):
+    with pytest.raises(ValueError, match=r"jobs: field jobs=(nan|inf|-inf) is not a finite"):
+        make_sample("jobs", {"a": "1"}, {"jobs": bad}, T)
+
+
+def test_trailing_backslash_rejected_with_tag_named():
+    with pytest.raises(ValueError, match=r"jobs: tag panda_queue='Q\\\\' ends with a backslash"):
+        line({"panda_queue": "Q\\"})
+
+
+def test_empty_tag_value_rejected():
+    with pytest.raises(ValueError, match="tag cloud has an empty"):
+        make_sample("jobs", {"cloud": ""}, {"jobs": 1}, T)
+
+
+AWKWARD = ["a b", "a,b", "a=b", 'a"b', "a\\b", "x\\ y", "a\\,b", "é ü", "a'b", "=,= ,"]
+
+
+def test_awkward_tag_values_round_trip_through_real_influxdb(influx_store):
+    store = influx_store
+    samples = [make_sample("jobs", {"v": value, "i": str(i)}, {"jobs": i}, T)
+               for i, value in enumerate(AWKWARD)]
+    result = store.write(samples)
+    assert (result.written, result.rejected, result.unwritten) == (len(AWKWARD), [], [])
+    rows = store.rows('SELECT "jobs", "v", "i" FROM "10m"."jobs"')
+    assert {int(r["i"]): r["v"] for r in rows} == dict(enumerate(AWKWARD))
+    assert all(r["time"] == int(STAMP) for r in rows)
+
+
+def test_newline_in_tag_stored_as_backslash_n(influx_store):
+    store = influx_store
+    store.write([make_sample("jobs", {"v": "a\nb"}, {"jobs": 1}, T)])
+    assert [r["v"] for r in store.rows('SELECT * FROM "10m"."jobs"')] == ["a\\nb"]
