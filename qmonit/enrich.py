@@ -51,7 +51,7 @@ def enrich_jobs(samples: Iterable[Sample], topology: Topology) -> Enriched:
             cores = jobs * per_job
             fields.append(("cores", cores))
             if info and info.corepower:
-                fields.append(("hs06", cores * info.corepower))
+                fields.append(("hs06", round(cores * info.corepower, 4)))
         out.samples.append(
             Sample(sample.measurement, tuple(sorted(sample.tags + extra)), tuple(sorted(fields)),
                    sample.time)

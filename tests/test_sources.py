@@ -1,0 +1,174 @@
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from qmonit import config
+from qmonit.enrich import enrich_jobs
+from qmonit.lineprotocol import encode
+from qmonit.sources.base import SourceError
+from qmonit.sources.cric import CricTopology, parse_pandaqueues
+from qmonit.sources.panda import PATHS, PandaJobStats, parse_job_stats
+from qmonit.sources.simulated import SimulatedGrid, SimulatedJobStats
+from tests.conftest import DATA, SHARED_SAMPLES
+from tests.servers import Reply
+
+T = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+GOLDEN = Path(__file__).parent / "golden" / "panda_jobs.lp"
+V1 = (DATA / "panda_job_stats_v1.json").read_text()
+CRIC = (DATA / "cric_pandaqueue.json").read_text()
+
+
+def settings(section, url, **extra):
+    cfg = config.defaults({section: {"url": url, "timeout_s": "0.5", **extra},
+                           "sources": {"enabled": "simulated"}})
+    return cfg.section(section)
+
+
+def panda(url, **extra):
+    return PandaJobStats(settings("panda", url, **extra))
+
+
+def cric(url, tmp_path, **extra):
+    return CricTopology(settings("cric", url, **extra), tmp_path / "cric.json")
+
+
+@pytest.mark.parametrize("api, body", [
+    ("v1", V1),
+    ("legacy", json.dumps(json.loads(V1)["data"])),
+])
+def test_panda_and_cric_give_the_golden_line_protocol(http, tmp_path, api, body):
+    http.route(PATHS[api], Reply(200, body))
+    http.route("/api/atlas/pandaqueue/query/", Reply(200, CRIC))
+    collection = panda(http.url, api=api, time_window="720").collect(T)
+    topology = cric(http.url, tmp_path).load()
+    lines = sorted(encode(s) for s in enrich_jobs(collection.samples, topology).samples)
+    assert lines == GOLDEN.read_text().splitlines()
+    assert collection.problems == []
+    assert http.hits(PATHS[api])[0].query == {"time_window": ["720"]}
+
+
+def test_panda_token_is_sent_as_bearer(http):
+    http.route(PATHS["v1"], Reply(200, V1))
+    panda(http.url, token="tok-abc").collect(T)
+    assert http.hits(PATHS["v1"])[0].headers["Authorization"] == "Bearer tok-abc"
+
+
+@pytest.mark.parametrize("reply, message", [
+    (Reply(500, "Internal Server Error"), "HTTP 500: Internal Server Error"),
+    (Reply(200, V1, delay=1.5), "timed out"),
+    (Reply(200, '{"success": true, "data": {"Q": '), "response is not valid JSON "
+                                                     "(Expecting value: line 1 column 33 "
+                                                     "(char 32))"),
+    (Reply(200, '{"success": false, "message": "DB connection lost", "data": {}}'),
+     "the server reported failure: DB connection lost"),
+    (Reply(200, '{"success": true, "message": "", "data": {}}'),
+     "empty statistics (the server failed); nothing written"),
+    (Reply(200, '[1, 2]'), "not a PanDA API v1 response (no 'success' key)"),
+])
+def test_panda_failures_raise_a_clear_error(http, reply, message):
+    http.route(PATHS["v1"], reply)
+    source = panda(http.url)
+    with pytest.raises(SourceError) as caught:
+        source.collect(T)
+    assert str(caught.value) == f"PanDA {http.url}{PATHS['v1']}: {message}"
+
+
+def test_legacy_empty_dict_is_an_error(http):
+    http.route(PATHS["legacy"], Reply(200, "{}"))
+    with pytest.raises(SourceError, match="empty statistics"):
+        panda(http.url, api="legacy").collect(T)
+
+
+def test_malformed_records_are_reported_and_skipped_the_rest_goes_through():
+    data = {"Q1": {"managed": {"SCORE": {"running": 5, "failed": "many", "activated": -1}}},
+            "Q2": ["not", "a", "dict"],
+            "Q3": {"user": {"SCORE": {"running": True, "finished": 2}}}}
+    collection = parse_job_stats(data, T, "PanDA test")
+    assert [(s.tag("panda_queue"), s.tag("job_status"), s.field("jobs"))
+            for s in collection.samples] == [("Q1", "running", 5.0),
+                                             ("Q3", "finished", 2.0)]
+    assert collection.problems == [
+        "PanDA test: Q1/managed/SCORE/failed: count 'many' is not a non-negative number; skipped",
+        "PanDA test: Q1/managed/SCORE/activated: count -1 is not a non-negative number; skipped",
+        "PanDA test: Q2: expected an object of prod_source labels, got list; skipped",
+        "PanDA test: Q3/user/SCORE/running: count True is not a non-negative number; skipped",
+    ]
+
+
+def test_cric_down_uses_the_last_snapshot_and_says_so(http, tmp_path, caplog):
+    http.route("/api/atlas/pandaqueue/query/", Reply(200, CRIC), Reply(503, "maintenance"))
+    source = cric(http.url, tmp_path)
+    fresh = source.load()
+    assert (fresh.status, sorted(fresh.queues)) == ("fresh", ["AGLT2_UCORE", "SLAC_ES-lsf"])
+    cached = source.load()
+    assert cached.status == "cached"
+    assert cached.queues == fresh.queues
+    assert cached.message.startswith(f"CRIC {http.url}/api/atlas/pandaqueue/query/: HTTP 503; "
+                                     f"using the cached snapshot of ")
+    assert "h old, 2 queues)" in cached.message
+    assert cached.message in caplog.text
+
+
+def test_cric_down_without_snapshot_tags_unknown(http, tmp_path):
+    http.route("/api/atlas/pandaqueue/query/", Reply(500))
+    topology = cric(http.url, tmp_path).load()
+    assert (topology.status, topology.queues) == ("missing", {})
+    assert topology.message.endswith("no cached snapshot yet: every queue is tagged unknown")
+
+
+def test_old_snapshot_is_flagged(http, tmp_path):
+    http.route("/api/atlas/pandaqueue/query/", Reply(200, CRIC), Reply(500))
+    source = cric(http.url, tmp_path, max_snapshot_age_h="1")
+    source.load()
+    snapshot = json.loads(source.cache_path.read_text())
+    snapshot["fetched_at"] = (datetime.now(timezone.utc) - timedelta(hours=5)).isoformat()
+    source.cache_path.write_text(json.dumps(snapshot))
+    assert "older than [cric] max_snapshot_age_h = 1" in source.load().message
+
+
+@pytest.mark.skipif(not SHARED_SAMPLES.is_dir(), reason="../shared/samples not present")
+def test_real_cric_sample_parses():
+    path = SHARED_SAMPLES / "eschanet+QMonit__test_references_test_input_agis_pandaqueue.json"
+    queues, problems = parse_pandaqueues(json.loads(path.read_text()), "sample")
+    assert problems == ["sample: queue 'hans': empty or not an object; skipped"]
+    slac = queues["SLAC_ES-lsf"]
+    assert (slac.panda_resource, slac.atlas_site, slac.site_state, slac.corecount,
+            slac.corepower, slac.tier) == ("SLAC_ES", "WT2", "offline", 4, 12.49, "T3D")
+    assert queues["AGLT2_HOSPITAL"].datadisks[0] == "BNL-OSG2_DATADISK"
+
+
+def test_simulated_grid_is_deterministic_and_shaped_like_panda():
+    T = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)  # outside the daily outage
+    one, two = SimulatedGrid(seed=5), SimulatedGrid(seed=5)
+    assert one.job_stats(T) == two.job_stats(T)
+    assert one.pandaqueues(T) == two.pandaqueues(T)
+    assert SimulatedGrid(seed=6).job_stats(T) != one.job_stats(T)
+    stats = one.job_stats(T)
+    assert len(one.queues) >= 150
+    assert len({q.record["cloud"] for q in one.queues.values()}) == 11
+    for by_label in stats.values():
+        for by_resource in by_label.values():
+            for counts in by_resource.values():
+                assert {"assigned", "activated", "running", "finished", "failed"} <= set(counts)
+
+
+def test_simulated_incidents_happen():
+    grid = SimulatedGrid(seed=1)
+    day = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    drain = grid.incident("drain")
+    during = day + timedelta(hours=drain.start_h + 2)
+    before = day + timedelta(hours=drain.start_h - 2)
+
+    def running(slot, queue):
+        return sum(c["running"] for r in grid.job_stats(slot)[queue].values() for c in r.values())
+
+    assert running(during, drain.panda_queue) < 0.2 * running(before, drain.panda_queue)
+    offline = grid.incident("offline")
+    at = day + timedelta(hours=offline.start_h + 1)
+    assert offline.panda_queue not in grid.job_stats(at)
+    assert grid.pandaqueues(at)[offline.panda_queue]["status"] == "offline"
+    outage = day + timedelta(hours=grid.incident("outage").start_h)
+    with pytest.raises(SourceError, match="simulated outage"):
+        SimulatedJobStats(grid).collect(outage)
