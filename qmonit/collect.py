@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
 from qmonit.enrich import enrich_jobs
-from qmonit.sample import Sample, make_sample, series_id
+from qmonit.sample import Sample, make_sample, series_id, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
 from qmonit.stores import state
@@ -109,7 +109,8 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
 
 
 def collect(parts: Components, slot: datetime) -> CollectReport:
-    """Collect one slot; never raises for a source or sink failure (see the report)."""
+    """Collect the slot holding `slot`; never raises for a source or sink failure (see the report)."""
+    slot = slot_start(slot)
     started = time.monotonic()
     report = CollectReport(slot)
     report.replay = parts.writer.replay()

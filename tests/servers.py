@@ -44,6 +44,7 @@ class InfluxServer:
         if not shutil.which("influxd"):
             raise RuntimeError("influxd not found: apt-get install influxdb (see .ci/run)")
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
