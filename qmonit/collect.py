@@ -161,7 +161,7 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     report.spool_bytes = parts.spool.size_bytes()
     report.duration_s = time.monotonic() - started
     run_delivery = parts.writer.write(run_samples(report))
-    report.delivery.errors.extend(run_delivery.errors)
+    report.delivery.merge(run_delivery)
     return report
 
 

@@ -38,5 +38,5 @@ def setup(level: str = "INFO", file: str = "", secrets: Iterable[str] = ()) -> N
     handler.addFilter(RedactSecrets(secrets))
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("urllib3", "sqlalchemy"):
+    for noisy in ("urllib3", "sqlalchemy", "mysql.connector", "charset_normalizer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

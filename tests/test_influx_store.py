@@ -114,8 +114,8 @@ def test_init_is_idempotent_and_sets_durations(influx_store):
     influx_store.init({"10m": "7d", "1h": "60d", "1d": "INF"})
     influx_store.init({"10m": "7d", "1h": "60d", "1d": "INF"})
     policies = {row["name"]: (row["duration"], row["default"])
-                for row in influx_store.rows_nodb(
-                    f'SHOW RETENTION POLICIES ON "{influx_store.database}"')}
+                for row in influx_store.rows(
+                    f'SHOW RETENTION POLICIES ON "{influx_store.database}"', database=False)}
     assert policies["10m"] == ("168h0m0s", True)
     assert policies["1h"] == ("1440h0m0s", False)
     assert policies["1d"] == ("0s", False)

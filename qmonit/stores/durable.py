@@ -21,6 +21,13 @@ class Delivery:
     lost: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def merge(self, other: "Delivery") -> None:
+        self.written += other.written
+        self.spooled += other.spooled
+        self.rejected += other.rejected
+        self.lost += other.lost
+        self.errors.extend(other.errors)
+
 
 class DurableWriter:
     def __init__(self, store: TimeSeriesStore, spool: Spool):

@@ -180,13 +180,13 @@ class InfluxStore:
             raise InfluxQueryError(f"{self.location()}: {first['error']} (query: {influxql})")
         return first.get("series", [])
 
-    def rows(self, influxql: str) -> list[dict[str, Any]]:
+    def rows(self, influxql: str, database: bool = True) -> list[dict[str, Any]]:
         """The query's points as dicts, tags included."""
         out = []
-        for series in self.query(influxql):
-            for values in series["values"]:
+        for series in self.query(influxql, database=database):
+            for values in series.get("values", []):
                 row = dict(series.get("tags") or {})
-                row.update(zip(series["columns"], values))
+                row.update(zip(series["columns"], values, strict=True))
                 out.append(row)
         return out
 
@@ -194,12 +194,8 @@ class InfluxStore:
         done = []
         self.query(f"CREATE DATABASE {quote_ident(self.database)}", method="POST", database=False)
         done.append(f"database {self.database} present")
-        existing = {
-            values[0]: values
-            for series in self.query(f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}",
-                                     database=False)
-            for values in series["values"]
-        }
+        existing = {row["name"] for row in self.rows(
+            f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}", database=False)}
         for name in RETENTION_POLICIES:
             duration = durations[name]
             default = " DEFAULT" if name == "10m" else ""
@@ -220,15 +216,11 @@ class InfluxStore:
         except requests.RequestException as exc:
             raise StoreUnavailable(f"{self.location()}: {describe_failure(exc)}") from None
         version = ping.headers.get("X-Influxdb-Version", "unknown version")
-        names = {row["name"] for row in self.rows_nodb("SHOW DATABASES")}
+        names = {row["name"] for row in self.rows("SHOW DATABASES", database=False)}
         if self.database not in names:
             return f"answers (InfluxDB {version}), authenticated; database {self.database} " \
                    f"missing: run `qmonit init`"
         return f"answers (InfluxDB {version}), authenticated, database {self.database} present"
-
-    def rows_nodb(self, influxql: str) -> list[dict[str, Any]]:
-        return [dict(zip(s["columns"], v)) for s in self.query(influxql, database=False)
-                for v in s["values"]]
 
 
 def _error_text(body: str) -> str:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What cron calls: ./run.sh JOB [ARGS]. Runs jobs/JOB.py under a lock so two runs of one
+# job never overlap, appends its output to a log file, and passes its exit code on.
+#   QMONIT_CONFIG   configuration file (default: config.cfg beside this script, if present)
+#   QMONIT_LOG_DIR  where JOB.log and JOB.lock go (default: log/ beside this script)
+#   QMONIT_PYTHON   the Python that has qmonit installed (default: python3)
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+job=${1:-}
+if [ -z "$job" ] || [ ! -f "$here/jobs/$job.py" ]; then
+    echo "usage: $0 JOB [ARGS]; JOB is one of: $(cd "$here/jobs" && ls *.py | sed 's/\.py$//' | tr '\n' ' ')" >&2
+    exit 2
+fi
+shift
+log_dir=${QMONIT_LOG_DIR:-$here/log}
+mkdir -p "$log_dir" || exit 2
+log="$log_dir/$job.log"
+if [ -z "${QMONIT_CONFIG:-}" ] && [ -f "$here/config.cfg" ]; then
+    export QMONIT_CONFIG="$here/config.cfg"
+fi
+exec 9>"$log_dir/$job.lock"
+if ! flock -n 9; then
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) ERROR run.sh: $job is still running from an earlier start; this run is skipped" | tee -a "$log" >&2
+    exit 1
+fi
+cd "$here" || exit 2
+"${QMONIT_PYTHON:-python3}" "$here/jobs/$job.py" "$@" >>"$log" 2>&1
+status=$?
+if [ "$status" -ne 0 ]; then
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) ERROR run.sh: $job exited with $status; see $log" >&2
+fi
+exit "$status"

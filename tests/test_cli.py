@@ -1,0 +1,190 @@
+import io
+import logging
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from qmonit.demo import run_demo
+from qmonit.logs import RedactSecrets
+from qmonit.sources.panda import PATHS
+from qmonit.sources.simulated import SimulatedGrid
+from tests.conftest import DATA
+from tests.servers import Reply, environ_without_qmonit
+
+ROOT = Path(__file__).resolve().parents[1]
+V1 = (DATA / "panda_job_stats_v1.json").read_text()
+SECRETS = {"QMONIT_INFLUXDB_PASSWORD": "influx-pw-5e3",
+           "QMONIT_PANDA_TOKEN": "panda-token-9f1",
+           "QMONIT_CRIC_TOKEN": "cric-token-77a",
+           "QMONIT_SQL_PASSWORD": "sql-pw-c0d"}
+
+
+def qmonit(*args, env=None, cwd=None):
+    environment = {**environ_without_qmonit(), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "qmonit", *args], capture_output=True,
+                          text=True, env=environment, cwd=cwd)
+
+
+def test_no_secret_in_any_log_line_or_output(write_config, http, mariadb, tmp_path):
+    http.route("/write", Reply(401, '{"error":"authorization failed"}'))
+    http.route("/ping", Reply(204, headers={"X-Influxdb-Version": "1.8.10"}))
+    http.route("/query", Reply(401, '{"error":"authorization failed"}'))
+    http.route(PATHS["v1"], Reply(500, "boom"))
+    http.route("/api/atlas/pandaqueue/query/", Reply(500, "down"))
+    log_file = tmp_path / "qmonit.log"
+    port = http.url.rsplit(":", 1)[1]
+    cfg = write_config({
+        "influxdb": {"url": http.url, "username": "qmonit", "retry_deadline_s": "0.2",
+                     "retry_initial_s": "0.01"},
+        "sql": {"url": mariadb},
+        "panda": {"url": http.url},
+        "cric": {"url": f"http://alice:url-pw-31@127.0.0.1:{port}"},
+        "logging": {"file": str(log_file), "level": "DEBUG"},
+    })
+    run = qmonit("-c", str(cfg), "run", "collect", env=SECRETS)
+    check = qmonit("-c", str(cfg), "check", env=SECRETS)
+    assert (run.returncode, check.returncode) == (1, 1)
+    logged = log_file.read_text()
+    assert "HTTP 401 authentication failed" in logged
+    assert "source panda failed, nothing written for it: PanDA http://127.0.0.1:" in logged
+    assert "Access denied for user 'root'" in check.stdout
+    assert "FAILED: InfluxDB" in check.stdout and "FAILED: PanDA" in check.stdout
+    assert f"CRIC http://127.0.0.1:{port}/api/atlas/pandaqueue/query/: HTTP 500" in logged
+    everything = logged + run.stdout + run.stderr + check.stdout + check.stderr
+    for secret in [*SECRETS.values(), "url-pw-31"]:
+        assert secret not in everything
+    sent = [r for r in http.requests if r.path == PATHS["v1"]]
+    assert sent[0].headers["Authorization"] == "Bearer panda-token-9f1"
+
+
+def test_redaction_filter_masks_secrets_in_formatted_messages():
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "connect %s failed: %s",
+                               ("db", "password=hunter2 rejected"), None)
+    RedactSecrets(["hunter2"]).filter(record)
+    assert record.getMessage() == "connect db failed: password=*** rejected"
+
+
+def test_check_says_what_answers(write_config, http, influxd, mariadb):
+    http.route(PATHS["v1"], Reply(200, V1))
+    http.route("/api/atlas/pandaqueue/query/", Reply(200, (DATA / "cric_pandaqueue.json")
+                                                      .read_text()))
+    cfg = write_config({"influxdb": {"url": influxd.url, "database": "check_db"},
+                        "sql": {"url": mariadb}, "panda": {"url": http.url},
+                        "cric": {"url": http.url}})
+    done = qmonit("-c", str(cfg), "check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1] == (f"influxdb  InfluxDB {influxd.url} database check_db  answers "
+                        f"(InfluxDB 1.6.7~rc0), authenticated; database check_db missing: "
+                        f"run `qmonit init`")
+    assert lines[2] == (f"panda     PanDA {http.url}{PATHS['v1']}  answers, 3 queues, "
+                        f"26 counts")
+    assert lines[3] == (f"cric      CRIC {http.url}/api/atlas/pandaqueue/query/  answers, "
+                        f"2 PanDA queues (1 empty records)")
+    assert lines[0].startswith("sql       mysql+mysqlconnector://root@127.0.0.1:")
+
+
+def test_init_is_idempotent_on_influxdb_and_mariadb(write_config, influxd, mariadb_url):
+    cfg = write_config({"influxdb": {"url": influxd.url, "database": "init_db",
+                                     "retention_10m": "14d"},
+                        "sql": {"url": mariadb_url}, "sources": {"enabled": "simulated"}})
+    first, second = qmonit("-c", str(cfg), "init"), qmonit("-c", str(cfg), "init")
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert f'InfluxDB {influxd.url} database init_db: retention policy "10m" created (14d)' \
+        in first.stdout
+    assert f'InfluxDB {influxd.url} database init_db: retention policy "10m" set to 14d' \
+        in second.stdout
+    assert "tables present" in second.stdout
+
+
+def test_spool_status_and_replay_into_the_embedded_store(write_config, tmp_path):
+    data_dir = tmp_path / "data"
+    down = write_config({"influxdb": {"url": "http://127.0.0.1:9", "retry_deadline_s": "0"},
+                         "sources": {"enabled": "simulated"}}, name="down.cfg")
+    up = write_config({"sources": {"enabled": "simulated"}}, name="up.cfg")
+    qmonit("-c", str(up), "init")
+    collect = qmonit("-c", str(down), "run", "collect", "--at", "2026-11-21T09:07")
+    assert collect.returncode == 1
+    status = qmonit("-c", str(down), "spool", "status")
+    assert status.returncode == 0
+    assert re.search(rf"spool {data_dir}/spool: 2 file\(s\), \d+ points", status.stdout)
+    failed = qmonit("-c", str(down), "spool", "replay")
+    assert failed.returncode == 1
+    assert "replay stopped: InfluxDB http://127.0.0.1:9 database qmonit: connection failed" \
+        in failed.stdout
+    replay = qmonit("-c", str(up), "spool", "replay")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert re.match(r"replayed 2 file\(s\), \d+ points to embedded SQL store sqlite:///.*; "
+                    r"0 file\(s\) pending", replay.stdout)
+    assert qmonit("-c", str(up), "spool", "status").stdout == f"spool {data_dir}/spool: empty\n"
+
+
+def test_run_sh_logs_passes_exit_code_and_locks(write_config, tmp_path):
+    cfg = write_config({"sources": {"enabled": "simulated"}})
+    env = {**environ_without_qmonit(), "QMONIT_CONFIG": str(cfg),
+           "QMONIT_LOG_DIR": str(tmp_path / "log"), "QMONIT_PYTHON": sys.executable}
+    qmonit("-c", str(cfg), "init")
+    ok = subprocess.run([str(ROOT / "run.sh"), "collect", "--at", "2026-11-21T10:00"],
+                        env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    logged = (tmp_path / "log/collect.log").read_text()
+    match = re.search(r"INFO qmonit: collect 2026-11-21 10:00 UTC: cric ok \((\d+) points\), "
+                      r"panda ok \((\d+) points\); written (\d+), spooled 0, rejected 0, "
+                      r"lost 0, replayed 0", logged)
+    assert match, logged
+    queues, jobs, written = map(int, match.groups())
+    assert (queues, written) == (len(SimulatedGrid(seed=1).queues), jobs + 3)
+    bad = subprocess.run([str(ROOT / "run.sh"), "collect", "--at", "yesterday"], env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "run.sh: collect exited with 2" in bad.stderr
+    holder = subprocess.Popen(["flock", str(tmp_path / "log/collect.lock"), "sleep", "30"])
+    try:
+        import time
+        time.sleep(0.3)
+        locked = subprocess.run([str(ROOT / "run.sh"), "collect"], env=env,
+                                capture_output=True, text=True)
+    finally:
+        holder.kill()
+    assert locked.returncode == 1
+    assert "collect is still running from an earlier start; this run is skipped" in locked.stderr
+    assert subprocess.run([str(ROOT / "run.sh"), "nojob"], env=env,
+                          capture_output=True, text=True).returncode == 2
+
+
+def test_demo_totals_match_the_simulated_grid(tmp_path):
+    now = datetime(2026, 11, 21, 12, 5, tzinfo=timezone.utc)
+    out = io.StringIO()
+    assert run_demo(tmp_path / "demo", hours=2, seed=3, now=now, out=out) == 0
+    text = out.getvalue()
+    grid = SimulatedGrid(seed=3)
+    assert text.startswith(f"qmonit demo: simulated grid (small, seed 3), {len(grid.queues)} "
+                           f"PanDA queues, 12 ten-minute cycles from 2026-11-21 10:10 to "
+                           f"2026-11-21 12:00 UTC in ")
+    # 12:00 and 12:10 fall in the daily simulated PanDA outage: the report uses 11:50
+    last = datetime(2026, 11, 21, 11, 50, tzinfo=timezone.utc)
+    stats = grid.job_stats(last)
+
+    def total(status):
+        return sum(c.get(status, 0) for by_label in stats.values()
+                   for by_res in by_label.values() for c in by_res.values())
+
+    all_row = next(line for line in text.splitlines() if line.startswith("ALL"))
+    assert all_row.split()[1:] == [f"{total(s):,}" for s in (
+        "assigned", "activated", "starting", "running", "transferring", "finished", "failed")]
+    assert "Cycle 12:00 UTC: simulated PanDA: HTTP 503: service unavailable (simulated outage)" \
+        in text
+    assert f"Stored in: sqlite:///{tmp_path}/demo/qmonit.sqlite" in text
+
+
+def test_version_and_usage_errors():
+    assert qmonit("--version").stdout.startswith("qmonit ")
+    bad = qmonit("run", "everything")
+    assert bad.returncode == 2
+    assert "invalid choice: 'everything'" in bad.stderr
+    at = qmonit("-c", os.devnull, "run", "collect", "--at", "noon")
+    assert at.returncode == 2
+    assert "'noon' is not an ISO 8601 time" in at.stderr
