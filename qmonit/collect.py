@@ -167,11 +167,11 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
 
 def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: datetime,
                horizon: timedelta, report: CollectReport) -> list[Sample]:
-    ids = [series_id(s) for s in samples]
+    present = {series_id(s): s for s in samples}
     try:
-        seen = state.seen_series(parts.engine, source, slot - horizon)
-        zeros = zero_samples(ids, seen, slot)
-        state.mark_seen(parts.engine, source, zip(ids, samples), seen, slot)
+        zeros = zero_samples(state.vanished_series(parts.engine, source, present, slot, horizon),
+                             slot)
+        state.mark_seen(parts.engine, source, present, slot, horizon)
     except SQLAlchemyError as exc:
         message = f"state store: {type(exc).__name__}: {getattr(exc, 'orig', exc)}; " \
                   f"zero-fill of {source} skipped"

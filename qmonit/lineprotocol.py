@@ -11,10 +11,13 @@ tag named. Timestamps are whole seconds.
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Iterable
 
 from qmonit.sample import Sample, epoch_seconds
+
+TagSet = tuple[tuple[str, str], ...]
+FieldSet = tuple[tuple[str, float | str], ...]
 
 _MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
 _KEY = str.maketrans(
@@ -23,20 +26,35 @@ _KEY = str.maketrans(
 _STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
 
 
-def _field_value(key: str, value: float | str) -> str:
-    if isinstance(value, str):
-        return '"' + value.translate(_STRING) + '"'
-    if not math.isfinite(value):
+# Any character that needs escaping somewhere (or a backslash, which needs a check).
+_SPECIAL = re.compile(r"[,= \\\n\r\t]")
+
+
+def _number(key: str, value: float) -> str:
+    """Always a float literal (an int would create an integer field and a type conflict)."""
+    value = float(value)
+    if value - value != 0.0:  # NaN and ±inf, without a function call per field
         raise ValueError(f"field {key}={value!r}: InfluxDB cannot store NaN or infinity")
-    return repr(float(value))
+    return repr(value)
+
+
+def _field(key: str, value: float | str) -> str:
+    if isinstance(value, str):
+        return f'{key.translate(_KEY)}="{value.translate(_STRING)}"'
+    return f"{key.translate(_KEY)}={_number(key, value)}"
 
 
 def _tag(key: str, value: str) -> str:
-    if value.endswith("\\"):
+    if value[-1:] == "\\":
         raise ValueError(
             f"tag {key}={value!r} ends with a backslash, which line protocol cannot carry"
         )
-    return f",{key.translate(_KEY)}={value.translate(_KEY)}"
+    return f"{key.translate(_KEY)}={value.translate(_KEY)}"
+
+
+def _escaped(measurement: str, tags: TagSet, fields: FieldSet) -> tuple[str, str]:
+    head = ",".join([measurement.translate(_MEASUREMENT), *[_tag(k, v) for k, v in tags]])
+    return head, ",".join([_field(k, v) for k, v in fields])
 
 
 def encode(sample: Sample) -> str:
@@ -44,14 +62,17 @@ def encode(sample: Sample) -> str:
 
     Raises ValueError naming the measurement and the key that cannot be encoded.
     """
+    measurement, tags, fields, when = sample
     try:
-        head = sample.measurement.translate(_MEASUREMENT) + "".join(
-            _tag(k, v) for k, v in sample.tags
-        )
-        body = ",".join(f"{k.translate(_KEY)}={_field_value(k, v)}" for k, v in sample.fields)
+        names = "".join([measurement, *[k + v for k, v in tags], *[k for k, _ in fields]])
+        if _SPECIAL.search(names) or any(isinstance(v, str) for _, v in fields):
+            head, body = _escaped(measurement, tags, fields)
+        else:  # the common case: nothing to escape
+            head = ",".join([measurement, *[f"{k}={v}" for k, v in tags]])
+            body = ",".join([f"{k}={_number(k, v)}" for k, v in fields])
     except ValueError as exc:
-        raise ValueError(f"{sample.measurement}: {exc}") from None
-    return f"{head} {body} {epoch_seconds(sample.time)}"
+        raise ValueError(f"{measurement}: {exc}") from None
+    return f"{head} {body} {epoch_seconds(when)}"
 
 
 def encode_lines(samples: Iterable[Sample]) -> list[str]:

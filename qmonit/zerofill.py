@@ -7,20 +7,13 @@ failed source writes nothing at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from qmonit.sample import Sample, epoch_seconds
+from qmonit.sample import Sample
 from qmonit.stores.state import SeenSeries
 
 
-def zero_samples(present_ids: Iterable[int], seen: Mapping[int, SeenSeries],
-                 slot: datetime) -> list[Sample]:
-    """Explicit zeros at `slot` for every seen series absent now that existed by `slot`."""
-    present = set(present_ids)
-    now = epoch_seconds(slot)
-    return [
-        Sample(s.measurement, s.tags, tuple((name, 0.0) for name in s.fields), slot)
-        for sid, s in seen.items()
-        if sid not in present and s.first_seen <= now
-    ]
+def zero_samples(vanished: list[SeenSeries], slot: datetime) -> list[Sample]:
+    """An explicit 0 at `slot` for every field each vanished series used to carry."""
+    return [Sample(s.measurement, s.tags, tuple((name, 0.0) for name in s.fields), slot)
+            for s in vanished]

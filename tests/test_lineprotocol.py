@@ -76,3 +76,17 @@ def test_newline_in_tag_stored_as_backslash_n(influx_store):
     store = influx_store
     store.write([make_sample("jobs", {"v": "a\nb"}, {"jobs": 1}, T)])
     assert [r["v"] for r in store.rows('SELECT * FROM "10m"."jobs"')] == ["a\\nb"]
+
+
+def test_integer_and_bool_fields_built_without_make_sample_are_still_floats():
+    from qmonit.sample import Sample
+
+    assert encode(Sample("jobs", (("a", "1"),), (("jobs", 3), ("up", True)), T)) == \
+        f"jobs,a=1 jobs=3.0,up=1.0 {STAMP}"
+
+
+def test_fast_and_careful_paths_agree():
+    plain = make_sample("jobs", {"q": "A", "s": "B"}, {"jobs": 2.5}, T)
+    awkward = make_sample("jobs", {"q": "A", "s": "B C"}, {"jobs": 2.5}, T)
+    assert encode(plain) == f"jobs,q=A,s=B jobs=2.5 {STAMP}"
+    assert encode(awkward) == f"jobs,q=A,s=B\\ C jobs=2.5 {STAMP}"

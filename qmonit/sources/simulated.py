@@ -27,7 +27,7 @@ CLOUDS = {
     "ES": ["Spain", "Portugal", "Argentina"], "UK": ["United Kingdom"], "US": ["USA"],
     "CA": ["Canada"], "TW": ["Taiwan"],
 }
-SCALES = {"small": 80, "atlas": 270}  # sites; about 2.7 queues a site
+SCALES = {"small": 80, "atlas": 340}  # sites; about 2.4 queues a site
 OFFLINE_STATES = ("offline", "test", "brokeroff")
 
 
@@ -79,7 +79,8 @@ class SimulatedGrid:
             for kind in kinds:
                 name, qtype, labels, resources, corecount = {
                     "production": (f"{site}", "production", ("managed",), ("SCORE",), 1),
-                    "unified": (f"{site}_UCORE", "unified", ("managed", "user"),
+                    "unified": (f"{site}_UCORE", "unified",
+                                ("managed", "user", "ptest", "rc_test2"),
                                 ("SCORE", "SCORE_HIMEM", "MCORE", "MCORE_HIMEM"), 8),
                     "analysis": (f"ANALY_{site}", "analysis", ("user",),
                                  ("SCORE", "SCORE_HIMEM") if big else ("SCORE",), 1),

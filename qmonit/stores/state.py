@@ -10,23 +10,12 @@ as an explicit 0 for a while instead of simply stopping.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    select,
-)
+from sqlalchemy import (BigInteger, Column, DateTime, Engine, Float, Integer, MetaData, String,
+                        Table, Text, delete, select, update)
 
 from qmonit.model import PANDA_JOB_STATUSES
 from qmonit.sample import Sample, epoch_seconds
@@ -69,47 +58,72 @@ series_seen = Table(
 )
 
 
+ID_CHUNK = 5000
+FORGET_AFTER = timedelta(days=7)  # beyond the zero-fill horizon, a series is forgotten
+
+
 @dataclass(frozen=True)
 class SeenSeries:
     measurement: str
     tags: tuple[tuple[str, str], ...]
     fields: tuple[str, ...]
-    first_seen: int
-    last_seen: int
 
 
 def create_tables(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
-def seen_series(engine: Engine, source: str, since: datetime) -> dict[int, SeenSeries]:
-    """Series of a source last seen at or after `since`, by series id."""
-    query = select(series_seen).where(series_seen.c.source == source,
-                                      series_seen.c.last_seen >= epoch_seconds(since))
-    with engine.connect() as conn:
-        return {
-            row.series_id: SeenSeries(row.measurement, tuple(map(tuple, json.loads(row.tags))),
-                                      tuple(json.loads(row.fields)), row.first_seen,
-                                      row.last_seen)
-            for row in conn.execute(query)
-        }
+def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), ID_CHUNK):
+        yield list(ids[start : start + ID_CHUNK])
 
 
-def mark_seen(engine: Engine, source: str, present: Iterable[tuple[int, Sample]],
-              known: dict[int, SeenSeries], slot: datetime) -> None:
-    """Record that these series reported at `slot` (never moving last_seen backwards)."""
+def vanished_series(engine: Engine, source: str, present: Collection[int], slot: datetime,
+                    horizon: timedelta) -> list[SeenSeries]:
+    """Series of `source` seen within `horizon` before `slot` (and not first seen after it)
+    that are absent from `present`. Only their tags are read back, so the common case
+    (nothing vanished) reads no more than ids."""
     now = epoch_seconds(slot)
-    rows = []
-    for sid, sample in present:
-        before = known.get(sid)
-        rows.append({
+    recent = select(series_seen.c.series_id).where(
+        series_seen.c.source == source,
+        series_seen.c.last_seen >= epoch_seconds(slot - horizon),
+        series_seen.c.first_seen <= now,
+    )
+    with engine.connect() as conn:
+        missing = [sid for (sid,) in conn.execute(recent) if sid not in present]
+        out = []
+        for chunk in _chunks(missing):
+            rows = conn.execute(select(series_seen.c.measurement, series_seen.c.tags,
+                                       series_seen.c.fields)
+                                .where(series_seen.c.series_id.in_(chunk)))
+            out.extend(SeenSeries(r.measurement, tuple(map(tuple, json.loads(r.tags))),
+                                  tuple(json.loads(r.fields))) for r in rows)
+    return out
+
+
+def mark_seen(engine: Engine, source: str, present: Mapping[int, Sample],
+              slot: datetime, horizon: timedelta) -> None:
+    """Record that these series reported at `slot`: new series get a full row, known ones a
+    bulk update of last_seen (never moved backwards). Long-gone series are forgotten."""
+    now = epoch_seconds(slot)
+    with engine.begin() as conn:
+        known = {sid for (sid,) in conn.execute(
+            select(series_seen.c.series_id).where(series_seen.c.source == source))}
+        new_rows = [{
             "series_id": sid, "source": source, "measurement": sample.measurement,
             "tags": json.dumps(sample.tags), "fields": json.dumps([k for k, _ in sample.fields]),
-            "first_seen": min(before.first_seen, now) if before else now,
-            "last_seen": max(before.last_seen, now) if before else now,
-        })
-    with engine.begin() as conn:
-        upsert(conn, series_seen, rows, ["series_id"])
+            "first_seen": now, "last_seen": now,
+        } for sid, sample in present.items() if sid not in known]
+        upsert(conn, series_seen, new_rows, ["series_id"])
+        for chunk in _chunks([sid for sid in present if sid in known]):
+            ids = series_seen.c.series_id.in_(chunk)
+            conn.execute(update(series_seen).where(ids, series_seen.c.last_seen < now)
+                         .values(last_seen=now))
+            conn.execute(update(series_seen).where(ids, series_seen.c.first_seen > now)
+                         .values(first_seen=now))
+        conn.execute(delete(series_seen).where(
+            series_seen.c.source == source,
+            series_seen.c.last_seen < epoch_seconds(slot - horizon - FORGET_AFTER)))
 
 
 def upsert_queues(engine: Engine, rows: Sequence[dict]) -> None:
