@@ -223,7 +223,7 @@ def test_full_spool_is_loud(parts_for, http, caplog):
     with caplog.at_level(logging.CRITICAL):
         report = collect(parts, T)
     assert report.exit_code == 1
-    assert report.delivery.lost == 26
+    assert report.delivery.lost == 26 + 3  # data + qmonit_run: both refused, both counted
     assert report.delivery.spooled == 0
     assert "points could not be spooled and are lost; replay the spool or raise [spool] " \
            "max_mb" in caplog.text
