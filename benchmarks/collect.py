@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import resource
+import subprocess
 import sys
 import tempfile
-import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -33,7 +33,7 @@ from qmonit.lineprotocol import encode_lines  # noqa: E402
 from qmonit.stores import state  # noqa: E402
 from tests.servers import InfluxServer  # noqa: E402
 
-SLOT = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)  # outside the simulated outage
+SLOT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)  # outside the simulated outage
 SLOT_STEP = timedelta(minutes=10)
 
 

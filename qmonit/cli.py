@@ -1,4 +1,4 @@
-"""The `qmonit` command line. Exit codes: 0 all well, 1 a source or sink failed, 2 bad config/args."""
+"""The `qmonit` command line. Exit codes: 0 all well, 1 a source or sink failed, 2 bad input."""
 
 from __future__ import annotations
 
@@ -44,14 +44,15 @@ def parser() -> argparse.ArgumentParser:
     spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
     spool.add_argument("action", choices=["status", "replay"])
     cfg = sub.add_parser("config", help="print config.cfg.example")
-    cfg.add_argument("action", choices=["example"])
+    cfg.add_argument("action", choices=["example", "reference"])
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "config":
-        sys.stdout.write(config.example_text())
+        text = config.example_text() if args.action == "example" else config.reference_markdown()
+        sys.stdout.write(text)
         return 0
     warnings: list[str] = []
     try:

@@ -109,7 +109,7 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
 
 
 def collect(parts: Components, slot: datetime) -> CollectReport:
-    """Collect the slot holding `slot`; never raises for a source or sink failure (see the report)."""
+    """Collect the slot holding `slot`; a source or sink failure is reported, not raised."""
     slot = slot_start(slot)
     started = time.monotonic()
     report = CollectReport(slot)

@@ -309,6 +309,18 @@ def example_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def reference_markdown() -> str:
+    """The README's configuration reference table, generated from SCHEMA."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for section, options in SCHEMA.items():
+        for key, opt in options.items():
+            default = f"`{opt.default}`" if opt.default else "(empty)"
+            env = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            secret = f" **Secret**: set `{env}`." if opt.secret else ""
+            lines.append(f"| `[{section}] {key}` | {default} | {opt.help}{secret} |")
+    return "\n".join(lines) + "\n"
+
+
 def defaults(overrides: Mapping[str, Mapping[str, str]] | None = None) -> Config:
     """A validated Config from the defaults plus text overrides, with no file and no env."""
     parser_values = {s: {k: o.default for k, o in keys.items()} for s, keys in SCHEMA.items()}

@@ -1,4 +1,4 @@
-"""`qmonit demo`: hours of a simulated grid through the real collect path into SQLite, then a report."""
+"""`qmonit demo`: a simulated grid through the real collect path into SQLite, and a report."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP sessions for PanDA, CRIC and InfluxDB: TLS on by default, auth, and safe URLs for messages."""
+"""HTTP sessions for PanDA, CRIC and InfluxDB: TLS on by default, auth, safe URLs for logs."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def make_session(settings: Mapping[str, Any]) -> requests.Session:
     elif settings.get("ca_bundle"):
         session.verify = settings["ca_bundle"]
     if settings.get("cert"):
-        session.cert = (settings["cert"], settings["key"]) if settings.get("key") else settings["cert"]
+        key = settings.get("key")
+        session.cert = (settings["cert"], key) if key else settings["cert"]
     if settings.get("token"):
         session.headers["Authorization"] = f"Bearer {settings['token']}"
     return session

@@ -34,12 +34,12 @@ def _jobs_by(engine: Engine, tags: tuple[str, ...], when: int, where_status: str
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths))]
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
         lines.append("  ".join(str(c).rjust(w) if str(c)[:1].isdigit() else str(c).ljust(w)
-                               for c, w in zip(row, widths)))
+                               for c, w in zip(row, widths, strict=True)))
     return "\n".join(lines)
 
 

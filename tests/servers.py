@@ -38,7 +38,7 @@ def _wait_for(predicate, what: str, timeout: float = 20.0) -> None:
 
 
 class InfluxServer:
-    """A private `influxd run` (Debian package influxdb) on a fixed free port; stop/start keep data."""
+    """A private `influxd run` (Debian package influxdb) on a fixed port; stop/start keep data."""
 
     def __init__(self, directory: Path):
         if not shutil.which("influxd"):
@@ -65,7 +65,7 @@ bind-address = "127.0.0.1:{free_port()}"
 """)
         self.conf = conf
 
-    def start(self) -> "InfluxServer":
+    def start(self) -> InfluxServer:
         log = open(self.directory / "influxd.log", "ab")
         self.process = subprocess.Popen(["influxd", "run", "-config", str(self.conf)],
                                         stdout=log, stderr=log)

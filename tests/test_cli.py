@@ -4,7 +4,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from qmonit.demo import run_demo
@@ -156,7 +156,7 @@ def test_run_sh_logs_passes_exit_code_and_locks(write_config, tmp_path):
 
 
 def test_demo_totals_match_the_simulated_grid(tmp_path):
-    now = datetime(2026, 11, 21, 12, 5, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 21, 12, 5, tzinfo=UTC)
     out = io.StringIO()
     assert run_demo(tmp_path / "demo", hours=2, seed=3, now=now, out=out) == 0
     text = out.getvalue()
@@ -165,7 +165,7 @@ def test_demo_totals_match_the_simulated_grid(tmp_path):
                            f"PanDA queues, 12 ten-minute cycles from 2026-11-21 10:10 to "
                            f"2026-11-21 12:00 UTC in ")
     # 12:00 and 12:10 fall in the daily simulated PanDA outage: the report uses 11:50
-    last = datetime(2026, 11, 21, 11, 50, tzinfo=timezone.utc)
+    last = datetime(2026, 11, 21, 11, 50, tzinfo=UTC)
     stats = grid.job_stats(last)
 
     def total(status):

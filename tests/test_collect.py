@@ -1,6 +1,6 @@
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +12,7 @@ from qmonit.stores import state
 from tests.conftest import DATA
 from tests.servers import InfluxServer, Reply
 
-T = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=10)
 V1 = json.loads((DATA / "panda_job_stats_v1.json").read_text())
 CRIC = (DATA / "cric_pandaqueue.json").read_text()
@@ -153,7 +153,7 @@ def test_failed_panda_writes_no_zeros_and_records_the_error(parts_for, http, inf
     assert runs["cric"]["status"] == "ok"
     with parts.engine.connect() as conn:
         slots = {r.slot_time for r in conn.execute(select(state.queue_stats))}
-    assert [s.replace(tzinfo=timezone.utc) for s in slots] == [T.replace(tzinfo=timezone.utc)]
+    assert [s.replace(tzinfo=UTC) for s in slots] == [T.replace(tzinfo=UTC)]
 
 
 def test_influxdb_down_two_cycles_then_back_every_point_once(parts_for, http, tmp_path):

@@ -102,3 +102,7 @@ def test_cli_missing_file_exits_2(tmp_path):
                            "check"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "nope.cfg: no such configuration file" in done.stderr
+
+
+def test_readme_carries_the_generated_reference():
+    assert config.reference_markdown() in (ROOT / "README.md").read_text()

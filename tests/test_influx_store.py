@@ -1,13 +1,13 @@
 import base64
 import gzip
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from qmonit import config
 from qmonit.sample import make_sample
 from qmonit.stores.influx import InfluxStore
 from tests.servers import Reply
 
-T = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 def store_for(url, **extra):
@@ -103,7 +103,7 @@ def test_real_field_type_conflict_is_rejected_with_the_line(influx_store):
 
 
 def test_point_beyond_retention_is_rejected_not_silently_dropped(influx_store):
-    old = make_sample("jobs", {"q": "OLD"}, {"jobs": 1}, datetime(2020, 1, 1, tzinfo=timezone.utc))
+    old = make_sample("jobs", {"q": "OLD"}, {"jobs": 1}, datetime(2020, 1, 1, tzinfo=UTC))
     result = influx_store.write([old])
     [rejection] = result.rejected
     assert "points beyond retention policy" in rejection.reason

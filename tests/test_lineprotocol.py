@@ -1,11 +1,11 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from qmonit.lineprotocol import encode
 from qmonit.sample import make_sample
 
-T = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 STAMP = "1795262400"
 
 

@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from qmonit.sources.simulated import SimulatedGrid, SimulatedJobStats
 from tests.conftest import DATA, SHARED_SAMPLES
 from tests.servers import Reply
 
-T = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 GOLDEN = Path(__file__).parent / "golden" / "panda_jobs.lp"
 V1 = (DATA / "panda_job_stats_v1.json").read_text()
 CRIC = (DATA / "cric_pandaqueue.json").read_text()
@@ -123,7 +123,7 @@ def test_old_snapshot_is_flagged(http, tmp_path):
     source = cric(http.url, tmp_path, max_snapshot_age_h="1")
     source.load()
     snapshot = json.loads(source.cache_path.read_text())
-    snapshot["fetched_at"] = (datetime.now(timezone.utc) - timedelta(hours=5)).isoformat()
+    snapshot["fetched_at"] = (datetime.now(UTC) - timedelta(hours=5)).isoformat()
     source.cache_path.write_text(json.dumps(snapshot))
     assert "older than [cric] max_snapshot_age_h = 1" in source.load().message
 
@@ -140,7 +140,7 @@ def test_real_cric_sample_parses():
 
 
 def test_simulated_grid_is_deterministic_and_shaped_like_panda():
-    T = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)  # outside the daily outage
+    T = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)  # outside the daily outage
     one, two = SimulatedGrid(seed=5), SimulatedGrid(seed=5)
     assert one.job_stats(T) == two.job_stats(T)
     assert one.pandaqueues(T) == two.pandaqueues(T)
@@ -156,7 +156,7 @@ def test_simulated_grid_is_deterministic_and_shaped_like_panda():
 
 def test_simulated_incidents_happen():
     grid = SimulatedGrid(seed=1)
-    day = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    day = datetime(2026, 11, 21, tzinfo=UTC)
     drain = grid.incident("drain")
     during = day + timedelta(hours=drain.start_h + 2)
     before = day + timedelta(hours=drain.start_h - 2)

@@ -1,7 +1,8 @@
 """PanDA job statistics per queue, prod_source, resource type and job status.
 
 v1:     GET {panda}/api/v1/statistics/job_stats_by_site_share_and_resource_type?time_window=MIN
-        -> {"success": bool, "message": str, "data": {queue: {prod_source: {resource: {status: n}}}}}
+        -> {"success": bool, "message": str,
+            "data": {queue: {prod_source: {resource: {status: n}}}}}
 legacy: GET {panda}/server/panda/get_job_statistics_per_site_label_resource?time_window=MIN
         -> the bare inner dict.
 An empty dict means the server failed: it is an error, never a grid with no jobs.

@@ -21,7 +21,7 @@ class Delivery:
     lost: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def merge(self, other: "Delivery") -> None:
+    def merge(self, other: Delivery) -> None:
         self.written += other.written
         self.spooled += other.spooled
         self.rejected += other.rejected

@@ -14,8 +14,21 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import (BigInteger, Column, DateTime, Engine, Float, Integer, MetaData, String,
-                        Table, Text, delete, select, update)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    select,
+    update,
+)
 
 from qmonit.model import PANDA_JOB_STATUSES
 from qmonit.sample import Sample, epoch_seconds
