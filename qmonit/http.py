@@ -13,9 +13,22 @@ from qmonit import __version__
 USER_AGENT = f"qmonit/{__version__}"
 
 
+class Session(requests.Session):
+    """A requests session whose own `verify` wins.
+
+    Plain requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment
+    override a session's CA bundle; passing verify on each request stops that, so
+    the configured ca_bundle (or verify_tls = false) is what is used.
+    """
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("verify", self.verify)
+        return super().request(method, url, *args, **kwargs)
+
+
 def make_session(settings: Mapping[str, Any]) -> requests.Session:
     """A session from a config section with verify_tls, ca_bundle, token, cert, key."""
-    session = requests.Session()
+    session = Session()
     session.headers["User-Agent"] = USER_AGENT
     if not settings.get("verify_tls", True):
         session.verify = False

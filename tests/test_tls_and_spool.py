@@ -1,0 +1,120 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from qmonit import config
+from qmonit.sample import make_sample
+from qmonit.sources.base import SourceError
+from qmonit.sources.panda import PATHS, PandaJobStats
+from qmonit.stores.base import WriteResult
+from qmonit.stores.durable import DurableWriter
+from qmonit.stores.embedded import EmbeddedStore
+from qmonit.stores.spool import Spool
+from qmonit.stores.sql import make_engine
+from tests.conftest import DATA
+from tests.servers import Reply, ScriptedServer, self_signed_certificate
+
+T = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def https(tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    server = ScriptedServer(tls=(cert, key))
+    server.route(PATHS["v1"], Reply(200, (DATA / "panda_job_stats_v1.json").read_text()))
+    yield server, cert
+    server.close()
+
+
+def panda(url, **extra):
+    cfg = config.defaults({"panda": {"url": url, **extra}, "sources": {"enabled": "simulated"}})
+    return PandaJobStats(cfg.section("panda"))
+
+
+def test_tls_is_verified_by_default(https):
+    server, _ = https
+    with pytest.raises(SourceError) as caught:
+        panda(server.url).collect(T)
+    assert str(caught.value) == (f"PanDA {server.url}{PATHS['v1']}: TLS verification failed "
+                                 f"(set ca_bundle, or check the server certificate)")
+
+
+def test_ca_bundle_makes_it_trusted(https):
+    server, cert = https
+    assert len(panda(server.url, ca_bundle=str(cert)).collect(T).samples) == 26
+
+
+def points(*queues, minutes=0):
+    return [make_sample("jobs", {"panda_queue": q}, {"jobs": 1},
+                        T + timedelta(minutes=minutes)) for q in queues]
+
+
+class FlakyStore:
+    """Accepts what it is given until told to fail; remembers what it got, in order."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.got: list[tuple[str, str]] = []
+        self.fail_after = fail_after
+
+    def location(self):
+        return "flaky store"
+
+    def write(self, samples, retention="10m"):
+        if self.fail_after is not None and len(self.got) + len(samples) > self.fail_after:
+            room = max(0, self.fail_after - len(self.got))
+            self.got += [(s.tag("panda_queue"), retention) for s in samples[:room]]
+            return WriteResult(written=room, unwritten=list(samples[room:]), error="down")
+        self.got += [(s.tag("panda_queue"), retention) for s in samples]
+        return WriteResult(written=len(samples))
+
+
+def test_spool_replays_oldest_first_and_resumes_after_a_partial_failure(tmp_path):
+    spool = Spool(tmp_path / "spool", 10**6)
+    spool.put(points("A1", "A2"), "10m")
+    spool.put(points("B1", "B2", "B3"), "1h")
+    spool.put(points("C1"), "10m")
+    store = FlakyStore(fail_after=3)
+    result = DurableWriter(store, spool).replay()
+    assert (result.files, result.points, result.error) == (1, 2, "down")
+    assert store.got == [("A1", "10m"), ("A2", "10m"), ("B1", "1h")]
+    left = spool.files()
+    assert [(f.retention, f.points) for f in left] == [("1h", 2), ("10m", 1)]
+    store.fail_after = None
+    result = DurableWriter(store, spool).replay()
+    assert (result.files, result.points, result.error) == (2, 3, None)
+    assert store.got[3:] == [("B2", "1h"), ("B3", "1h"), ("C1", "10m")]
+    assert spool.files() == [] and spool.size_bytes() == 0
+
+
+def test_spooled_points_come_back_exactly(tmp_path):
+    spool = Spool(tmp_path / "spool", 10**6)
+    original = [make_sample("jobs", {"q": 'a "b" ,c', "s": "é"}, {"jobs": 2.5, "note": "x"}, T)]
+    [spool_file] = [spool.files()[0] for _ in [spool.put(original, "10m")]]
+    assert spool.read(spool_file) == original
+    assert oct(spool.directory.stat().st_mode & 0o777) == "0o700"
+
+
+def test_unreadable_spool_file_is_reported_and_left_alone(tmp_path, caplog):
+    spool = Spool(tmp_path / "spool", 10**6)
+    spool.put(points("A"), "10m")
+    broken = spool.directory / "00000000000000000001-10m.jsonl.gz"
+    broken.write_bytes(b"not gzip")
+    assert [f.points for f in spool.files()] == [1]
+    assert f"spool file {broken} is unreadable" in caplog.text
+    assert broken.exists()
+
+
+def test_replay_into_the_embedded_store_is_idempotent(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    store = EmbeddedStore(engine)
+    store.init({})
+    spool = Spool(tmp_path / "spool", 10**6)
+    spool.put(points("A", "B"), "10m")
+    writer = DurableWriter(store, spool)
+    assert writer.replay().points == 2
+    assert store.write(points("A", "B")).written == 2  # the same slot again: overwritten
+    with engine.connect() as conn:
+        from sqlalchemy import func, select
+
+        from qmonit.stores.embedded import ts_points
+        assert conn.execute(select(func.count()).select_from(ts_points)).scalar_one() == 2
