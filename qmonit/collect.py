@@ -184,6 +184,11 @@ def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: date
 def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slot: datetime,
                   report: CollectReport) -> None:
     try:
+        newest = state.newest_slot(parts.engine)
+        if newest is not None and slot < newest:
+            log.info("slot %s is older than the current state (%s): queues and queue_stats "
+                     "left as they are", f"{slot:%Y-%m-%d %H:%M}", f"{newest:%Y-%m-%d %H:%M}")
+            return
         if topology.status == "fresh":
             state.upsert_queues(parts.engine, _queue_rows(topology, slot))
         if jobs:

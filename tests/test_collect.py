@@ -247,3 +247,18 @@ def test_embedded_store_on_mariadb_overwrites_a_rerun_slot(parts_for, http):
             ts_points.c.field == "jobs")).scalar_one()
     assert jobs == 26
     assert total == 822  # every count in the recorded answer, once
+
+
+def test_backfilling_an_older_slot_leaves_the_current_state_alone(parts_for, http, influx_db):
+    http.route(PATHS["v1"], GOOD, without(("AGLT2_UCORE", "managed", "SCORE")))
+    parts = parts_for(influx_db)
+    parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+    collect(parts, T)
+    collect(parts, T - timedelta(hours=2))
+    assert count_at(parts.store, T - timedelta(hours=2)) == 20  # the backfill itself is written
+    with parts.engine.connect() as conn:
+        row = conn.execute(select(state.queue_stats).where(
+            state.queue_stats.c.panda_queue == "AGLT2_UCORE",
+            state.queue_stats.c.resource == "SCORE",
+            state.queue_stats.c.prod_source == "managed")).one()
+    assert (row.running, row.slot_time.replace(tzinfo=UTC)) == (410, T)

@@ -118,3 +118,17 @@ def test_replay_into_the_embedded_store_is_idempotent(tmp_path):
 
         from qmonit.stores.embedded import ts_points
         assert conn.execute(select(func.count()).select_from(ts_points)).scalar_one() == 2
+
+
+def test_after_the_store_failed_the_run_spools_without_retrying(tmp_path):
+    spool = Spool(tmp_path / "spool", 10**6)
+    spool.put(points("OLD"), "10m")
+    store = FlakyStore(fail_after=0)
+    writer = DurableWriter(store, spool)
+    assert writer.replay().error == "down"
+    calls_before = len(store.got)
+    delivery = writer.write(points("NEW1", "NEW2", minutes=10))
+    assert (delivery.spooled, delivery.written) == (2, 0)
+    assert delivery.errors == ["down (not tried again in this run); 2 points spooled"]
+    assert len(store.got) == calls_before
+    assert [f.points for f in spool.files()] == [1, 2]

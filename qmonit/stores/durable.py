@@ -30,12 +30,21 @@ class Delivery:
 
 
 class DurableWriter:
+    """Once the store has failed, the rest of this run spools without trying it again, so a
+    run with the store down costs one retry deadline, not one per write."""
+
     def __init__(self, store: TimeSeriesStore, spool: Spool):
         self.store = store
         self.spool = spool
+        self.down: str | None = None
 
     def _write(self, samples: Sequence[Sample], retention: str) -> WriteResult:
+        if self.down:
+            return WriteResult(unwritten=list(samples),
+                               error=f"{self.down} (not tried again in this run)")
         result = self.store.write(samples, retention)
+        if result.unwritten:
+            self.down = result.error
         for rejection in result.rejected:
             kept = self.spool.put_rejected([rejection.first_line], rejection.reason)
             log.error("%s rejected %d point(s): %s; first offending line: %s (kept in %s)",
@@ -63,6 +72,8 @@ class DurableWriter:
         return delivery
 
     def replay(self) -> ReplayResult:
+        """Start of a run: forget an earlier run's failure, then replay the spool."""
+        self.down = None
         if not self.spool.files():
             return ReplayResult()
         result = self.spool.replay(self._write)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    func,
     select,
     update,
 )
@@ -142,6 +143,15 @@ def mark_seen(engine: Engine, source: str, present: Mapping[int, Sample],
 def upsert_queues(engine: Engine, rows: Sequence[dict]) -> None:
     with engine.begin() as conn:
         upsert(conn, queues, list(rows), ["panda_queue"])
+
+
+def newest_slot(engine: Engine) -> datetime | None:
+    """The slot the current-state tables describe (None when empty)."""
+    with engine.connect() as conn:
+        newest = conn.execute(select(func.max(queue_stats.c.slot_time))).scalar_one()
+    if newest is not None and newest.tzinfo is None:
+        newest = newest.replace(tzinfo=UTC)  # SQLite and MySQL return naive UTC
+    return newest
 
 
 def upsert_queue_stats(engine: Engine, job_samples: Sequence[Sample], slot: datetime) -> int:
