@@ -22,6 +22,7 @@ from qmonit.sources.cric import Topology
 from qmonit.stores import state
 from qmonit.stores.durable import Delivery
 from qmonit.stores.spool import ReplayResult
+from qmonit.stores.sql import describe_db_error
 from qmonit.zerofill import zero_samples
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,7 @@ def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: date
                              slot)
         state.mark_seen(parts.engine, source, present, slot, horizon)
     except SQLAlchemyError as exc:
-        message = f"state store: {type(exc).__name__}: {getattr(exc, 'orig', exc)}; " \
-                  f"zero-fill of {source} skipped"
+        message = f"state store: {describe_db_error(exc)}; zero-fill of {source} skipped"
         log.error(message)
         report.state_errors.append(message)
         return []
@@ -194,6 +194,6 @@ def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slo
         if jobs:
             state.upsert_queue_stats(parts.engine, jobs, slot)
     except SQLAlchemyError as exc:
-        message = f"state store: {type(exc).__name__}: {getattr(exc, 'orig', exc)}"
+        message = f"state store: {describe_db_error(exc)}"
         log.error(message)
         report.state_errors.append(message)

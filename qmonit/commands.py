@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from qmonit.stores import state
 from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.embedded import EmbeddedStore
 from qmonit.stores.influx import InfluxQueryError
-from qmonit.stores.sql import safe_db_url
+from qmonit.stores.sql import describe_db_error, safe_db_url
 
 log = logging.getLogger("qmonit")
 
@@ -44,9 +45,11 @@ def init(_args: argparse.Namespace, parts: Components) -> int:
         print(f"state store {safe_db_url(parts.engine)}: tables present")
         for line in parts.store.init(durations):
             print(f"{parts.store.location()}: {line}")
-    except (SQLAlchemyError, StoreUnavailable, InfluxQueryError) as exc:
-        detail = getattr(exc, "orig", None) or exc
-        print(f"qmonit init failed: {detail}")
+    except SQLAlchemyError as exc:
+        print(f"qmonit init failed: state store: {describe_db_error(exc)}", file=sys.stderr)
+        return 1
+    except (StoreUnavailable, InfluxQueryError) as exc:
+        print(f"qmonit init failed: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -61,8 +64,7 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
         except (SourceError, StoreUnavailable, InfluxQueryError) as exc:
             results.append((name, where, f"FAILED: {exc}"))
         except SQLAlchemyError as exc:
-            results.append((name, where, f"FAILED: {type(exc).__name__}: "
-                                         f"{getattr(exc, 'orig', exc)}"))
+            results.append((name, where, f"FAILED: {describe_db_error(exc)}"))
 
     def sql_ok() -> str:
         with parts.engine.connect() as conn:

@@ -132,3 +132,15 @@ def test_after_the_store_failed_the_run_spools_without_retrying(tmp_path):
     assert delivery.errors == ["down (not tried again in this run); 2 points spooled"]
     assert len(store.got) == calls_before
     assert [f.points for f in spool.files()] == [1, 2]
+
+
+def test_embedded_store_failure_spools_with_the_driver_message_then_replays(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    store = EmbeddedStore(engine)  # no init: the tables are missing
+    spool = Spool(tmp_path / "spool", 10**6)
+    delivery = DurableWriter(store, spool).write(points("A", "B"))
+    assert delivery.spooled == 2
+    assert delivery.errors == [f"embedded SQL store sqlite:///{tmp_path / 'e.sqlite'}: "
+                               f"OperationalError: no such table: ts_series; 2 points spooled"]
+    store.init({})
+    assert DurableWriter(store, spool).replay().points == 2

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from qmonit.model import PANDA_ALWAYS_PRESENT
 from qmonit.sample import epoch_seconds
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.cric import Topology, parse_pandaqueues
@@ -179,8 +180,7 @@ class SimulatedGrid:
             "defined": around(level * 0.01), "sent": around(level * 0.003),
             "cancelled": around(level * 0.002), "closed": around(level * 0.001),
         }
-        always = ("assigned", "activated", "running", "finished", "failed")
-        return {status: n for status, n in counts.items() if n or status in always}
+        return {status: n for status, n in counts.items() if n or status in PANDA_ALWAYS_PRESENT}
 
 
 class SimulatedJobStats:

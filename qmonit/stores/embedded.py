@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.sample import Sample, epoch_seconds, series_id
 from qmonit.stores.base import RETENTION_POLICIES, StoreUnavailable, WriteResult
-from qmonit.stores.sql import safe_db_url, upsert
+from qmonit.stores.sql import describe_db_error, safe_db_url, upsert
 
 metadata = MetaData()
 
@@ -90,8 +90,7 @@ class EmbeddedStore:
                 upsert(conn, ts_points, point_rows, ["rp", "series_id", "time", "field"])
         except SQLAlchemyError as exc:
             return WriteResult(unwritten=list(samples),
-                               error=f"{self.location()}: {type(exc).__name__}: {exc.orig}"
-                               if getattr(exc, "orig", None) else f"{self.location()}: {exc}")
+                               error=f"{self.location()}: {describe_db_error(exc)}")
         self._known_series.update(row["series_id"] for row in series_rows)
         return WriteResult(written=len(samples))
 
@@ -100,5 +99,5 @@ class EmbeddedStore:
             with self.engine.connect() as conn:
                 conn.execute(select(1))
         except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"{self.location()}: {type(exc).__name__}") from None
+            raise StoreUnavailable(f"{self.location()}: {describe_db_error(exc)}") from None
         return "answers"

@@ -35,6 +35,12 @@ def make_engine(url: str, password: str = "") -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
+def describe_db_error(exc: Exception) -> str:
+    """The driver's own message (no SQL statement, no parameters, no password)."""
+    detail = getattr(exc, "orig", None) or str(exc).splitlines()[0]
+    return f"{type(exc).__name__}: {detail}"
+
+
 def safe_db_url(engine_or_url: Engine | str) -> str:
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
     return url.render_as_string(hide_password=True)
