@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, and_, func, select
 
-from qmonit.stores.embedded import ts_points, ts_series, ts_tags
+from qmonit.stores.ts_tables import ts_points, ts_series, ts_tags
 
 SHOWN_STATES = ("assigned", "activated", "starting", "running", "transferring", "finished",
                 "failed")

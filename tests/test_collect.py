@@ -233,7 +233,7 @@ def test_full_spool_is_loud(parts_for, http, caplog):
 def test_embedded_store_on_mariadb_overwrites_a_rerun_slot(parts_for, http):
     from sqlalchemy import func
 
-    from qmonit.stores.embedded import ts_points
+    from qmonit.stores.ts_tables import ts_points
 
     http.route(PATHS["v1"], GOOD)
     parts = parts_for({})

@@ -116,7 +116,7 @@ def test_replay_into_the_embedded_store_is_idempotent(tmp_path):
     with engine.connect() as conn:
         from sqlalchemy import func, select
 
-        from qmonit.stores.embedded import ts_points
+        from qmonit.stores.ts_tables import ts_points
         assert conn.execute(select(func.count()).select_from(ts_points)).scalar_one() == 2
 
 

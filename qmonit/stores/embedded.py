@@ -10,50 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Engine,
-    Float,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
-    select,
-)
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from qmonit.sample import Sample, epoch_seconds, series_id
+from qmonit.sample import Sample, epoch_seconds, from_epoch, series_id
+from qmonit.stores.aggregate import GroupedQuery, Key, Stats, sql, stats_from_rows
 from qmonit.stores.base import RETENTION_POLICIES, StoreUnavailable, WriteResult
 from qmonit.stores.sql import describe_db_error, safe_db_url, upsert
-
-metadata = MetaData()
-
-ts_series = Table(
-    "ts_series", metadata,
-    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("measurement", String(64), nullable=False, index=True),
-    Column("series_key", Text, nullable=False),
-)
-ts_tags = Table(
-    "ts_tags", metadata,
-    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("tag", String(64), primary_key=True),
-    Column("value", String(255), nullable=False),
-    Index("ix_ts_tags_tag_value", "tag", "value"),
-)
-ts_points = Table(
-    "ts_points", metadata,
-    Column("rp", String(8), primary_key=True),
-    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("time", BigInteger, primary_key=True, autoincrement=False),
-    Column("field", String(64), primary_key=True),
-    Column("value", Float, nullable=True),
-    Column("text", Text, nullable=True),
-    Index("ix_ts_points_rp_time", "rp", "time"),
-)
+from qmonit.stores.ts_tables import metadata, ts_points, ts_series, ts_tags
 
 
 class EmbeddedStore:
@@ -93,6 +59,25 @@ class EmbeddedStore:
                                error=f"{self.location()}: {describe_db_error(exc)}")
         self._known_series.update(row["series_id"] for row in series_rows)
         return WriteResult(written=len(samples))
+
+    def grouped_stats(self, query: GroupedQuery) -> dict[Key, Stats]:
+        with self.engine.connect() as conn:
+            return stats_from_rows(conn.execute(sql(query)), query.group_by)
+
+    def last_time(self, measurement: str, field: str, tags: dict[str, str],
+                  rp: str = "10m") -> datetime | None:
+        """The newest time at which a series of `measurement` with these tags has `field`."""
+        source = ts_points.join(ts_series, ts_series.c.series_id == ts_points.c.series_id)
+        for number, (tag, value) in enumerate(sorted(tags.items())):
+            alias = ts_tags.alias(f"t{number}")
+            source = source.join(alias, and_(alias.c.series_id == ts_points.c.series_id,
+                                             alias.c.tag == tag, alias.c.value == value))
+        query = select(func.max(ts_points.c.time)).select_from(source).where(
+            ts_points.c.rp == rp, ts_series.c.measurement == measurement,
+            ts_points.c.field == field)
+        with self.engine.connect() as conn:
+            newest = conn.execute(query).scalar_one()
+        return None if newest is None else from_epoch(newest)
 
     def check(self) -> str:
         try:

@@ -14,6 +14,7 @@ import gzip
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -21,7 +22,8 @@ import requests
 from qmonit.http import describe_failure, make_session, safe_url
 from qmonit.lineprotocol import encode
 from qmonit.retry import RetriesExhausted, Retry, Retryable
-from qmonit.sample import Sample
+from qmonit.sample import Sample, from_epoch
+from qmonit.stores.aggregate import GroupedQuery, Key, Stats, influxql, stats_from_influx
 from qmonit.stores.base import RETENTION_POLICIES, Rejection, StoreUnavailable, WriteResult
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,11 @@ class InfluxQueryError(Exception):
 def quote_ident(name: str) -> str:
     """An InfluxQL identifier in double quotes (retention policy names like 10m need it)."""
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quote_string(value: str) -> str:
+    """The inside of an InfluxQL single-quoted string literal."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _first_offending_line(body: str, lines: Sequence[str]) -> str:
@@ -189,6 +196,18 @@ class InfluxStore:
                 row.update(zip(series["columns"], values, strict=True))
                 out.append(row)
         return out
+
+    def grouped_stats(self, query: GroupedQuery) -> dict[Key, Stats]:
+        return stats_from_influx(self.query(influxql(query)), query.group_by)
+
+    def last_time(self, measurement: str, field: str, tags: dict[str, str],
+                  rp: str = "10m") -> datetime | None:
+        """The newest time at which a series of `measurement` with these tags has `field`."""
+        where = " AND ".join(f"{quote_ident(k)} = '{_quote_string(v)}'"
+                             for k, v in sorted(tags.items()))
+        rows = self.rows(f"SELECT last({quote_ident(field)}) FROM {quote_ident(rp)}."
+                         f"{quote_ident(measurement)}" + (f" WHERE {where}" if where else ""))
+        return from_epoch(rows[0]["time"]) if rows else None
 
     def init(self, durations: dict[str, str]) -> list[str]:
         done = []

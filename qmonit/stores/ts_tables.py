@@ -1,0 +1,29 @@
+"""The embedded time-series store's tables: series, their tags, and one row per field value."""
+
+from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+ts_series = Table(
+    "ts_series", metadata,
+    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("measurement", String(64), nullable=False, index=True),
+    Column("series_key", Text, nullable=False),
+)
+ts_tags = Table(
+    "ts_tags", metadata,
+    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("tag", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+    Index("ix_ts_tags_tag_value", "tag", "value"),
+)
+ts_points = Table(
+    "ts_points", metadata,
+    Column("rp", String(8), primary_key=True),
+    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", BigInteger, primary_key=True, autoincrement=False),
+    Column("field", String(64), primary_key=True),
+    Column("value", Float, nullable=True),
+    Column("text", Text, nullable=True),
+    Index("ix_ts_points_rp_time", "rp", "time"),
+)

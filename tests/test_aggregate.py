@@ -1,0 +1,69 @@
+"""Window statistics computed in the database: the same hand-checked numbers on every store."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from qmonit.sample import make_sample
+from qmonit.stores.aggregate import GroupedQuery, Stats
+from qmonit.stores.embedded import EmbeddedStore
+from qmonit.stores.sql import make_engine
+
+T = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
+SLOT = timedelta(minutes=10)
+
+
+def points():
+    out = []
+    for i, value in enumerate([5, 1, 9, 3, 7, 2, 8]):
+        when = T + i * SLOT
+        # two series of one group: the queue's CRIC status changed, the old one is zero-filled
+        out.append(make_sample("jobs", {"q": "A", "state": "online"}, {"jobs": value}, when))
+        out.append(make_sample("jobs", {"q": "A", "state": "offline"}, {"jobs": 1}, when))
+        if i < 4:
+            out.append(make_sample("jobs", {"q": "B", "state": "online"}, {"jobs": 10 * value},
+                                   when))
+    out.append(make_sample("jobs", {"q": "A", "state": "online"}, {"jobs": 1000}, T + 7 * SLOT))
+    out.append(make_sample("jobs", {"q": "A", "state": "online"}, {"jobs": 1000}, T - SLOT))
+    return out
+
+
+EXPECTED = {
+    # A per slot: 6 2 10 4 8 3 9 -> sorted 2 3 4 6 8 9 10
+    ("A",): Stats(mean=6.0, count=7, p25=3.0, median=6.0, p75=8.0),
+    # B per slot: 50 10 90 30 -> sorted 10 30 50 90; median (30+50)/2
+    ("B",): Stats(mean=45.0, count=4, p25=10.0, median=40.0, p75=50.0),
+}
+QUERY = GroupedQuery("jobs", "jobs", ("q",), "10m", T, T + 7 * SLOT, 600, robust=True)
+
+
+@pytest.fixture(params=["influxdb", "sqlite", "mariadb"])
+def store(request, tmp_path):
+    if request.param == "influxdb":
+        return request.getfixturevalue("influx_store")
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'ts.sqlite'}")
+    else:
+        engine = make_engine(request.getfixturevalue("mariadb_url"))
+    embedded = EmbeddedStore(engine)
+    embedded.init({})
+    return embedded
+
+
+def test_grouped_stats_match_hand_computed_values(store):
+    store.write(points())
+    store.write([make_sample("jobs", {"q": "A", "state": "online"}, {"jobs": 7}, T)], "1h")
+    assert store.grouped_stats(QUERY) == EXPECTED
+
+
+def test_mean_and_count_only(store):
+    store.write(points())
+    plain = GroupedQuery("jobs", "jobs", ("q",), "10m", T + 4 * SLOT, T + 7 * SLOT, 600)
+    assert store.grouped_stats(plain) == {("A",): Stats(mean=(8 + 3 + 9) / 3, count=3)}
+
+
+def test_last_time(store):
+    store.write(points())
+    assert store.last_time("jobs", "jobs", {"q": "B"}) == T + 3 * SLOT
+    assert store.last_time("jobs", "jobs", {"q": "A", "state": "offline"}) == T + 6 * SLOT
+    assert store.last_time("jobs", "jobs", {"q": "nobody's"}) is None
