@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("init", help="create the database, retention policies and tables")
     sub.add_parser("check", help="validate the configuration and reach every endpoint")
     run = sub.add_parser("run", help="run one job for one slot")
-    run.add_argument("job", choices=["collect"])
+    run.add_argument("job", choices=["collect", "derive"])
     run.add_argument("--at", type=_parse_time, help="pin the slot (ISO 8601, UTC if no zone)")
     demo = sub.add_parser("demo", help="a simulated grid through the real pipeline, no servers")
     demo.add_argument("--hours", type=int, default=24)
@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--dir", type=Path, help="where the demo database goes "
                       "(default: <data_dir>/demo)")
+    suspicious = sub.add_parser("suspicious", help="the open suspicious-site flags")
+    suspicious.add_argument("--json", action="store_true", help="as JSON")
     spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
     spool.add_argument("action", choices=["status", "replay"])
     cfg = sub.add_parser("config", help="print config.cfg.example")

@@ -33,7 +33,7 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return demo(args, cfg)
     parts = build(cfg)
     handler: Callable[[argparse.Namespace, Components], int] = {
-        "init": init, "check": check, "run": run, "spool": spool,
+        "init": init, "check": check, "run": run, "spool": spool, "suspicious": suspicious,
     }[args.command]
     return handler(args, parts)
 
@@ -112,6 +112,30 @@ def run(args: argparse.Namespace, parts: Components) -> int:
              "in %.1f s", f"{slot:%Y-%m-%d %H:%M}", summary, d.written, d.spooled, d.rejected,
              d.lost, report.replay.points, report.duration_s)
     return report.exit_code
+
+
+def run_derive(parts: Components, slot: datetime) -> int:
+    from qmonit.derive.job import derive
+
+    report = derive(parts, slot)
+    notified = ", ".join(f"{name} {'failed' if error else 'sent'}"
+                         for name, error in report.notified.items()) or "nothing to send"
+    log.info("derive %s UTC: %d findings from %d queries, %d flags open (%d opened, %d closed); "
+             "notifications: %s; %.1f s", f"{slot:%Y-%m-%d %H:%M}", len(report.findings),
+             report.queries, len(report.open_flags), len(report.opened), len(report.closed),
+             notified, report.duration_s)
+    return report.exit_code
+
+
+def suspicious(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.suspicious import render
+
+    try:
+        print(render(parts.engine, as_json=args.json), end="")
+    except SQLAlchemyError as exc:
+        print(f"qmonit suspicious: state store: {describe_db_error(exc)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def spool(args: argparse.Namespace, parts: Components) -> int:

@@ -119,6 +119,63 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "is written as 0.", "float", minimum=0,
         ),
     },
+    "derive": {
+        "coverage_min": Option(
+            "0.7", "A window with less than this share of its slots from successful cycles is "
+            "insufficient: no average shown, no flag raised.", "float", minimum=0),
+        "baseline_hours": Option("24", "Window of the robust baseline (median and quartiles) "
+                                 "the drop and backlog rules compare with.", "int", minimum=1),
+    },
+    "suspicious": {
+        "drop_min_baseline": Option("50", "drop: a queue whose running median is below this is "
+                                    "never flagged (noise).", "float", minimum=0),
+        "drop_relative": Option("0.5", "drop: running at least this share below its median.",
+                                "float", minimum=0),
+        "drop_absolute": Option("20", "drop: and at least this many jobs below it.", "float",
+                                minimum=0),
+        "drop_spread": Option("2", "drop/backlog: and beyond this many standard deviations "
+                              "from the median, the noise read robustly from the quartiles on "
+                              "the side the anomaly does not touch.", "float", minimum=0),
+        "drop_critical": Option("0.9", "drop: critical when running is this share below its "
+                                "median.", "float", minimum=0),
+        "starving_min_activated": Option("50", "starving: activated jobs waiting at least.",
+                                         "float", minimum=0),
+        "starving_running_ratio": Option("0.05", "starving: while running is below this share "
+                                         "of activated.", "float", minimum=0),
+        "failing_ratio": Option("0.5", "failing: failed / (finished + failed) above this.",
+                                "float", minimum=0),
+        "failing_critical": Option("0.8", "failing: critical above this ratio.", "float",
+                                   minimum=0),
+        "failing_min_ended": Option("20", "failing: only with at least this many ended jobs.",
+                                    "float", minimum=0),
+        "backlog_factor": Option("3", "backlog: assigned or transferring above this multiple of "
+                                 "its median.", "float", minimum=0),
+        "backlog_absolute": Option("100", "backlog: and at least this many jobs above it.",
+                                   "float", minimum=0),
+        "stale_min_jobs": Option("20", "stale: a queue that stopped reporting is flagged when "
+                                 "its median of all jobs was at least this.", "float", minimum=0),
+        "open_cycles": Option("2", "A flag opens when this many of the last window_cycles "
+                              "cycles violate.", "int", minimum=1),
+        "window_cycles": Option("3", "See open_cycles.", "int", minimum=1),
+        "close_cycles": Option("3", "An open flag closes after this many clean cycles in a row.",
+                               "int", minimum=1),
+    },
+    "notify": {
+        "email_to": Option("", "Comma-separated recipients of the digest; empty: no e-mail.",
+                           "list"),
+        "email_from": Option("qmonit@localhost", "Sender address."),
+        "smtp_host": Option("localhost", "SMTP server."),
+        "smtp_port": Option("25", "SMTP port.", "int", minimum=1),
+        "smtp_starttls": Option("false", "Use STARTTLS.", "bool"),
+        "smtp_username": Option("", "SMTP user; empty: no authentication."),
+        "smtp_password": Option("", "SMTP password.", secret=True),
+        "webhook_url": Option("", "Incoming-webhook URL (Mattermost, Slack); empty: none.",
+                              "url", secret=True),
+        "repeat_critical_hours": Option("6", "Repeat a still-open critical alert at most this "
+                                        "often.", "float", minimum=0),
+        "timeout_s": Option("20", "Timeout for SMTP and webhook, seconds.", "float",
+                            minimum=0.1),
+    },
     "spool": {
         "dir": Option("", "Spool directory; empty: data_dir/spool.", "path"),
         "max_mb": Option("512", "Size cap of the spool; past it new points are refused, "
@@ -286,6 +343,9 @@ def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
         errors.append("[influxdb] token: set either token or username/password, not both")
     if influx["password"] and not influx["username"]:
         errors.append("[influxdb] username: required when a password is set")
+    flags = values["suspicious"]
+    if flags["open_cycles"] > flags["window_cycles"]:
+        errors.append("[suspicious] open_cycles: cannot exceed [suspicious] window_cycles")
     for section in ("panda", "cric"):
         if values[section]["key"] and not values[section]["cert"]:
             errors.append(f"[{section}] cert: required when [{section}] key is set")

@@ -5,16 +5,19 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 from qmonit import config, report
 from qmonit.collect import collect
 from qmonit.components import build
+from qmonit.derive.job import derive
+from qmonit.notify import describe
 from qmonit.sample import SLOT, epoch_seconds, slot_start
-from qmonit.stores import state
+from qmonit.stores import alerts, state
 from qmonit.stores.embedded import EmbeddedStore
+from qmonit.suspicious import render as render_suspicious
 
 
 def demo_config(directory: Path, scale: str, seed: int) -> config.Config:
@@ -26,9 +29,13 @@ def demo_config(directory: Path, scale: str, seed: int) -> config.Config:
     })
 
 
+DERIVE_HOURS = 2  # derive (about a second a cycle on SQLite) runs for the last cycles only
+
+
 def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int = 1,
              now: datetime | None = None, out: TextIO = sys.stdout) -> int:
-    """Start from an empty demo directory, collect every slot of the last `hours`, report."""
+    """Start from an empty demo directory, collect every slot of the last `hours` (derive for
+    the last DERIVE_HOURS of them), and report."""
     if directory.exists():
         shutil.rmtree(directory)
     cfg = demo_config(directory, scale, seed)
@@ -41,8 +48,14 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
     started = time.monotonic()
     reports = []
     progress = sys.stderr.isatty()
+    derive_s = 0.0
+    derive_from = last - timedelta(hours=DERIVE_HOURS) + SLOT
     for number, slot in enumerate(slots, 1):
         reports.append(collect(parts, slot))
+        if slot >= derive_from:
+            clock = time.monotonic()
+            derive(parts, slot)
+            derive_s += time.monotonic() - clock
         if progress:
             print(f"\rcollecting {slot:%Y-%m-%d %H:%M} UTC  [{number}/{len(slots)}]",
                   end="", file=sys.stderr, flush=True)
@@ -70,5 +83,13 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
         print(f"Cycle {r.slot:%H:%M} UTC: {reasons} — nothing written for it, recorded in "
               f"qmonit_run.", file=out)
     print(f"Stored in: {cfg.sql_url} (tables ts_points, ts_series, ts_tags; state: queues, "
-          f"queue_stats)", file=out)
+          f"queue_stats, alerts)", file=out)
+    print(f"\nSuspicious sites at {last:%Y-%m-%d %H:%M} UTC (derive ran after each of the last "
+          f"{DERIVE_HOURS * 6} cycles, {derive_s:.1f} s in all):", file=out)
+    print(render_suspicious(parts.engine), end="", file=out)
+    closed = [a for a in alerts.closed_since(parts.engine, derive_from)]
+    if closed:
+        print("\nClosed during the run:", file=out)
+        for alert in closed:
+            print(f"  {describe(alert)}", file=out)
     return 0

@@ -10,3 +10,7 @@ PANDA_ALWAYS_PRESENT = ("assigned", "activated", "running", "finished", "failed"
 TOPOLOGY_TAGS = ("atlas_site", "cloud", "country", "tier", "site_state", "queue_type",
                  "resource_type")
 UNKNOWN = "unknown"
+# Moving averages kept in queue_stats, and the suspicious-site rules.
+AVERAGED_STATUSES = ("assigned", "activated", "running", "failed")
+AVERAGE_WINDOWS = ("1h", "6h", "12h", "24h", "7d", "30d")
+RULES = ("drop", "starving", "failing", "backlog", "stale")

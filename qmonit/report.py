@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Engine, and_, func, select
 
 from qmonit.stores.ts_tables import ts_points, ts_series, ts_tags
@@ -33,13 +35,17 @@ def _jobs_by(engine: Engine, tags: tuple[str, ...], when: int, where_status: str
         return [tuple(row) for row in conn.execute(query)]
 
 
+_NUMBER = re.compile(r"-?[\d,.]+%?( vs -?[\d,.]+)?")
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns: numbers to the right, text to the left."""
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=True)]
     lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
-        lines.append("  ".join(str(c).rjust(w) if str(c)[:1].isdigit() else str(c).ljust(w)
-                               for c, w in zip(row, widths, strict=True)))
+        lines.append("  ".join(str(c).rjust(w) if _NUMBER.fullmatch(str(c)) else str(c).ljust(w)
+                               for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
 

@@ -67,3 +67,10 @@ def test_last_time(store):
     assert store.last_time("jobs", "jobs", {"q": "B"}) == T + 3 * SLOT
     assert store.last_time("jobs", "jobs", {"q": "A", "state": "offline"}) == T + 6 * SLOT
     assert store.last_time("jobs", "jobs", {"q": "nobody's"}) is None
+
+
+def test_only_some_series(store):
+    store.write(points())
+    only_b = GroupedQuery("jobs", "jobs", ("q",), "10m", T, T + 7 * SLOT, 600, robust=True,
+                          only=("q", ("B", "it's")))
+    assert store.grouped_stats(only_b) == {("B",): EXPECTED[("B",)]}

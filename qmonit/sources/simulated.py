@@ -102,18 +102,24 @@ class SimulatedGrid:
         return queues
 
     def _make_incidents(self, rng: random.Random) -> list[Incident]:
+        """Staggered over the day on different queues, so at any hour one queue is draining,
+        one has no pilots arriving and one is failing; plus a queue that goes offline and a
+        20-minute PanDA outage every day at 12:00."""
         online = sorted(n for n, q in self.queues.items() if q.record["status"] == "online"
                         and q.capacity >= 200)
-        drain, offline, failures, no_pilots = rng.sample(online, 4)
-        return [
-            Incident("drain", drain, 6.0, 8.0),
-            Incident("offline", offline, 1.0, 6.0),
-            Incident("failures", failures, 15.0, 1.5),
-            Incident("no_pilots", no_pilots, 18.0, 3.0),
-            Incident("outage", None, 12.0, 1 / 3),
-        ]
+        chosen = iter(rng.sample(online, 4 + 3 + 6 + 1))
+        incidents = [Incident("drain", next(chosen), 6.0 * i, 6.0) for i in range(4)]
+        incidents += [Incident("no_pilots", next(chosen), 8.0 * i, 8.0) for i in range(3)]
+        incidents += [Incident("failures", next(chosen), 4.0 * i, 4.0) for i in range(6)]
+        incidents.append(Incident("offline", next(chosen), 1.0, 6.0))
+        incidents.append(Incident("outage", None, 12.0, 1 / 3))
+        return incidents
+
+    def incidents_at(self, kind: str, slot: datetime) -> list[Incident]:
+        return [i for i in self.incidents if i.kind == kind and i.active(slot)]
 
     def incident(self, kind: str) -> Incident:
+        """The first incident of a kind (the earliest in the day)."""
         return next(i for i in self.incidents if i.kind == kind)
 
     def _active(self, queue: str, slot: datetime) -> set[str]:

@@ -32,6 +32,7 @@ class GroupedQuery:
     end: datetime  # exclusive
     step_s: int  # the spacing of points in this retention policy (600 for "10m")
     robust: bool = False  # also p25, median, p75
+    only: tuple[str, tuple[str, ...]] | None = None  # (tag, values): only these series
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,20 @@ def influxql(q: GroupedQuery) -> str:
     """One InfluxQL statement for every group at once."""
     tags = ", ".join(f'"{t}"' for t in q.group_by)
     where = f"time >= {epoch_seconds(q.start)}s AND time < {epoch_seconds(q.end)}s"
+    inner_where = where
+    if q.only:
+        tag, values = q.only
+        inner_where += " AND (" + " OR ".join(
+            f"\"{tag}\" = '{_literal(v)}'" for v in values) + ")"
     robust = ', percentile("s", 25) AS "p25", median("s") AS "median", ' \
              'percentile("s", 75) AS "p75"' if q.robust else ""
     return (f'SELECT mean("s") AS "mean", count("s") AS "count"{robust} FROM '
-            f'(SELECT sum("{q.field}") AS "s" FROM "{q.rp}"."{q.measurement}" WHERE {where} '
+            f'(SELECT sum("{q.field}") AS "s" FROM "{q.rp}"."{q.measurement}" WHERE {inner_where} '
             f"GROUP BY time({q.step_s}s), {tags} fill(none)) WHERE {where} GROUP BY {tags}")
+
+
+def _literal(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def stats_from_influx(series: list[dict], group_by: tuple[str, ...]) -> dict[Key, Stats]:
@@ -65,45 +75,59 @@ def stats_from_influx(series: list[dict], group_by: tuple[str, ...]) -> dict[Key
     return out
 
 
-def sql(q: GroupedQuery) -> Select:
-    """The same statistics in SQL (SQLite >= 3.25, MariaDB >= 10.2: window functions)."""
+def sql(q: GroupedQuery, dialect: str = "sqlite") -> Select:
+    """The same statistics in SQL (SQLite >= 3.25, MariaDB >= 10.2: window functions).
+
+    Series are mapped to their group first (a few thousand rows), then their points
+    are read through the primary key (rp, series_id, time): no tag join per point.
+    """
     tag_alias = {t: ts_tags.alias(f"tag_{t}") for t in q.group_by}
-    source = ts_points.join(ts_series, ts_series.c.series_id == ts_points.c.series_id)
+    source = ts_series
     for tag, alias in tag_alias.items():
-        source = source.join(alias, and_(alias.c.series_id == ts_points.c.series_id,
+        source = source.join(alias, and_(alias.c.series_id == ts_series.c.series_id,
                                          alias.c.tag == tag))
-    group_cols = [tag_alias[t].c.value.label(t) for t in q.group_by]
+    tag_values = [tag_alias[t].c.value for t in q.group_by]
+    groups = select(ts_series.c.series_id, *(v.label(t) for v, t in zip(tag_values, q.group_by,
+                                                                         strict=True)),
+                    func.dense_rank().over(order_by=tag_values).label("gid"))
+    groups = groups.select_from(source).where(ts_series.c.measurement == q.measurement)
+    if q.only:
+        tag, values = q.only
+        groups = groups.where(tag_alias[tag].c.value.in_(values))
+    groups = groups.cte("groups")
+    if dialect == "sqlite":  # else SQLite re-runs the tag joins for every point
+        groups = groups.prefix_with("MATERIALIZED")
     per_time = (
-        select(*group_cols, ts_points.c.time, func.sum(ts_points.c.value).label("s"))
-        .select_from(source)
-        .where(ts_points.c.rp == q.rp, ts_series.c.measurement == q.measurement,
-               ts_points.c.field == q.field, ts_points.c.time >= epoch_seconds(q.start),
-               ts_points.c.time < epoch_seconds(q.end))
-        .group_by(*(tag_alias[t].c.value for t in q.group_by), ts_points.c.time)
+        select(groups.c.gid, ts_points.c.time, func.sum(ts_points.c.value).label("s"))
+        .select_from(groups.join(ts_points, and_(
+            ts_points.c.rp == q.rp, ts_points.c.series_id == groups.c.series_id,
+            ts_points.c.time >= epoch_seconds(q.start), ts_points.c.time < epoch_seconds(q.end),
+            ts_points.c.field == q.field)))
+        .group_by(groups.c.gid, ts_points.c.time)
         .cte("per_time")
     )
-    keys = [per_time.c[t] for t in q.group_by]
-    columns = [*keys, func.avg(per_time.c.s).label("mean"), func.count().label("count")]
-    if not q.robust:
-        return select(*columns).group_by(*keys)
-    ranked = select(
-        *keys, per_time.c.s,
-        func.row_number().over(partition_by=keys, order_by=per_time.c.s).label("rn"),
-        func.count().over(partition_by=keys).label("n"),
-    ).cte("ranked")
-    rk = [ranked.c[t] for t in q.group_by]
-    rn, n, s = ranked.c.rn, ranked.c.n, ranked.c.s
-
-    def at_rank(rank):  # the value at a 1-based rank, NULL when out of range
-        return func.max(case((rn == rank, s)))
-
-    half = literal_column("2")
-    return select(
-        *rk, func.avg(s).label("mean"), func.count().label("count"),
-        at_rank((n * 25 + 50) // 100).label("p25"),
-        func.avg(case((rn.in_([(n + 1) // half, (n + 2) // half]), s))).label("median"),
-        at_rank((n * 75 + 50) // 100).label("p75"),
-    ).group_by(*rk)
+    if q.robust:  # ranks within each group, on an integer group id: cheap to sort
+        ranked = select(
+            per_time.c.gid, per_time.c.s,
+            func.row_number().over(partition_by=per_time.c.gid, order_by=per_time.c.s)
+            .label("rn"),
+            func.count().over(partition_by=per_time.c.gid).label("n"),
+        ).cte("ranked")
+        rn, n, value = ranked.c.rn, ranked.c.n, ranked.c.s
+        half = literal_column("2")
+        stats = select(
+            ranked.c.gid, func.avg(value).label("mean"), func.count().label("count"),
+            func.max(case((rn == (n * 25 + 50) // 100, value))).label("p25"),
+            func.avg(case((rn.in_([(n + 1) // half, (n + 2) // half]), value))).label("median"),
+            func.max(case((rn == (n * 75 + 50) // 100, value))).label("p75"),
+        ).group_by(ranked.c.gid).cte("stats")
+    else:
+        stats = select(per_time.c.gid, func.avg(per_time.c.s).label("mean"),
+                       func.count().label("count")).group_by(per_time.c.gid).cte("stats")
+    labels = select(groups.c.gid, *(groups.c[t] for t in q.group_by)).distinct().cte("labels")
+    return select(*(labels.c[t] for t in q.group_by),
+                  *(c for c in stats.c if c.name != "gid")) \
+        .select_from(stats.join(labels, labels.c.gid == stats.c.gid))
 
 
 def stats_from_rows(rows, group_by: tuple[str, ...]) -> dict[Key, Stats]:

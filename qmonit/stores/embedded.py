@@ -62,7 +62,8 @@ class EmbeddedStore:
 
     def grouped_stats(self, query: GroupedQuery) -> dict[Key, Stats]:
         with self.engine.connect() as conn:
-            return stats_from_rows(conn.execute(sql(query)), query.group_by)
+            return stats_from_rows(conn.execute(sql(query, self.engine.dialect.name)),
+                                   query.group_by)
 
     def last_time(self, measurement: str, field: str, tags: dict[str, str],
                   rp: str = "10m") -> datetime | None:

@@ -27,11 +27,13 @@ from sqlalchemy import (
     Text,
     delete,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 
-from qmonit.model import PANDA_JOB_STATUSES
+from qmonit.model import AVERAGE_WINDOWS, AVERAGED_STATUSES, PANDA_JOB_STATUSES, RULES
 from qmonit.sample import Sample, epoch_seconds
 from qmonit.stores.sql import upsert
 
@@ -59,6 +61,13 @@ queue_stats = Table(
     Column("site_state", String(32)),
     *(Column(status, Float) for status in PANDA_JOB_STATUSES),
     Column("slot_time", DateTime(timezone=True), nullable=False),
+    # written by the derive job: moving averages (NULL: insufficient coverage), flags
+    *(Column(f"{status}_avg_{window}", Float) for status in AVERAGED_STATUSES
+      for window in AVERAGE_WINDOWS),
+    *(Column(f"coverage_{window}", Float) for window in AVERAGE_WINDOWS),
+    *(Column(f"{rule}_flag", String(16)) for rule in RULES),
+    Column("flag_reason", Text),
+    Column("derived_at", DateTime(timezone=True)),
 )
 series_seen = Table(
     "series_seen", metadata,
@@ -83,8 +92,20 @@ class SeenSeries:
     fields: tuple[str, ...]
 
 
-def create_tables(engine: Engine) -> None:
+def create_tables(engine: Engine) -> list[str]:
+    """Create missing tables, and add columns a newer qmonit defines to existing ones."""
     metadata.create_all(engine)
+    added = []
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+                    added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -174,3 +195,24 @@ def upsert_queue_stats(engine: Engine, job_samples: Sequence[Sample], slot: date
         upsert(conn, queue_stats, list(rows.values()),
                ["panda_queue", "prod_source", "resource"])
     return len(rows)
+
+
+def queue_topology(engine: Engine) -> dict[str, dict[str, str]]:
+    """site_state, atlas_site and cloud of every queue, by CRIC name and by panda_resource."""
+    out: dict[str, dict[str, str]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(select(queues.c.panda_queue, queues.c.panda_resource,
+                                       queues.c.site_state, queues.c.atlas_site,
+                                       queues.c.cloud)):
+            where = {"site_state": row.site_state, "atlas_site": row.atlas_site,
+                     "cloud": row.cloud}
+            if row.panda_resource:
+                out.setdefault(row.panda_resource, where)
+            out[row.panda_queue] = where
+    return out
+
+
+def update_derived(engine: Engine, rows: Sequence[dict]) -> None:
+    """Moving averages, coverage and flags into queue_stats (the counts are collect's)."""
+    with engine.begin() as conn:
+        upsert(conn, queue_stats, list(rows), ["panda_queue", "prod_source", "resource"])

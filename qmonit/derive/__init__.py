@@ -1,0 +1,1 @@
+"""Derived quantities: moving averages, suspicious-site flags with hysteresis, alerts."""

@@ -1,0 +1,239 @@
+"""The derive job: moving averages, suspicious flags with hysteresis, alerts, one digest.
+
+Run right after collect for the same slot. When a source has not collected this
+slot, that is one `stale` finding for the source and nothing else is judged: an
+outage is no reason to flag hundreds of queues, and their flags stay as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from qmonit.components import Components
+from qmonit.derive.flags import FlagState, Hysteresis, advance
+from qmonit.derive.numbers import QueueKey, QueueNumbers, gather
+from qmonit.derive.rules import ALL, Finding, evaluate
+from qmonit.model import AVERAGE_WINDOWS, AVERAGED_STATUSES, RULES, UNKNOWN
+from qmonit.notify import NotifyError, build_digest, notifiers
+from qmonit.sample import Sample, make_sample, slot_start
+from qmonit.stores import alerts, state
+from qmonit.stores.alerts import FlagKey
+from qmonit.stores.base import StoreUnavailable
+from qmonit.stores.durable import Delivery
+from qmonit.stores.influx import InfluxQueryError
+from qmonit.stores.sql import describe_db_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeriveReport:
+    slot: datetime
+    queries: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    opened: list[FlagKey] = field(default_factory=list)
+    closed: list[FlagKey] = field(default_factory=list)
+    open_flags: dict[FlagKey, Finding] = field(default_factory=dict)
+    stale_sources: list[str] = field(default_factory=list)
+    notified: dict[str, str | None] = field(default_factory=dict)  # notifier -> error or None
+    delivery: Delivery = field(default_factory=Delivery)
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        failed = self.error or self.delivery.errors or any(self.notified.values())
+        return 1 if failed else 0
+
+
+class _Steps:
+    """Advances every flag once for this slot and sorts the transitions."""
+
+    def __init__(self, states: dict[FlagKey, FlagState], rule: Hysteresis, slot: datetime):
+        self.before, self.rule, self.slot = states, rule, slot
+        self.after: dict[FlagKey, FlagState] = {}
+        self.gone: list[FlagKey] = []
+        self.opened: list[tuple[FlagKey, dict]] = []
+        self.updated: list[tuple[FlagKey, dict]] = []
+        self.closed: list[FlagKey] = []
+        self.open_now: set[FlagKey] = set()
+
+    def step(self, key: FlagKey, violated: bool, finding: Finding | None) -> None:
+        was_open, new = advance(self.before.get(key), violated, self.slot, self.rule)
+        is_open = bool(new and new.is_open)
+        if new is not None:
+            self.after[key] = new
+        elif key in self.before:
+            self.gone.append(key)
+        details = None if finding is None else {
+            "severity": finding.severity, "reason": finding.reason, "current": finding.current,
+            "baseline": finding.baseline, "score": finding.score}
+        if is_open and not was_open and details:
+            self.opened.append((key, details))
+        elif is_open and violated and details:
+            self.updated.append((key, details))
+        elif was_open and not is_open:
+            self.closed.append(key)
+        if is_open:
+            self.open_now.add(key)
+
+
+def _source_findings(parts: Components, slot: datetime) -> tuple[list[Finding], list[str]]:
+    findings, stale = [], []
+    for source in parts.sources:
+        last_ok = parts.store.last_time("qmonit_run", "points",
+                                        {"job": "collect", "source": source.name, "status": "ok"})
+        key = (f"source:{source.name}", ALL, ALL)
+        if last_ok is not None and last_ok >= slot:
+            findings.append(Finding(key, "stale", False, "none", 0.0, 0.0, 0.0, "reporting"))
+            continue
+        stale.append(source.name)
+        since = "never collected successfully" if last_ok is None else \
+            f"no successful collect since {last_ok:%Y-%m-%d %H:%M} UTC"
+        minutes = 0.0 if last_ok is None else (slot - last_ok).total_seconds() / 60
+        findings.append(Finding(key, "stale", True, "critical", minutes, 0.0, minutes,
+                                f"source {source.name}: {since}; its queues are not judged "
+                                f"until it reports again"))
+    return findings, stale
+
+
+def derive(parts: Components, slot: datetime) -> DeriveReport:
+    """Derive one slot; never raises for a store, rule or notifier failure (see the report)."""
+    slot = slot_start(slot)
+    started = time.monotonic()
+    report = DeriveReport(slot)
+    cfg = parts.cfg
+    flags_cfg = cfg.section("suspicious")
+    rule = Hysteresis(flags_cfg["open_cycles"], flags_cfg["window_cycles"],
+                      flags_cfg["close_cycles"])
+    numbers: dict[QueueKey, QueueNumbers] = {}
+    topology: dict[str, dict[str, str]] = {}
+    try:
+        findings, report.stale_sources = _source_findings(parts, slot)
+        topology = state.queue_topology(parts.engine)
+        if not report.stale_sources:
+            numbers, report.queries = gather(parts.store, slot, cfg.get("derive", "coverage_min"),
+                                             cfg.get("derive", "baseline_hours"))
+            site_state = {q: t["site_state"] for q, t in topology.items()}
+            findings += evaluate(numbers, site_state, flags_cfg, cfg.get("derive", "coverage_min"),
+                                 cfg.get("panda", "time_window"))
+        report.findings = findings
+        steps = _Steps(alerts.load_flags(parts.engine), rule, slot)
+        for finding in findings:
+            steps.step((*finding.key, finding.rule), finding.violated, finding)
+        if not report.stale_sources:  # flags nothing judged this time: a clean cycle
+            judged = {(*f.key, f.rule) for f in findings}
+            for key in steps.before.keys() - judged:
+                steps.step(key, False, None)
+        alerts.save_flags(parts.engine, steps.after, steps.gone)
+        alerts.record(parts.engine, steps.opened, steps.updated, steps.closed, slot)
+        report.opened = [k for k, _ in steps.opened]
+        report.closed = steps.closed
+        by_key = {(*f.key, f.rule): f for f in findings}
+        report.open_flags = {k: by_key[k] for k in steps.open_now if k in by_key}
+        if numbers:
+            state.update_derived(parts.engine, _queue_stats_rows(numbers, steps.open_now,
+                                                                 by_key, slot))
+    except (StoreUnavailable, InfluxQueryError) as exc:
+        report.error = str(exc)
+    except SQLAlchemyError as exc:
+        report.error = f"state store: {describe_db_error(exc)}"
+    if report.error:
+        log.error("derive %s UTC failed: %s", f"{slot:%Y-%m-%d %H:%M}", report.error)
+    else:
+        _notify(parts, report)
+    samples = _suspicious_samples(report, topology)
+    report.duration_s = time.monotonic() - started
+    report.delivery = parts.writer.write(samples + _run_samples(report))
+    return report
+
+
+def _queue_stats_rows(numbers: dict[QueueKey, QueueNumbers], open_now: set[FlagKey],
+                      findings: dict[FlagKey, Finding], slot: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for (queue, label, resource), n in numbers.items():
+        if not n.current:
+            continue  # not written by collect for this slot
+        row: dict[str, Any] = {"panda_queue": queue, "prod_source": label,
+                               "resource": resource, "slot_time": slot, "derived_at": slot}
+        for window in AVERAGE_WINDOWS:
+            averages = n.averages.get(window) or {}
+            row[f"coverage_{window}"] = n.coverage.get(window, 0.0)
+            for status in AVERAGED_STATUSES:
+                row[f"{status}_avg_{window}"] = averages.get(status)
+        reasons = []
+        for rule_name in RULES:
+            key = (queue, ALL, ALL, rule_name) if rule_name == "stale" else \
+                (queue, label, resource, rule_name)
+            open_finding = findings.get(key) if key in open_now else None
+            row[f"{rule_name}_flag"] = open_finding.severity if open_finding else None
+            if open_finding:
+                reasons.append(f"{rule_name}: {open_finding.reason}")
+        row["flag_reason"] = "; ".join(reasons) or None
+        rows.append(row)
+    return rows
+
+
+def _notify(parts: Components, report: DeriveReport) -> None:
+    settings = parts.cfg.section("notify")
+    digest = build_digest(alerts.to_notify(parts.engine), report.slot,
+                          settings["repeat_critical_hours"])
+    if not digest:
+        return
+    senders = notifiers(settings)
+    for name, send in senders.items():
+        try:
+            send(digest)
+            report.notified[name] = None
+            log.info("%s: sent %r", name, digest.subject)
+        except NotifyError as exc:
+            report.notified[name] = str(exc)
+            log.error("notifier %s failed: %s", name, exc)
+    if not senders or any(error is None for error in report.notified.values()):
+        alerts.mark_notified(parts.engine, [a.id for a in digest.opened],
+                             [a.id for a in digest.closed], [a.id for a in digest.repeated],
+                             report.slot)
+
+
+def _suspicious_samples(report: DeriveReport, topology: dict[str, dict[str, str]]
+                        ) -> list[Sample]:
+    out = []
+    for f in report.findings:
+        queue, label, resource = f.key
+        where = topology.get(queue, {})
+        tags = {"panda_queue": queue, "atlas_site": where.get("atlas_site") or UNKNOWN,
+                "cloud": where.get("cloud") or UNKNOWN, "prod_source": label,
+                "resource": resource, "rule": f.rule, "severity": f.severity}
+        flagged = 1.0 if (*f.key, f.rule) in report.open_flags else 0.0
+        out.append(make_sample("suspicious", tags, {"current": f.current, "baseline": f.baseline,
+                                                    "score": f.score, "flagged": flagged},
+                               report.slot))
+    return out
+
+
+def _run_samples(report: DeriveReport) -> list[Sample]:
+    fields: dict[str, float | str] = {
+        "duration_s": report.duration_s, "points": len(report.findings),
+        "queries": report.queries, "opened": len(report.opened), "closed": len(report.closed),
+        "open_flags": len(report.open_flags), "errors": 1 if report.error else 0,
+    }
+    if report.error:
+        fields["message"] = report.error[:1000]
+    out = [make_sample("qmonit_run", {"job": "derive", "source": "derive",
+                                      "status": "failed" if report.error else "ok"},
+                       fields, report.slot)]
+    for name, error in report.notified.items():
+        notifier_fields: dict[str, float | str] = {"sent": 0.0 if error else 1.0,
+                                                   "errors": 1.0 if error else 0.0}
+        if error:
+            notifier_fields["message"] = error[:1000]
+        out.append(make_sample("qmonit_run", {"job": "derive", "source": name,
+                                              "status": "failed" if error else "ok"},
+                               notifier_fields, report.slot))
+    return out

@@ -1,0 +1,151 @@
+"""Suspicious-site rules: pure functions from a queue's numbers to findings a shifter can read.
+
+Each rule only speaks when it can: a baseline with too little coverage, or a queue
+whose CRIC status says it is not meant to run (offline, test, brokeroff), gives no
+finding for drop, starving or stale, rather than a false alarm.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qmonit.derive.numbers import QueueKey, QueueNumbers
+
+NOT_RUNNING_STATES = ("offline", "test", "brokeroff")
+ALL = "all"  # prod_source / resource of a finding about a whole queue or source
+HALF_IQR_TO_SIGMA = 0.6745  # p75 - median (or median - p25) of a normal distribution
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: QueueKey
+    rule: str
+    violated: bool
+    severity: str  # warning | critical | none
+    current: float
+    baseline: float
+    score: float
+    reason: str
+
+
+def spread(numbers: QueueNumbers, status: str, side: str) -> float:
+    """A robust, one-sided noise scale in standard deviations (at least 1).
+
+    A drop fills the low tail of its own baseline window, so its noise is read from
+    the upper half ((p75 - median) / 0.6745), which stays clean until half of the
+    window is anomalous; a backlog fills the high tail, so it reads the lower half.
+    """
+    stats = numbers.baseline.get(status)
+    if not stats or None in (stats.p25, stats.median, stats.p75):
+        return 1.0
+    half = stats.p75 - stats.median if side == "upper" else stats.median - stats.p25
+    return max(1.0, half / HALF_IQR_TO_SIGMA)
+
+
+def _median(numbers: QueueNumbers, status: str) -> float:
+    stats = numbers.baseline.get(status)
+    return stats.median if stats and stats.median is not None else 0.0
+
+
+def drop(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
+    now, median = n.now("running"), _median(n, "running")
+    fall = median - now
+    noise = spread(n, "running", "upper")
+    violated = (median >= cfg["drop_min_baseline"] and fall >= cfg["drop_absolute"]
+                and fall >= cfg["drop_relative"] * median and fall >= cfg["drop_spread"] * noise)
+    critical = violated and fall >= cfg["drop_critical"] * median
+    share = fall / median if median else 0.0
+    return Finding(key, "drop", violated, "critical" if critical else "warning" if violated
+                   else "none", now, median, round(fall / noise, 2),
+                   f"running {now:.0f} vs {median:.0f} (median of the baseline window), "
+                   f"{share:.0%} lower")
+
+
+def starving(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
+    activated, running = n.now("activated"), n.now("running")
+    violated = (activated >= cfg["starving_min_activated"]
+                and running < cfg["starving_running_ratio"] * activated)
+    critical = violated and running == 0 and activated >= 5 * cfg["starving_min_activated"]
+    return Finding(key, "starving", violated, "critical" if critical else "warning" if violated
+                   else "none", activated, running, round(activated / max(running, 1.0), 2),
+                   f"{activated:.0f} activated jobs waiting, {running:.0f} running "
+                   f"(pilots not arriving?)")
+
+
+def failing(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any],
+            time_window_min: int) -> Finding:
+    failed, finished = n.now("failed"), n.now("finished")
+    ended = failed + finished
+    ratio = failed / ended if ended else 0.0
+    violated = ended >= cfg["failing_min_ended"] and ratio > cfg["failing_ratio"]
+    critical = violated and ratio > cfg["failing_critical"]
+    return Finding(key, "failing", violated, "critical" if critical else "warning" if violated
+                   else "none", failed, ended, round(ratio, 3),
+                   f"{failed:.0f} of {ended:.0f} ended jobs failed ({ratio:.0%}) in the last "
+                   f"{time_window_min} min")
+
+
+def backlog(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
+    worst: Finding | None = None
+    for status in ("assigned", "transferring"):
+        now, median = n.now(status), _median(n, status)
+        excess = now - median
+        noise = spread(n, status, "lower")
+        violated = (excess >= cfg["backlog_absolute"]
+                    and now > cfg["backlog_factor"] * median
+                    and excess >= cfg["drop_spread"] * noise)
+        critical = violated and now > 2 * cfg["backlog_factor"] * max(median, 1.0)
+        finding = Finding(key, "backlog", violated, "critical" if critical else
+                          "warning" if violated else "none", now, median,
+                          round(excess / noise, 2),
+                          f"{status} {now:.0f} vs {median:.0f} (median of the baseline window)")
+        if worst is None or (finding.violated, finding.score) > (worst.violated, worst.score):
+            worst = finding
+    assert worst is not None
+    return worst
+
+
+def evaluate(numbers: Mapping[QueueKey, QueueNumbers], site_state: Mapping[str, str],
+             cfg: Mapping[str, Any], coverage_min: float,
+             time_window_min: int) -> list[Finding]:
+    """Every finding for this slot; a stale (silent) queue is reported once, not as drops."""
+    findings: list[Finding] = []
+    by_queue: dict[str, list[QueueKey]] = defaultdict(list)
+    for key in numbers:
+        by_queue[key[0]].append(key)
+    for queue, keys in sorted(by_queue.items()):
+        meant_to_run = site_state.get(queue, "unknown") not in NOT_RUNNING_STATES
+        stale = _stale_queue(queue, [numbers[k] for k in keys], cfg, coverage_min)
+        if meant_to_run and stale:
+            findings.append(stale)
+        for key in sorted(keys):
+            n = numbers[key]
+            has_now = bool(n.current)
+            has_baseline = n.baseline_coverage >= coverage_min
+            if meant_to_run and not (stale and stale.violated):
+                if has_baseline and has_now:
+                    findings.append(drop(key, n, cfg))
+                if has_now:
+                    findings.append(starving(key, n, cfg))
+            if has_now:
+                findings.append(failing(key, n, cfg, time_window_min))
+                if has_baseline:
+                    findings.append(backlog(key, n, cfg))
+    return findings
+
+
+def _stale_queue(queue: str, all_numbers: list[QueueNumbers], cfg: Mapping[str, Any],
+                 coverage_min: float) -> Finding | None:
+    """A queue PanDA stopped listing: every count zero (zero-fill) though it used to have jobs."""
+    if not any(n.baseline_coverage >= coverage_min for n in all_numbers):
+        return None
+    now = sum(sum(n.current.values()) for n in all_numbers)
+    before = sum(s.mean for n in all_numbers for s in n.baseline.values())
+    violated = now == 0 and before >= cfg["stale_min_jobs"]
+    return Finding((queue, ALL, ALL), "stale", violated, "warning" if violated else "none",
+                   now, before, 1.0 if violated else 0.0,
+                   f"no jobs reported at all, {before:.0f} on average in the baseline window "
+                   f"(queue stopped reporting)")
