@@ -43,7 +43,7 @@ class Digest:
             parts.append(f"{len(self.closed)} closed")
         if self.repeated:
             parts.append(f"{len(self.repeated)} critical still open")
-        return f"qmonit suspicious sites at {self.slot:%Y-%m-%d %H:%M} UTC: {', '.join(parts)}"
+        return f"qmonit: {', '.join(parts)} at {self.slot:%Y-%m-%d %H:%M} UTC"
 
     def text(self) -> str:
         lines = [self.subject, ""]

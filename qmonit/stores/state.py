@@ -18,8 +18,8 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Double,
     Engine,
-    Float,
     Integer,
     MetaData,
     String,
@@ -48,7 +48,7 @@ queues = Table(
     Column("panda_resource", String(128)),
     *(Column(name, String(128)) for name in QUEUE_COLUMNS),
     Column("corecount", Integer),
-    Column("corepower", Float),
+    Column("corepower", Double),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 queue_stats = Table(
@@ -59,12 +59,12 @@ queue_stats = Table(
     Column("atlas_site", String(128)),
     Column("cloud", String(64)),
     Column("site_state", String(32)),
-    *(Column(status, Float) for status in PANDA_JOB_STATUSES),
+    *(Column(status, Double) for status in PANDA_JOB_STATUSES),
     Column("slot_time", DateTime(timezone=True), nullable=False),
     # written by the derive job: moving averages (NULL: insufficient coverage), flags
-    *(Column(f"{status}_avg_{window}", Float) for status in AVERAGED_STATUSES
+    *(Column(f"{status}_avg_{window}", Double) for status in AVERAGED_STATUSES
       for window in AVERAGE_WINDOWS),
-    *(Column(f"coverage_{window}", Float) for window in AVERAGE_WINDOWS),
+    *(Column(f"coverage_{window}", Double) for window in AVERAGE_WINDOWS),
     *(Column(f"{rule}_flag", String(16)) for rule in RULES),
     Column("flag_reason", Text),
     Column("derived_at", DateTime(timezone=True)),

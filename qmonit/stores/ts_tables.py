@@ -1,6 +1,6 @@
 """The embedded time-series store's tables: series, their tags, and one row per field value."""
 
-from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Double, Index, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -23,7 +23,7 @@ ts_points = Table(
     Column("series_id", BigInteger, primary_key=True, autoincrement=False),
     Column("time", BigInteger, primary_key=True, autoincrement=False),
     Column("field", String(64), primary_key=True),
-    Column("value", Float, nullable=True),
+    Column("value", Double, nullable=True),
     Column("text", Text, nullable=True),
     Index("ix_ts_points_rp_time", "rp", "time"),
 )

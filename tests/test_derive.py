@@ -1,0 +1,259 @@
+"""The derive job through the real stores: InfluxDB (or the embedded store) and MariaDB."""
+
+import email
+import email.policy
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from qmonit.components import build
+from qmonit.derive.job import derive
+from qmonit.sample import make_sample
+from qmonit.stores import alerts, state
+from tests.servers import Reply, free_port
+
+T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+SLOT = timedelta(minutes=10)
+DAY = timedelta(days=1)
+STEADY = {"assigned": 7, "activated": 3, "failed": 1, "finished": 30}
+
+
+def jobs(slot, queue, counts, label="managed", resource="SCORE", rp_points=None):
+    return [make_sample("jobs", {"panda_queue": queue, "prod_source": label,
+                                 "resource": resource, "job_status": status, "cloud": "US",
+                                 "site_state": "online"}, {"jobs": n}, slot)
+            for status, n in counts.items()]
+
+
+def collected(slot, status="ok"):
+    return make_sample("qmonit_run", {"job": "collect", "source": "panda", "status": status},
+                       {"points": 1, "duration_s": 0.1}, slot)
+
+
+def queue_row(name, site_state="online"):
+    return {"panda_queue": name, "panda_resource": name, "atlas_site": f"{name}-SITE",
+            "cloud": "US", "site_state": site_state, "updated_at": T}
+
+
+@pytest.fixture(params=["influxdb", "embedded"])
+def parts_with(request, make_config, mariadb_url):
+    """Components on MariaDB, with InfluxDB or the embedded store (also on MariaDB)."""
+    def make(**sections):
+        influx = request.getfixturevalue("influx_db") if request.param == "influxdb" else {}
+        cfg = make_config({"influxdb": influx, "sql": {"url": mariadb_url},
+                           "sources": {"enabled": "simulated"}, **sections})
+        parts = build(cfg)
+        state.create_tables(parts.engine)
+        parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+        return parts
+    return make
+
+
+def history(parts, slot, queues, hours=24, skip=()):
+    """Steady history for `queues` {name: running}, every 10 minutes before `slot`."""
+    samples = []
+    for n in range(hours * 6, 0, -1):
+        when = slot - n * SLOT
+        if when in skip:
+            continue
+        samples.append(collected(when))
+        for name, running in queues.items():
+            samples += jobs(when, name, {**STEADY, "running": running(n) if callable(running)
+                                         else running})
+    parts.store.write(samples)
+    state.upsert_queues(parts.engine, [queue_row(q) for q in queues])
+
+
+def cycle(parts, slot, counts_by_queue, ok=True):
+    """What one collect leaves behind, then derive for that slot."""
+    samples = [collected(slot, "ok" if ok else "failed")]
+    if ok:
+        for name, counts in counts_by_queue.items():
+            samples += jobs(slot, name, counts)
+    parts.store.write(samples)
+    return derive(parts, slot)
+
+
+def stats_row(parts, queue):
+    with parts.engine.connect() as conn:
+        return conn.execute(select(state.queue_stats).where(
+            state.queue_stats.c.panda_queue == queue)).one()
+
+
+def alert_rows(parts):
+    with parts.engine.connect() as conn:
+        return conn.execute(select(alerts.alerts).order_by(alerts.alerts.c.id)).all()
+
+
+def test_moving_averages_equal_hand_computed_values(parts_with):
+    parts = parts_with()
+    missing = T - 3 * SLOT  # a failed cycle inside the last hour: absent, not zero
+    history(parts, T, {"Q": lambda n: 100 + (144 - n)}, skip={missing})
+    state.upsert_queues(parts.engine, [queue_row("Q")])
+    daily = [make_sample("jobs", {"panda_queue": "Q", "prod_source": "managed",
+                                  "resource": "SCORE", "job_status": "running"},
+                         {"jobs": 10 * d}, T.replace(hour=0) - d * DAY) for d in range(1, 8)]
+    parts.store.write(daily, "1d")
+    report = cycle(parts, T, {"Q": {**STEADY, "running": 500}})
+    assert report.error is None
+    row = stats_row(parts, "Q")
+    # running at the n-th slot before T is 100 + (144 - n); T - 3 slots is missing
+    assert row.running_avg_1h == (238 + 239 + 240 + 242 + 243) / 5
+    assert row.coverage_1h == 5 / 6
+    assert row.running_avg_6h == pytest.approx((sum(100 + i for i in range(108, 144)) - 241) / 35)
+    assert row.running_avg_12h == pytest.approx((sum(100 + i for i in range(72, 144)) - 241) / 71)
+    assert row.running_avg_24h == pytest.approx((sum(100 + i for i in range(144)) - 241) / 143)
+    assert (row.assigned_avg_24h, row.activated_avg_1h, row.failed_avg_12h) == (7, 3, 1)
+    assert row.running_avg_7d == 40.0  # 10, 20, ..., 70 from the "1d" data
+    assert row.coverage_7d == 1.0
+    assert row.running_avg_30d is None  # 7 of 30 days: insufficient
+    assert row.coverage_30d == pytest.approx(7 / 30)
+    assert (row.running, row.drop_flag) == (None, None)  # counts are collect's, not derive's
+    assert report.queries == 7
+
+
+def test_draining_site_flagged_within_three_cycles_and_closed_after_recovery(parts_with):
+    parts = parts_with()
+    history(parts, T, {"D": lambda n: 395 + n % 11, "OK": 300})
+    open_after = []
+    for n in range(3):
+        cycle(parts, T + n * SLOT, {"D": {**STEADY, "running": 40}, "OK": {**STEADY,
+                                                                           "running": 300}})
+        open_after.append([a.key for a in alerts.open_alerts(parts.engine)])
+    assert open_after[0] == []
+    assert open_after[1] == [("D", "managed", "SCORE", "drop")]
+    [alert] = alert_rows(parts)
+    assert (alert.severity, alert.current, alert.baseline) == ("critical", 40.0, 400.0)
+    assert alert.reason == "running 40 vs 400 (median of the baseline window), 90% lower"
+    assert alerts.utc(alert.opened_at) == T + SLOT
+    assert stats_row(parts, "D").drop_flag == "critical"
+    assert stats_row(parts, "OK").drop_flag is None
+    flagged = parts.store.rows if hasattr(parts.store, "rows") else None
+    if flagged:
+        points = flagged('SELECT "flagged", "current" FROM "10m"."suspicious" WHERE '
+                         "panda_queue = 'D' AND rule = 'drop'")
+        assert [(p["flagged"], p["current"]) for p in points] == [(0, 40), (1, 40), (1, 40)]
+    for n in range(3, 6):  # recovered: closes after three clean cycles
+        cycle(parts, T + n * SLOT, {"D": {**STEADY, "running": 400}, "OK": {**STEADY,
+                                                                            "running": 300}})
+    [alert] = alert_rows(parts)
+    assert alerts.utc(alert.closed_at) == T + 5 * SLOT
+    assert alerts.open_alerts(parts.engine) == []
+    assert stats_row(parts, "D").drop_flag is None
+
+
+def test_low_volume_noise_never_flags(parts_with):
+    parts = parts_with()
+    noisy = [0, 40, 5, 35, 12, 28, 0, 44, 3]
+    history(parts, T, {"LOW": lambda n: noisy[n % len(noisy)]})
+    for n in range(9):
+        report = cycle(parts, T + n * SLOT, {"LOW": {**STEADY, "running": noisy[n],
+                                                     "activated": noisy[-n]}})
+        assert [f for f in report.findings if f.violated] == []
+    assert alert_rows(parts) == []
+
+
+def test_panda_outage_is_one_stale_alert_and_no_drops(parts_with):
+    parts = parts_with()
+    queues = {f"Q{i}": 200 + i for i in range(20)}
+    history(parts, T, queues)
+    steady = {q: {**STEADY, "running": r} for q, r in queues.items()}
+    reports = [cycle(parts, T, {}, ok=False), cycle(parts, T + SLOT, {}, ok=False)]
+    assert [[(f.key, f.rule, f.violated) for f in r.findings] for r in reports] == \
+        [[(("source:panda", "all", "all"), "stale", True)]] * 2
+    [alert] = alerts.open_alerts(parts.engine)
+    assert alert.key == ("source:panda", "all", "all", "stale")
+    assert alert.severity == "critical"
+    assert alert.reason == ("source panda: no successful collect since 2026-11-21 11:50 UTC; "
+                            "its queues are not judged until it reports again")
+    for n in range(2, 5):
+        report = cycle(parts, T + n * SLOT, steady)
+        assert [f.rule for f in report.findings if f.violated] == []
+    assert alerts.open_alerts(parts.engine) == []
+    assert [(r.rule, alerts.utc(r.closed_at)) for r in alert_rows(parts)] == \
+        [("stale", T + 4 * SLOT)]
+
+
+def test_offline_queue_is_not_flagged(parts_with):
+    parts = parts_with()
+    history(parts, T, {"OFF": 400, "GONE": 400})
+    state.upsert_queues(parts.engine, [queue_row("OFF", "offline"), queue_row("GONE", "test")])
+    for n in range(3):
+        report = cycle(parts, T + n * SLOT, {"OFF": {**STEADY, "running": 0, "activated": 500},
+                                            "GONE": {"running": 0}})
+        assert [f for f in report.findings if f.violated] == []
+    assert alert_rows(parts) == []
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.mail_from, envelope.rcpt_tos,
+                              envelope.content.decode().replace("\r\n", "\n")))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+def test_digest_reaches_smtp_and_webhook(parts_with, smtp, http):
+    controller, inbox = smtp
+    http.route("/hooks/s3cr3t", Reply(200, "ok"))
+    parts = parts_with(notify={"email_to": "shift@example.org, expert@example.org",
+                               "email_from": "qmonit@example.org",
+                               "smtp_host": "127.0.0.1", "smtp_port": str(controller.port),
+                               "webhook_url": f"{http.url}/hooks/s3cr3t"})
+    history(parts, T, {"D": 400, "OK": 300})
+    drained = {"D": {**STEADY, "running": 40}, "OK": {**STEADY, "running": 300}}
+    reports = [cycle(parts, T + n * SLOT, drained) for n in range(3)]
+    assert [r.notified for r in reports] == [{}, {"email": None, "webhook": None}, {}]
+    assert len(inbox.messages) == 1  # one digest; nothing new in the third cycle
+    sender, recipients, content = inbox.messages[0]
+    assert (sender, recipients) == ("qmonit@example.org",
+                                    ["shift@example.org", "expert@example.org"])
+    subject = "qmonit: 1 opened (1 critical) at 2026-11-21 12:10 UTC"
+    line = ("  [critical] drop D managed/SCORE: running 40 vs 400 (median of the baseline "
+            "window), 90% lower (since 2026-11-21 12:10)")
+    message = email.message_from_string(content, policy=email.policy.default)
+    assert message["Subject"] == subject
+    assert message.get_content() == f"{subject}\n\nOpened:\n{line}\n"
+    [hook] = http.hits("/hooks/s3cr3t")
+    assert json.loads(hook.body) == {"text": f"{subject}\n\nOpened:\n{line}\n",
+                                     "username": "qmonit"}
+    for n in range(3, 6):
+        cycle(parts, T + n * SLOT, {"D": {**STEADY, "running": 400}, "OK": drained["OK"]})
+    assert len(inbox.messages) == 2
+    closed = email.message_from_string(inbox.messages[1][2], policy=email.policy.default)
+    assert closed["Subject"] == "qmonit: 1 closed at 2026-11-21 12:50 UTC"
+    assert "  [critical] drop D managed/SCORE: running 40 vs 400 (median of the baseline " \
+           "window), 90% lower (since 2026-11-21 12:10, closed 12:50)" in closed.get_content()
+
+
+def test_failing_notifier_leaves_the_derived_data_written(parts_with):
+    closed_port = free_port()
+    parts = parts_with(notify={"email_to": "shift@example.org", "smtp_host": "127.0.0.1",
+                               "smtp_port": str(closed_port), "timeout_s": "2"})
+    history(parts, T, {"D": 400})
+    reports = [cycle(parts, T + n * SLOT, {"D": {**STEADY, "running": 40}}) for n in range(2)]
+    assert [r.exit_code for r in reports] == [0, 1]
+    error = reports[1].notified["email"]
+    assert error.startswith(f"SMTP 127.0.0.1:{closed_port}: ConnectionRefusedError")
+    assert stats_row(parts, "D").drop_flag == "critical"
+    assert stats_row(parts, "D").running_avg_1h == (5 * 400 + 40) / 6  # 12:00 was drained
+    [alert] = alert_rows(parts)
+    assert (alert.notified_open, alert.rule) == (False, "drop")  # told next time instead
+    if hasattr(parts.store, "rows"):
+        runs = parts.store.rows('SELECT * FROM "10m"."qmonit_run" WHERE "job" = \'derive\'')
+        email = [r for r in runs if r["source"] == "email"]
+        assert [(r["status"], r["message"]) for r in email] == [("failed", error)]

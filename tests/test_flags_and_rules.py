@@ -1,0 +1,141 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from qmonit import config
+from qmonit.derive.flags import Hysteresis, advance
+from qmonit.derive.numbers import QueueNumbers
+from qmonit.derive.rules import backlog, drop, evaluate, failing, starving
+from qmonit.stores.aggregate import Stats
+
+T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+SLOT = timedelta(minutes=10)
+RULE = Hysteresis(open_cycles=2, window_cycles=3, close_cycles=3)
+CFG = config.defaults({"sources": {"enabled": "simulated"}}).section("suspicious")
+KEY = ("Q", "managed", "SCORE")
+
+
+def run(pattern):
+    """Step a flag through a violation pattern like '1101'; return the open state after each."""
+    state, out = None, []
+    for n, char in enumerate(pattern):
+        _, state = advance(state, char == "1", T + n * SLOT, RULE)
+        out.append(bool(state and state.is_open))
+    return out
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("1", [False]),
+    ("11", [False, True]),  # M=2 of N=3: opens at the second violation
+    ("101", [False, False, True]),
+    ("1001", [False, False, False, False]),  # never 2 in 3
+    ("110001", [False, True, True, True, False, False]),  # closes after K=3 clean cycles
+    ("1101011", [False, True, True, True, True, True, True]),  # one clean cycle does not close
+])
+def test_hysteresis(pattern, expected):
+    assert run(pattern) == expected
+
+
+def test_rerunning_a_slot_replaces_its_step():
+    _, first = advance(None, True, T, RULE)
+    _, second = advance(first, True, T + SLOT, RULE)
+    assert second.is_open
+    _, again = advance(second, False, T + SLOT, RULE)  # the same slot, now clean
+    assert (again.history, again.is_open) == ("10", False)
+    _, same = advance(again, False, T + SLOT, RULE)
+    assert same == again
+
+
+def test_an_older_slot_leaves_the_state_alone():
+    _, state = advance(None, True, T, RULE)
+    was_open, after = advance(state, False, T - SLOT, RULE)
+    assert after is state and was_open is False
+
+
+def test_nothing_kept_for_a_clean_flag():
+    assert advance(None, False, T, RULE) == (False, None)
+
+
+def numbers(now, median=None, p25=None, p75=None, status="running", coverage=1.0):
+    n = QueueNumbers(current=now, baseline_coverage=coverage)
+    if median is not None:
+        n.baseline[status] = Stats(median, 144, p25, median, p75)
+    return n
+
+
+@pytest.mark.parametrize("now, median, p25, p75, violated, severity", [
+    (40, 400, 380, 420, True, "critical"),  # 90 % lower
+    (150, 400, 380, 420, True, "warning"),  # 62 % lower
+    (250, 400, 380, 420, False, "none"),  # only 37 % lower
+    (10, 45, 40, 50, False, "none"),  # below drop_min_baseline: noise
+    (100, 400, 100, 700, False, "none"),  # a volatile queue: within 2 of its spreads
+    (0, 60, 55, 65, True, "critical"),
+])
+def test_drop(now, median, p25, p75, violated, severity):
+    finding = drop(KEY, numbers({"running": now}, median, p25, p75), CFG)
+    assert (finding.violated, finding.severity) == (violated, severity)
+
+
+def test_drop_reason_is_readable():
+    finding = drop(KEY, numbers({"running": 40}, 400, 380, 420), CFG)
+    assert finding.reason == "running 40 vs 400 (median of the baseline window), 90% lower"
+    assert (finding.current, finding.baseline) == (40, 400)
+
+
+@pytest.mark.parametrize("activated, running, violated, severity", [
+    (120, 2, True, "warning"),
+    (300, 0, True, "critical"),
+    (120, 30, False, "none"),
+    (30, 0, False, "none"),  # too few waiting
+])
+def test_starving(activated, running, violated, severity):
+    finding = starving(KEY, numbers({"activated": activated, "running": running}), CFG)
+    assert (finding.violated, finding.severity) == (violated, severity)
+
+
+@pytest.mark.parametrize("failed, finished, violated, severity", [
+    (60, 40, True, "warning"),
+    (90, 10, True, "critical"),
+    (10, 90, False, "none"),
+    (9, 1, False, "none"),  # 90 % but only 10 ended jobs
+])
+def test_failing(failed, finished, violated, severity):
+    finding = failing(KEY, numbers({"failed": failed, "finished": finished}), CFG, 60)
+    assert (finding.violated, finding.severity) == (violated, severity)
+    if violated:
+        assert finding.reason == (f"{failed} of {failed + finished} ended jobs failed "
+                                  f"({failed / (failed + finished):.0%}) in the last 60 min")
+
+
+def test_backlog_takes_the_worse_of_assigned_and_transferring():
+    n = numbers({"assigned": 20, "transferring": 900}, 25, 20, 30, status="assigned")
+    n.baseline["transferring"] = Stats(100, 144, 90, 100, 110)
+    finding = backlog(KEY, n, CFG)
+    assert (finding.violated, finding.current, finding.baseline) == (True, 900, 100)
+    assert finding.reason == "transferring 900 vs 100 (median of the baseline window)"
+
+
+def test_offline_test_brokeroff_queues_get_no_drop_or_starving():
+    drained = numbers({"running": 0, "activated": 500}, 400, 380, 420)
+    for state in ("offline", "test", "brokeroff"):
+        findings = evaluate({KEY: drained}, {"Q": state}, CFG, 0.7, 60)
+        assert {f.rule for f in findings} == {"failing", "backlog"}
+    findings = evaluate({KEY: drained}, {"Q": "online"}, CFG, 0.7, 60)
+    assert {f.rule for f in findings if f.violated} == {"drop", "starving"}
+
+
+def test_insufficient_coverage_feeds_no_drop():
+    drained = numbers({"running": 0}, 400, 380, 420, coverage=0.5)
+    assert "drop" not in {f.rule for f in evaluate({KEY: drained}, {}, CFG, 0.7, 60)}
+
+
+def test_a_queue_that_stopped_reporting_is_one_stale_finding_not_drops():
+    silent = {(("Q", "managed", r)): numbers({"running": 0, "activated": 0}, 400, 380, 420)
+              for r in ("SCORE", "MCORE")}
+    for n in silent.values():
+        n.baseline["activated"] = Stats(50, 144, 45, 50, 55)
+    findings = evaluate(silent, {"Q": "online"}, CFG, 0.7, 60)
+    violated = [f for f in findings if f.violated]
+    assert [(f.key, f.rule) for f in violated] == [(("Q", "all", "all"), "stale")]
+    assert violated[0].reason == ("no jobs reported at all, 900 on average in the baseline "
+                                  "window (queue stopped reporting)")
