@@ -257,3 +257,30 @@ def test_failing_notifier_leaves_the_derived_data_written(parts_with):
         runs = parts.store.rows('SELECT * FROM "10m"."qmonit_run" WHERE "job" = \'derive\'')
         email = [r for r in runs if r["source"] == "email"]
         assert [(r["status"], r["message"]) for r in email] == [("failed", error)]
+
+
+def test_simulated_grid_incidents_flag_and_its_noise_does_not(make_config, tmp_path):
+    from qmonit.collect import collect
+    from qmonit.sources.simulated import SimulatedGrid, SimulatedJobStats, SimulatedTopology
+
+    parts = build(make_config({"sources": {"enabled": "simulated"}}))
+    parts.grid = SimulatedGrid(seed=1, sites=30)
+    parts.sources = [SimulatedJobStats(parts.grid)]
+    parts.topology = SimulatedTopology(parts.grid)
+    state.create_tables(parts.engine)
+    parts.store.init({})
+    end = datetime(2026, 11, 21, 10, 50, tzinfo=UTC)
+    for n in range(24 * 6 + 12, -1, -1):
+        slot = end - n * SLOT
+        collect(parts, slot)
+        if n < 12:
+            derive(parts, slot)
+    flagged = {(a.key[0], a.key[3]) for a in alerts.open_alerts(parts.engine)}
+    expected = {(i.panda_queue, rule) for kind, rule in (("drain", "drop"),
+                                                         ("no_pilots", "starving"),
+                                                         ("failures", "failing"))
+                for i in parts.grid.incidents_at(kind, end)}
+    assert expected <= flagged
+    # pilots that do not arrive also make running drop; nothing else may be flagged
+    no_pilots = {i.panda_queue for i in parts.grid.incidents_at("no_pilots", end)}
+    assert flagged - expected <= {(q, "drop") for q in no_pilots}

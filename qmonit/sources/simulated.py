@@ -53,10 +53,12 @@ class SimQueue:
 
 
 class SimulatedGrid:
-    def __init__(self, seed: int = 1, scale: str = "small"):
+    def __init__(self, seed: int = 1, scale: str = "small", sites: int | None = None):
         self.seed = seed
         self.scale = scale
+        self.sites = sites or SCALES[scale]
         self.queues = self._make_queues(random.Random(f"qmonit-topology:{seed}:{scale}"))
+        # the topology depends on the scale, not on how many sites are cut from it
         self.incidents = self._make_incidents(random.Random(f"qmonit-incidents:{seed}"))
 
     # -- topology ---------------------------------------------------------------------------
@@ -65,7 +67,7 @@ class SimulatedGrid:
         queues: dict[str, SimQueue] = {}
         clouds = sorted(CLOUDS)
         big = self.scale == "atlas"
-        for number in range(SCALES[self.scale]):
+        for number in range(self.sites):
             cloud = clouds[number % len(clouds)]
             country = rng.choice(CLOUDS[cloud])
             site = f"{cloud}-SITE{number:03d}"
