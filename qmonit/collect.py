@@ -184,6 +184,9 @@ def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: date
 def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slot: datetime,
                   report: CollectReport) -> None:
     try:
+        if jobs:  # the derive job's history; backfilled slots belong in it too
+            keep = timedelta(hours=max(24, parts.cfg.get("derive", "baseline_hours")) + 1)
+            state.record_history(parts.engine, jobs, slot, keep)
         newest = state.newest_slot(parts.engine)
         if newest is not None and slot < newest:
             log.info("slot %s is older than the current state (%s): queues and queue_stats "

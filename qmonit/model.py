@@ -14,3 +14,5 @@ UNKNOWN = "unknown"
 AVERAGED_STATUSES = ("assigned", "activated", "running", "failed")
 AVERAGE_WINDOWS = ("1h", "6h", "12h", "24h", "7d", "30d")
 RULES = ("drop", "starving", "failing", "backlog", "stale")
+# Counts the derive job reads from the SQL history (queue_history columns).
+HISTORY_STATUSES = ("assigned", "activated", "running", "failed", "finished", "transferring")

@@ -52,18 +52,24 @@ def parts_with(request, make_config, mariadb_url):
     return make
 
 
+def record(parts, when, samples):
+    """What collect leaves behind: the points, and the SQL history the derive job reads."""
+    parts.store.write(samples)
+    state.record_history(parts.engine, [s for s in samples if s.measurement == "jobs"], when,
+                         timedelta(hours=25))
+
+
 def history(parts, slot, queues, hours=24, skip=()):
     """Steady history for `queues` {name: running}, every 10 minutes before `slot`."""
-    samples = []
     for n in range(hours * 6, 0, -1):
         when = slot - n * SLOT
         if when in skip:
             continue
-        samples.append(collected(when))
+        samples = [collected(when)]
         for name, running in queues.items():
             samples += jobs(when, name, {**STEADY, "running": running(n) if callable(running)
                                          else running})
-    parts.store.write(samples)
+        record(parts, when, samples)
     state.upsert_queues(parts.engine, [queue_row(q) for q in queues])
 
 
@@ -73,7 +79,7 @@ def cycle(parts, slot, counts_by_queue, ok=True):
     if ok:
         for name, counts in counts_by_queue.items():
             samples += jobs(slot, name, counts)
-    parts.store.write(samples)
+    record(parts, slot, samples)
     return derive(parts, slot)
 
 
@@ -112,7 +118,8 @@ def test_moving_averages_equal_hand_computed_values(parts_with):
     assert row.running_avg_30d is None  # 7 of 30 days: insufficient
     assert row.coverage_30d == pytest.approx(7 / 30)
     assert (row.running, row.drop_flag) == (None, None)  # counts are collect's, not derive's
-    assert report.queries == 7
+    assert report.queries == 3  # the SQL history, then 7d and 30d from the "1d" data
+    assert cycle(parts, T + SLOT, {"Q": {**STEADY, "running": 500}}).queries == 1  # once a day
 
 
 def test_draining_site_flagged_within_three_cycles_and_closed_after_recovery(parts_with):

@@ -17,9 +17,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
 from qmonit.derive.flags import FlagState, Hysteresis, advance
-from qmonit.derive.numbers import QueueKey, QueueNumbers, gather
+from qmonit.derive.numbers import (
+    DAILY_WINDOWS,
+    HOURLY_WINDOWS,
+    QueueKey,
+    QueueNumbers,
+    gather,
+    gather_daily,
+)
 from qmonit.derive.rules import ALL, Finding, evaluate
-from qmonit.model import AVERAGE_WINDOWS, AVERAGED_STATUSES, RULES, UNKNOWN
+from qmonit.model import AVERAGED_STATUSES, RULES, UNKNOWN
 from qmonit.notify import NotifyError, build_digest, notifiers
 from qmonit.sample import Sample, make_sample, slot_start
 from qmonit.stores import alerts, state
@@ -117,9 +124,14 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
     try:
         findings, report.stale_sources = _source_findings(parts, slot)
         topology = state.queue_topology(parts.engine)
+        daily = None
         if not report.stale_sources:
-            numbers, report.queries = gather(parts.store, slot, cfg.get("derive", "coverage_min"),
+            coverage_min = cfg.get("derive", "coverage_min")
+            numbers, report.queries = gather(parts.engine, slot, coverage_min,
                                              cfg.get("derive", "baseline_hours"))
+            if state.daily_for(parts.engine) != _day(slot):
+                daily, queries = gather_daily(parts.store, slot, coverage_min)
+                report.queries += queries
             site_state = {q: t["site_state"] for q, t in topology.items()}
             findings += evaluate(numbers, site_state, flags_cfg, cfg.get("derive", "coverage_min"),
                                  cfg.get("panda", "time_window"))
@@ -138,7 +150,7 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
         by_key = {(*f.key, f.rule): f for f in findings}
         report.open_flags = {k: by_key[k] for k in steps.open_now if k in by_key}
         if numbers:
-            state.update_derived(parts.engine, _queue_stats_rows(numbers, steps.open_now,
+            state.update_derived(parts.engine, _queue_stats_rows(numbers, daily, steps.open_now,
                                                                  by_key, slot))
     except (StoreUnavailable, InfluxQueryError) as exc:
         report.error = str(exc)
@@ -154,19 +166,31 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
     return report
 
 
-def _queue_stats_rows(numbers: dict[QueueKey, QueueNumbers], open_now: set[FlagKey],
-                      findings: dict[FlagKey, Finding], slot: datetime) -> list[dict[str, Any]]:
+def _day(slot: datetime) -> datetime:
+    return slot.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _queue_stats_rows(numbers: dict[QueueKey, QueueNumbers], daily: dict | None,
+                      open_now: set[FlagKey], findings: dict[FlagKey, Finding],
+                      slot: datetime) -> list[dict[str, Any]]:
+    """queue_stats columns of every queue collect wrote this slot; the 7d/30d columns only
+    when they were recomputed (once a day), so the upsert leaves them alone otherwise."""
     rows = []
     for (queue, label, resource), n in numbers.items():
         if not n.current:
             continue  # not written by collect for this slot
         row: dict[str, Any] = {"panda_queue": queue, "prod_source": label,
                                "resource": resource, "slot_time": slot, "derived_at": slot}
-        for window in AVERAGE_WINDOWS:
-            averages = n.averages.get(window) or {}
-            row[f"coverage_{window}"] = n.coverage.get(window, 0.0)
+        windows = {name: (n.averages.get(name), n.coverage.get(name, 0.0))
+                   for name in HOURLY_WINDOWS}
+        if daily is not None:
+            row["daily_for"] = _day(slot)
+            windows.update({name: daily.get((queue, label, resource), {}).get(name, (None, 0.0))
+                            for name in DAILY_WINDOWS})
+        for window, (averages, coverage) in windows.items():
+            row[f"coverage_{window}"] = coverage
             for status in AVERAGED_STATUSES:
-                row[f"{status}_avg_{window}"] = averages.get(status)
+                row[f"{status}_avg_{window}"] = (averages or {}).get(status)
         reasons = []
         for rule_name in RULES:
             key = (queue, ALL, ALL, rule_name) if rule_name == "stale" else \

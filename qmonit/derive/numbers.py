@@ -1,12 +1,20 @@
-"""The numbers a shifter acts on, per panda_queue × prod_source × resource, from one
-aggregation query per window (all series at once), run in the time-series store.
+"""The numbers a shifter acts on, per panda_queue × prod_source × resource.
 
-Windows are spans of time ending where the current slot begins, so the current
-slot is never part of its own baseline: 1h, 6h, 12h, 24h from the "10m" data;
-7d and 30d from the "1d" data over whole days. A window's coverage is the share
-of its slots that have a point; thanks to zero-fill every successful cycle writes
-every live series, so missing slots are failed cycles (or a series that is new).
-Below the minimum coverage an average is None: insufficient, and it feeds no flag.
+1h, 6h, 12h and 24h come from the last day of 10-minute counts that collect keeps in
+the SQL state store (`queue_history`): one aggregation query returns, for every
+queue, hourly sums and counts ending where the current slot begins, and every
+window is a sum of those buckets, so the current slot is never part of its own
+baseline. (The same counts are in InfluxDB's "10m" data, but InfluxDB 1.6 spends
+~50-80 µs per series and field on every query: seven window queries over ATLAS's
+20,000+ series take longer than the 10 minutes' budget allows; see
+benchmarks/derive.py.) 7d and 30d come from the "1d" data through the time-series
+store's own aggregation, once per UTC day.
+
+A window's coverage is the share of its 10-minute slots that have counts (a failed
+cycle writes none); below the minimum coverage an average is None: insufficient,
+and it feeds no flag. The robust baseline of a status is the median and quartiles
+of its hourly means over [derive] baseline_hours: it stays put until half of those
+hours are anomalous.
 """
 
 from __future__ import annotations
@@ -15,98 +23,102 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from qmonit.model import AVERAGED_STATUSES as AVERAGED
+from sqlalchemy import Engine
+
+from qmonit.model import AVERAGED_STATUSES, HISTORY_STATUSES
 from qmonit.sample import SLOT
+from qmonit.stores import state
 from qmonit.stores.aggregate import GroupedQuery, Stats
 
 KEY_TAGS = ("panda_queue", "prod_source", "resource", "job_status")
 QueueKey = tuple[str, str, str]  # panda_queue, prod_source, resource
-
-
-@dataclass(frozen=True)
-class Window:
-    name: str
-    rp: str
-    span: timedelta
-    step: timedelta
-
-    def bounds(self, slot: datetime) -> tuple[datetime, datetime]:
-        end = slot if self.rp == "10m" else slot.replace(hour=0, minute=0, second=0)
-        return end - self.span, end
-
-    @property
-    def expected(self) -> int:
-        return int(self.span / self.step)
-
-
-DAY = timedelta(days=1)
-WINDOWS = (
-    Window("1h", "10m", timedelta(hours=1), SLOT),
-    Window("6h", "10m", timedelta(hours=6), SLOT),
-    Window("12h", "10m", timedelta(hours=12), SLOT),
-    Window("24h", "10m", timedelta(hours=24), SLOT),
-    Window("7d", "1d", timedelta(days=7), DAY),
-    Window("30d", "1d", timedelta(days=30), DAY),
-)
+SLOTS_PER_HOUR = 6
+HOURLY_WINDOWS = {"1h": 1, "6h": 6, "12h": 12, "24h": 24}
+DAILY_WINDOWS = {"7d": 7, "30d": 30}
 
 
 @dataclass
 class QueueNumbers:
-    current: dict[str, float] = field(default_factory=dict)  # job_status -> value at the slot
+    current: dict[str, float] = field(default_factory=dict)  # status -> count at the slot
     averages: dict[str, dict[str, float | None]] = field(default_factory=dict)  # window -> ...
     coverage: dict[str, float] = field(default_factory=dict)  # window -> share of slots
-    baseline: dict[str, Stats] = field(default_factory=dict)  # job_status -> robust stats
+    baseline: dict[str, Stats] = field(default_factory=dict)  # status -> robust stats
     baseline_coverage: float = 0.0
 
     def now(self, status: str) -> float:
         return self.current.get(status, 0.0)
 
 
-# Windows read only the statuses the averages and rules use: the query is that much smaller.
-JUDGED = (*AVERAGED, "transferring")
+def percentile(ordered: list[float], p: float) -> float | None:
+    """Nearest rank, InfluxDB's definition: the value at rank floor(n·p/100 + 0.5)."""
+    rank = int(len(ordered) * p / 100 + 0.5)
+    return ordered[rank - 1] if 1 <= rank <= len(ordered) else None
 
 
-def _query(window: Window, slot: datetime, robust: bool = False) -> GroupedQuery:
-    start, end = window.bounds(slot)
-    return GroupedQuery("jobs", "jobs", KEY_TAGS, window.rp, start, end,
-                        int(window.step.total_seconds()), robust, ("job_status", JUDGED))
+def median(ordered: list[float]) -> float | None:
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def _by_queue(stats: dict[tuple[str, ...], Stats]) -> dict[QueueKey, dict[str, Stats]]:
-    out: dict[QueueKey, dict[str, Stats]] = defaultdict(dict)
-    for (queue, label, resource, status), value in stats.items():
-        out[(queue, label, resource)][status] = value
-    return out
+def robust(hourly_means: list[float], total: float, count: int) -> Stats:
+    ordered = sorted(hourly_means)
+    return Stats(total / count if count else 0.0, count, percentile(ordered, 25),
+                 median(ordered), percentile(ordered, 75))
 
 
-def gather(store, slot: datetime, coverage_min: float,
+def gather(engine: Engine, slot: datetime, coverage_min: float,
            baseline_hours: int) -> tuple[dict[QueueKey, QueueNumbers], int]:
-    """Every queue's numbers at `slot`, and how many queries it took."""
-    baseline = Window("baseline", "10m", timedelta(hours=baseline_hours), SLOT)
-    numbers: dict[QueueKey, QueueNumbers] = defaultdict(QueueNumbers)
-    at_slot = GroupedQuery("jobs", "jobs", KEY_TAGS, "10m", slot, slot + SLOT,
-                           int(SLOT.total_seconds()))
-    for key, statuses in _by_queue(store.grouped_stats(at_slot)).items():
-        numbers[key].current = {status: s.mean for status, s in statuses.items()}
-    robust = _by_queue(store.grouped_stats(_query(baseline, slot, robust=True)))
-    queries = 2
-    for key, statuses in robust.items():
-        entry = numbers[key]
-        entry.baseline = statuses
-        entry.baseline_coverage = max(s.count for s in statuses.values()) / baseline.expected
-    for window in WINDOWS:
-        if (window.rp, window.span) == (baseline.rp, baseline.span):
-            by_queue = robust  # the same window: its mean and count are already here
-        else:
-            by_queue = _by_queue(store.grouped_stats(_query(window, slot)))
-            queries += 1
-        for key, statuses in by_queue.items():
-            entry = numbers[key]
-            coverage = max(s.count for s in statuses.values()) / window.expected
-            entry.coverage[window.name] = coverage
-            entry.averages[window.name] = {
-                status: (statuses[status].mean if status in statuses else 0.0)
-                if coverage >= coverage_min else None
-                for status in AVERAGED
-            }
-    return dict(numbers), queries
+    """Every queue's current counts, 1h-24h averages and robust baseline: one query."""
+    hours = max(max(HOURLY_WINDOWS.values()), baseline_hours)
+    buckets: dict[QueueKey, dict[int, tuple]] = defaultdict(dict)
+    for row in state.history_buckets(engine, slot, hours):
+        buckets[(row.panda_queue, row.prod_source, row.resource)][row.bucket] = row
+    numbers = {}
+    for key, by_bucket in buckets.items():
+        n = QueueNumbers()
+        now = by_bucket.get(-1)
+        if now is not None:
+            n.current = {status: float(getattr(now, status)) for status in HISTORY_STATUSES}
+        for name, span in HOURLY_WINDOWS.items():
+            inside = [r for b, r in by_bucket.items() if 0 <= b < span]
+            slots = sum(r.n for r in inside)
+            n.coverage[name] = slots / (span * SLOTS_PER_HOUR)
+            n.averages[name] = {
+                status: sum(float(getattr(r, status)) for r in inside) / slots
+                for status in AVERAGED_STATUSES
+            } if slots and n.coverage[name] >= coverage_min else None
+        base = [r for b, r in by_bucket.items() if 0 <= b < baseline_hours]
+        slots = sum(r.n for r in base)
+        n.baseline_coverage = slots / (baseline_hours * SLOTS_PER_HOUR)
+        n.baseline = {
+            status: robust([float(getattr(r, status)) / r.n for r in base],
+                           sum(float(getattr(r, status)) for r in base), slots)
+            for status in HISTORY_STATUSES
+        }
+        numbers[key] = n
+    return numbers, 1
+
+
+def gather_daily(store, slot: datetime, coverage_min: float
+                 ) -> tuple[dict[QueueKey, dict[str, tuple[dict | None, float]]], int]:
+    """7d and 30d averages over whole days of "1d" data: {key: {window: (averages, coverage)}}."""
+    day = slot.replace(hour=0, minute=0, second=0, microsecond=0)
+    out: dict[QueueKey, dict[str, tuple[dict | None, float]]] = defaultdict(dict)
+    for name, days in DAILY_WINDOWS.items():
+        query = GroupedQuery("jobs", "jobs", KEY_TAGS, "1d", day - timedelta(days=days), day,
+                             86400, only=("job_status", AVERAGED_STATUSES))
+        by_key: dict[QueueKey, dict[str, Stats]] = defaultdict(dict)
+        for (queue, label, resource, status), stats in store.grouped_stats(query).items():
+            by_key[(queue, label, resource)][status] = stats
+        for key, statuses in by_key.items():
+            coverage = max(s.count for s in statuses.values()) / days
+            averages = {status: statuses[status].mean if status in statuses else 0.0
+                        for status in AVERAGED_STATUSES} if coverage >= coverage_min else None
+            out[key][name] = (averages, coverage)
+    return out, len(DAILY_WINDOWS)
+
+
+WINDOW_NAMES = (*HOURLY_WINDOWS, *DAILY_WINDOWS)
+assert SLOT == timedelta(minutes=60 // SLOTS_PER_HOUR)

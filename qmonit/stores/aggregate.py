@@ -3,10 +3,7 @@
 A group's value at one time is the SUM of its series at that time (a queue whose
 CRIC status changed has two series for a while, one of them zero-filled; summing
 per time keeps that from halving its mean). Over the window, each group gets the
-mean and the count of those per-time sums and, when asked, the 25th percentile,
-median and 75th percentile with InfluxDB's definitions: percentile p is the value
-at rank floor(n·p/100 + 0.5) (1-based) of the sorted values; the median is the
-middle value, or the mean of the two middle values when n is even.
+mean and the count of those per-time sums.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, func, literal_column, select
+from sqlalchemy import Select, and_, func, select
 
 from qmonit.sample import epoch_seconds
 from qmonit.stores.ts_tables import ts_points, ts_series, ts_tags
@@ -31,7 +28,6 @@ class GroupedQuery:
     start: datetime  # inclusive
     end: datetime  # exclusive
     step_s: int  # the spacing of points in this retention policy (600 for "10m")
-    robust: bool = False  # also p25, median, p75
     only: tuple[str, tuple[str, ...]] | None = None  # (tag, values): only these series
 
 
@@ -39,7 +35,7 @@ class GroupedQuery:
 class Stats:
     mean: float
     count: int
-    p25: float | None = None
+    p25: float | None = None  # robust statistics, where a caller computes them
     median: float | None = None
     p75: float | None = None
 
@@ -53,9 +49,7 @@ def influxql(q: GroupedQuery) -> str:
         tag, values = q.only
         inner_where += " AND (" + " OR ".join(
             f"\"{tag}\" = '{_literal(v)}'" for v in values) + ")"
-    robust = ', percentile("s", 25) AS "p25", median("s") AS "median", ' \
-             'percentile("s", 75) AS "p75"' if q.robust else ""
-    return (f'SELECT mean("s") AS "mean", count("s") AS "count"{robust} FROM '
+    return (f'SELECT mean("s") AS "mean", count("s") AS "count" FROM '
             f'(SELECT sum("{q.field}") AS "s" FROM "{q.rp}"."{q.measurement}" WHERE {inner_where} '
             f"GROUP BY time({q.step_s}s), {tags} fill(none)) WHERE {where} GROUP BY {tags}")
 
@@ -69,9 +63,7 @@ def stats_from_influx(series: list[dict], group_by: tuple[str, ...]) -> dict[Key
     for one in series:
         row = dict(zip(one["columns"], one["values"][0], strict=True))
         key = tuple(one["tags"][t] for t in group_by)
-        out[key] = Stats(float(row["mean"]), int(row["count"]),
-                         *(None if row.get(p) is None else float(row[p])
-                           for p in ("p25", "median", "p75")))
+        out[key] = Stats(float(row["mean"]), int(row["count"]))
     return out
 
 
@@ -106,24 +98,8 @@ def sql(q: GroupedQuery, dialect: str = "sqlite") -> Select:
         .group_by(groups.c.gid, ts_points.c.time)
         .cte("per_time")
     )
-    if q.robust:  # ranks within each group, on an integer group id: cheap to sort
-        ranked = select(
-            per_time.c.gid, per_time.c.s,
-            func.row_number().over(partition_by=per_time.c.gid, order_by=per_time.c.s)
-            .label("rn"),
-            func.count().over(partition_by=per_time.c.gid).label("n"),
-        ).cte("ranked")
-        rn, n, value = ranked.c.rn, ranked.c.n, ranked.c.s
-        half = literal_column("2")
-        stats = select(
-            ranked.c.gid, func.avg(value).label("mean"), func.count().label("count"),
-            func.max(case((rn == (n * 25 + 50) // 100, value))).label("p25"),
-            func.avg(case((rn.in_([(n + 1) // half, (n + 2) // half]), value))).label("median"),
-            func.max(case((rn == (n * 75 + 50) // 100, value))).label("p75"),
-        ).group_by(ranked.c.gid).cte("stats")
-    else:
-        stats = select(per_time.c.gid, func.avg(per_time.c.s).label("mean"),
-                       func.count().label("count")).group_by(per_time.c.gid).cte("stats")
+    stats = select(per_time.c.gid, func.avg(per_time.c.s).label("mean"),
+                   func.count().label("count")).group_by(per_time.c.gid).cte("stats")
     labels = select(groups.c.gid, *(groups.c[t] for t in q.group_by)).distinct().cte("labels")
     return select(*(labels.c[t] for t in q.group_by),
                   *(c for c in stats.c if c.name != "gid")) \
@@ -134,8 +110,6 @@ def stats_from_rows(rows, group_by: tuple[str, ...]) -> dict[Key, Stats]:
     out = {}
     for row in rows:
         mapping = row._mapping
-        out[tuple(mapping[t] for t in group_by)] = Stats(
-            float(mapping["mean"]), int(mapping["count"]),
-            *(None if mapping.get(p) is None else float(mapping[p])
-              for p in ("p25", "median", "p75")))
+        out[tuple(mapping[t] for t in group_by)] = Stats(float(mapping["mean"]),
+                                                         int(mapping["count"]))
     return out

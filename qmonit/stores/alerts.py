@@ -8,7 +8,7 @@ crew was last told.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
@@ -30,7 +30,7 @@ from sqlalchemy import (
 
 from qmonit.derive.flags import FlagState
 from qmonit.stores.sql import upsert
-from qmonit.stores.state import metadata
+from qmonit.stores.state import metadata, utc
 
 FlagKey = tuple[str, str, str, str]  # panda_queue, prod_source, resource, rule
 KEY_COLUMNS = ("panda_queue", "prod_source", "resource", "rule")
@@ -83,11 +83,6 @@ class Alert:
     last_notified_at: datetime | None
     notified_open: bool
     notified_close: bool
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    """SQLite and MySQL hand back naive datetimes; they are UTC."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def load_flags(engine: Engine) -> dict[FlagKey, FlagState]:

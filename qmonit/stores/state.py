@@ -20,11 +20,13 @@ from sqlalchemy import (
     DateTime,
     Double,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    case,
     delete,
     func,
     inspect,
@@ -33,7 +35,13 @@ from sqlalchemy import (
     update,
 )
 
-from qmonit.model import AVERAGE_WINDOWS, AVERAGED_STATUSES, PANDA_JOB_STATUSES, RULES
+from qmonit.model import (
+    AVERAGE_WINDOWS,
+    AVERAGED_STATUSES,
+    HISTORY_STATUSES,
+    PANDA_JOB_STATUSES,
+    RULES,
+)
 from qmonit.sample import Sample, epoch_seconds
 from qmonit.stores.sql import upsert
 
@@ -68,6 +76,18 @@ queue_stats = Table(
     *(Column(f"{rule}_flag", String(16)) for rule in RULES),
     Column("flag_reason", Text),
     Column("derived_at", DateTime(timezone=True)),
+    Column("daily_for", DateTime(timezone=True)),  # the day the 7d/30d averages are for
+)
+# The last day of 10-minute counts per queue × prod_source × resource, for the derive job:
+# one row per key and slot, no topology tags (a CRIC change never splits a queue's history).
+queue_history = Table(
+    "queue_history", metadata,
+    Column("panda_queue", String(128), primary_key=True),
+    Column("prod_source", String(64), primary_key=True),
+    Column("resource", String(64), primary_key=True),
+    Column("slot", BigInteger, primary_key=True, autoincrement=False),
+    *(Column(status, Double) for status in HISTORY_STATUSES),
+    Index("ix_queue_history_slot", "slot"),
 )
 series_seen = Table(
     "series_seen", metadata,
@@ -170,9 +190,7 @@ def newest_slot(engine: Engine) -> datetime | None:
     """The slot the current-state tables describe (None when empty)."""
     with engine.connect() as conn:
         newest = conn.execute(select(func.max(queue_stats.c.slot_time))).scalar_one()
-    if newest is not None and newest.tzinfo is None:
-        newest = newest.replace(tzinfo=UTC)  # SQLite and MySQL return naive UTC
-    return newest
+    return utc(newest)
 
 
 def upsert_queue_stats(engine: Engine, job_samples: Sequence[Sample], slot: datetime) -> int:
@@ -216,3 +234,54 @@ def update_derived(engine: Engine, rows: Sequence[dict]) -> None:
     """Moving averages, coverage and flags into queue_stats (the counts are collect's)."""
     with engine.begin() as conn:
         upsert(conn, queue_stats, list(rows), ["panda_queue", "prod_source", "resource"])
+
+
+def record_history(engine: Engine, job_samples: Sequence[Sample], slot: datetime,
+                   keep: timedelta) -> int:
+    """This slot's counts per queue × prod_source × resource; forget rows older than `keep`."""
+    rows: dict[tuple[str, str, str], dict] = {}
+    when = epoch_seconds(slot)
+    for sample in job_samples:
+        tags = dict(sample.tags)
+        key = (tags["panda_queue"], tags["prod_source"], tags["resource"])
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {"panda_queue": key[0], "prod_source": key[1], "resource": key[2],
+                               "slot": when, **{s: 0.0 for s in HISTORY_STATUSES}}
+        if tags["job_status"] in HISTORY_STATUSES:
+            row[tags["job_status"]] += float(dict(sample.fields)["jobs"])
+    with engine.begin() as conn:
+        upsert(conn, queue_history, list(rows.values()),
+               ["panda_queue", "prod_source", "resource", "slot"])
+        conn.execute(delete(queue_history).where(
+            queue_history.c.slot < epoch_seconds(slot - keep)))
+    return len(rows)
+
+
+def history_buckets(engine: Engine, slot: datetime, hours: int) -> list:
+    """Per key, hourly sums and counts over the `hours` before `slot` (bucket 0 = the last
+    hour), and the slot itself as bucket -1: one aggregation query for every queue."""
+    end = epoch_seconds(slot)
+    bucket = ((end - 1 - queue_history.c.slot) // 3600).label("bucket")
+    now = queue_history.c.slot == end
+    bucket_or_now = case((now, -1), else_=bucket)
+    query = (select(queue_history.c.panda_queue, queue_history.c.prod_source,
+                    queue_history.c.resource, bucket_or_now.label("bucket"),
+                    func.count().label("n"),
+                    *(func.sum(queue_history.c[s]).label(s) for s in HISTORY_STATUSES))
+             .where(queue_history.c.slot >= end - hours * 3600, queue_history.c.slot <= end)
+             .group_by(queue_history.c.panda_queue, queue_history.c.prod_source,
+                       queue_history.c.resource, bucket_or_now))
+    with engine.connect() as conn:
+        return conn.execute(query).all()
+
+
+def daily_for(engine: Engine) -> datetime | None:
+    """The day the 7d/30d averages in queue_stats were last computed for."""
+    with engine.connect() as conn:
+        return utc(conn.execute(select(func.max(queue_stats.c.daily_for))).scalar_one())
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """SQLite and MySQL hand back naive datetimes; they are UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
