@@ -68,35 +68,44 @@ def robust(hourly_means: list[float], total: float, count: int) -> Stats:
                  median(ordered), percentile(ordered, 75))
 
 
+def _window(buckets: dict[int, tuple[int, list[float]]], hours: int) -> tuple[int, list[float]]:
+    """Slots and per-status sums over buckets 0..hours-1."""
+    slots, sums = 0, [0.0] * len(HISTORY_STATUSES)
+    for bucket in range(hours):
+        entry = buckets.get(bucket)
+        if entry:
+            slots += entry[0]
+            sums = [a + b for a, b in zip(sums, entry[1], strict=True)]
+    return slots, sums
+
+
+AVERAGED_AT = [HISTORY_STATUSES.index(s) for s in AVERAGED_STATUSES]
+
+
 def gather(engine: Engine, slot: datetime, coverage_min: float,
            baseline_hours: int) -> tuple[dict[QueueKey, QueueNumbers], int]:
     """Every queue's current counts, 1h-24h averages and robust baseline: one query."""
     hours = max(max(HOURLY_WINDOWS.values()), baseline_hours)
-    buckets: dict[QueueKey, dict[int, tuple]] = defaultdict(dict)
+    buckets: dict[QueueKey, dict[int, tuple[int, list[float]]]] = defaultdict(dict)
     for row in state.history_buckets(engine, slot, hours):
-        buckets[(row.panda_queue, row.prod_source, row.resource)][row.bucket] = row
+        queue, label, resource, bucket, slots, *sums = row
+        buckets[(queue, label, resource)][bucket] = (slots, [float(x) for x in sums])
     numbers = {}
     for key, by_bucket in buckets.items():
         n = QueueNumbers()
-        now = by_bucket.get(-1)
-        if now is not None:
-            n.current = {status: float(getattr(now, status)) for status in HISTORY_STATUSES}
+        if -1 in by_bucket:
+            n.current = dict(zip(HISTORY_STATUSES, by_bucket[-1][1], strict=True))
         for name, span in HOURLY_WINDOWS.items():
-            inside = [r for b, r in by_bucket.items() if 0 <= b < span]
-            slots = sum(r.n for r in inside)
+            slots, sums = _window(by_bucket, span)
             n.coverage[name] = slots / (span * SLOTS_PER_HOUR)
-            n.averages[name] = {
-                status: sum(float(getattr(r, status)) for r in inside) / slots
-                for status in AVERAGED_STATUSES
-            } if slots and n.coverage[name] >= coverage_min else None
-        base = [r for b, r in by_bucket.items() if 0 <= b < baseline_hours]
-        slots = sum(r.n for r in base)
+            n.averages[name] = {status: sums[i] / slots for status, i in
+                                zip(AVERAGED_STATUSES, AVERAGED_AT, strict=True)} \
+                if slots and n.coverage[name] >= coverage_min else None
+        base = [by_bucket[b] for b in range(baseline_hours) if b in by_bucket]
+        slots, sums = _window(by_bucket, baseline_hours)
         n.baseline_coverage = slots / (baseline_hours * SLOTS_PER_HOUR)
-        n.baseline = {
-            status: robust([float(getattr(r, status)) / r.n for r in base],
-                           sum(float(getattr(r, status)) for r in base), slots)
-            for status in HISTORY_STATUSES
-        }
+        n.baseline = {status: robust([entry[1][i] / entry[0] for entry in base], sums[i], slots)
+                      for i, status in enumerate(HISTORY_STATUSES)}
         numbers[key] = n
     return numbers, 1
 
