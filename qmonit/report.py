@@ -41,7 +41,7 @@ _NUMBER = re.compile(r"-?[\d,.]+%?( vs -?[\d,.]+)?")
 def table(headers: list[str], rows: list[list[str]]) -> str:
     """Aligned columns: numbers to the right, text to the left."""
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=True)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
         lines.append("  ".join(str(c).rjust(w) if _NUMBER.fullmatch(str(c)) else str(c).ljust(w)

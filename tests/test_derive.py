@@ -291,3 +291,68 @@ def test_simulated_grid_incidents_flag_and_its_noise_does_not(make_config, tmp_p
     # pilots that do not arrive also make running drop; nothing else may be flagged
     no_pilots = {i.panda_queue for i in parts.grid.incidents_at("no_pilots", end)}
     assert flagged - expected <= {(q, "drop") for q in no_pilots}
+
+
+def test_suspicious_command_table_and_json(parts_with, write_config, mariadb_url, influx_db):
+    import subprocess
+    import sys
+
+    from tests.servers import environ_without_qmonit
+
+    parts = parts_with()
+    history(parts, T, {"D": 400, "F": 300})
+    for n in range(2):
+        cycle(parts, T + n * SLOT, {"D": {**STEADY, "running": 40},
+                                    "F": {**STEADY, "running": 300, "failed": 90,
+                                          "finished": 10}})
+    cfg = write_config({"sql": {"url": mariadb_url}, "sources": {"enabled": "simulated"}})
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "qmonit", "-c", str(cfg), "suspicious",
+                               *args], capture_output=True, text=True,
+                              env=environ_without_qmonit())
+
+    table = run()
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines() == [
+        "panda_queue  prod_source/resource  site    cloud  rule     severity  "
+        "current vs baseline  open since (UTC)  reason",
+        "-----------  --------------------  ------  -----  -------  --------  "
+        "-------------------  ----------------  "
+        + "-" * len("running 40 vs 400 (median of the baseline window), 90% lower"),
+        "D            managed/SCORE         D-SITE  US     drop     critical  "
+        "          40 vs 400  2026-11-21 12:10  "
+        "running 40 vs 400 (median of the baseline window), 90% lower",
+        "F            managed/SCORE         F-SITE  US     failing  critical  "
+        "          90 vs 100  2026-11-21 12:10  "
+        "90 of 100 ended jobs failed (90%) in the last 60 min",
+    ]
+    flags = json.loads(run("--json").stdout)
+    assert [(f["panda_queue"], f["rule"], f["severity"], f["current"], f["baseline"],
+             f["open_since"]) for f in flags] == [
+        ("D", "drop", "critical", 40.0, 400.0, "2026-11-21T12:10:00+00:00"),
+        ("F", "failing", "critical", 90.0, 100.0, "2026-11-21T12:10:00+00:00")]
+
+
+def test_open_critical_alerts_are_repeated_at_most_every_n_hours():
+    from qmonit.notify import build_digest
+    from qmonit.stores.alerts import Alert
+
+    def alert(id, severity, notified_at, closed=None, notified_open=True, notified_close=False):
+        return Alert(id, ("Q", "managed", "SCORE", "drop"), severity, "why", 1.0, 2.0, 3.0,
+                     T - timedelta(hours=10), closed, notified_at, notified_open,
+                     notified_close)
+
+    candidates = [
+        alert(1, "critical", T - timedelta(hours=7)),  # told 7 h ago: repeat
+        alert(2, "critical", T - timedelta(hours=5)),  # told 5 h ago: not yet
+        alert(3, "warning", T - timedelta(hours=9)),  # warnings are not repeated
+        alert(4, "critical", None, notified_open=False),  # new: opened
+        alert(5, "warning", T - timedelta(hours=1), closed=T),  # closed now
+        alert(6, "warning", None, closed=T, notified_open=False),  # never told: no close note
+    ]
+    digest = build_digest(candidates, T, repeat_hours=6)
+    assert ([a.id for a in digest.opened], [a.id for a in digest.closed],
+            [a.id for a in digest.repeated]) == ([4], [5], [1])
+    assert digest.subject == ("qmonit: 1 opened (1 critical), 1 closed, 1 critical still open "
+                              "at 2026-11-21 12:00 UTC")
