@@ -356,3 +356,14 @@ def test_open_critical_alerts_are_repeated_at_most_every_n_hours():
             [a.id for a in digest.repeated]) == ([4], [5], [1])
     assert digest.subject == ("qmonit: 1 opened (1 critical), 1 closed, 1 critical still open "
                               "at 2026-11-21 12:00 UTC")
+
+
+def test_starving_needs_two_cycles_even_when_flags_open_on_one(parts_with):
+    parts = parts_with(suspicious={"open_cycles": "1", "window_cycles": "1"})
+    history(parts, T, {"S": 30, "D": 400})  # S: too few running to be judged for drop
+    waiting = {"S": {**STEADY, "running": 1, "activated": 400},
+               "D": {**STEADY, "running": 40}}
+    cycle(parts, T, waiting)
+    assert [a.key[3] for a in alerts.open_alerts(parts.engine)] == ["drop"]  # one cycle is enough
+    cycle(parts, T + SLOT, waiting)
+    assert sorted(a.key[3] for a in alerts.open_alerts(parts.engine)) == ["drop", "starving"]

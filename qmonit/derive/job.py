@@ -72,7 +72,10 @@ class _Steps:
         self.open_now: set[FlagKey] = set()
 
     def step(self, key: FlagKey, violated: bool, finding: Finding | None) -> None:
-        was_open, new = advance(self.before.get(key), violated, self.slot, self.rule)
+        rule = self.rule
+        if key[3] == "starving" and rule.open_cycles < 2:  # never on a single cycle
+            rule = Hysteresis(2, max(2, rule.window_cycles), rule.close_cycles)
+        was_open, new = advance(self.before.get(key), violated, self.slot, rule)
         is_open = bool(new and new.is_open)
         if new is not None:
             self.after[key] = new
