@@ -35,12 +35,16 @@ from qmonit.stores.state import metadata, utc
 FlagKey = tuple[str, str, str, str]  # panda_queue, prod_source, resource, rule
 KEY_COLUMNS = ("panda_queue", "prod_source", "resource", "rule")
 
+
+def _flag_key(primary_key: bool) -> list[Column]:
+    """The columns that name a flag: new Column objects for each table."""
+    return [Column(name, String(length), primary_key=primary_key, nullable=False)
+            for name, length in zip(KEY_COLUMNS, (128, 64, 64, 16), strict=True)]
+
+
 flag_state = Table(
     "flag_state", metadata,
-    Column("panda_queue", String(128), primary_key=True),
-    Column("prod_source", String(64), primary_key=True),
-    Column("resource", String(64), primary_key=True),
-    Column("rule", String(16), primary_key=True),
+    *_flag_key(primary_key=True),
     Column("history", String(64), nullable=False),
     Column("is_open", Boolean, nullable=False),
     Column("last_slot", DateTime(timezone=True), nullable=False),
@@ -50,10 +54,7 @@ flag_state = Table(
 alerts = Table(
     "alerts", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("panda_queue", String(128), nullable=False),
-    Column("prod_source", String(64), nullable=False),
-    Column("resource", String(64), nullable=False),
-    Column("rule", String(16), nullable=False),
+    *_flag_key(primary_key=False),
     Column("severity", String(16), nullable=False),
     Column("reason", Text, nullable=False),
     Column("current", Double),
