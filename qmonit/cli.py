@@ -33,8 +33,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("init", help="create the database, retention policies and tables")
     sub.add_parser("check", help="validate the configuration and reach every endpoint")
     run = sub.add_parser("run", help="run one job for one slot")
-    run.add_argument("job", choices=["collect", "derive"])
+    run.add_argument("job", choices=["collect", "derive", "hourly", "daily"])
     run.add_argument("--at", type=_parse_time, help="pin the slot (ISO 8601, UTC if no zone)")
+    run.add_argument("--since", type=_parse_time,
+                     help="hourly/daily: roll up again from this time (a backfill)")
     demo = sub.add_parser("demo", help="a simulated grid through the real pipeline, no servers")
     demo.add_argument("--hours", type=int, default=24)
     demo.add_argument("--scale", choices=["small", "atlas"], default="small")

@@ -127,6 +127,18 @@ def run_derive(parts: Components, slot: datetime) -> int:
     return report.exit_code
 
 
+def run_rollup(parts: Components, job: str, now: datetime, since: datetime | None) -> int:
+    from qmonit.downsample import rollup
+
+    report = rollup(parts, job, now, since)
+    pending = sum(report.pending.values())
+    log.info("%s roll-up (%s path): %d window(s), %d points%s in %.1f s", job, report.mode,
+             report.windows, report.points,
+             f", {pending} window(s) left for the next run" if pending else "",
+             report.duration_s)
+    return report.exit_code
+
+
 def suspicious(args: argparse.Namespace, parts: Components) -> int:
     from qmonit.suspicious import render
 

@@ -176,6 +176,17 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "timeout_s": Option("20", "Timeout for SMTP and webhook, seconds.", "float",
                             minimum=0.1),
     },
+    "downsample": {
+        "mode": Option("auto", "server: InfluxDB 1.x SELECT ... INTO; client: query the aggregates "
+                       "and write them (InfluxDB 2.x/3.x, the embedded store); auto: server on "
+                       "InfluxDB 1.x, client elsewhere.", "choice",
+                       choices=("auto", "server", "client")),
+        "max_hourly_windows": Option("72", "At most this many hours rolled up per run and "
+                                     "measurement; a longer gap is caught up over several runs.",
+                                     "int", minimum=1),
+        "max_daily_windows": Option("31", "At most this many days rolled up per run and "
+                                    "measurement.", "int", minimum=1),
+    },
     "spool": {
         "dir": Option("", "Spool directory; empty: data_dir/spool.", "path"),
         "max_mb": Option("512", "Size cap of the spool; past it new points are refused, "

@@ -80,6 +80,49 @@ class EmbeddedStore:
             newest = conn.execute(query).scalar_one()
         return None if newest is None else from_epoch(newest)
 
+    # -- downsampling ------------------------------------------------------------------------
+
+    def measurements(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(ts_series.c.measurement).distinct()).scalars())
+
+    def first_time(self, measurement: str, rp: str) -> datetime | None:
+        query = select(func.min(ts_points.c.time)).select_from(
+            ts_points.join(ts_series, ts_series.c.series_id == ts_points.c.series_id)
+        ).where(ts_series.c.measurement == measurement, ts_points.c.rp == rp)
+        with self.engine.connect() as conn:
+            first = conn.execute(query).scalar_one()
+        return None if first is None else from_epoch(first)
+
+    def window_aggregates(self, measurement: str, rp: str, start: datetime, end: datetime,
+                          width_s: int) -> list[Sample]:
+        """Mean and max of every numeric field per series and window, computed in SQL."""
+        bucket = (ts_points.c.time - ts_points.c.time % width_s).label("bucket")
+        query = (
+            select(ts_points.c.series_id, bucket, ts_points.c.field,
+                   func.avg(ts_points.c.value).label("mean"),
+                   func.max(ts_points.c.value).label("max"), ts_series.c.series_key)
+            .select_from(ts_points.join(ts_series,
+                                        ts_series.c.series_id == ts_points.c.series_id))
+            .where(ts_series.c.measurement == measurement, ts_points.c.rp == rp,
+                   ts_points.c.value.is_not(None),
+                   ts_points.c.time >= epoch_seconds(start), ts_points.c.time < epoch_seconds(end))
+            .group_by(ts_points.c.series_id, bucket, ts_points.c.field, ts_series.c.series_key)
+        )
+        points: dict[tuple[int, int], list] = {}
+        keys: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for series, when, name, mean, peak, key in conn.execute(query):
+                keys[series] = key
+                points.setdefault((series, when), []).extend(
+                    [(name, float(mean)), (f"{name}_max", float(peak))])
+        out = []
+        for (series, when), fields in points.items():
+            _, tags = json.loads(keys[series])
+            out.append(Sample(measurement, tuple(map(tuple, tags)), tuple(sorted(fields)),
+                              from_epoch(when)))
+        return out
+
     def check(self) -> str:
         try:
             with self.engine.connect() as conn:

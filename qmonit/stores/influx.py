@@ -209,6 +209,75 @@ class InfluxStore:
                          f"{quote_ident(measurement)}" + (f" WHERE {where}" if where else ""))
         return from_epoch(rows[0]["time"]) if rows else None
 
+    # -- downsampling ------------------------------------------------------------------------
+
+    def version(self) -> str:
+        try:
+            ping = self.session.get(f"{self.url}/ping", timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise StoreUnavailable(f"{self.location()}: {describe_failure(exc)}") from None
+        return ping.headers.get("X-Influxdb-Version", "")
+
+    def measurements(self) -> list[str]:
+        return [row["name"] for row in self.rows("SHOW MEASUREMENTS")]
+
+    def numeric_fields(self, measurement: str, rp: str) -> list[str]:
+        rows = self.rows(f"SHOW FIELD KEYS FROM {quote_ident(rp)}.{quote_ident(measurement)}")
+        return [r["fieldKey"] for r in rows if r["fieldType"] in ("float", "integer")]
+
+    def first_time(self, measurement: str, rp: str) -> datetime | None:
+        fields = self.numeric_fields(measurement, rp)
+        if not fields:
+            return None
+        rows = self.rows(f"SELECT first({quote_ident(fields[0])}) FROM {quote_ident(rp)}."
+                         f"{quote_ident(measurement)}")
+        return from_epoch(rows[0]["time"]) if rows else None
+
+    def _rollup_select(self, measurement: str, fields: list[str], rp: str, start: datetime,
+                       end: datetime, width_s: int, into: str = "") -> str:
+        columns = ", ".join(f"mean({quote_ident(f)}) AS {quote_ident(f)}, "
+                            f"max({quote_ident(f)}) AS {quote_ident(f + '_max')}"
+                            for f in fields)
+        return (f"SELECT {columns}{into} FROM {quote_ident(rp)}.{quote_ident(measurement)} "
+                f"WHERE time >= {int(start.timestamp())}s AND time < {int(end.timestamp())}s "
+                f"GROUP BY time({width_s}s), * fill(none)")
+
+    def window_aggregates(self, measurement: str, rp: str, start: datetime, end: datetime,
+                          width_s: int) -> list[Sample]:
+        """Mean and max of every numeric field per series and window (the client path)."""
+        fields = self.numeric_fields(measurement, rp)
+        if not fields:
+            return []
+        out = []
+        for series in self.query(self._rollup_select(measurement, fields, rp, start, end,
+                                                     width_s)):
+            tags = tuple(sorted((k, v) for k, v in (series.get("tags") or {}).items() if v))
+            for values in series.get("values", []):
+                row = dict(zip(series["columns"], values, strict=True))
+                point = tuple(sorted((k, float(v)) for k, v in row.items()
+                                     if k != "time" and v is not None))
+                if point:
+                    out.append(Sample(measurement, tags, point, from_epoch(row["time"])))
+        return out
+
+    def rollup_into(self, measurement: str, rp: str, target_rp: str, start: datetime,
+                    end: datetime, width_s: int) -> int:
+        """The server path (InfluxDB 1.x): SELECT ... INTO; returns the points written."""
+        fields = self.numeric_fields(measurement, rp)
+        if not fields:
+            return 0
+        into = f" INTO {quote_ident(self.database)}.{quote_ident(target_rp)}.:MEASUREMENT"
+        try:
+            series = self.query(self._rollup_select(measurement, fields, rp, start, end,
+                                                    width_s, into), method="POST")
+        except InfluxQueryError as exc:
+            if "beyond retention policy" in str(exc):
+                raise InfluxQueryError(
+                    f"{self.location()}: {measurement} {start:%Y-%m-%d %H:%M} UTC is older than "
+                    f"the retention policy \"{target_rp}\" keeps: {exc}") from None
+            raise
+        return int(series[0]["values"][0][1]) if series else 0
+
     def init(self, durations: dict[str, str]) -> list[str]:
         done = []
         self.query(f"CREATE DATABASE {quote_ident(self.database)}", method="POST", database=False)

@@ -42,7 +42,7 @@ from qmonit.model import (
     PANDA_JOB_STATUSES,
     RULES,
 )
-from qmonit.sample import Sample, epoch_seconds
+from qmonit.sample import Sample, epoch_seconds, from_epoch
 from qmonit.stores.sql import upsert
 
 QUEUE_COLUMNS = ("atlas_site", "cloud", "country", "tier", "site_state", "queue_type",
@@ -88,6 +88,14 @@ queue_history = Table(
     Column("slot", BigInteger, primary_key=True, autoincrement=False),
     *(Column(status, Double) for status in HISTORY_STATUSES),
     Index("ix_queue_history_slot", "slot"),
+)
+# Downsampling progress: the end of the last window rolled up, per measurement and policy.
+watermarks = Table(
+    "watermarks", metadata,
+    Column("measurement", String(64), primary_key=True),
+    Column("resolution", String(8), primary_key=True),
+    Column("done_until", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 series_seen = Table(
     "series_seen", metadata,
@@ -285,3 +293,19 @@ def daily_for(engine: Engine) -> datetime | None:
 def utc(moment: datetime | None) -> datetime | None:
     """SQLite and MySQL hand back naive datetimes; they are UTC."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def watermark(engine: Engine, measurement: str, resolution: str) -> datetime | None:
+    with engine.connect() as conn:
+        done = conn.execute(select(watermarks.c.done_until).where(
+            watermarks.c.measurement == measurement,
+            watermarks.c.resolution == resolution)).scalar_one_or_none()
+    return None if done is None else from_epoch(done)
+
+
+def set_watermark(engine: Engine, measurement: str, resolution: str, done_until: datetime,
+                  now: datetime) -> None:
+    with engine.begin() as conn:
+        upsert(conn, watermarks, [{"measurement": measurement, "resolution": resolution,
+                                   "done_until": epoch_seconds(done_until), "updated_at": now}],
+               ["measurement", "resolution"])

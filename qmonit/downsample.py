@@ -1,0 +1,167 @@
+"""Hourly and daily roll-ups of every measurement: closed windows only, exact, idempotent.
+
+For each measurement in the "10m" data and each closed window, every series gets the
+mean of each numeric field and its maximum (`jobs_max`, ...), all tags kept, at the
+window's start in "1h" or "1d". Zero-fill makes every successful cycle write every
+live series, so the mean over the cycles present is the right number; a failed cycle
+is absent, not zero. A watermark per measurement and resolution in the SQL store
+records the end of the last window done: a run fills every missing window oldest
+first, at most [downsample] max_*_windows per run, and the next run goes on from
+there. Re-running a window writes the same points at the same times: nothing
+changes. Two paths give one result: on InfluxDB 1.x, SELECT ... INTO runs in the
+server; elsewhere the aggregates are queried and written back (the client path).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from qmonit.components import Components
+from qmonit.sample import EPOCH, make_sample
+from qmonit.stores import state
+from qmonit.stores.base import StoreUnavailable
+from qmonit.stores.durable import Delivery
+from qmonit.stores.embedded import EmbeddedStore
+from qmonit.stores.influx import InfluxQueryError
+from qmonit.stores.sql import describe_db_error
+
+log = logging.getLogger(__name__)
+
+SOURCE_RP = "10m"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    job: str  # hourly | daily
+    rp: str  # the target retention policy
+    width: timedelta
+    limit_key: str  # [downsample] key bounding the windows per run
+
+
+RESOLUTIONS = {
+    "hourly": Resolution("hourly", "1h", timedelta(hours=1), "max_hourly_windows"),
+    "daily": Resolution("daily", "1d", timedelta(days=1), "max_daily_windows"),
+}
+
+
+@dataclass
+class RollupReport:
+    job: str
+    mode: str
+    done: dict[str, int] = field(default_factory=dict)  # measurement -> windows rolled up
+    points: int = 0
+    pending: dict[str, int] = field(default_factory=dict)  # measurement -> windows left
+    errors: list[str] = field(default_factory=list)
+    delivery: Delivery = field(default_factory=Delivery)
+    duration_s: float = 0.0
+
+    @property
+    def windows(self) -> int:
+        return sum(self.done.values())
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.errors or self.delivery.errors else 0
+
+
+def floor_to(moment: datetime, width: timedelta) -> datetime:
+    return EPOCH + ((moment - EPOCH) // width) * width
+
+
+def choose_mode(parts: Components) -> str:
+    configured = parts.cfg.get("downsample", "mode")
+    if isinstance(parts.store, EmbeddedStore):
+        return "client"
+    if configured != "auto":
+        return configured
+    return "server" if parts.store.version().startswith("1.") else "client"
+
+
+def windows_to_do(done_until: datetime | None, first: datetime | None, closed_until: datetime,
+                  width: timedelta, limit: int, since: datetime | None) -> tuple[list, int]:
+    """The window starts to roll up now, oldest first, and how many remain after them."""
+    if since is not None:
+        start = floor_to(since, width)
+    elif done_until is not None:
+        start = done_until
+    elif first is not None:
+        start = floor_to(first, width)
+    else:
+        return [], 0
+    total = max(0, int((closed_until - start) / width))
+    return [start + n * width for n in range(min(total, limit))], max(0, total - limit)
+
+
+def rollup(parts: Components, job: str, now: datetime, since: datetime | None = None,
+           progress: bool | None = None) -> RollupReport:
+    """Roll every measurement up to the last closed window; never raises for a store failure."""
+    resolution = RESOLUTIONS[job]
+    started = time.monotonic()
+    closed_until = floor_to(now, resolution.width)
+    limit = parts.cfg.get("downsample", resolution.limit_key)
+    show = sys.stderr.isatty() if progress is None else progress
+    report = RollupReport(job, "unknown")
+    try:
+        report.mode = choose_mode(parts)
+        for measurement in sorted(parts.store.measurements()):
+            _rollup_measurement(parts, resolution, measurement, closed_until, limit, since,
+                                now, report, show)
+    except (StoreUnavailable, InfluxQueryError) as exc:
+        report.errors.append(str(exc))
+    except SQLAlchemyError as exc:
+        report.errors.append(f"state store: {describe_db_error(exc)}")
+    if show:
+        print(file=sys.stderr)
+    for error in report.errors:
+        log.error("%s roll-up: %s", job, error)
+    report.duration_s = time.monotonic() - started
+    fields: dict[str, float | str] = {"duration_s": report.duration_s, "points": report.points,
+                                      "windows": report.windows, "errors": len(report.errors),
+                                      "pending": sum(report.pending.values())}
+    if report.errors:
+        fields["message"] = "; ".join(report.errors)[:1000]
+    run = make_sample("qmonit_run", {"job": job, "source": report.mode,
+                                     "status": "failed" if report.errors else "ok"},
+                      fields, floor_to(now, timedelta(minutes=10)))
+    report.delivery = parts.writer.write([run])
+    return report
+
+
+def _rollup_measurement(parts: Components, resolution: Resolution, measurement: str,
+                        closed_until: datetime, limit: int, since: datetime | None,
+                        now: datetime, report: RollupReport, show: bool) -> None:
+    done = state.watermark(parts.engine, measurement, resolution.job)
+    first = None if done is not None or since is not None else \
+        parts.store.first_time(measurement, SOURCE_RP)
+    starts, left = windows_to_do(done, first, closed_until, resolution.width, limit, since)
+    if left:
+        report.pending[measurement] = left
+        log.warning("%s %s: %d window(s) left for the next run (at most %d per run)",
+                    resolution.job, measurement, left, limit)
+    width_s = int(resolution.width.total_seconds())
+    for number, start in enumerate(starts, 1):
+        end = start + resolution.width
+        if show:
+            print(f"\r{resolution.job} {measurement:<12} {start:%Y-%m-%d %H:%M} UTC "
+                  f"[{number}/{len(starts)}]", end="", file=sys.stderr, flush=True)
+        if report.mode == "server":
+            report.points += parts.store.rollup_into(measurement, SOURCE_RP, resolution.rp,
+                                                     start, end, width_s)
+        else:
+            samples = parts.store.window_aggregates(measurement, SOURCE_RP, start, end,
+                                                    width_s)
+            result = parts.store.write(samples, resolution.rp)
+            if result.unwritten or result.rejected:
+                reason = result.error or "; ".join(r.reason for r in result.rejected)
+                raise InfluxQueryError(f"{measurement} {start:%Y-%m-%d %H:%M} UTC into "
+                                       f"\"{resolution.rp}\": {reason}")
+            report.points += result.written
+        report.done[measurement] = report.done.get(measurement, 0) + 1
+        if done is None or end > done:
+            state.set_watermark(parts.engine, measurement, resolution.job, end, now)

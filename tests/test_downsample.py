@@ -1,0 +1,170 @@
+"""Roll-ups on the real InfluxDB (server and client paths) and on the embedded store."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from qmonit.components import build
+from qmonit.downsample import rollup, windows_to_do
+from qmonit.sample import make_sample
+from qmonit.stores import state
+from qmonit.stores.embedded import EmbeddedStore
+from qmonit.stores.ts_tables import ts_points, ts_series
+
+H = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+SLOT = timedelta(minutes=10)
+HOUR = timedelta(hours=1)
+
+
+def raw_points():
+    out = []
+    for n in range(6):  # 09:00-09:50: a steady hour
+        out.append(make_sample("jobs", {"q": "A"}, {"jobs": 100, "cores": 200},
+                               H - HOUR + n * SLOT))
+    for n, value in enumerate([10, 20, None, 40, 50, 60]):  # 10:20 is a failed cycle: absent
+        if value is not None:
+            out.append(make_sample("jobs", {"q": "A"}, {"jobs": value, "cores": 2 * value},
+                                   H + n * SLOT))
+    for n, value in enumerate([5, 7]):  # B vanished at 10:20 (beyond its zero-fill)
+        out.append(make_sample("jobs", {"q": "B"}, {"jobs": value, "cores": 2 * value},
+                               H + n * SLOT))
+    out.append(make_sample("jobs", {"q": "A"}, {"jobs": 1000, "cores": 2000}, H + HOUR))
+    out.append(make_sample("qmonit_run", {"job": "collect", "source": "panda", "status": "ok"},
+                           {"points": 3, "message": "text is not rolled up"}, H))
+    return out
+
+
+HOURLY = {
+    ("A", H - HOUR): {"jobs": 100, "jobs_max": 100, "cores": 200, "cores_max": 200},
+    ("A", H): {"jobs": 36, "jobs_max": 60, "cores": 72, "cores_max": 120},  # (10+20+40+50+60)/5
+    ("B", H): {"jobs": 6, "jobs_max": 7, "cores": 12, "cores_max": 14},
+}
+
+
+@pytest.fixture(params=["server", "client", "embedded"])
+def parts_for(request, make_config, tmp_path):
+    def make(**sections):
+        if request.param == "embedded":
+            influx = {}
+        else:
+            influx = request.getfixturevalue("influx_db")
+        cfg = make_config({"influxdb": influx, "sources": {"enabled": "simulated"},
+                           "downsample": {"mode": "client" if request.param == "client"
+                                          else "auto"}, **sections})
+        parts = build(cfg)
+        state.create_tables(parts.engine)
+        durations = {rp: cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
+        parts.store.init(durations)
+        return parts
+    make.path = request.param
+    return make
+
+
+def rolled(parts, rp, measurement="jobs"):
+    """{(q, time): fields} of what the roll-up wrote."""
+    if isinstance(parts.store, EmbeddedStore):
+        query = (select(ts_series.c.series_key, ts_points.c.time, ts_points.c.field,
+                        ts_points.c.value)
+                 .select_from(ts_points.join(ts_series,
+                                             ts_series.c.series_id == ts_points.c.series_id))
+                 .where(ts_points.c.rp == rp, ts_series.c.measurement == measurement))
+        import json
+        out: dict = {}
+        with parts.engine.connect() as conn:
+            for key, when, name, value in conn.execute(query):
+                tags = dict(json.loads(key)[1])
+                out.setdefault((tags.get("q", "-"), datetime.fromtimestamp(when, UTC)), {})[
+                    name] = value
+        return out
+    out = {}
+    for row in parts.store.rows(f'SELECT * FROM "{rp}"."{measurement}" GROUP BY *'):
+        when = datetime.fromtimestamp(row.pop("time"), UTC)
+        key = (row.pop("q", "-"), when)
+        out[key] = {k: v for k, v in row.items() if k in ("jobs", "jobs_max", "cores",
+                                                           "cores_max", "points", "points_max")
+                    and v is not None}
+    return out
+
+
+def test_hourly_means_and_maxima_are_exact(parts_for):
+    parts = parts_for()
+    parts.store.write(raw_points())
+    report = rollup(parts, "hourly", H + HOUR + 5 * timedelta(minutes=1), progress=False)
+    assert report.exit_code == 0, report.errors
+    assert report.mode == ("client" if parts_for.path != "server" else "server")
+    assert rolled(parts, "1h") == HOURLY
+    assert rolled(parts, "1h", "qmonit_run") == {("-", H): {"points": 3.0, "points_max": 3.0}}
+    assert state.watermark(parts.engine, "jobs", "hourly") == H + HOUR
+
+
+def test_daily_means_and_maxima_are_exact(parts_for):
+    parts = parts_for()
+    parts.store.write(raw_points())
+    day = H.replace(hour=0)
+    rollup(parts, "daily", day + timedelta(days=1, minutes=30), progress=False)
+    assert rolled(parts, "1d") == {
+        ("A", day): {"jobs": (600 + 180 + 1000) / 12, "jobs_max": 1000,
+                     "cores": (1200 + 360 + 2000) / 12, "cores_max": 2000},
+        ("B", day): {"jobs": 6, "jobs_max": 7, "cores": 12, "cores_max": 14},
+    }
+
+
+def test_rerunning_changes_nothing(parts_for):
+    parts = parts_for()
+    parts.store.write(raw_points())
+    now = H + HOUR + timedelta(minutes=5)
+    first = rollup(parts, "hourly", now, progress=False)
+    again = rollup(parts, "hourly", now, progress=False)
+    assert (first.done["jobs"], again.done.get("jobs", 0)) == (2, 0)
+    backfill = rollup(parts, "hourly", now, since=H - HOUR, progress=False)
+    assert backfill.done["jobs"] == 2
+    assert rolled(parts, "1h") == HOURLY
+
+
+def test_catching_up_oldest_first_bounded_per_run(parts_for):
+    parts = parts_for(downsample={"max_hourly_windows": "1"})
+    parts.store.write(raw_points())
+    now = H + 2 * HOUR  # 09:00, 10:00 and 11:00 are closed
+    runs = [rollup(parts, "hourly", now, progress=False) for _ in range(4)]
+    assert [r.done.get("jobs", 0) for r in runs] == [1, 1, 1, 0]
+    assert [r.pending.get("jobs", 0) for r in runs] == [2, 1, 0, 0]
+    assert rolled(parts, "1h")[("A", H + HOUR)] == {"jobs": 1000, "jobs_max": 1000,
+                                                    "cores": 2000, "cores_max": 2000}
+    assert state.watermark(parts.engine, "jobs", "hourly") == H + 2 * HOUR
+
+
+def test_windows_to_do():
+    assert windows_to_do(None, H + timedelta(minutes=25), H + 5 * HOUR, HOUR, 3, None) == \
+        ([H, H + HOUR, H + 2 * HOUR], 2)
+    assert windows_to_do(H + 5 * HOUR, None, H + 5 * HOUR, HOUR, 3, None) == ([], 0)
+    assert windows_to_do(None, None, H, HOUR, 3, None) == ([], 0)
+
+
+def test_rolled_up_fields_are_floats_so_nothing_conflicts(parts_for):
+    parts = parts_for()
+    if isinstance(parts.store, EmbeddedStore):
+        pytest.skip("the embedded store has no field types")
+    parts.store.write(raw_points())
+    rollup(parts, "hourly", H + 2 * HOUR, progress=False)
+    types = {r["fieldKey"]: r["fieldType"] for r in parts.store.rows('SHOW FIELD KEYS FROM '
+                                                                      '"1h"."jobs"')}
+    assert types == {"jobs": "float", "jobs_max": "float", "cores": "float",
+                     "cores_max": "float"}
+    again = parts.store.write([make_sample("jobs", {"q": "C"}, {"jobs": 3, "jobs_max": 4},
+                                           H)], "1h")
+    assert (again.written, again.rejected) == (1, [])
+
+
+def test_window_older_than_the_retention_is_a_clear_error(parts_for):
+    parts = parts_for(influxdb={"retention_1h": "2h"} if parts_for.path != "embedded" else {})
+    if isinstance(parts.store, EmbeddedStore):
+        pytest.skip("the embedded store keeps every retention policy forever")
+    old = datetime(2020, 1, 1, 5, 0, tzinfo=UTC)
+    parts.store.write([make_sample("jobs", {"q": "OLD"}, {"jobs": 1}, old)])
+    report = rollup(parts, "hourly", old + 2 * HOUR, progress=False)
+    assert report.exit_code == 1
+    [error] = report.errors
+    assert "jobs 2020-01-01 05:00 UTC" in error
+    assert "beyond retention policy" in error
+    assert state.watermark(parts.engine, "jobs", "hourly") is None  # tried again next time
