@@ -115,6 +115,8 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     started = time.monotonic()
     report = CollectReport(slot)
     report.replay = parts.writer.replay()
+    if report.replay.oldest is not None:
+        _rewind_rollups(parts, report.replay.oldest, report)
     zero_fill_horizon = timedelta(hours=parts.cfg.get("collect", "zero_fill_hours"))
 
     clock = time.monotonic()
@@ -164,6 +166,18 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     run_delivery = parts.writer.write(run_samples(report))
     report.delivery.merge(run_delivery)
     return report
+
+
+def _rewind_rollups(parts: Components, late: datetime, report: CollectReport) -> None:
+    from qmonit.downsample import RESOLUTIONS
+
+    widths = {job: int(r.width.total_seconds()) for job, r in RESOLUTIONS.items()}
+    try:
+        state.rewind_watermarks(parts.engine, late, widths)
+    except SQLAlchemyError as exc:
+        message = f"state store: {describe_db_error(exc)}; roll-ups not rewound for late points"
+        log.error(message)
+        report.state_errors.append(message)
 
 
 def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: datetime,

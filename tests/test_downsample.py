@@ -168,3 +168,28 @@ def test_window_older_than_the_retention_is_a_clear_error(parts_for):
     assert "jobs 2020-01-01 05:00 UTC" in error
     assert "beyond retention policy" in error
     assert state.watermark(parts.engine, "jobs", "hourly") is None  # tried again next time
+
+
+def test_points_replayed_from_the_spool_roll_their_windows_up_again(parts_for, tmp_path):
+    from qmonit.collect import collect
+    from qmonit.sources.base import Collection
+
+    parts = parts_for()
+    parts.store.write(raw_points())
+    now = H + HOUR + timedelta(minutes=7)
+    rollup(parts, "hourly", now, progress=False)
+    late = make_sample("jobs", {"q": "B"}, {"jobs": 36, "cores": 72}, H + 5 * SLOT)
+    parts.spool.put([late], "10m")  # written while the store was down, replayed by collect
+
+    class Quiet:
+        name = "panda"
+
+        def collect(self, slot):
+            return Collection()
+
+    parts.sources = [Quiet()]
+    collect(parts, now)
+    assert state.watermark(parts.engine, "jobs", "hourly") == H
+    rollup(parts, "hourly", now, progress=False)
+    assert rolled(parts, "1h")[("B", H)] == {"jobs": 16, "jobs_max": 36, "cores": 32,
+                                            "cores_max": 72}  # (5 + 7 + 36) / 3

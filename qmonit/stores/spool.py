@@ -44,6 +44,7 @@ class ReplayResult:
     points: int = 0
     rejected: int = 0
     error: str | None = None
+    oldest: datetime | None = None  # the oldest point that arrived late
 
 
 def _dump(sample: Sample) -> str:
@@ -151,6 +152,9 @@ class Spool:
                     self._rewrite(spool_file, outcome.unwritten)
                 break
             spool_file.path.unlink()
+            oldest = min(sample.time for sample in samples) if samples else None
+            if oldest and (result.oldest is None or oldest < result.oldest):
+                result.oldest = oldest
             result.files += 1
             result.points += outcome.written
             result.rejected += sum(r.points for r in outcome.rejected)

@@ -309,3 +309,14 @@ def set_watermark(engine: Engine, measurement: str, resolution: str, done_until:
         upsert(conn, watermarks, [{"measurement": measurement, "resolution": resolution,
                                    "done_until": epoch_seconds(done_until), "updated_at": now}],
                ["measurement", "resolution"])
+
+
+def rewind_watermarks(engine: Engine, late: datetime, widths: Mapping[str, int]) -> None:
+    """Points older than a watermark arrived late (a replayed spool): roll their windows up
+    again. widths: resolution -> window width in seconds."""
+    with engine.begin() as conn:
+        for resolution, width in widths.items():
+            window_start = epoch_seconds(late) // width * width
+            conn.execute(update(watermarks).where(watermarks.c.resolution == resolution,
+                                                  watermarks.c.done_until > window_start)
+                         .values(done_until=window_start))
