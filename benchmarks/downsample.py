@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Benchmark: roll-ups on a private InfluxDB.
+
+1. One hour of an ATLAS-scale simulated grid (790 queues, ~52,000 `jobs` series, six
+   10-minute cycles) rolled up into "1h": server path (SELECT ... INTO) and client path
+   (query the aggregates, write them). Target: under 3 s.
+2. A 30-day backfill (hourly, then daily) at --backfill-series series, reported as
+   measured; writing 30 days of ATLAS-scale raw data (220 million points) does not fit
+   a benchmark run on this machine.
+Run from the repository root: python3 benchmarks/downsample.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qmonit import config  # noqa: E402
+from qmonit.components import build  # noqa: E402
+from qmonit.downsample import rollup  # noqa: E402
+from qmonit.enrich import enrich_jobs  # noqa: E402
+from qmonit.sample import Sample  # noqa: E402
+from qmonit.stores import state  # noqa: E402
+from tests.servers import InfluxServer  # noqa: E402
+
+HOUR = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+SLOT = timedelta(minutes=10)
+
+
+def parts_for(server: InfluxServer, tmp: Path, database: str, mode: str, scale: str = "atlas"):
+    cfg = config.defaults({
+        "qmonit": {"data_dir": str(tmp / database)},
+        "influxdb": {"url": server.url, "database": database, "timeout_s": "600"},
+        "sources": {"enabled": "simulated", "simulated_scale": scale},
+        "downsample": {"mode": mode, "max_hourly_windows": "1000", "max_daily_windows": "100"},
+    })
+    parts = build(cfg)
+    state.create_tables(parts.engine)
+    parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+    return parts
+
+
+def one_hour(server: InfluxServer, tmp: Path) -> None:
+    for mode in ("server", "client"):
+        parts = parts_for(server, tmp, f"hour_{mode}", mode)
+        source = parts.sources[0]
+        points = 0
+        for n in range(6):
+            slot = HOUR + n * SLOT
+            samples = enrich_jobs(source.collect(slot).samples, parts.topology.load(slot)).samples
+            points += parts.store.write(samples).written
+        start = time.perf_counter()
+        report = rollup(parts, "hourly", HOUR + timedelta(hours=1, minutes=7), progress=False)
+        elapsed = time.perf_counter() - start
+        assert report.exit_code == 0, report.errors
+        print(f"one ATLAS hour, {mode} path: {points:,} raw points -> {report.points:,} "
+              f"hourly points in {elapsed:.2f} s (target < 3 s)")
+
+
+def backfill(server: InfluxServer, tmp: Path, series: int) -> None:
+    parts = parts_for(server, tmp, "backfill", "server")
+    rng = random.Random(1)
+    tags = [(("job_status", "running"), ("panda_queue", f"Q{n:04d}")) for n in range(series)]
+    start_day = HOUR.replace(hour=0) - timedelta(days=30)
+    written = 0
+    for n in range(30 * 144):
+        when = start_day + n * SLOT
+        written += parts.store.write([Sample("jobs", t, (("jobs", float(rng.randint(0, 500))),),
+                                             when) for t in tags]).written
+    now = HOUR.replace(hour=0) + timedelta(minutes=30)
+    for job in ("hourly", "daily"):
+        start = time.perf_counter()
+        report = rollup(parts, job, now, progress=False)
+        elapsed = time.perf_counter() - start
+        assert report.exit_code == 0, report.errors
+        print(f"30-day backfill, {job}: {report.windows} windows, {report.points:,} points "
+              f"from {written:,} raw points of {series} series in {elapsed:.1f} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backfill-series", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="qmonit-bench-") as tmp:
+        server = InfluxServer(Path(tmp) / "influxd").start()
+        try:
+            one_hour(server, Path(tmp))
+            backfill(server, Path(tmp), args.backfill_series)
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
