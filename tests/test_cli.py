@@ -188,3 +188,18 @@ def test_version_and_usage_errors():
     at = qmonit("-c", os.devnull, "run", "collect", "--at", "noon")
     assert at.returncode == 2
     assert "'noon' is not an ISO 8601 time" in at.stderr
+
+
+def test_init_creates_every_table_a_job_needs(write_config, tmp_path):
+    import sqlite3
+
+    cfg = write_config({"sources": {"enabled": "simulated"}})
+    done = qmonit("-c", str(cfg), "init")
+    assert done.returncode == 0, done.stderr
+    tables = {name for (name,) in sqlite3.connect(tmp_path / "data" / "qmonit.sqlite").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"queues", "queue_stats", "queue_history", "series_seen", "watermarks",
+                      "flag_state", "alerts", "ts_series", "ts_tags", "ts_points"}
+    for job in ("collect", "derive", "hourly", "daily"):
+        run = qmonit("-c", str(cfg), "run", job, "--at", "2026-11-21T10:00")
+        assert run.returncode == 0, (job, run.stderr)

@@ -122,6 +122,8 @@ class SeenSeries:
 
 def create_tables(engine: Engine) -> list[str]:
     """Create missing tables, and add columns a newer qmonit defines to existing ones."""
+    from qmonit.stores import alerts  # noqa: F401  (defines flag_state and alerts here)
+
     metadata.create_all(engine)
     added = []
     inspector = inspect(engine)
