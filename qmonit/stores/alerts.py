@@ -11,16 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Double,
     Engine,
-    Integer,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     and_,
     delete,
     select,
@@ -30,44 +21,9 @@ from sqlalchemy import (
 
 from qmonit.derive.flags import FlagState
 from qmonit.stores.sql import upsert
-from qmonit.stores.state import metadata, utc
+from qmonit.stores.state import KEY_COLUMNS, alerts, flag_state, utc
 
 FlagKey = tuple[str, str, str, str]  # panda_queue, prod_source, resource, rule
-KEY_COLUMNS = ("panda_queue", "prod_source", "resource", "rule")
-
-
-def _flag_key(primary_key: bool) -> list[Column]:
-    """The columns that name a flag: new Column objects for each table."""
-    return [Column(name, String(length), primary_key=primary_key, nullable=False)
-            for name, length in zip(KEY_COLUMNS, (128, 64, 64, 16), strict=True)]
-
-
-flag_state = Table(
-    "flag_state", metadata,
-    *_flag_key(primary_key=True),
-    Column("history", String(64), nullable=False),
-    Column("is_open", Boolean, nullable=False),
-    Column("last_slot", DateTime(timezone=True), nullable=False),
-    Column("history_before", String(64), nullable=False),
-    Column("open_before", Boolean, nullable=False),
-)
-alerts = Table(
-    "alerts", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    *_flag_key(primary_key=False),
-    Column("severity", String(16), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("current", Double),
-    Column("baseline", Double),
-    Column("score", Double),
-    Column("opened_at", DateTime(timezone=True), nullable=False),
-    Column("closed_at", DateTime(timezone=True)),
-    Column("last_notified_at", DateTime(timezone=True)),
-    Column("notified_open", Boolean, nullable=False, default=False),
-    Column("notified_close", Boolean, nullable=False, default=False),
-    UniqueConstraint("panda_queue", "prod_source", "resource", "rule", "opened_at",
-                     name="uq_alerts_flag_opened"),
-)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Double,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     case,
     delete,
     func,
@@ -97,6 +99,43 @@ watermarks = Table(
     Column("done_until", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+# Suspicious-site flags: the hysteresis of every flag open or recently violated, and one
+# alert row per time a flag opened (when, why, when it closed, when the crew was told).
+KEY_COLUMNS = ("panda_queue", "prod_source", "resource", "rule")
+
+
+def _flag_key(primary_key: bool) -> list[Column]:
+    """The columns that name a flag: new Column objects for each table."""
+    return [Column(name, String(length), primary_key=primary_key, nullable=False)
+            for name, length in zip(KEY_COLUMNS, (128, 64, 64, 16), strict=True)]
+
+
+flag_state = Table(
+    "flag_state", metadata,
+    *_flag_key(primary_key=True),
+    Column("history", String(64), nullable=False),
+    Column("is_open", Boolean, nullable=False),
+    Column("last_slot", DateTime(timezone=True), nullable=False),
+    Column("history_before", String(64), nullable=False),
+    Column("open_before", Boolean, nullable=False),
+)
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *_flag_key(primary_key=False),
+    Column("severity", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("current", Double),
+    Column("baseline", Double),
+    Column("score", Double),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("last_notified_at", DateTime(timezone=True)),
+    Column("notified_open", Boolean, nullable=False, default=False),
+    Column("notified_close", Boolean, nullable=False, default=False),
+    UniqueConstraint("panda_queue", "prod_source", "resource", "rule", "opened_at",
+                     name="uq_alerts_flag_opened"),
+)
 series_seen = Table(
     "series_seen", metadata,
     Column("series_id", BigInteger, primary_key=True, autoincrement=False),
@@ -122,8 +161,6 @@ class SeenSeries:
 
 def create_tables(engine: Engine) -> list[str]:
     """Create missing tables, and add columns a newer qmonit defines to existing ones."""
-    from qmonit.stores import alerts  # noqa: F401  (defines flag_state and alerts here)
-
     metadata.create_all(engine)
     added = []
     inspector = inspect(engine)
