@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
+from qmonit.downsample import RESOLUTIONS
 from qmonit.enrich import enrich_jobs
 from qmonit.sample import Sample, make_sample, series_id, slot_start
 from qmonit.sources.base import SourceError
@@ -169,8 +170,6 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
 
 
 def _rewind_rollups(parts: Components, late: datetime, report: CollectReport) -> None:
-    from qmonit.downsample import RESOLUTIONS
-
     widths = {job: int(r.width.total_seconds()) for job, r in RESOLUTIONS.items()}
     try:
         state.rewind_watermarks(parts.engine, late, widths)

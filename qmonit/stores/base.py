@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from qmonit.sample import Sample
+
+if TYPE_CHECKING:
+    from qmonit.stores.aggregate import GroupedQuery, Stats
 
 RETENTION_POLICIES = ("10m", "1h", "1d")
 
@@ -50,3 +54,22 @@ class TimeSeriesStore(Protocol):
 
     def check(self) -> str:
         """Reach the store and authenticate; return a one-line status or raise."""
+
+    # what derive and the roll-ups ask of a store (aggregation runs in the store)
+
+    def grouped_stats(self, query: GroupedQuery) -> dict[tuple[str, ...], Stats]:
+        """Mean and count per group over a window, for every group in one query."""
+
+    def last_time(self, measurement: str, field: str, tags: dict[str, str],
+                  rp: str = "10m") -> datetime | None:
+        """The newest time a series with these tags has `field`."""
+
+    def measurements(self) -> list[str]:
+        """Every measurement written so far."""
+
+    def first_time(self, measurement: str, rp: str) -> datetime | None:
+        """The oldest point of a measurement in a retention policy."""
+
+    def window_aggregates(self, measurement: str, rp: str, start: datetime, end: datetime,
+                          width_s: int) -> list[Sample]:
+        """Mean and max of every numeric field per series and window (roll-up client path)."""
