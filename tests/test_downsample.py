@@ -49,6 +49,7 @@ def parts_for(request, make_config, tmp_path):
             influx = {}
         else:
             influx = request.getfixturevalue("influx_db")
+        influx = {**influx, **sections.pop("influxdb", {})} if influx else {}
         cfg = make_config({"influxdb": influx, "sources": {"enabled": "simulated"},
                            "downsample": {"mode": "client" if request.param == "client"
                                           else "auto"}, **sections})
@@ -157,11 +158,12 @@ def test_rolled_up_fields_are_floats_so_nothing_conflicts(parts_for):
 
 
 def test_window_older_than_the_retention_is_a_clear_error(parts_for):
-    parts = parts_for(influxdb={"retention_1h": "2h"} if parts_for.path != "embedded" else {})
-    if isinstance(parts.store, EmbeddedStore):
+    if parts_for.path == "embedded":
         pytest.skip("the embedded store keeps every retention policy forever")
+    parts = parts_for(influxdb={"retention_10m": "INF", "retention_1h": "2h"})
+    assert not isinstance(parts.store, EmbeddedStore)
     old = datetime(2020, 1, 1, 5, 0, tzinfo=UTC)
-    parts.store.write([make_sample("jobs", {"q": "OLD"}, {"jobs": 1}, old)])
+    assert parts.store.write([make_sample("jobs", {"q": "OLD"}, {"jobs": 1}, old)]).written == 1
     report = rollup(parts, "hourly", old + 2 * HOUR, progress=False)
     assert report.exit_code == 1
     [error] = report.errors
