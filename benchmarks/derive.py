@@ -57,7 +57,8 @@ def fill(parts, tags: list, rng: random.Random) -> int:
         when = SLOT - n * STEP
         samples = [Sample("jobs", t, (("jobs", round(level[t] * rng.uniform(0.9, 1.1))),), when)
                    for t in tags]
-        state.record_history(parts.engine, samples, when, timedelta(hours=25))  # as collect
+        state.record_history(parts.engine, state.counts_per_queue(samples), when,
+                             timedelta(hours=25))  # as collect does
         samples.append(Sample("qmonit_run", (("job", "collect"), ("source", "panda"),
                                              ("status", "ok")), (("points", 1.0),), when))
         written += parts.store.write(samples).written

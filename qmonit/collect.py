@@ -197,9 +197,10 @@ def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: date
 def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slot: datetime,
                   report: CollectReport) -> None:
     try:
-        if jobs:  # the derive job's history; backfilled slots belong in it too
+        counts = state.counts_per_queue(jobs)
+        if counts:  # the derive job's history; backfilled slots belong in it too
             keep = timedelta(hours=max(24, parts.cfg.get("derive", "baseline_hours")) + 1)
-            state.record_history(parts.engine, jobs, slot, keep)
+            state.record_history(parts.engine, counts, slot, keep)
         newest = state.newest_slot(parts.engine)
         if newest is not None and slot < newest:
             log.info("slot %s is older than the current state (%s): queues and queue_stats "
@@ -207,8 +208,8 @@ def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slo
             return
         if topology.status == "fresh":
             state.upsert_queues(parts.engine, _queue_rows(topology, slot))
-        if jobs:
-            state.upsert_queue_stats(parts.engine, jobs, slot)
+        if counts:
+            state.upsert_queue_stats(parts.engine, counts, slot)
     except SQLAlchemyError as exc:
         message = f"state store: {describe_db_error(exc)}"
         log.error(message)

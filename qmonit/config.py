@@ -256,12 +256,6 @@ class Config:
     def section(self, section: str) -> dict[str, Any]:
         return dict(self._values[section])
 
-    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Config:
-        merged = {s: dict(k) for s, k in self._values.items()}
-        for section, keys in overrides.items():
-            merged[section].update(keys)
-        return Config(merged, self.path)
-
     @property
     def data_dir(self) -> Path:
         return Path(self.get("qmonit", "data_dir"))

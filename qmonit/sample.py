@@ -23,11 +23,6 @@ class Sample(NamedTuple):
     fields: tuple[tuple[str, FieldValue], ...]
     time: datetime
 
-    @property
-    def series_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
-        """What identifies the series in InfluxDB: measurement and tag set."""
-        return (self.measurement, self.tags)
-
     def tag(self, key: str, default: str | None = None) -> str | None:
         return dict(self.tags).get(key, default)
 

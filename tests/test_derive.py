@@ -55,7 +55,8 @@ def parts_with(request, make_config, mariadb_url):
 def record(parts, when, samples):
     """What collect leaves behind: the points, and the SQL history the derive job reads."""
     parts.store.write(samples)
-    state.record_history(parts.engine, [s for s in samples if s.measurement == "jobs"], when,
+    jobs_only = [s for s in samples if s.measurement == "jobs"]
+    state.record_history(parts.engine, state.counts_per_queue(jobs_only), when,
                          timedelta(hours=25))
 
 

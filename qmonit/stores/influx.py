@@ -78,6 +78,7 @@ class InfluxStore:
         self.session = session or make_session(
             {"verify_tls": settings["verify_tls"], "ca_bundle": settings["ca_bundle"]}
         )
+        self._field_keys: dict[tuple[str, str], list[str]] = {}
         if settings.get("token"):
             self.session.headers["Authorization"] = f"Token {settings['token']}"
         elif settings.get("username"):
@@ -219,11 +220,18 @@ class InfluxStore:
         return ping.headers.get("X-Influxdb-Version", "")
 
     def measurements(self) -> list[str]:
+        """Every measurement; a roll-up run starts here, so field keys are read afresh."""
+        self._field_keys.clear()
         return [row["name"] for row in self.rows("SHOW MEASUREMENTS")]
 
     def numeric_fields(self, measurement: str, rp: str) -> list[str]:
-        rows = self.rows(f"SHOW FIELD KEYS FROM {quote_ident(rp)}.{quote_ident(measurement)}")
-        return [r["fieldKey"] for r in rows if r["fieldType"] in ("float", "integer")]
+        """Numeric field keys, asked once per measurement and roll-up run, not per window."""
+        if (measurement, rp) not in self._field_keys:
+            rows = self.rows(f"SHOW FIELD KEYS FROM {quote_ident(rp)}."
+                             f"{quote_ident(measurement)}")
+            self._field_keys[(measurement, rp)] = [
+                r["fieldKey"] for r in rows if r["fieldType"] in ("float", "integer")]
+        return self._field_keys[(measurement, rp)]
 
     def first_time(self, measurement: str, rp: str) -> datetime | None:
         fields = self.numeric_fields(measurement, rp)

@@ -240,25 +240,33 @@ def newest_slot(engine: Engine) -> datetime | None:
     return utc(newest)
 
 
-def upsert_queue_stats(engine: Engine, job_samples: Sequence[Sample], slot: datetime) -> int:
-    """Current count of every job status per queue × prod_source × resource; absent = 0."""
-    rows: dict[tuple[str, str, str], dict] = {}
+QueueCounts = dict[tuple[str, str, str], tuple[dict[str, str], dict[str, float]]]
+
+
+def counts_per_queue(job_samples: Sequence[Sample]) -> QueueCounts:
+    """One pass over `jobs` samples: per panda_queue × prod_source × resource, the tags of its
+    first sample and the jobs of every status summed (topology variants included)."""
+    out: QueueCounts = {}
     for sample in job_samples:
         tags = dict(sample.tags)
         key = (tags["panda_queue"], tags["prod_source"], tags["resource"])
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = {
-                "panda_queue": key[0], "prod_source": key[1], "resource": key[2],
-                "atlas_site": tags.get("atlas_site"), "cloud": tags.get("cloud"),
-                "site_state": tags.get("site_state"), "slot_time": slot,
-                **{status: 0.0 for status in PANDA_JOB_STATUSES},
-            }
-        if tags["job_status"] in PANDA_JOB_STATUSES:
-            row[tags["job_status"]] += float(dict(sample.fields)["jobs"])
+        if key not in out:
+            out[key] = (tags, {})
+        counts = out[key][1]
+        status = tags["job_status"]
+        counts[status] = counts.get(status, 0.0) + float(dict(sample.fields)["jobs"])
+    return out
+
+
+def upsert_queue_stats(engine: Engine, counts: QueueCounts, slot: datetime) -> int:
+    """Current count of every job status per queue × prod_source × resource; absent = 0."""
+    rows = [{"panda_queue": key[0], "prod_source": key[1], "resource": key[2],
+             "atlas_site": tags.get("atlas_site"), "cloud": tags.get("cloud"),
+             "site_state": tags.get("site_state"), "slot_time": slot,
+             **{status: by_status.get(status, 0.0) for status in PANDA_JOB_STATUSES}}
+            for key, (tags, by_status) in counts.items()]
     with engine.begin() as conn:
-        upsert(conn, queue_stats, list(rows.values()),
-               ["panda_queue", "prod_source", "resource"])
+        upsert(conn, queue_stats, rows, ["panda_queue", "prod_source", "resource"])
     return len(rows)
 
 
@@ -283,20 +291,13 @@ def update_derived(engine: Engine, rows: Sequence[dict]) -> None:
         upsert(conn, queue_stats, list(rows), ["panda_queue", "prod_source", "resource"])
 
 
-def record_history(engine: Engine, job_samples: Sequence[Sample], slot: datetime,
+def record_history(engine: Engine, counts: QueueCounts, slot: datetime,
                    keep: timedelta) -> int:
     """This slot's counts per queue × prod_source × resource; forget rows older than `keep`."""
-    rows: dict[tuple[str, str, str], dict] = {}
     when = epoch_seconds(slot)
-    for sample in job_samples:
-        tags = dict(sample.tags)
-        key = (tags["panda_queue"], tags["prod_source"], tags["resource"])
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = {"panda_queue": key[0], "prod_source": key[1], "resource": key[2],
-                               "slot": when, **{s: 0.0 for s in HISTORY_STATUSES}}
-        if tags["job_status"] in HISTORY_STATUSES:
-            row[tags["job_status"]] += float(dict(sample.fields)["jobs"])
+    rows = {key: {"panda_queue": key[0], "prod_source": key[1], "resource": key[2],
+                  "slot": when, **{s: by_status.get(s, 0.0) for s in HISTORY_STATUSES}}
+            for key, (_, by_status) in counts.items()}
     with engine.begin() as conn:
         upsert(conn, queue_history, list(rows.values()),
                ["panda_queue", "prod_source", "resource", "slot"])
