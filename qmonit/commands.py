@@ -102,9 +102,13 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
 
 
 def run(args: argparse.Namespace, parts: Components) -> int:
+    if args.job in ("hourly", "daily"):
+        return run_rollup(parts, args.job, args.at or datetime.now(UTC), args.since)
+    slot = slot_start(args.at or datetime.now(UTC))
+    if args.job == "derive":
+        return run_derive(parts, slot)
     from qmonit.collect import collect
 
-    slot = slot_start(args.at or datetime.now(UTC))
     report = collect(parts, slot)
     summary = ", ".join(f"{s.source} {s.status} ({s.points} points)" for s in report.sources)
     d = report.delivery

@@ -1,4 +1,5 @@
 import io
+import json
 import logging
 import os
 import re
@@ -200,6 +201,30 @@ def test_init_creates_every_table_a_job_needs(write_config, tmp_path):
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"queues", "queue_stats", "queue_history", "series_seen", "watermarks",
                       "flag_state", "alerts", "ts_series", "ts_tags", "ts_points"}
-    for job in ("collect", "derive", "hourly", "daily"):
-        run = qmonit("-c", str(cfg), "run", job, "--at", "2026-11-21T10:00")
+    database = sqlite3.connect(tmp_path / "data" / "qmonit.sqlite")
+    for job, at in (("collect", "2026-11-21T23:30"), ("derive", "2026-11-21T23:30"),
+                    ("hourly", "2026-11-22T00:30"), ("daily", "2026-11-22T00:30")):
+        run = qmonit("-c", str(cfg), "run", job, "--at", at)
         assert run.returncode == 0, (job, run.stderr)
+        # each job leaves its own qmonit_run record: the right job ran
+        sources = {json.loads(key)[1][1][1] for (key,) in database.execute(
+            "SELECT series_key FROM ts_series WHERE measurement = 'qmonit_run'")}
+        assert {"collect": "panda", "derive": "derive"}.get(job, "client") in sources, job
+    assert database.execute("SELECT resolution, done_until FROM watermarks WHERE "
+                            "measurement = 'jobs' ORDER BY resolution").fetchall() == [
+        ("daily", 1795305600), ("hourly", 1795305600)]  # 2026-11-22 00:00
+
+
+def test_init_and_derive_say_clearly_when_influxdb_is_down(write_config, tmp_path):
+    cfg = write_config({"influxdb": {"url": "http://127.0.0.1:9", "retry_deadline_s": "0"},
+                        "sources": {"enabled": "simulated"},
+                        "logging": {"file": str(tmp_path / "q.log")}})
+    init = qmonit("-c", str(cfg), "init")
+    assert init.returncode == 1
+    assert init.stderr == ("qmonit init failed: InfluxDB http://127.0.0.1:9 database qmonit: "
+                           "connection failed (server down or unreachable)\n")
+    derive = qmonit("-c", str(cfg), "run", "derive", "--at", "2026-11-21T10:00")
+    assert derive.returncode == 1
+    assert ("ERROR qmonit.derive.job: derive 2026-11-21 10:00 UTC failed: InfluxDB "
+            "http://127.0.0.1:9 database qmonit: connection failed (server down or "
+            "unreachable)") in (tmp_path / "q.log").read_text()
