@@ -45,6 +45,8 @@ def parts_for(server: InfluxServer, tmp: Path, database: str, mode: str, scale: 
     parts = build(cfg)
     state.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+    parts.store.query(f'CREATE RETENTION POLICY "floor" ON "{database}" DURATION INF '
+                      "REPLICATION 1", method="POST", database=False)
     return parts
 
 
@@ -63,6 +65,28 @@ def one_hour(server: InfluxServer, tmp: Path) -> None:
         assert report.exit_code == 0, report.errors
         print(f"one ATLAS hour, {mode} path: {points:,} raw points -> {report.points:,} "
               f"hourly points in {elapsed:.2f} s (target < 3 s)")
+    floor(parts, report.points)
+
+
+def floor(parts, hourly_points: int) -> None:
+    """What this InfluxDB needs at the least for the same hour, whatever the roll-up code does.
+
+    One aggregate over every series, computed and written in the server, and a bare write
+    of the hour's roll-up points (re-read from "1h"): no roll-up can take less than either.
+    """
+    end = HOUR + timedelta(hours=1)
+    window = f"time >= '{HOUR:%Y-%m-%dT%H:%M:%SZ}' AND time < '{end:%Y-%m-%dT%H:%M:%SZ}'"
+    start = time.perf_counter()
+    parts.store.query(f'SELECT mean(jobs) AS jobs INTO "floor".:MEASUREMENT FROM "10m".jobs '
+                      f"WHERE {window} GROUP BY *", method="POST")
+    one_aggregate = time.perf_counter() - start
+    rolled = parts.store.window_aggregates("jobs", "1h", HOUR, end, 3600)
+    start = time.perf_counter()
+    written = parts.store.write(rolled, "floor").written
+    bare_write = time.perf_counter() - start
+    print(f"floor of this InfluxDB for that hour: one aggregate over all series, in the server: "
+          f"{one_aggregate:.2f} s; a bare write of the {written:,} roll-up points "
+          f"(of {hourly_points:,}): {bare_write:.2f} s")
 
 
 def backfill(server: InfluxServer, tmp: Path, series: int) -> None:

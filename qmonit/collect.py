@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
 from qmonit.downsample import RESOLUTIONS
-from qmonit.enrich import enrich_jobs
+from qmonit.enrich import enrich_jobs, enrich_workers
 from qmonit.sample import Sample, make_sample, series_id, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
+from qmonit.states.rules import with_state_tag
 from qmonit.stores import state
+from qmonit.stores.batch_tables import sync_jobs
 from qmonit.stores.durable import Delivery
 from qmonit.stores.spool import ReplayResult
 from qmonit.stores.sql import describe_db_error
@@ -140,11 +142,7 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
             continue
         for problem in collection.problems:
             log.warning(problem)
-        samples = collection.samples
-        if source.name == "panda":
-            enriched = enrich_jobs(samples, topology)
-            samples = enriched.samples
-            report.unknown_queues |= enriched.unknown_queues
+        samples = _normalize(parts, source.name, collection.samples, topology, report)
         zeros = _zero_fill(parts, source.name, samples, slot, zero_fill_horizon, report)
         samples += zeros
         if source.name == "panda":
@@ -162,11 +160,45 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
 
     report.delivery = parts.writer.write(data)
     _update_state(parts, topology, jobs, slot, report)
+    _sync_batch_jobs(parts, report)
     report.spool_bytes = parts.spool.size_bytes()
     report.duration_s = time.monotonic() - started
     run_delivery = parts.writer.write(run_samples(report))
     report.delivery.merge(run_delivery)
     return report
+
+
+def _normalize(parts: Components, source: str, samples: list[Sample], topology: Topology,
+               report: CollectReport) -> list[Sample]:
+    """State rules, then topology: PanDA jobs get `state` and CRIC tags, pilots site and cloud."""
+    if source == "panda":
+        enriched = enrich_jobs(with_state_tag(samples, parts.rules["panda"], "job_status"),
+                               topology)
+        report.unknown_queues |= enriched.unknown_queues
+        return enriched.samples
+    workers = [s for s in samples if s.measurement == "workers"]
+    if not workers:
+        return samples
+    enriched = enrich_workers(workers, topology)
+    report.unknown_queues |= enriched.unknown_queues
+    return [s for s in samples if s.measurement != "workers"] + enriched.samples
+
+
+def _sync_batch_jobs(parts: Components, report: CollectReport) -> None:
+    """The job-level tables of every scheduler source that answered this cycle."""
+    keep = timedelta(days=parts.cfg.get("collect", "ended_jobs_days"))
+    answered = {s.source for s in report.sources if s.status == "ok"}
+    for source in parts.sources:
+        if source.name not in answered or not hasattr(source, "last_jobs"):
+            continue
+        try:
+            sync_jobs(parts.engine, source.cluster, source.name, source.last_jobs,
+                      datetime.now(UTC), keep)
+        except SQLAlchemyError as exc:
+            message = f"state store: {describe_db_error(exc)}; batch_jobs_current of " \
+                      f"{source.cluster} not updated"
+            log.error(message)
+            report.state_errors.append(message)
 
 
 def _rewind_rollups(parts: Components, late: datetime, report: CollectReport) -> None:

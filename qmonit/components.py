@@ -11,8 +11,13 @@ from sqlalchemy import Engine
 from qmonit.config import Config
 from qmonit.sources.base import Source
 from qmonit.sources.cric import CricTopology, NoTopology
+from qmonit.sources.harvester import HarvesterWorkers
+from qmonit.sources.htcondor import HTCondorSource
 from qmonit.sources.panda import PandaJobStats
 from qmonit.sources.simulated import SimulatedGrid, SimulatedJobStats, SimulatedTopology
+from qmonit.sources.slurm import SlurmSource
+from qmonit.states.rules import SOURCES as RULE_SOURCES
+from qmonit.states.rules import RuleSet, load_rules
 from qmonit.stores.base import TimeSeriesStore
 from qmonit.stores.durable import DurableWriter
 from qmonit.stores.embedded import EmbeddedStore
@@ -33,6 +38,7 @@ class Components:
     sources: list[Source]
     topology: Any  # has load(slot) -> Topology
     grid: SimulatedGrid | None = None
+    rules: dict[str, RuleSet] | None = None
 
 
 def build(cfg: Config) -> Components:
@@ -49,9 +55,25 @@ def build(cfg: Config) -> Components:
                              cfg.get("sources", "simulated_scale"))
         sources.append(SimulatedJobStats(grid))
         topology = SimulatedTopology(grid)
+    rules = {source: load_rules(source, cfg.get("states", source)) for source in RULE_SOURCES}
     if "panda" in enabled:
         sources.append(PandaJobStats(cfg.section("panda")))
+    if "harvester" in enabled:
+        sources.append(HarvesterWorkers(cfg.section("panda"), rules["harvester"]))
+    if "htcondor" in enabled:
+        sources.append(HTCondorSource(cfg.section("htcondor"), rules["htcondor"], rules["apf"]))
+    if "slurm" in enabled:
+        sources.append(_slurm_source(cfg, rules["slurm"]))
     if cfg.get("cric", "url") and grid is None:
         topology = CricTopology(cfg.section("cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
     return Components(cfg, engine, store, spool, DurableWriter(store, spool), sources, topology,
-                      grid)
+                      grid, rules)
+
+
+def _slurm_source(cfg: Config, rules: RuleSet) -> Source:
+    settings = cfg.section("slurm")
+    if settings["backend"] == "pyslurm":
+        from qmonit.sources.slurm_pyslurm import PyslurmSource  # only when configured
+
+        return PyslurmSource(settings, rules)
+    return SlurmSource(settings, rules)

@@ -108,12 +108,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
     },
     "sources": {
         "enabled": Option("panda", "Comma-separated sources of the collect job: panda, "
-                          "simulated.", "list"),
+                          "harvester, htcondor, slurm, simulated.", "list"),
         "simulated_seed": Option("1", "Seed of the simulated grid.", "int"),
         "simulated_scale": Option("small", "small (~250 queues) or atlas (~750 queues).",
                                   "choice", choices=("small", "atlas")),
     },
     "collect": {
+        "ended_jobs_days": Option("90", "Days batch_jobs_ended keeps a job that left the queue.",
+                                  "float", minimum=0),
         "zero_fill_hours": Option(
             "48", "A series seen within this many hours but missing from a successful fetch "
             "is written as 0.", "float", minimum=0,
@@ -174,6 +176,39 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "repeat_critical_hours": Option("6", "Repeat a still-open critical alert at most this "
                                         "often.", "float", minimum=0),
         "timeout_s": Option("20", "Timeout for SMTP and webhook, seconds.", "float",
+                            minimum=0.1),
+    },
+    "states": {
+        source: Option("", f"Rule file replacing the built-in {source} state rules "
+                       f"(`qmonit states show {source}` prints them); empty: built in.", "path")
+        for source in ("panda", "harvester", "apf", "htcondor", "slurm")
+    },
+    "slurm": {
+        "cluster": Option("slurm", "Cluster name, the `cluster` tag."),
+        "backend": Option("cli", "cli: squeue/sinfo; pyslurm: the Python bindings (imported "
+                          "only then; they must match the Slurm version).", "choice",
+                          choices=("cli", "pyslurm")),
+        "format": Option("text", "cli backend: text (squeue -O, cheap on large queues) or json "
+                         "(squeue --json, Slurm 21.08+).", "choice", choices=("text", "json")),
+        "bin_dir": Option("", "Directory of squeue and sinfo; empty: the PATH.", "path"),
+        "timeout_s": Option("60", "Longest wait for one Slurm command, seconds.", "float",
+                            minimum=0.1),
+    },
+    "htcondor": {
+        "cluster": Option("htcondor", "Pool name, the `cluster` tag."),
+        "collector": Option("", "Collector host[:port] that locates the schedds; empty: the "
+                            "local pool's."),
+        "schedds": Option("", "Comma-separated schedd names; empty: every schedd the "
+                          "collector knows.", "list"),
+        "group_by": Option("Owner, AccountingGroup, x509UserProxyVOName",
+                           "Job attributes counts are grouped by (Owner -> owner, "
+                           "AccountingGroup -> group, x509UserProxyVOName -> vo).", "list"),
+        "factory_schedds": Option("", "Schedds that are AutoPyFactory factories: their pilots "
+                                  "also go to `workers`, with done and fault in the last hour.",
+                                  "list"),
+        "label_attribute": Option("MATCH_APF_QUEUE", "Pilot attribute holding the factory's "
+                                  "queue label (the panda_queue)."),
+        "timeout_s": Option("60", "Longest wait for one schedd query, seconds.", "float",
                             minimum=0.1),
     },
     "downsample": {
@@ -334,15 +369,19 @@ def load(
 
 def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
     errors = []
-    known_sources = ("panda", "simulated")
+    known_sources = ("panda", "harvester", "htcondor", "slurm", "simulated")
     for name in values["sources"]["enabled"]:
         if name not in known_sources:
             errors.append(f"[sources] enabled: unknown source {name!r} "
                           f"(known: {', '.join(known_sources)})")
     if {"panda", "simulated"} <= set(values["sources"]["enabled"]):
         errors.append("[sources] enabled: panda and simulated both feed `jobs`; choose one")
-    if "panda" in values["sources"]["enabled"] and not values["panda"]["url"]:
-        errors.append("[panda] url: required because [sources] enabled lists panda")
+    for name in ("panda", "harvester"):
+        if name in values["sources"]["enabled"] and not values["panda"]["url"]:
+            errors.append(f"[panda] url: required because [sources] enabled lists {name}")
+    if values["slurm"]["backend"] == "pyslurm" and values["slurm"]["format"] == "json":
+        errors.append("[slurm] format: json applies to the cli backend only")
+    errors.extend(_rule_file_errors(values["states"]))
     influx = values["influxdb"]
     if influx["token"] and (influx["username"] or influx["password"]):
         errors.append("[influxdb] token: set either token or username/password, not both")
@@ -354,6 +393,20 @@ def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for section in ("panda", "cric"):
         if values[section]["key"] and not values[section]["cert"]:
             errors.append(f"[{section}] cert: required when [{section}] key is set")
+    return errors
+
+
+def _rule_file_errors(paths: Mapping[str, str]) -> list[str]:
+    """A configured rule file with a mistake stops qmonit at start, naming line and reason."""
+    from qmonit.states.rules import RuleError, load_rules
+
+    errors = []
+    for source, path in paths.items():
+        if path:
+            try:
+                load_rules(source, path)
+            except RuleError as exc:
+                errors.append(f"[states] {source}: {exc}")
     return errors
 
 

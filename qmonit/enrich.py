@@ -57,3 +57,20 @@ def enrich_jobs(samples: Iterable[Sample], topology: Topology) -> Enriched:
                    sample.time)
         )
     return out
+
+
+WORKER_TOPOLOGY_TAGS = ("atlas_site", "cloud")
+
+
+def enrich_workers(samples: Iterable[Sample], topology: Topology) -> Enriched:
+    """Pilot-factory `workers` points get the site and cloud of their panda_queue."""
+    out = Enriched()
+    for sample in samples:
+        queue = sample.tag("panda_queue") or UNKNOWN
+        info = topology.lookup(queue)
+        if info is None:
+            out.unknown_queues.add(queue)
+        extra = tuple((tag, (getattr(info, tag) if info else None) or UNKNOWN)
+                      for tag in WORKER_TOPOLOGY_TAGS)
+        out.samples.append(sample._replace(tags=tuple(sorted(sample.tags + extra))))
+    return out

@@ -111,10 +111,12 @@ class PandaJobStats:
     def origin(self) -> str:
         return f"PanDA {safe_url(self.url)}"
 
-    def fetch(self) -> Any:
+    def fetch(self, params: dict[str, Any] | None = None) -> Any:
+        """GET the URL; the decoded JSON (v1 unwrapped for job statistics)."""
+        if params is None:
+            params = {"time_window": self.time_window}
         try:
-            response = self.session.get(self.url, params={"time_window": self.time_window},
-                                        timeout=self.timeout)
+            response = self.session.get(self.url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
             raise SourceError(f"{self.origin}: {describe_failure(exc)}") from None
         if response.status_code != 200:
@@ -124,7 +126,9 @@ class PandaJobStats:
             payload = json.loads(response.content)
         except ValueError as exc:
             raise SourceError(f"{self.origin}: response is not valid JSON ({exc})") from None
-        return unwrap_v1(payload, self.origin) if self.api == "v1" else payload
+        if self.api == "v1" and self.name == "panda":
+            return unwrap_v1(payload, self.origin)
+        return payload
 
     def collect(self, slot: datetime) -> Collection:
         return parse_job_stats(self.fetch(), slot, self.origin)

@@ -1,0 +1,79 @@
+"""Harvester worker statistics from the PanDA server -> `workers`.
+
+GET {panda}/api/v1/harvester/get_worker_statistics
+  -> {panda_queue: {harvester_id: {job_type: {resource_type: {worker_status: n}}}}}
+(only rows updated in the last 4 hours), or the same wrapped as {"success", "message",
+"data"}. Each point carries the native worker_status and the mapped state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from qmonit.sample import make_sample
+from qmonit.sources.base import Collection, SourceError
+from qmonit.sources.panda import PandaJobStats, _count, unwrap_v1
+from qmonit.states.rules import RuleSet
+
+PATH = "/api/v1/harvester/get_worker_statistics"
+LEVELS = ("harvester instances", "job types", "resource types", "worker statuses")
+
+
+def parse_worker_stats(data: Any, rules: RuleSet, slot: datetime, origin: str) -> Collection:
+    if not isinstance(data, dict):
+        raise SourceError(f"{origin}: expected a JSON object of queues, got {type(data).__name__}")
+    if not data:
+        raise SourceError(f"{origin}: no worker statistics at all (the server failed or no "
+                          f"Harvester reported in 4 hours); nothing written")
+    out = Collection()
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        depth = len(path)
+        if depth == 5:
+            count = _count(node)
+            if count is None:
+                out.problems.append(f"{origin}: {'/'.join(path)}: count {node!r} is not a "
+                                    f"non-negative number; skipped")
+                return
+            queue, harvester, job_type, resource_type, status = path
+            tags = {"factory": harvester or "unknown", "factory_type": "harvester",
+                    "panda_queue": queue, "job_type": job_type or "unknown",
+                    "resource_type": resource_type or "unknown", "worker_status": status,
+                    "state": rules.map(status).state}
+            try:
+                out.samples.append(make_sample("workers", tags, {"workers": count}, slot))
+            except ValueError as exc:
+                out.problems.append(f"{origin}: {'/'.join(path)}: {exc}; skipped")
+            return
+        if not isinstance(node, dict):
+            out.problems.append(f"{origin}: {'/'.join(path)}: expected an object of "
+                                f"{LEVELS[depth - 1]}, got {type(node).__name__}; skipped")
+            return
+        for key, child in node.items():
+            walk(child, (*path, str(key)))
+
+    for queue, by_harvester in data.items():
+        walk(by_harvester, (str(queue),))
+    return out
+
+
+class HarvesterWorkers(PandaJobStats):
+    """The worker statistics of every Harvester instance, through the PanDA server."""
+
+    name = "harvester"
+
+    def __init__(self, settings: Mapping[str, Any], rules: RuleSet,
+                 session: requests.Session | None = None):
+        super().__init__(settings, session)
+        self.url = settings["url"].rstrip("/") + PATH
+        self.rules = rules
+
+    def collect(self, slot: datetime) -> Collection:
+        payload = self.fetch(params={})
+        if isinstance(payload, dict) and "success" in payload:
+            payload = unwrap_v1(payload, self.origin)
+        return parse_worker_stats(payload, self.rules, slot, self.origin)

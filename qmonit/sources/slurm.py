@@ -1,0 +1,321 @@
+"""Slurm: jobs and nodes from squeue/sinfo (the cli backend) or pyslurm.
+
+The cli backend reads formatted text (`squeue -h -r -O ...`: one line per job and per
+array task, cheap on large queues) and can read the JSON of `squeue --json`/`sinfo
+--json` from Slurm 21.08 to 24.x: 21.08/22.05 give job_state as a string and plain
+numbers; 23.11+ give a list and {"set", "infinite", "number"} objects. A controller
+that does not answer is a source error, never zeros (squeue --json exits 0 then, with
+an `errors` list). pyslurm is imported only when configured: importing it without a
+reachable Slurm ends the process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples
+from qmonit.sources.base import Collection, SourceError
+from qmonit.states.rules import RuleSet
+
+log = logging.getLogger(__name__)
+
+SCHEDULER = "slurm"
+SEP = "|"
+SQUEUE_FIELDS = ("JobArrayID", "State", "Reason", "Partition", "UserName", "GroupName",
+                 "Account", "NumCPUs", "tres-alloc", "NodeList", "SubmitTime", "StartTime",
+                 "EndTime")
+SINFO_FIELDS = ("NodeHost", "StateLong", "CPUsState", "Gres", "GresUsed")
+# Flags squeue shows in place of the base state; the JSON lists them after it.
+SHOWN_FLAGS = ("COMPLETING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+               "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT", "REVOKED",
+               "RESV_DEL_HOLD")
+_MEMORY_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def _format(fields: Sequence[str]) -> str:
+    return ",".join(f"{name}:{SEP}" for name in fields)
+
+
+def parse_time(text: str) -> datetime | None:
+    if not text or text in ("N/A", "NONE", "Unknown", "(null)"):
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def memory_mb(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)([KMGT]?)", text.strip())
+    if not match:
+        raise ValueError(f"memory {text!r} is not a number with a K/M/G/T unit")
+    return float(match[1]) * _MEMORY_UNITS.get(match[2] or "M", 1)
+
+
+def parse_tres(text: str) -> tuple[float, float, float]:
+    """'cpu=2,mem=8000M,node=1,gres/gpu=1' -> (cpus, gpus, memory_mb)."""
+    cpus = gpus = memory = 0.0
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key == "cpu":
+            cpus = float(value)
+        elif key == "mem":
+            memory = memory_mb(value)
+        elif key == "gres/gpu":
+            gpus = float(value)
+    return cpus, gpus, memory
+
+
+def expand_hostlist(text: str) -> list[str]:
+    """'node[01-03,7],gpu1' -> node01, node02, node03, node7, gpu1."""
+    hosts = []
+    for match in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?([^,]*)", text):
+        prefix, ranges, suffix = match.groups()
+        if not ranges:
+            hosts.append(prefix + suffix)
+            continue
+        for part in ranges.split(","):
+            low, _, high = part.partition("-")
+            for number in range(int(low), int(high or low) + 1):
+                hosts.append(f"{prefix}{number:0{len(low)}d}{suffix}")
+    return hosts
+
+
+def gres_gpus(text: str) -> float:
+    """'gpu:a100:4(S:0-1),mps:100' or 'gpu:2(IDX:0-1)' -> 4 / 2 GPUs."""
+    total = 0.0
+    for item in re.split(r",(?![^(]*\))", text):
+        parts = item.split("(")[0].split(":")
+        if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
+            total += float(parts[-1])
+    return total
+
+
+def parse_squeue_text(text: str) -> tuple[list[BatchJob], list[str]]:
+    jobs, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        values = line.rstrip(SEP).split(SEP)
+        if len(values) != len(SQUEUE_FIELDS):
+            problems.append(f"squeue line {number}: {len(values)} fields, expected "
+                            f"{len(SQUEUE_FIELDS)}; skipped: {line[:120]!r}")
+            continue
+        row = dict(zip(SQUEUE_FIELDS, values, strict=True))
+        try:
+            cpus, gpus, memory = parse_tres(row["tres-alloc"])
+        except ValueError as exc:
+            problems.append(f"squeue line {number} (job {row['JobArrayID']}): {exc}; skipped")
+            continue
+        account = row["Account"] if row["Account"] not in ("", "(null)") else row["GroupName"]
+        jobs.append(BatchJob(
+            job_id=row["JobArrayID"], owner=row["UserName"], group=account,
+            partition=row["Partition"], native_state=row["State"],
+            reason="" if row["Reason"] == "None" else row["Reason"],
+            worker=row["NodeList"], submit_time=parse_time(row["SubmitTime"]),
+            start_time=parse_time(row["StartTime"]), end_time=parse_time(row["EndTime"]),
+            cpus=cpus or float(row["NumCPUs"] or 0), gpus=gpus, memory_mb=memory))
+    return jobs, problems
+
+
+def parse_sinfo_text(text: str, jobs_per_node: Mapping[str, int]) -> list[BatchNode]:
+    nodes: dict[str, BatchNode] = {}
+    for line in text.splitlines():
+        values = line.rstrip(SEP).split(SEP)
+        if len(values) != len(SINFO_FIELDS) or values[0] in nodes:
+            continue  # a node appears once per partition
+        name, node_state, cpu_states, gres, gres_used = values
+        alloc, _idle, _other, total = (float(n) for n in cpu_states.split("/"))
+        nodes[name] = BatchNode(name, node_state.rstrip("*~#!%$@^-+"), total, alloc,
+                                gres_gpus(gres), gres_gpus(gres_used),
+                                float(jobs_per_node.get(name, 0)))
+    return list(nodes.values())
+
+
+# -- JSON (squeue --json / sinfo --json / slurmrestd) ----------------------------------------
+
+def _number(value: Any) -> float | None:
+    """A plain number (<= 22.05) or {"set", "infinite", "number"} (23.11+)."""
+    if isinstance(value, dict):
+        if not value.get("set") or value.get("infinite"):
+            return None
+        value = value.get("number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _epoch(value: Any) -> datetime | None:
+    seconds = _number(value)
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+
+
+def _native_state(value: Any) -> str:
+    states = value if isinstance(value, list) else [value]
+    states = [str(s) for s in states if s]
+    for flag in SHOWN_FLAGS:
+        if flag in states:
+            return flag
+    return states[0] if states else "UNKNOWN"
+
+
+def _array_tasks(text: str) -> list[str]:
+    """'1-3,7' or '0-9%2' -> task ids (a pending array is one record for all its tasks)."""
+    tasks = []
+    for part in text.split("%")[0].split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit():
+            tasks += [str(n) for n in range(int(low), int(high or low) + 1)]
+    return tasks
+
+
+def check_json_errors(doc: Any, what: str) -> None:
+    if not isinstance(doc, dict):
+        raise SourceError(f"{what}: expected a JSON object, got {type(doc).__name__}")
+    errors = doc.get("errors") or []
+    if errors:
+        first = errors[0] if isinstance(errors[0], dict) else {"error": errors[0]}
+        text = first.get("description") or first.get("error") or str(first)
+        raise SourceError(f"{what}: Slurm reported an error: {text}")
+
+
+def parse_squeue_json(doc: Any) -> tuple[list[BatchJob], list[str]]:
+    check_json_errors(doc, "squeue --json")
+    jobs, problems = [], []
+    for number, record in enumerate(doc.get("jobs") or []):
+        if not isinstance(record, dict) or "job_id" not in record:
+            problems.append(f"squeue --json: job record {number} has no job_id; skipped")
+            continue
+        tres = record.get("tres_alloc_str") or record.get("tres_req_str") or ""
+        try:
+            cpus, gpus, memory = parse_tres(tres)
+        except ValueError as exc:
+            problems.append(f"squeue --json: job {record['job_id']}: {exc}; skipped")
+            continue
+        reason = str(record.get("state_reason") or "")
+        account = record.get("account") or record.get("group_name") or ""
+        base = BatchJob(
+            job_id=str(record["job_id"]), owner=str(record.get("user_name") or ""),
+            group=str(account), partition=str(record.get("partition") or ""),
+            native_state=_native_state(record.get("job_state")),
+            reason="" if reason == "None" else reason, worker=str(record.get("nodes") or ""),
+            submit_time=_epoch(record.get("submit_time")),
+            start_time=_epoch(record.get("start_time")), end_time=_epoch(record.get("end_time")),
+            cpus=cpus or (_number(record.get("cpus")) or 0.0), gpus=gpus, memory_mb=memory)
+        task = _number(record.get("array_task_id"))
+        array_id = _number(record.get("array_job_id"))
+        pending_tasks = _array_tasks(str(record.get("array_task_string") or ""))
+        if array_id and task is not None:
+            jobs.append(_with_id(base, f"{int(array_id)}_{int(task)}"))
+        elif array_id and pending_tasks:
+            jobs += [_with_id(base, f"{int(array_id)}_{t}") for t in pending_tasks]
+        else:
+            jobs.append(base)
+    return jobs, problems
+
+
+def _with_id(job: BatchJob, job_id: str) -> BatchJob:
+    return replace(job, job_id=job_id)
+
+
+def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int]) -> list[BatchNode]:
+    """`sinfo --json` (nodes or sinfo lists) or slurmrestd /nodes, any version."""
+    check_json_errors(doc, "sinfo --json")
+    nodes: dict[str, BatchNode] = {}
+    for record in doc.get("nodes") or []:
+        name = record.get("name") or record.get("hostname")
+        if not name or name in nodes:
+            continue
+        state = record.get("state")
+        node_state = "+".join(s.lower() for s in state) if isinstance(state, list) else \
+            str(state or "unknown").lower()
+        nodes[name] = BatchNode(name, node_state, _number(record.get("cpus")) or 0.0,
+                                _number(record.get("alloc_cpus")) or 0.0,
+                                gres_gpus(str(record.get("gres") or "")),
+                                gres_gpus(str(record.get("gres_used") or "")),
+                                float(jobs_per_node.get(name, 0)))
+    return list(nodes.values())
+
+
+def jobs_per_node(jobs: Sequence[BatchJob]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in jobs:
+        if job.worker and job.native_state in ("RUNNING", "COMPLETING", "CONFIGURING"):
+            for host in expand_hostlist(job.worker):
+                counts[host] = counts.get(host, 0) + 1
+    return counts
+
+
+Runner = Callable[[list[str], float], str]
+
+
+def run_command(argv: list[str], timeout: float) -> str:
+    """Run a Slurm client; its failure (or a timeout) is a SourceError naming the command."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise SourceError(f"{argv[0]}: not found (install the Slurm client or set "
+                          f"[slurm] bin_dir)") from None
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"{argv[0]}: no answer within {timeout:g} s") from None
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip().splitlines()
+        raise SourceError(f"{argv[0]} exited {done.returncode}: "
+                          f"{message[-1] if message else 'no message'}")
+    return done.stdout
+
+
+class SlurmSource:
+    """One Slurm cluster through its command-line clients."""
+
+    name = "slurm"
+
+    def __init__(self, settings: Mapping[str, Any], rules: RuleSet, run: Runner = run_command):
+        self.cluster = settings["cluster"]
+        self.bin_dir = settings["bin_dir"]
+        self.use_json = settings["format"] == "json"
+        self.timeout = settings["timeout_s"]
+        self.rules = rules
+        self.run = run
+        self.last_jobs: list[BatchJob] = []
+
+    def _cmd(self, name: str) -> str:
+        return f"{self.bin_dir}/{name}" if self.bin_dir else name
+
+    def read_jobs(self) -> tuple[list[BatchJob], list[str]]:
+        if self.use_json:
+            return parse_squeue_json(self._json([self._cmd("squeue"), "--json"]))
+        return parse_squeue_text(self.run([self._cmd("squeue"), "-h", "-a", "-r", "-O",
+                                           _format(SQUEUE_FIELDS)], self.timeout))
+
+    def read_nodes(self, per_node: Mapping[str, int]) -> list[BatchNode]:
+        if self.use_json:
+            return parse_nodes_json(self._json([self._cmd("sinfo"), "--json"]), per_node)
+        return parse_sinfo_text(self.run([self._cmd("sinfo"), "-h", "-N", "-O",
+                                          _format(SINFO_FIELDS)], self.timeout), per_node)
+
+    def _json(self, argv: list[str]) -> Any:
+        text = self.run(argv, self.timeout)
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise SourceError(f"{' '.join(argv)}: output is not valid JSON ({exc})") from None
+
+    def collect(self, slot: datetime) -> Collection:
+        now = datetime.now(UTC)
+        jobs, problems = self.read_jobs()
+        if self.use_json:  # squeue --json also lists jobs that ended in the last minutes
+            jobs = [j for j in jobs if j.native_state in ("PENDING", "RUNNING", "SUSPENDED")
+                    or j.native_state in SHOWN_FLAGS]
+        nodes = self.read_nodes(jobs_per_node(jobs))
+        self.last_jobs = map_states(jobs, self.rules, now)
+        samples = count_jobs(self.last_jobs, self.cluster, SCHEDULER, slot)
+        samples += node_samples(nodes, self.cluster, SCHEDULER, slot)
+        return Collection(samples, problems)

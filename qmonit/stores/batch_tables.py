@@ -1,0 +1,109 @@
+"""Job-level look-up tables (BBQ's owner / job / worker info), never InfluxDB tags.
+
+`batch_jobs_current` holds every job a scheduler listed in its last successful cycle:
+rows are upserted when they change and moved to `batch_jobs_ended` when the job leaves
+the queue. `batch_jobs_ended` keeps a job for [collect] ended_jobs_days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Column, DateTime, Double, Engine, Index, String, Table, delete, select
+
+from qmonit.batchjobs import BatchJob
+from qmonit.stores.sql import upsert
+from qmonit.stores.state import metadata
+
+CHUNK = 1000
+
+
+def _columns() -> list[Column]:
+    return [
+        Column("cluster", String(64), primary_key=True),
+        Column("job_id", String(128), primary_key=True),
+        Column("scheduler", String(16), nullable=False),
+        Column("owner", String(128), nullable=False),
+        Column("group_name", String(128), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("native_state", String(32), nullable=False),
+        Column("cause", String(255), nullable=False),
+        Column("reason", String(128), nullable=False),
+        Column("partition", String(128), nullable=False),
+        Column("worker", String(255), nullable=False),
+        Column("submit_time", DateTime, nullable=True),
+        Column("start_time", DateTime, nullable=True),
+        Column("end_time", DateTime, nullable=True),
+        Column("cpus", Double, nullable=False),
+        Column("gpus", Double, nullable=False),
+        Column("memory_mb", Double, nullable=False),
+        Column("last_seen", DateTime, nullable=False),
+    ]
+
+
+batch_jobs_current = Table("batch_jobs_current", metadata, *_columns(),
+                           Index("ix_batch_jobs_current_owner", "owner"),
+                           Index("ix_batch_jobs_current_worker", "worker"))
+batch_jobs_ended = Table("batch_jobs_ended", metadata, *_columns(),
+                         Index("ix_batch_jobs_ended_owner", "owner"),
+                         Index("ix_batch_jobs_ended_end", "end_time"))
+# What decides whether a current row needs writing again.
+CHANGING = ("state", "native_state", "reason", "worker", "start_time", "end_time")
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=None) if moment else None
+
+
+def _row(job: BatchJob, cluster: str, scheduler: str, now: datetime) -> dict:
+    return {"cluster": cluster, "job_id": job.job_id[:128], "scheduler": scheduler,
+            "owner": job.owner[:128], "group_name": job.group[:128], "state": job.state,
+            "native_state": job.native_state[:32], "cause": job.cause[:255],
+            "reason": job.reason[:128], "partition": job.partition[:128],
+            "worker": job.worker[:255], "submit_time": _naive(job.submit_time),
+            "start_time": _naive(job.start_time), "end_time": _naive(job.end_time),
+            "cpus": job.cpus, "gpus": job.gpus, "memory_mb": job.memory_mb,
+            "last_seen": _naive(now)}
+
+
+def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[BatchJob],
+              now: datetime, keep: timedelta) -> dict[str, int]:
+    """Make batch_jobs_current match `jobs`; move the jobs that left to batch_jobs_ended."""
+    table = batch_jobs_current
+    rows = {row["job_id"]: row for row in (_row(j, cluster, scheduler, now) for j in jobs)}
+    with engine.begin() as conn:
+        known = {r.job_id: r for r in conn.execute(
+            select(table.c.job_id, *(table.c[c] for c in CHANGING))
+            .where(table.c.cluster == cluster))}
+        changed = [row for job_id, row in rows.items() if job_id not in known
+                   or tuple(known[job_id][1:]) != tuple(row[c] for c in CHANGING)]
+        upsert(conn, table, changed, ["cluster", "job_id"])
+        gone = sorted(set(known) - set(rows))
+        for start in range(0, len(gone), CHUNK):
+            chunk = gone[start:start + CHUNK]
+            where = (table.c.cluster == cluster) & table.c.job_id.in_(chunk)
+            ended = [dict(r._mapping) for r in conn.execute(select(table).where(where))]
+            for row in ended:
+                row["end_time"] = row["end_time"] or row["last_seen"]
+            upsert(conn, batch_jobs_ended, ended, ["cluster", "job_id"])
+            conn.execute(delete(table).where(where))
+        expired = conn.execute(delete(batch_jobs_ended).where(
+            batch_jobs_ended.c.cluster == cluster,
+            batch_jobs_ended.c.end_time < _naive(now - keep))).rowcount
+    return {"written": len(changed), "ended": len(gone), "expired": expired}
+
+
+def current_jobs(engine: Engine, cluster: str) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            select(batch_jobs_current).where(batch_jobs_current.c.cluster == cluster)
+            .order_by(batch_jobs_current.c.job_id))]
+
+
+def ended_jobs(engine: Engine, cluster: str) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            select(batch_jobs_ended).where(batch_jobs_ended.c.cluster == cluster)
+            .order_by(batch_jobs_ended.c.job_id))]
+
