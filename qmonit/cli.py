@@ -45,6 +45,10 @@ def parser() -> argparse.ArgumentParser:
                       "(default: <data_dir>/demo)")
     suspicious = sub.add_parser("suspicious", help="the open suspicious-site flags")
     suspicious.add_argument("--json", action="store_true", help="as JSON")
+    states = sub.add_parser("states", help="the state rules: show them, or test them on the "
+                            "live jobs of a configured source")
+    states.add_argument("action", choices=["show", "test"])
+    states.add_argument("source", choices=["panda", "harvester", "apf", "htcondor", "slurm"])
     spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
     spool.add_argument("action", choices=["status", "replay"])
     cfg = sub.add_parser("config", help="print config.cfg.example")
@@ -60,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     warnings: list[str] = []
     try:
-        if args.command == "demo" and not args.config:
+        needs_no_config = args.command == "demo" or (args.command == "states"
+                                                     and args.action == "show")
+        if needs_no_config and not args.config:
             cfg = config.defaults({"sources": {"enabled": "simulated"}})
         else:
             cfg = config.load(args.config, warn=warnings.append)

@@ -34,6 +34,7 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
     parts = build(cfg)
     handler: Callable[[argparse.Namespace, Components], int] = {
         "init": init, "check": check, "run": run, "spool": spool, "suspicious": suspicious,
+        "states": states,
     }[args.command]
     return handler(args, parts)
 
@@ -151,6 +152,29 @@ def suspicious(args: argparse.Namespace, parts: Components) -> int:
     except SQLAlchemyError as exc:
         print(f"qmonit suspicious: state store: {describe_db_error(exc)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def states(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.states.trial import SOURCE_OF, render, trial_counts
+
+    rules = parts.rules[args.source]
+    if args.action == "show":
+        print(rules.show())
+        return 0
+    wanted = SOURCE_OF[args.source]
+    source = next((s for s in parts.sources if s.name == wanted), None)
+    if source is None:
+        print(f"qmonit states test {args.source}: the {wanted} source is not enabled "
+              f"([sources] enabled)", file=sys.stderr)
+        return 2
+    try:
+        counts = trial_counts(args.source, source)
+    except SourceError as exc:
+        print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.source} state rules from {rules.origin} on the live jobs of {wanted}:")
+    print(render(counts), end="")
     return 0
 
 
