@@ -1,0 +1,77 @@
+"""HTCondor ads for the tests, parsed by the real classad2 from the real text formats, and a
+pool that answers queries from them as a schedd would (constraint, then projection)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+import classad2
+
+BATCH = 500  # classad2.parseAds is superlinear on one big string
+
+
+def parse_long(text: str) -> list[classad2.ClassAd]:
+    """`condor_q -long` / `condor_status -long`: ads separated by blank lines."""
+    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
+    ads = []
+    for start in range(0, len(blocks), BATCH):
+        ads += list(classad2.parseAds("\n\n".join(blocks[start:start + BATCH])))
+    return ads
+
+
+def parse_json(text: str) -> list[classad2.ClassAd]:
+    """`condor_q -json`: a JSON array (or one object); "\\/Expr(...)\\/" strings are
+    unevaluated expressions."""
+    records = json.loads(text)
+    out = []
+    for record in records if isinstance(records, list) else [records]:
+        ad = classad2.ClassAd()
+        for key, value in record.items():
+            if isinstance(value, str) and value.startswith("/Expr(") and value.endswith(")/"):
+                ad[key] = classad2.ExprTree(value[6:-2])
+            elif value is not None:
+                ad[key] = value
+        out.append(ad)
+    return out
+
+
+def _matches(constraint: str, ad: classad2.ClassAd) -> bool:
+    result = classad2.ExprTree(constraint).eval(ad)
+    return result is True
+
+
+def _project(ad: classad2.ClassAd, projection: Sequence[str]) -> classad2.ClassAd:
+    out = classad2.ClassAd()
+    for name in projection:
+        if name in ad:
+            out[name] = ad.lookup(name)
+    return out
+
+
+class AdSchedd:
+    def __init__(self, name: str, ads: list, history: list | None = None):
+        self.name = name
+        self.ads = ads
+        self.ended = history or []
+        self.queries: list[tuple[str, tuple[str, ...]]] = []
+
+    def query(self, constraint: str, projection: Sequence[str]) -> list:
+        self.queries.append((constraint, tuple(projection)))
+        return [_project(ad, projection) for ad in self.ads if _matches(constraint, ad)]
+
+    def history(self, constraint: str, projection: Sequence[str], since_s: float) -> list:
+        return [_project(ad, projection) for ad in self.ended if _matches(constraint, ad)]
+
+
+class AdPool:
+    def __init__(self, schedds: list, slots: list):
+        self._schedds = schedds
+        self._slots = slots
+
+    def schedds(self) -> list:
+        return self._schedds
+
+    def slots(self, projection: Sequence[str]) -> list:
+        return [_project(ad, projection) for ad in self._slots]
