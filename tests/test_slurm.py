@@ -261,3 +261,23 @@ def test_recorded_0_0_41_shape_reads_once_its_placeholder_errors_are_cleared():
     assert problems == []
     assert [(j.job_id, j.native_state, j.owner) for j in jobs][:1] == \
         [("4", "PENDING", "user_name")]
+
+
+def test_collect_writes_counts_and_fills_the_job_table(slurm, make_config):
+    from qmonit.collect import collect
+    from qmonit.components import build
+
+    parts = build(make_config({"sources": {"enabled": "slurm"}, "slurm": {"cluster": "qtest"}}))
+    state.create_tables(parts.engine)
+    parts.store.init({})
+    report = collect(parts, SLOT)
+    assert report.exit_code == 0, report
+    assert [(s.source, s.status) for s in report.sources] == [("slurm", "ok")]
+    with parts.engine.connect() as conn:
+        from sqlalchemy import text
+        written = dict(conn.execute(text(
+            "SELECT s.measurement, COUNT(*) FROM ts_points p JOIN ts_series s "
+            "ON s.series_id = p.series_id WHERE p.field = 'jobs' GROUP BY s.measurement")).all())
+    assert written["batch_jobs"] == len(EXPECTED_JOBS) - 1  # C was cancelled above
+    assert written["batch_nodes"] == 1
+    assert len(current_jobs(parts.engine, "qtest")) == 11
