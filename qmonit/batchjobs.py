@@ -8,7 +8,7 @@ per job: job ids, workers and times go to the job-level SQL tables instead).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from qmonit.sample import Sample, make_sample
@@ -19,7 +19,7 @@ REASON_STATES = ("pending", "held")
 NONE = "none"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BatchJob:
     job_id: str  # "1234", "1234_7" (an array task), "schedd#1234.0"
     owner: str
@@ -36,7 +36,7 @@ class BatchJob:
     gpus: float = 0.0
     memory_mb: float = 0.0
     extra: tuple[tuple[str, str], ...] = ()  # further grouping tags (e.g. vo, panda_queue)
-    state: str = ""  # filled by map_states
+    state: str = ""  # set by map_states
     cause: str = ""
 
     def since(self) -> datetime | None:
@@ -48,14 +48,14 @@ class BatchJob:
         return self.submit_time
 
 
-def map_states(jobs: Iterable[BatchJob], rules: RuleSet, now: datetime) -> list[BatchJob]:
-    out = []
+def map_states(jobs: list[BatchJob], rules: RuleSet, now: datetime) -> list[BatchJob]:
+    """Set each job's common state and cause from the rules (in place); returns the jobs."""
     for job in jobs:
         since = job.since()
         age = (now - since).total_seconds() if since else None
         mapped = rules.map(job.native_state, job.reason, job.substate, age)
-        out.append(replace(job, state=mapped.state, cause=mapped.cause))
-    return out
+        job.state, job.cause = mapped.state, mapped.cause
+    return jobs
 
 
 def count_jobs(jobs: Iterable[BatchJob], cluster: str, scheduler: str,

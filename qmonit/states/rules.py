@@ -86,18 +86,37 @@ class RuleSet:
         self.origin = origin
         self.rules = rules
         self._warned: set[str] = set()
+        # per native state: the rules that can apply, and whether any looks at the age
+        self._candidates: dict[str, tuple[list[Rule], bool]] = {}
+        self._memo: dict[tuple[str, str, str], Mapped] = {}
 
     def map(self, native: str, reason: str = "", substate: str = "",
             age_s: float | None = None) -> Mapped:
-        """The common state and cause of one job; unknown (warned once) when no rule matches."""
-        for rule in self.rules:
-            if rule.matches(native, reason, substate, age_s):
-                return Mapped(rule.state, rule.cause)
-        if native not in self._warned:
-            self._warned.add(native)
-            log.warning("%s: native state %r matches no rule in %s; counted as unknown",
-                        self.source, native, self.origin)
-        return Mapped("unknown", f"no rule for native state {native}")
+        """The common state and cause of one job; unknown (warned once) when no rule matches.
+
+        Results that do not depend on the age are remembered: a queue of 100,000 jobs
+        holds only a few distinct (native state, reason, substate) triples.
+        """
+        key = (native, reason, substate)
+        known = self._memo.get(key)
+        if known is not None:
+            return known
+        if native not in self._candidates:
+            rules = [r for r in self.rules if fnmatchcase(native, r.native)]
+            self._candidates[native] = (rules, any(c.key == "age" for r in rules
+                                                   for c in r.conditions))
+        rules, aged = self._candidates[native]
+        mapped = next((Mapped(r.state, r.cause) for r in rules
+                       if all(c.holds(reason, substate, age_s) for c in r.conditions)), None)
+        if mapped is None:
+            if native not in self._warned:
+                self._warned.add(native)
+                log.warning("%s: native state %r matches no rule in %s; counted as unknown",
+                            self.source, native, self.origin)
+            mapped = Mapped("unknown", f"no rule for native state {native}")
+        if not aged:
+            self._memo[key] = mapped
+        return mapped
 
     def show(self) -> str:
         lines = [f"# {self.source} state rules from {self.origin}; first match wins"]
