@@ -50,12 +50,22 @@ def build(cfg: Config) -> Components:
     sources: list[Source] = []
     grid = None
     topology: Any = NoTopology()
-    if "simulated" in enabled:
+    if {"simulated", "simulated_batch"} & set(enabled):
         grid = SimulatedGrid(cfg.get("sources", "simulated_seed"),
                              cfg.get("sources", "simulated_scale"))
-        sources.append(SimulatedJobStats(grid))
         topology = SimulatedTopology(grid)
+    if "simulated" in enabled:
+        sources.append(SimulatedJobStats(grid))
     rules = {source: load_rules(source, cfg.get("states", source)) for source in RULE_SOURCES}
+    if "simulated_batch" in enabled:
+        from qmonit.sources.simulated_batch import (
+            SimulatedFactory,
+            SimulatedHarvester,
+            SimulatedSlurm,
+        )
+
+        sources += [SimulatedHarvester(grid, rules["harvester"]), SimulatedSlurm(rules["slurm"]),
+                    SimulatedFactory(grid, rules["htcondor"], rules["apf"])]
     if "panda" in enabled:
         sources.append(PandaJobStats(cfg.section("panda")))
     if "harvester" in enabled:

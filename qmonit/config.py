@@ -108,7 +108,9 @@ SCHEMA: dict[str, dict[str, Option]] = {
     },
     "sources": {
         "enabled": Option("panda", "Comma-separated sources of the collect job: panda, "
-                          "harvester, htcondor, slurm, simulated.", "list"),
+                          "harvester, htcondor, slurm; simulated (PanDA and CRIC of a simulated "
+                          "grid), simulated_batch (its Harvester, AutoPyFactory and Slurm).",
+                          "list"),
         "simulated_seed": Option("1", "Seed of the simulated grid.", "int"),
         "simulated_scale": Option("small", "small (~250 queues) or atlas (~750 queues).",
                                   "choice", choices=("small", "atlas")),
@@ -369,7 +371,7 @@ def load(
 
 def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
     errors = []
-    known_sources = ("panda", "harvester", "htcondor", "slurm", "simulated")
+    known_sources = ("panda", "harvester", "htcondor", "slurm", "simulated", "simulated_batch")
     for name in values["sources"]["enabled"]:
         if name not in known_sources:
             errors.append(f"[sources] enabled: unknown source {name!r} "

@@ -23,7 +23,7 @@ from qmonit.suspicious import render as render_suspicious
 def demo_config(directory: Path, scale: str, seed: int) -> config.Config:
     return config.defaults({
         "qmonit": {"data_dir": str(directory)},
-        "sources": {"enabled": "simulated", "simulated_scale": scale,
+        "sources": {"enabled": "simulated, simulated_batch", "simulated_scale": scale,
                     "simulated_seed": str(seed)},
         "logging": {"level": "ERROR"},
     })
@@ -76,6 +76,10 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
     print(report.cloud_state_table(parts.engine, when), "\n", file=out)
     print("Top queues by running jobs:", file=out)
     print(report.top_queues_table(parts.engine, when), "\n", file=out)
+    print("Pilots and workers per factory and state:", file=out)
+    print(report.pilots_table(parts.engine, when), "\n", file=out)
+    print("Batch clusters now (batch_jobs_current):", file=out)
+    print(report.batch_table(parts.engine), "\n", file=out)
     print(f"Points written: {written:,} ({zero_filled:,} of them zero-fill for series "
           f"that vanished); {report.point_count(parts.engine):,} field values stored.", file=out)
     for r in failed:
@@ -83,7 +87,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
         print(f"Cycle {r.slot:%H:%M} UTC: {reasons} — nothing written for it, recorded in "
               f"qmonit_run.", file=out)
     print(f"Stored in: {cfg.sql_url} (tables ts_points, ts_series, ts_tags; state: queues, "
-          f"queue_stats, alerts)", file=out)
+          f"queue_stats, alerts, batch_jobs_current, batch_jobs_ended)", file=out)
     print(f"\nSuspicious sites at {last:%Y-%m-%d %H:%M} UTC (derive ran after each of the last "
           f"{DERIVE_HOURS * 6} cycles, {derive_s:.1f} s in all):", file=out)
     print(render_suspicious(parts.engine), end="", file=out)

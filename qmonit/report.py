@@ -13,9 +13,12 @@ SHOWN_STATES = ("assigned", "activated", "starting", "running", "transferring", 
 
 
 def _jobs_by(engine: Engine, tags: tuple[str, ...], when: int, where_status: str | None = None,
-             limit: int | None = None) -> list[tuple]:
-    """SUM(jobs) at one time grouped by the given tags, aggregated in the database."""
-    joins = {tag: ts_tags.alias(f"t_{tag}") for tag in dict.fromkeys(tags + ("job_status",))}
+             limit: int | None = None, measurement: str = "jobs",
+             status_tag: str = "job_status") -> list[tuple]:
+    """SUM(field) at one time grouped by the given tags, aggregated in the database; the
+    field is named like the measurement's count (jobs, workers)."""
+    field = measurement
+    joins = {tag: ts_tags.alias(f"t_{tag}") for tag in dict.fromkeys(tags + (status_tag,))}
     query = select(*(joins[t].c.value.label(t) for t in tags),
                    func.sum(ts_points.c.value).label("jobs"))
     source = ts_points.join(ts_series, ts_series.c.series_id == ts_points.c.series_id)
@@ -23,11 +26,11 @@ def _jobs_by(engine: Engine, tags: tuple[str, ...], when: int, where_status: str
         source = source.join(alias, and_(alias.c.series_id == ts_points.c.series_id,
                                          alias.c.tag == tag))
     query = query.select_from(source).where(
-        ts_series.c.measurement == "jobs", ts_points.c.rp == "10m",
-        ts_points.c.field == "jobs", ts_points.c.time == when,
+        ts_series.c.measurement == measurement, ts_points.c.rp == "10m",
+        ts_points.c.field == field, ts_points.c.time == when,
     )
     if where_status:
-        query = query.where(joins["job_status"].c.value == where_status)
+        query = query.where(joins[status_tag].c.value == where_status)
     query = query.group_by(*(joins[t].c.value for t in tags))
     if limit:
         query = query.order_by(func.sum(ts_points.c.value).desc()).limit(limit)
@@ -69,3 +72,33 @@ def top_queues_table(engine: Engine, when: int, limit: int = 10) -> str:
 def point_count(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(ts_points)).scalar_one()
+
+
+COMMON_STATES = ("pending", "running", "held", "completed", "failed", "cancelled", "unknown")
+
+
+def pilots_table(engine: Engine, when: int) -> str:
+    """Pilots and workers per factory and common state (Harvester and AutoPyFactory)."""
+    totals: dict[tuple[str, str], dict[str, float]] = {}
+    for kind, factory, state, workers in _jobs_by(
+            engine, ("factory_type", "factory", "state"), when, measurement="workers",
+            status_tag="state"):
+        totals.setdefault((kind, factory), {})[state] = workers
+    return table(["factory_type", "factory", *COMMON_STATES[:5]],
+                 [[kind, factory, *(f"{totals[(kind, factory)].get(s, 0):,.0f}"
+                                    for s in COMMON_STATES[:5])]
+                  for kind, factory in sorted(totals)])
+
+
+def batch_table(engine: Engine) -> str:
+    """Jobs and CPUs per cluster and state, from batch_jobs_current (grouped in SQL)."""
+    from qmonit.stores.batch_tables import batch_jobs_current as jobs
+
+    query = (select(jobs.c.cluster, jobs.c.state, func.count(), func.sum(jobs.c.cpus),
+                    func.count(func.distinct(jobs.c.owner)))
+             .group_by(jobs.c.cluster, jobs.c.state).order_by(jobs.c.cluster, jobs.c.state))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return table(["cluster", "state", "jobs", "cpus", "owners"],
+                 [[c, st, f"{n:,}", f"{cpus:,.0f}", f"{owners:,}"]
+                  for c, st, n, cpus, owners in rows])

@@ -172,3 +172,27 @@ def test_simulated_incidents_happen():
     outage = day + timedelta(hours=grid.incident("outage").start_h)
     with pytest.raises(SourceError, match="simulated outage"):
         SimulatedJobStats(grid).collect(outage)
+
+
+def test_simulated_factories_and_cluster_go_through_the_real_parsers():
+    from qmonit.components import build
+
+    cfg = config.defaults({"sources": {"enabled": "simulated_batch"}})
+    sources = {s.name: s for s in build(cfg).sources}
+    assert sorted(sources) == ["harvester", "htcondor", "slurm"]
+    when = datetime(2026, 11, 21, 3, 10, tzinfo=UTC)
+    for name, source in sources.items():
+        collection = source.collect(when)
+        assert collection.problems == [], name
+        measurements = {s.measurement for s in collection.samples}
+        assert measurements == {"harvester": {"workers"}, "slurm": {"batch_jobs", "batch_nodes"},
+                                "htcondor": {"workers", "batch_jobs"}}[name]
+    slurm = sources["slurm"]
+    slurm.collect(when)
+    before = {j.job_id: j.native_state for j in slurm.last_jobs}
+    slurm.collect(when + timedelta(minutes=10))
+    after = {j.job_id: j.native_state for j in slurm.last_jobs}
+    # the same jobs live on from one cycle to the next: some start, some leave, most stay
+    assert len(before.keys() & after.keys()) > len(before) / 2
+    assert any(before[k] == "PENDING" and after[k] == "RUNNING" for k in before.keys() & after)
+    assert before.keys() - after.keys()

@@ -128,7 +128,9 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
         findings, report.stale_sources = _source_findings(parts, slot)
         topology = state.queue_topology(parts.engine)
         daily = None
-        if not report.stale_sources:
+        # queues are judged on PanDA's counts: only a stale PanDA source holds them back
+        judged_now = "panda" not in report.stale_sources
+        if judged_now:
             coverage_min = cfg.get("derive", "coverage_min")
             numbers, report.queries = gather(parts.engine, slot, coverage_min,
                                              cfg.get("derive", "baseline_hours"))
@@ -142,7 +144,7 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
         steps = _Steps(alerts.load_flags(parts.engine), rule, slot)
         for finding in findings:
             steps.step((*finding.key, finding.rule), finding.violated, finding)
-        if not report.stale_sources:  # flags nothing judged this time: a clean cycle
+        if judged_now:  # flags nothing judged this time: a clean cycle
             judged = {(*f.key, f.rule) for f in findings}
             for key in steps.before.keys() - judged:
                 steps.step(key, False, None)

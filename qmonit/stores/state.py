@@ -161,6 +161,8 @@ class SeenSeries:
 
 def create_tables(engine: Engine) -> list[str]:
     """Create missing tables, and add columns a newer qmonit defines to existing ones."""
+    from qmonit.stores import batch_tables  # noqa: F401 - defines its tables in `metadata`
+
     metadata.create_all(engine)
     added = []
     inspector = inspect(engine)
