@@ -281,3 +281,20 @@ def test_collect_writes_counts_and_fills_the_job_table(slurm, make_config):
     assert written["batch_jobs"] == len(EXPECTED_JOBS) - 1  # C was cancelled above
     assert written["batch_nodes"] == 1
     assert len(current_jobs(parts.engine, "qtest")) == 11
+
+
+def test_states_test_shows_native_to_mapped_counts_of_the_live_jobs(slurm, write_config,
+                                                                    capsys):
+    from qmonit import cli
+
+    path = write_config({"sources": {"enabled": "slurm"}, "slurm": {"cluster": "qtest"}})
+    assert cli.main(["-c", str(path), "states", "test", "slurm"]) == 0
+    assert capsys.readouterr().out == (
+        "slurm state rules from slurm.rules (built in) on the live jobs of slurm:\n"
+        "native_state  reason       ->  state    cause                count\n"
+        "PENDING       JobHeldUser  ->  held     held by its owner        5\n"
+        "PENDING       Resources    ->  pending  -                        1\n"
+        "RUNNING       -            ->  running  -                        5\n")
+    assert cli.main(["-c", str(path), "states", "test", "htcondor"]) == 2
+    assert capsys.readouterr().err == ("qmonit states test htcondor: the htcondor source is not "
+                                       "enabled ([sources] enabled)\n")
