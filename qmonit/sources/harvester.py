@@ -73,7 +73,7 @@ class HarvesterWorkers(PandaJobStats):
         self.rules = rules
 
     def collect(self, slot: datetime) -> Collection:
-        payload = self.fetch(params={})
+        payload = self.get_json({})
         if isinstance(payload, dict) and "success" in payload:
             payload = unwrap_v1(payload, self.origin)
         return parse_worker_stats(payload, self.rules, slot, self.origin)

@@ -111,10 +111,8 @@ class PandaJobStats:
     def origin(self) -> str:
         return f"PanDA {safe_url(self.url)}"
 
-    def fetch(self, params: dict[str, Any] | None = None) -> Any:
-        """GET the URL; the decoded JSON (v1 unwrapped for job statistics)."""
-        if params is None:
-            params = {"time_window": self.time_window}
+    def get_json(self, params: dict[str, Any]) -> Any:
+        """GET the URL with `params`; the decoded JSON, or a SourceError saying what failed."""
         try:
             response = self.session.get(self.url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
@@ -123,12 +121,14 @@ class PandaJobStats:
             raise SourceError(f"{self.origin}: HTTP {response.status_code}: "
                               f"{response.text.strip()[:200]}")
         try:
-            payload = json.loads(response.content)
+            return json.loads(response.content)
         except ValueError as exc:
             raise SourceError(f"{self.origin}: response is not valid JSON ({exc})") from None
-        if self.api == "v1" and self.name == "panda":
-            return unwrap_v1(payload, self.origin)
-        return payload
+
+    def fetch(self) -> Any:
+        """The job statistics (the v1 envelope removed)."""
+        payload = self.get_json({"time_window": self.time_window})
+        return unwrap_v1(payload, self.origin) if self.api == "v1" else payload
 
     def collect(self, slot: datetime) -> Collection:
         return parse_job_stats(self.fetch(), slot, self.origin)
