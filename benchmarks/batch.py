@@ -99,7 +99,7 @@ class Answer:
     def query(self, constraint, projection):
         return self.ads
 
-    def history(self, constraint, projection, since_s):
+    def history(self, constraint, projection):
         return []
 
 

@@ -19,7 +19,7 @@ from qmonit.sample import slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
 from qmonit.sources.panda import PandaJobStats, parse_job_stats
-from qmonit.stores import batch_tables, state  # noqa: F401 - batch_tables: its tables in metadata
+from qmonit.stores import state
 from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.embedded import EmbeddedStore
 from qmonit.stores.influx import InfluxQueryError

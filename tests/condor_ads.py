@@ -61,7 +61,7 @@ class AdSchedd:
         self.queries.append((constraint, tuple(projection)))
         return [_project(ad, projection) for ad in self.ads if _matches(constraint, ad)]
 
-    def history(self, constraint: str, projection: Sequence[str], since_s: float) -> list:
+    def history(self, constraint: str, projection: Sequence[str]) -> list:
         return [_project(ad, projection) for ad in self.ended if _matches(constraint, ad)]
 
 

@@ -302,3 +302,16 @@ def test_recorded_condor_status_long_slots():
     assert nodes("StatusAds_basic4slot") == [("ingwe.cs.wisc.edu", "mixed", 4.0, 2.0, 2.0)]
     assert nodes("cmd_status-af_orig_first_test.ads") == [
         ("gthain.localdomain", "idle", 8.0, 0.0, 0.0)]
+
+
+def test_slot_ads_that_fail_leave_the_job_counts_standing():
+    class NoSlots(AdPool):
+        def slots(self, projection):
+            raise RuntimeError("Failed communication with collector.")
+
+    schedd = AdSchedd("ce01.example.org", parse_long(SCHEDD_JOBS))
+    out = HTCondorSource(SETTINGS, load_rules("htcondor"), load_rules("apf"),
+                         NoSlots([schedd], [])).collect(SLOT)
+    assert out.problems[-1] == ("HTCondor collector: slot ads: Failed communication with "
+                                "collector.; batch_nodes not written")
+    assert {s.measurement for s in out.samples} == {"batch_jobs"}

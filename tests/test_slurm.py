@@ -298,3 +298,22 @@ def test_states_test_shows_native_to_mapped_counts_of_the_live_jobs(slurm, write
     assert cli.main(["-c", str(path), "states", "test", "htcondor"]) == 2
     assert capsys.readouterr().err == ("qmonit states test htcondor: the htcondor source is not "
                                        "enabled ([sources] enabled)\n")
+
+
+def test_a_missing_or_hanging_slurm_client_is_a_source_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = SlurmSource({**settings(), "bin_dir": str(empty)}, load_rules("slurm"))
+    with pytest.raises(SourceError) as caught:
+        missing.collect(SLOT)
+    assert str(caught.value) == (f"{empty}/squeue: not found (install the Slurm client or set "
+                                 f"[slurm] bin_dir)")
+    hanging = tmp_path / "hanging"
+    hanging.mkdir()
+    (hanging / "squeue").write_text("#!/bin/sh\nsleep 5\n")
+    (hanging / "squeue").chmod(0o755)
+    slow = SlurmSource({**settings(), "bin_dir": str(hanging), "timeout_s": 0.3},
+                       load_rules("slurm"))
+    with pytest.raises(SourceError) as caught:
+        slow.collect(SLOT)
+    assert str(caught.value) == f"{hanging}/squeue: no answer within 0.3 s"

@@ -182,3 +182,12 @@ def test_states_show_prints_the_rules_with_their_lines(capsys):
         "   4  exiting -> running: pilot exiting\n"
         "   5  done -> completed\n"
         "   6  fault -> failed: pilot faulted or was held\n")
+
+
+def test_an_unreadable_rule_file_stops_qmonit_at_start(tmp_path, write_config, capsys):
+    missing = tmp_path / "nowhere.rules"
+    path = write_config({"states": {"slurm": str(missing)}, "sources": {"enabled": "simulated"}})
+    assert cli.main(["-c", str(path), "run", "collect"]) == 2
+    assert capsys.readouterr().err == (
+        f"qmonit: configuration error: {path}: [states] slurm: {missing}: cannot read the "
+        f"slurm state rules: No such file or directory\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -43,8 +42,8 @@ class Schedd(Protocol):
 
     def query(self, constraint: str, projection: Sequence[str]) -> list[Mapping[str, Any]]: ...
 
-    def history(self, constraint: str, projection: Sequence[str],
-                since_s: float) -> list[Mapping[str, Any]]: ...
+    def history(self, constraint: str,
+                projection: Sequence[str]) -> list[Mapping[str, Any]]: ...
 
 
 class Pool(Protocol):
@@ -108,7 +107,7 @@ def job_from_ad(ad: Mapping[str, Any], schedd: str, group_by: Sequence[str],
         native_state=state, reason=str(int(hold)) if hold is not None and state == "Held" else "",
         substate=JOB_STATUS.get(int(last), "") if last is not None else "",
         worker=str(value(ad, "RemoteHost") or ""), submit_time=_when(ad, "QDate"),
-        start_time=entered if state not in ("Idle",) else None,
+        start_time=entered if state != "Idle" else None,
         end_time=_when(ad, "CompletionDate") or (entered if state == "Removing" else None),
         cpus=number(ad, "RequestCpus") or 0.0, gpus=number(ad, "RequestGpus") or 0.0,
         memory_mb=number(ad, "RequestMemory") or 0.0, extra=extra)
@@ -209,6 +208,7 @@ class HTCondorSource:
         except Exception as exc:  # noqa: BLE001 - the bindings raise HTCondorException
             raise SourceError(f"HTCondor collector: {exc}") from None
         answered = 0
+        since = int(now.timestamp()) - HISTORY_S  # factory pilots ended within the hour
         self.last_jobs = []
         for schedd in schedds:
             factory = schedd.name in self.factories
@@ -216,8 +216,8 @@ class HTCondorSource:
             projection = [*JOB_PROJECTION, *self.group_by, *([label] if label else [])]
             try:
                 ads = schedd.query("true", projection)
-                ended = schedd.history(f"EnteredCurrentStatus >= {int(time.time()) - HISTORY_S}",
-                                       [*projection], HISTORY_S) if factory else []
+                ended = schedd.history(f"EnteredCurrentStatus >= {since}", projection) \
+                    if factory else []
             except Exception as exc:  # noqa: BLE001 - HTCondorException and transport errors
                 out.problems.append(f"HTCondor schedd {schedd.name}: {exc}; its jobs are not "
                                     f"counted this cycle")
@@ -280,6 +280,6 @@ class BindingsSchedd:
     def query(self, constraint: str, projection: Sequence[str]) -> list[Mapping[str, Any]]:
         return self.schedd.query(constraint=constraint, projection=list(projection))
 
-    def history(self, constraint: str, projection: Sequence[str],
-                since_s: float) -> list[Mapping[str, Any]]:
+    def history(self, constraint: str,
+                projection: Sequence[str]) -> list[Mapping[str, Any]]:
         return self.schedd.history(constraint=constraint, projection=list(projection))

@@ -147,7 +147,7 @@ class _FactoryPool:
     def query(self, constraint: str, projection) -> list:
         return self._pilots(ended=False)
 
-    def history(self, constraint: str, projection, since_s: float) -> list:
+    def history(self, constraint: str, projection) -> list:
         return self._pilots(ended=True)
 
     def slots(self, projection) -> list:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib import resources
 from pathlib import Path
+
+from qmonit.sample import Sample
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +186,7 @@ def load_rules(source: str, path: str = "") -> RuleSet:
     return parse_rules(packaged.read_text(), source, f"{source}.rules (built in)")
 
 
-def with_state_tag(samples, rules: RuleSet, native_tag: str) -> list:
+def with_state_tag(samples: Iterable[Sample], rules: RuleSet, native_tag: str) -> list[Sample]:
     """Add the mapped `state` tag to points whose native state is in `native_tag`."""
     out = []
     for sample in samples:

@@ -28,8 +28,8 @@ def trial_counts(rule_source: str, source: Source) -> Counter:
     for sample in collection.samples:
         if rule_source == "panda" and sample.measurement == "jobs":
             native = sample.tag("job_status") or ""
-        elif sample.measurement == "workers" and (rule_source == "harvester") == (
-                sample.tag("factory_type") == "harvester"):
+        elif sample.measurement == "workers" and sample.tag("factory_type") == (
+                "harvester" if rule_source == "harvester" else "apf"):
             native = sample.tag("worker_status") or ""
         else:
             continue

@@ -161,8 +161,6 @@ class SeenSeries:
 
 def create_tables(engine: Engine) -> list[str]:
     """Create missing tables, and add columns a newer qmonit defines to existing ones."""
-    from qmonit.stores import batch_tables  # noqa: F401 - defines its tables in `metadata`
-
     metadata.create_all(engine)
     added = []
     inspector = inspect(engine)
@@ -362,3 +360,8 @@ def rewind_watermarks(engine: Engine, late: datetime, widths: Mapping[str, int])
             conn.execute(update(watermarks).where(watermarks.c.resolution == resolution,
                                                   watermarks.c.done_until > window_start)
                          .values(done_until=window_start))
+
+
+# The job-level tables live in their own module but belong to `metadata` too, so that
+# create_tables and `qmonit check` see every table whoever imported this module.
+from qmonit.stores import batch_tables  # noqa: E402, F401
