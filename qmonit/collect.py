@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from qmonit.components import Components
 from qmonit.downsample import RESOLUTIONS
 from qmonit.enrich import enrich_jobs, enrich_workers
+from qmonit.factory_labels import label_rows
 from qmonit.sample import Sample, make_sample, series_id, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
@@ -26,6 +27,7 @@ from qmonit.stores.batch_tables import sync_jobs
 from qmonit.stores.durable import Delivery
 from qmonit.stores.spool import ReplayResult
 from qmonit.stores.sql import describe_db_error
+from qmonit.stores.status_tables import record_run_samples, replace_factory_labels
 from qmonit.zerofill import zero_samples
 
 log = logging.getLogger(__name__)
@@ -161,11 +163,25 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     report.delivery = parts.writer.write(data)
     _update_state(parts, topology, jobs, slot, report)
     _sync_batch_jobs(parts, report)
+    _update_factory_labels(parts, data, jobs, report)
     report.spool_bytes = parts.spool.size_bytes()
     report.duration_s = time.monotonic() - started
-    run_delivery = parts.writer.write(run_samples(report))
+    runs = run_samples(report)
+    run_delivery = parts.writer.write(runs)
     report.delivery.merge(run_delivery)
+    record_run_samples(parts.engine, runs, report.slot)
     return report
+
+
+def _update_factory_labels(parts: Components, data: list[Sample], jobs: list[Sample],
+                           report: CollectReport) -> None:
+    rows = label_rows(data, jobs, datetime.now(UTC))
+    try:
+        replace_factory_labels(parts.engine, rows)
+    except SQLAlchemyError as exc:
+        message = f"state store: {describe_db_error(exc)}; factory_labels not updated"
+        log.error(message)
+        report.state_errors.append(message)
 
 
 def _normalize(parts: Components, source: str, samples: list[Sample], topology: Topology,

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit import logs
 from qmonit.components import Components, build
-from qmonit.config import Config
+from qmonit.config import Config, duration_seconds
 from qmonit.sample import slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
@@ -22,7 +22,7 @@ from qmonit.sources.panda import PandaJobStats, parse_job_stats
 from qmonit.stores import state
 from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.embedded import EmbeddedStore
-from qmonit.stores.influx import InfluxQueryError
+from qmonit.stores.influx import InfluxQueryError, InfluxStore
 from qmonit.stores.sql import describe_db_error, safe_db_url
 
 log = logging.getLogger("qmonit")
@@ -46,6 +46,8 @@ def init(_args: argparse.Namespace, parts: Components) -> int:
         print(f"state store {safe_db_url(parts.engine)}: tables present")
         for line in parts.store.init(durations):
             print(f"{parts.store.location()}: {line}")
+        if isinstance(parts.store, InfluxStore):
+            print(f"{parts.store.location()}: {parts.store.write_rp_config(rp_ranges(parts.cfg))}")
     except SQLAlchemyError as exc:
         print(f"qmonit init failed: state store: {describe_db_error(exc)}", file=sys.stderr)
         return 1
@@ -53,6 +55,13 @@ def init(_args: argparse.Namespace, parts: Components) -> int:
         print(f"qmonit init failed: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def rp_ranges(cfg: Config) -> list[tuple[str, float]]:
+    """Which retention policy Grafana reads up to which time range, in seconds."""
+    return [("10m", duration_seconds(cfg.get("grafana", "raw_up_to"))),
+            ("1h", duration_seconds(cfg.get("grafana", "hourly_up_to"))),
+            ("1d", float("inf"))]
 
 
 def check(_args: argparse.Namespace, parts: Components) -> int:

@@ -224,6 +224,27 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "max_daily_windows": Option("31", "At most this many days rolled up per run and "
                                     "measurement.", "int", minimum=1),
     },
+    "grafana": {
+        "url": Option("", "Grafana base URL for `qmonit dashboards push`, e.g. "
+                      "https://grafana.example.org.", "url"),
+        "token": Option("", "Grafana service-account token (Editor on the folder).", secret=True),
+        "folder": Option("QMonit", "Folder the dashboards go into; created when missing."),
+        "folder_uid": Option("qmonit", "The folder's uid."),
+        "overwrite": Option("true", "Replace a dashboard changed in Grafana since the last "
+                            "push; false: refuse (412) and say so.", "bool"),
+        "verify_tls": Option("true", "Check Grafana's TLS certificate.", "bool"),
+        "ca_bundle": Option("", "CA bundle file for TLS verification; empty: system CAs.", "path"),
+        "timeout_s": Option("30", "HTTP timeout, seconds.", "float", minimum=0.1),
+        "dashboards_dir": Option("", "Where the *.dashboard.py files are; empty: the dashboards/ "
+                                 "directory next to the qmonit package.", "path"),
+        "influxdb_datasource": Option("qmonit-influxdb", "uid of the InfluxDB datasource the "
+                                      "panels use (provisioned by `dashboards build`)."),
+        "sql_datasource": Option("qmonit-mysql", "uid of the MySQL datasource the panels use."),
+        "raw_up_to": Option("2d", "Time ranges up to this read the raw \"10m\" data.",
+                            "duration"),
+        "hourly_up_to": Option("62d", "Longer ranges up to this read \"1h\"; longer still "
+                               "read \"1d\".", "duration"),
+    },
     "spool": {
         "dir": Option("", "Spool directory; empty: data_dir/spool.", "path"),
         "max_mb": Option("512", "Size cap of the spool; past it new points are refused, "
@@ -247,6 +268,16 @@ def parse_duration(text: str) -> str:
     if not re.fullmatch(r"(\d+(w|d|h|m|s))+", text):
         raise ValueError("is not a duration like 30d, 12h, 1w or INF")
     return text
+
+
+_UNIT_S = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds in a validated duration; INF is infinite."""
+    if duration == "INF":
+        return float("inf")
+    return float(sum(int(n) * _UNIT_S[unit] for n, unit in re.findall(r"(\d+)(\w)", duration)))
 
 
 def _convert(opt: Option, raw: str, base_dir: Path) -> Any:

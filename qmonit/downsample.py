@@ -30,6 +30,7 @@ from qmonit.stores.durable import Delivery
 from qmonit.stores.embedded import EmbeddedStore
 from qmonit.stores.influx import InfluxQueryError
 from qmonit.stores.sql import describe_db_error
+from qmonit.stores.status_tables import record_run_samples
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def rollup(parts: Components, job: str, now: datetime, since: datetime | None = 
                                      "status": "failed" if report.errors else "ok"},
                       fields, floor_to(now, timedelta(minutes=10)))
     report.delivery = parts.writer.write([run])
+    record_run_samples(parts.engine, [run], run.time)
     return report
 
 

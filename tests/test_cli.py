@@ -201,7 +201,8 @@ def test_init_creates_every_table_a_job_needs(write_config, tmp_path):
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"queues", "queue_stats", "queue_history", "series_seen", "watermarks",
                       "flag_state", "alerts", "ts_series", "ts_tags", "ts_points",
-                      "batch_jobs_current", "batch_jobs_ended"}
+                      "batch_jobs_current", "batch_jobs_ended", "source_status",
+                      "factory_labels"}
     database = sqlite3.connect(tmp_path / "data" / "qmonit.sqlite")
     for job, at in (("collect", "2026-11-21T23:30"), ("derive", "2026-11-21T23:30"),
                     ("hourly", "2026-11-22T00:30"), ("daily", "2026-11-22T00:30")):

@@ -35,6 +35,7 @@ from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.durable import Delivery
 from qmonit.stores.influx import InfluxQueryError
 from qmonit.stores.sql import describe_db_error
+from qmonit.stores.status_tables import record_run_samples
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
         _notify(parts, report)
     samples = _suspicious_samples(report, topology)
     report.duration_s = time.monotonic() - started
-    report.delivery = parts.writer.write(samples + _run_samples(report))
+    runs = _run_samples(report)
+    report.delivery = parts.writer.write(samples + runs)
+    record_run_samples(parts.engine, runs, report.slot)
     return report
 
 

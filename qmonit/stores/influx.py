@@ -28,6 +28,9 @@ from qmonit.stores.base import RETENTION_POLICIES, Rejection, StoreUnavailable, 
 
 log = logging.getLogger(__name__)
 
+META_RP = "meta"  # kept forever: what Grafana needs to know about the data
+RP_CONFIG = "rp_config"
+
 _SPOOL_NOW = {401: "authentication failed", 403: "not authorised to write",
               404: "database not found (run `qmonit init`)",
               413: "request too large (lower [influxdb] batch_size)"}
@@ -305,6 +308,29 @@ class InfluxStore:
                 done.append(f"retention policy \"{name}\" created ({duration})")
             self.query(statement, method="POST", database=False)
         return done
+
+    def write_rp_config(self, up_to: Sequence[tuple[str, float]]) -> str:
+        """The table Grafana's $rp variable reads: the finest policy whose range covers the view.
+
+        One point per retention policy in the "meta" policy (kept forever), ordered by
+        time, so `first("rp") ... WHERE "max_range_s" >= ${__range_s}` picks the policy.
+        """
+        target = f"{quote_ident(META_RP)} ON {quote_ident(self.database)}"
+        existing = {row["name"] for row in self.rows(
+            f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}", database=False)}
+        if META_RP not in existing:
+            self.query(f"CREATE RETENTION POLICY {target} DURATION INF REPLICATION 1",
+                       method="POST", database=False)
+        self.query(f'DROP SERIES FROM "{RP_CONFIG}"', method="POST")
+        samples = [Sample(RP_CONFIG, (), (("max_range_s", min(limit, 1e15)), ("rp", rp)),
+                          from_epoch(order)) for order, (rp, limit) in enumerate(up_to)]
+        result = self.write(samples, META_RP)
+        if result.unwritten or result.rejected:
+            raise InfluxQueryError(f"{self.location()}: {RP_CONFIG} not written: "
+                                   f"{result.error or result.rejected[0].reason}")
+        return f"{RP_CONFIG} for Grafana: " + ", ".join(
+            f'"{rp}" up to {limit / 86400:g}d' if limit != float("inf") else f'"{rp}" beyond'
+            for rp, limit in up_to)
 
     def check(self) -> str:
         try:

@@ -1,0 +1,89 @@
+"""Jobs Monitoring (QMonit): PanDA jobs, cores and HS06 by state, per cloud, site and queue."""
+
+from qmonit.grafana.helpers import (
+    custom_variable,
+    influx,
+    per_slot,
+    qmonit_dashboard,
+    row,
+    rp_variable,
+    stat,
+    tag_filter,
+    tag_variable,
+    timeseries,
+)
+
+FILTERS = tag_filter(("cloud", "cloud"), ("tier", "tier"), ("site", "atlas_site"),
+                     ("queue", "panda_queue"), ("prod_source", "prod_source"),
+                     ("resource_type", "resource_type"), ("state", "state"))
+NOW_FILTERS = FILTERS.replace(' AND "state" =~ /^$state$/', "")
+
+
+def current(state: str) -> str:
+    return per_slot("jobs", "$metric", f"{NOW_FILTERS} AND \"state\" = '{state}'")
+
+
+def failure_ratio() -> str:
+    """failed / (failed + completed) per slot, over the PanDA time window of each slot."""
+    failed = (f'SELECT sum("jobs") AS "failed" FROM "$rp"."jobs" WHERE $timeFilter{NOW_FILTERS} '
+              "AND \"state\" = 'failed' GROUP BY time($rp)")
+    ended = (f'SELECT sum("jobs") AS "ended" FROM "$rp"."jobs" WHERE $timeFilter{NOW_FILTERS} '
+             "AND \"state\" =~ /^(failed|completed)$/ GROUP BY time($rp)")
+    return (f'SELECT sum("failed") / sum("ended") AS "failure_ratio" FROM ({failed}), ({ended}) '
+            "WHERE $timeFilter GROUP BY time($rp) fill(none)")
+
+
+dashboard = qmonit_dashboard(
+    uid="qmonit-jobs", title="Jobs Monitoring",
+    description="PanDA jobs per queue every 10 minutes, with CRIC's topology (QMonit).",
+    variables=[
+        rp_variable(),
+        custom_variable("metric", "Count", ["jobs", "cores", "hs06"]),
+        custom_variable("group_by", "Split by", ["cloud", "atlas_site", "panda_queue",
+                                                 "prod_source", "resource_type", "job_status"]),
+        tag_variable("cloud", "jobs", "cloud", "Cloud"),
+        tag_variable("tier", "jobs", "tier", "Tier", [("cloud", "cloud")]),
+        tag_variable("site", "jobs", "atlas_site", "Site", [("cloud", "cloud"), ("tier", "tier")]),
+        tag_variable("queue", "jobs", "panda_queue", "Queue",
+                     [("cloud", "cloud"), ("tier", "tier"), ("site", "atlas_site")]),
+        tag_variable("prod_source", "jobs", "prod_source", "Prod source"),
+        tag_variable("resource_type", "jobs", "resource_type", "Resource type"),
+        tag_variable("state", "jobs", "state", "State"),
+    ],
+    panels=[
+        row("Now"),
+        stat("Running", "Jobs (or cores, HS06: the Count variable) in state running in the "
+             "last slot of the range, for the queues selected.",
+             [influx(current("running"))], steps=((None, "green"),)),
+        stat("Pending", "Jobs waiting for a pilot or for input (defined, assigned, activated, "
+             "...) in the last slot.", [influx(current("pending"))], steps=((None, "blue"),)),
+        stat("Failed (time window)", "Jobs that failed within PanDA's time window (by default "
+             "the last hour) before the last slot.", [influx(current("failed"))],
+             steps=((None, "green"), (1, "orange"))),
+        stat("Completed (time window)", "Jobs that finished within PanDA's time window before "
+             "the last slot.", [influx(current("completed"))], steps=((None, "green"),)),
+        stat("Failure ratio", "failed / (failed + completed) in the last slot; above 20 % "
+             "orange, above 50 % red.", [influx(failure_ratio())], unit="percentunit",
+             steps=((None, "green"), (0.2, "orange"), (0.5, "red")), width=8),
+        row("Over time"),
+        timeseries("By state", "The Count per mapped state (qmonit's state rules over PanDA's "
+                   "job_status), summed per 10-minute slot, then averaged over the interval.",
+                   [influx(per_slot("jobs", "$metric", FILTERS, ["state"]), alias="$tag_state")],
+                   stacked=True),
+        timeseries("Running, split", "Running jobs (or cores, HS06) split by the 'Split by' "
+                   "variable: cloud, site, queue, ...",
+                   [influx(per_slot("jobs", "$metric", f"{NOW_FILTERS} AND \"state\" = "
+                                    "'running'", ["$group_by"]), alias="$tag_$group_by")],
+                   stacked=True),
+        timeseries("Pending, split", "Pending jobs split by the 'Split by' variable.",
+                   [influx(per_slot("jobs", "$metric", f"{NOW_FILTERS} AND \"state\" = "
+                                    "'pending'", ["$group_by"]), alias="$tag_$group_by")],
+                   stacked=True),
+        timeseries("Failure ratio", "failed / (failed + completed) per slot, each over PanDA's "
+                   "time window.", [influx(failure_ratio(), alias="failure ratio")],
+                   unit="percentunit"),
+        timeseries("By PanDA job status", "The raw PanDA job_status, before the state rules.",
+                   [influx(per_slot("jobs", "$metric", FILTERS, ["job_status"]),
+                           alias="$tag_job_status")], width=24),
+    ],
+)

@@ -1,0 +1,93 @@
+"""Suspicious Sites: queue_stats (current vs moving averages, flags), suspicious series, alerts."""
+
+from qmonit.grafana.helpers import (
+    SEVERITY_COLOURS,
+    colour_column,
+    dashboard_url,
+    influx,
+    link_column,
+    qmonit_dashboard,
+    row,
+    rp_variable,
+    sql,
+    sql_variable,
+    stat,
+    table,
+    tag_filter,
+    timeseries,
+)
+
+RULES = ("drop", "starving", "failing", "backlog", "stale")
+SQL_FILTERS = ("cloud IN (${cloud:sqlstring}) AND atlas_site IN (${site:sqlstring}) "
+               "AND prod_source IN (${prod_source:sqlstring})")
+FLAGGED = " OR ".join(f"{rule}_flag IS NOT NULL" for rule in RULES)
+QUEUE_LINK = dashboard_url("qmonit-jobs", queue="${__data.fields.panda_queue}")
+SEVERITY = colour_column("severity", SEVERITY_COLOURS)
+FLAG_COLOURS = [colour_column(f"{rule}_flag", SEVERITY_COLOURS) for rule in RULES]
+
+dashboard = qmonit_dashboard(
+    uid="qmonit-suspicious", title="Suspicious Sites",
+    description="Queues whose counts left their moving averages: the derive job's flags, "
+                "with hysteresis, and the alerts sent to the shift.",
+    variables=[
+        rp_variable(),
+        sql_variable("cloud", "Cloud", "SELECT DISTINCT cloud FROM queue_stats ORDER BY 1"),
+        sql_variable("site", "Site", "SELECT DISTINCT atlas_site FROM queue_stats WHERE "
+                     "cloud IN (${cloud:sqlstring}) ORDER BY 1"),
+        sql_variable("prod_source", "Prod source",
+                     "SELECT DISTINCT prod_source FROM queue_stats ORDER BY 1"),
+    ],
+    panels=[
+        row("Now"),
+        stat("Open alerts", "Flags open now (critical and warning).",
+             [sql("SELECT COUNT(*) AS open_alerts FROM alerts WHERE closed_at IS NULL")],
+             steps=((None, "green"), (1, "orange")), width=6),
+        stat("Critical", "Open critical flags.",
+             [sql("SELECT COUNT(*) AS critical FROM alerts WHERE closed_at IS NULL AND "
+                  "severity = 'critical'")], steps=((None, "green"), (1, "red")), width=6),
+        stat("Queues flagged", "Queue × prod_source × resource rows with at least one flag.",
+             [sql(f"SELECT COUNT(*) AS flagged FROM queue_stats WHERE ({FLAGGED}) AND "
+                  f"{SQL_FILTERS}")], steps=((None, "green"), (1, "orange")), width=6),
+        stat("Last derive", "Minutes since the derive job last judged the queues.",
+             [sql("SELECT TIMESTAMPDIFF(MINUTE, MAX(derived_at), UTC_TIMESTAMP()) AS minutes "
+                  "FROM queue_stats")], unit="m",
+             steps=((None, "green"), (30, "red")), width=6),
+        table("Open alerts", "Every open flag: since when, why, the value that tripped it "
+              "and its baseline. The queue links to its jobs.",
+              [sql("SELECT panda_queue, prod_source, resource, rule, severity, opened_at AS "
+                   "since, reason, current, baseline, score FROM alerts WHERE closed_at IS "
+                   "NULL ORDER BY FIELD(severity, 'critical', 'warning'), opened_at")],
+              overrides=[SEVERITY, link_column("panda_queue", "Jobs of this queue",
+                                               QUEUE_LINK)]),
+        table("Queue statistics", "queue_stats: current counts of the last slot against the "
+              "moving averages over 1 h, 24 h and 7 days; a flag column is coloured by "
+              "severity. Flagged rows first.",
+              [sql(f"SELECT panda_queue, prod_source, resource, atlas_site, cloud, site_state, "
+                   f"running, running_avg_1h, running_avg_24h, running_avg_7d, activated, "
+                   f"activated_avg_24h, failed, failed_avg_24h, "
+                   f"{', '.join(f'{rule}_flag' for rule in RULES)}, flag_reason, slot_time "
+                   f"FROM queue_stats WHERE {SQL_FILTERS} ORDER BY ({FLAGGED}) DESC, "
+                   f"panda_queue, prod_source, resource")],
+              overrides=[*FLAG_COLOURS, link_column("panda_queue", "Jobs of this queue",
+                                                    QUEUE_LINK)], height=12),
+        row("History"),
+        timeseries("Flags raised", "Flagged findings per rule and slot (the suspicious "
+                   "series).",
+                   [influx('SELECT sum("flagged") FROM "$rp"."suspicious" WHERE $timeFilter'
+                           + tag_filter(("cloud", "cloud"), ("site", "atlas_site"))
+                           + ' GROUP BY time($rp), "rule" fill(none)', alias="$tag_rule")],
+                   stacked=True),
+        timeseries("Score of flagged queues", "How far (in spreads) the current value is from "
+                   "its baseline, per flagged queue and rule.",
+                   [influx('SELECT max("score") FROM "$rp"."suspicious" WHERE $timeFilter AND '
+                           '"flagged" > 0' + tag_filter(("cloud", "cloud"), ("site", "atlas_site"))
+                           + ' GROUP BY time($rp), "panda_queue", "rule" fill(none)',
+                           alias="$tag_panda_queue $tag_rule")]),
+        table("Alerts in the time range", "Every alert opened in the time range, closed or not.",
+              [sql("SELECT panda_queue, prod_source, resource, rule, severity, opened_at, "
+                   "closed_at, reason, notified_open, notified_close FROM alerts WHERE "
+                   "$__timeFilter(opened_at) ORDER BY opened_at DESC")],
+              overrides=[SEVERITY, link_column("panda_queue", "Jobs of this queue",
+                                               QUEUE_LINK)]),
+    ],
+)

@@ -1,0 +1,1 @@
+"""Grafana: the dashboards as code (grafanalib), their delivery and provisioning."""

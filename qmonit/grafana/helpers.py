@@ -1,0 +1,199 @@
+"""The house helpers every dashboards/*.dashboard.py uses: datasources, variables, panels, layout.
+
+Queries follow three rules. Counts are summed per 10-minute slot first and only then
+averaged over Grafana's interval, so a wide interval never adds slots together. The
+retention policy is the `$rp` variable, which reads `meta.rp_config` (written by
+`qmonit init`) and switches to "1h" and "1d" for long time ranges; the policy's name
+is also its slot width, so `GROUP BY time($rp)` is the slot. Tag filters are regular
+expressions, so a variable set to All (`.*`) or to several values works the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from grafanalib.core import (
+    Dashboard,
+    DashboardLink,
+    GridPos,
+    RowPanel,
+    SqlTarget,
+    Stat,
+    Table,
+    Template,
+    Templating,
+    Time,
+    TimeSeries,
+)
+from grafanalib.influxdb import InfluxDBTarget
+
+INFLUX = {"type": "influxdb", "uid": "qmonit-influxdb"}
+MYSQL = {"type": "mysql", "uid": "qmonit-mysql"}
+TAG = "qmonit"
+WIDTH = 24  # Grafana's grid
+# The colours of a severity, as the derive job names them.
+SEVERITY_COLOURS = {"none": "green", "warning": "orange", "critical": "red"}
+
+
+def dashboard_url(uid: str, **variables: str) -> str:
+    """A link to another qmonit dashboard, keeping the time range."""
+    query = "&".join(f"var-{name}={value}" for name, value in variables.items())
+    return f"/d/{uid}?${{__url_time_range}}" + (f"&{query}" if query else "")
+
+
+# -- variables ---------------------------------------------------------------------------
+
+def rp_variable() -> Template:
+    """The retention policy for the time range in view (hidden; see the module docstring)."""
+    return Template(
+        name="rp", label="Resolution", dataSource=INFLUX, type="query", hide=2, refresh=2,
+        query='SELECT first("rp") FROM "meta"."rp_config" WHERE "max_range_s" >= ${__range_s}',
+        default="10m")
+
+
+def tag_variable(name: str, measurement: str, key: str, label: str,
+                 parents: Sequence[tuple[str, str]] = ()) -> Template:
+    """A multi-value tag filter with All; `parents` are (variable, tag) it narrows by."""
+    where = " AND ".join(f'"{tag}" =~ /^${var}$/' for var, tag in parents)
+    query = f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"' + \
+        (f" WHERE {where}" if where else "")
+    return Template(name=name, label=label, dataSource=INFLUX, query=query, includeAll=True,
+                    multi=True, allValue=".*", default="$__all", refresh=1)
+
+
+def sql_variable(name: str, label: str, query: str) -> Template:
+    return Template(name=name, label=label, dataSource=MYSQL, query=query, includeAll=True,
+                    multi=True, default="$__all", refresh=1)
+
+
+def text_variable(name: str, label: str) -> Template:
+    """A free-text box; empty means "any"."""
+    return Template(name=name, label=label, type="textbox", query="", default="")
+
+
+def custom_variable(name: str, label: str, values: Sequence[str], with_all: bool = False
+                    ) -> Template:
+    """A fixed list; with_all: several values or All (".*") for a tag filter."""
+    if with_all:
+        return Template(name=name, label=label, type="custom", query=",".join(values),
+                        includeAll=True, multi=True, allValue=".*")
+    return Template(name=name, label=label, type="custom", query=",".join(values),
+                    default=values[0])
+
+
+def tag_filter(*pairs: tuple[str, str]) -> str:
+    """` AND "tag" =~ /^$var$/ ...` for (variable, tag) pairs."""
+    return "".join(f' AND "{tag}" =~ /^${var}$/' for var, tag in pairs)
+
+
+# -- queries -----------------------------------------------------------------------------
+
+def per_slot(measurement: str, field: str, where: str, by: Iterable[str] = (),
+             alias: str = "n") -> str:
+    """InfluxQL: the per-slot sum of a field, then its mean per Grafana interval."""
+    tags = "".join(f', "{tag}"' for tag in by)
+    inner = (f'SELECT sum("{field}") AS "{alias}" FROM "$rp"."{measurement}" '
+             f"WHERE $timeFilter{where} GROUP BY time($rp){tags}")
+    return (f'SELECT mean("{alias}") AS "{alias}" FROM ({inner}) WHERE $timeFilter '
+            f"GROUP BY time($__interval){tags} fill(none)")
+
+
+def influx(query: str, ref: str = "A", alias: str = "", fmt: str = "time_series"
+           ) -> InfluxDBTarget:
+    return InfluxDBTarget(query=query, refId=ref, alias=alias, format=fmt, datasource=INFLUX)
+
+
+def sql(query: str, ref: str = "A", fmt: str = "table") -> SqlTarget:
+    return SqlTarget(rawSql=" ".join(query.split()), refId=ref, format=fmt, datasource=MYSQL)
+
+
+# -- panels ------------------------------------------------------------------------------
+
+def thresholds(*steps: tuple[float | None, str]) -> list[dict]:
+    return [{"value": value, "color": colour} for value, colour in steps]
+
+
+def timeseries(title: str, description: str, targets: list, unit: str = "short",
+               stacked: bool = False, links: Sequence[dict] = (), height: int = 8,
+               width: int = 12) -> TimeSeries:
+    panel = TimeSeries(title=title, description=description, dataSource=targets[0].datasource,
+                       targets=targets, unit=unit, fillOpacity=30 if stacked else 0,
+                       stacking={"mode": "normal", "group": "A"} if stacked else {},
+                       legendDisplayMode="table", legendPlacement="right",
+                       legendCalcs=["lastNotNull", "max"], links=list(links))
+    return sized(panel, width, height)
+
+
+def stat(title: str, description: str, targets: list, unit: str = "short",
+         steps: Sequence[tuple[float | None, str]] = ((None, "blue"),), width: int = 4,
+         height: int = 4, reduce: str = "lastNotNull") -> Stat:
+    panel = Stat(title=title, description=description, dataSource=targets[0].datasource,
+                 targets=targets, format=unit, reduceCalc=reduce, graphMode="none",
+                 colorMode="background", thresholds=thresholds(*steps))
+    return sized(panel, width, height)
+
+
+def table(title: str, description: str, targets: list, overrides: Sequence[dict] = (),
+          width: int = 24, height: int = 8, transformations: Sequence[dict] = ()) -> Table:
+    panel = Table(title=title, description=description, dataSource=targets[0].datasource,
+                  targets=targets, filterable=True, overrides=list(overrides),
+                  transformations=list(transformations))
+    return sized(panel, width, height)
+
+
+def link_column(column: str, title: str, url: str) -> dict:
+    """A table column whose cells link somewhere (${__value.raw} is the cell)."""
+    return {"matcher": {"id": "byName", "options": column},
+            "properties": [{"id": "links", "value": [{"title": title, "url": url}]}]}
+
+
+def colour_column(column: str, colours: dict[str, str]) -> dict:
+    """A text column coloured by value (e.g. a severity)."""
+    mapping = {"type": "value", "options": {
+        value: {"color": colour, "index": n} for n, (value, colour) in enumerate(colours.items())}}
+    return {"matcher": {"id": "byName", "options": column},
+            "properties": [{"id": "mappings", "value": [mapping]},
+                           {"id": "custom.displayMode", "value": "color-background"}]}
+
+
+def threshold_column(column: str, steps: Sequence[tuple[float | None, str]]) -> dict:
+    return {"matcher": {"id": "byName", "options": column},
+            "properties": [{"id": "thresholds", "value": {"mode": "absolute",
+                                                          "steps": thresholds(*steps)}},
+                           {"id": "custom.displayMode", "value": "color-background"}]}
+
+
+def sized(panel, width: int, height: int):
+    panel.gridPos = GridPos(h=height, w=width, x=0, y=0)
+    return panel
+
+
+def row(title: str) -> RowPanel:
+    return sized(RowPanel(title=title), WIDTH, 1)
+
+
+def layout(panels: Sequence) -> list:
+    """Place panels left to right, top to bottom, in the order given (a row starts a line)."""
+    x = y = line_height = 0
+    for panel in panels:
+        pos = panel.gridPos
+        if isinstance(panel, RowPanel) or x + pos.w > WIDTH:
+            x, y, line_height = 0, y + line_height, 0
+        panel.gridPos = GridPos(h=pos.h, w=pos.w, x=x, y=y)
+        x += pos.w
+        line_height = max(line_height, pos.h)
+        if isinstance(panel, RowPanel):
+            x, y, line_height = 0, y + pos.h, 0
+    return list(panels)
+
+
+def qmonit_dashboard(uid: str, title: str, description: str, panels: Sequence,
+              variables: Sequence[Template], time_from: str = "now-2d") -> Dashboard:
+    """A qmonit dashboard: UTC, refreshed every 5 minutes, linked to the others by tag."""
+    board = Dashboard(
+        uid=uid, title=title, description=description, tags=[TAG],
+        panels=layout(panels), templating=Templating(list=list(variables)),
+        time=Time(time_from, "now"), timezone="utc", refresh="5m",
+        links=[DashboardLink(title="qmonit", tags=[TAG], asDropdown=True, includeVars=False,
+                             keepTime=True)])
+    return board.auto_panel_ids()
