@@ -51,6 +51,11 @@ def parser() -> argparse.ArgumentParser:
     states.add_argument("source", choices=["panda", "harvester", "apf", "htcondor", "slurm"])
     spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
     spool.add_argument("action", choices=["status", "replay"])
+    boards = sub.add_parser("dashboards", help="build the Grafana dashboards and provisioning "
+                            "files, or push the dashboards to Grafana")
+    boards.add_argument("action", choices=["build", "push"])
+    boards.add_argument("-o", "--output", type=Path, help="build: where the JSON and "
+                        "provisioning files go (default: <data_dir>/grafana)")
     cfg = sub.add_parser("config", help="print config.cfg.example")
     cfg.add_argument("action", choices=["example", "reference"])
     return top
@@ -64,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     warnings: list[str] = []
     try:
-        needs_no_config = args.command == "demo" or (args.command == "states"
-                                                     and args.action == "show")
+        needs_no_config = args.command == "demo" or (args.command in ("states", "dashboards")
+                                                     and args.action in ("show", "build"))
         if needs_no_config and not args.config:
             cfg = config.defaults({"sources": {"enabled": "simulated"}})
         else:

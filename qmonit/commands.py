@@ -31,6 +31,8 @@ log = logging.getLogger("qmonit")
 def dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if args.command == "demo":
         return demo(args, cfg)
+    if args.command == "dashboards":
+        return dashboards(args, cfg)
     parts = build(cfg)
     handler: Callable[[argparse.Namespace, Components], int] = {
         "init": init, "check": check, "run": run, "spool": spool, "suspicious": suspicious,
@@ -208,6 +210,39 @@ def spool(args: argparse.Namespace, parts: Components) -> int:
         print(f"  {f.created:%Y-%m-%d %H:%M:%S} UTC  rp {f.retention:>3}  {f.points:>8} points  "
               f"{f.size:>10} bytes  {f.path.name}")
     return 0
+
+
+def dashboards(args: argparse.Namespace, cfg: Config) -> int:
+    from qmonit.grafana.build import DashboardError, build_all, write_atomic, write_json
+    from qmonit.grafana.provision import documents
+    from qmonit.grafana.push import GrafanaError, push_all
+
+    try:
+        built = build_all(cfg)
+    except DashboardError as exc:
+        print(f"qmonit dashboards: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "build":
+        out_dir = args.output or Path(cfg.data_dir) / "grafana"
+        for path in write_json(built, out_dir):
+            print(f"wrote {path}")
+        texts, notes = documents(cfg, out_dir)
+        for relative, text in texts.items():
+            write_atomic(out_dir / "provisioning" / relative, text)
+            print(f"wrote {out_dir / 'provisioning' / relative}")
+        for note in notes:
+            log.warning(note)
+        return 0
+    try:
+        report = push_all(cfg.section("grafana"), built)
+    except GrafanaError as exc:
+        print(f"qmonit dashboards push: {exc}", file=sys.stderr)
+        return 1
+    for title, url, version in report.pushed:
+        print(f"pushed {title} to folder {report.folder}: {url} (version {version})")
+    for _title, reason in report.failed:
+        print(f"qmonit dashboards push: {reason}", file=sys.stderr)
+    return report.exit_code
 
 
 def demo(args: argparse.Namespace, cfg: Config) -> int:

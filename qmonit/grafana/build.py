@@ -1,0 +1,111 @@
+"""`qmonit dashboards build`: every dashboards/*.dashboard.py rendered to Grafana JSON.
+
+Each file defines a module-level `dashboard` (grafanalib). The panels name the
+datasources by the uids in qmonit.grafana.helpers; build swaps in the uids of
+[grafana] influxdb_datasource and sql_datasource, so the JSON matches the
+provisioned datasources.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grafanalib._gen import DashboardEncoder, loader
+
+from qmonit.config import Config
+from qmonit.grafana.helpers import INFLUX, MYSQL
+
+SUFFIX = ".dashboard.py"
+
+
+class DashboardError(Exception):
+    """A dashboard file that does not build; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Built:
+    name: str  # the file's name without .dashboard.py
+    source: Path
+    model: dict[str, Any]  # the dashboard JSON
+
+    @property
+    def uid(self) -> str:
+        return self.model["uid"]
+
+    @property
+    def title(self) -> str:
+        return self.model["title"]
+
+
+def dashboards_dir(cfg: Config) -> Path:
+    configured = cfg.get("grafana", "dashboards_dir")
+    directory = Path(configured) if configured else Path(__file__).resolve().parents[2] / \
+        "dashboards"
+    if not directory.is_dir():
+        raise DashboardError(f"{directory}: no such directory ([grafana] dashboards_dir)")
+    return directory
+
+
+def _swap_datasources(node: Any, uids: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"type", "uid"} and node["uid"] in uids:
+            return {"type": node["type"], "uid": uids[node["uid"]]}
+        return {key: _swap_datasources(value, uids) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_swap_datasources(value, uids) for value in node]
+    return node
+
+
+def build_one(path: Path, uids: dict[str, str]) -> Built:
+    name = path.name[: -len(SUFFIX)]
+    try:
+        board = loader(str(path))
+        model = json.loads(json.dumps(board.to_json_data(), cls=DashboardEncoder))
+    except Exception as exc:  # a dashboard file is code: any error is reported with its file
+        raise DashboardError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    for key in ("uid", "title"):
+        if not model.get(key):
+            raise DashboardError(f"{path}: the dashboard has no {key}")
+    return Built(name, path, _swap_datasources(model, uids))
+
+
+def build_all(cfg: Config, directory: Path | None = None) -> list[Built]:
+    """Every dashboard of the directory, in file-name order; the first broken file stops it."""
+    directory = directory or dashboards_dir(cfg)
+    uids = {INFLUX["uid"]: cfg.get("grafana", "influxdb_datasource"),
+            MYSQL["uid"]: cfg.get("grafana", "sql_datasource")}
+    paths = sorted(directory.glob(f"*{SUFFIX}"))
+    if not paths:
+        raise DashboardError(f"{directory}: no *{SUFFIX} files")
+    built = [build_one(path, uids) for path in paths]
+    seen: dict[str, Path] = {}
+    for board in built:
+        if board.uid in seen:
+            raise DashboardError(f"{board.source}: uid {board.uid} already used by "
+                                 f"{seen[board.uid]}")
+        seen[board.uid] = board.source
+    return built
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary name and rename it into place: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
+def write_json(built: list[Built], out_dir: Path) -> list[Path]:
+    paths = []
+    for board in built:
+        path = out_dir / f"{board.name}.json"
+        write_atomic(path, json.dumps(board.model, indent=2, sort_keys=True) + "\n")
+        paths.append(path)
+    return paths

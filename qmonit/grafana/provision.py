@@ -1,0 +1,122 @@
+"""Grafana provisioning files: the two datasources, the dashboards folder, two alert rules.
+
+Secrets are never written: the files name environment variables
+(QMONIT_INFLUXDB_PASSWORD, QMONIT_SQL_PASSWORD), which Grafana expands when it reads
+them, so the same variables serve qmonit and Grafana.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import make_url
+
+from qmonit.config import Config
+
+STALE_MINUTES = 30
+# The alert rules' queries (MySQL); the tests run them against a filled database.
+OPEN_FLAGS_SQL = ("SELECT COUNT(*) AS open_critical_flags FROM alerts WHERE closed_at IS NULL "
+                  "AND severity = 'critical'")
+STALE_SQL = (f"SELECT COUNT(*) AS stale_sources FROM source_status WHERE job = 'collect' AND "
+             f"(last_ok_slot IS NULL OR TIMESTAMPDIFF(MINUTE, last_ok_slot, UTC_TIMESTAMP()) > "
+             f"{STALE_MINUTES})")
+
+
+def datasources(cfg: Config) -> tuple[dict[str, Any], list[str]]:
+    """The datasource provisioning document and what the operator must still fill in."""
+    notes = []
+    influx = cfg.section("influxdb")
+    influx_url = influx["url"] or "http://localhost:8086"
+    if not influx["url"]:
+        notes.append("[influxdb] url is empty (embedded store): the InfluxDB datasource points "
+                     "at http://localhost:8086; Grafana needs a real InfluxDB")
+    influx_source: dict[str, Any] = {
+        "name": "qmonit InfluxDB", "uid": cfg.get("grafana", "influxdb_datasource"),
+        "type": "influxdb", "access": "proxy", "url": influx_url,
+        "jsonData": {"dbName": influx["database"], "httpMode": "GET",
+                     "tlsSkipVerify": not influx["verify_tls"]},
+    }
+    if influx["token"]:
+        influx_source["jsonData"]["httpHeaderName1"] = "Authorization"
+        influx_source["secureJsonData"] = {
+            "httpHeaderValue1": "Token ${QMONIT_INFLUXDB_TOKEN}"}
+    elif influx["username"]:
+        influx_source["user"] = influx["username"]
+        influx_source["secureJsonData"] = {"password": "${QMONIT_INFLUXDB_PASSWORD}"}
+
+    sql = make_url(cfg.sql_url)
+    if sql.get_backend_name() != "mysql":
+        notes.append(f"[sql] url is {sql.get_backend_name()}: Grafana's MySQL datasource needs "
+                     f"the state store in MySQL or MariaDB; it points at localhost:3306/qmonit")
+        host, database, user = "localhost:3306", "qmonit", "qmonit"
+    else:
+        host = f"{sql.host or 'localhost'}:{sql.port or 3306}"
+        database, user = sql.database or "qmonit", sql.username or "qmonit"
+    sql_source: dict[str, Any] = {
+        "name": "qmonit MySQL", "uid": cfg.get("grafana", "sql_datasource"), "type": "mysql",
+        "url": host, "user": user, "jsonData": {"database": database, "timezone": "UTC",
+                                               "maxOpenConns": 10},
+        "secureJsonData": {"password": "${QMONIT_SQL_PASSWORD}"},
+    }
+    return {"apiVersion": 1, "datasources": [influx_source, sql_source]}, notes
+
+
+def dashboard_provider(cfg: Config, json_dir: Path) -> dict[str, Any]:
+    """A file provider: Grafana loads the built JSON from json_dir into the folder."""
+    return {"apiVersion": 1, "providers": [{
+        "name": "qmonit", "orgId": 1, "folder": cfg.get("grafana", "folder"),
+        "folderUid": cfg.get("grafana", "folder_uid"), "type": "file",
+        "disableDeletion": False, "allowUiUpdates": False, "updateIntervalSeconds": 60,
+        "options": {"path": str(json_dir.resolve())}}]}
+
+
+# Grafana expands $NAME in provisioning files from its environment; $$ is a literal $.
+def _rule(uid: str, title: str, sql: str, datasource: str, no_data: str, summary: str,
+          severity: str) -> dict[str, Any]:
+    return {
+        "uid": uid, "title": title, "condition": "C", "for": "0s",
+        "noDataState": no_data, "execErrState": "Error",
+        "annotations": {"summary": summary},
+        "labels": {"team": "shift", "severity": severity, "service": "qmonit"},
+        "data": [
+            {"refId": "A", "datasourceUid": datasource,
+             "relativeTimeRange": {"from": 600, "to": 0},
+             "model": {"refId": "A", "format": "table", "rawQuery": True, "rawSql": sql}},
+            {"refId": "B", "datasourceUid": "__expr__",
+             "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"}},
+            {"refId": "C", "datasourceUid": "__expr__",
+             "model": {"refId": "C", "type": "threshold", "expression": "B",
+                       "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]}},
+        ],
+    }
+
+
+def alert_rules(cfg: Config) -> dict[str, Any]:
+    datasource = cfg.get("grafana", "sql_datasource")
+    return {"apiVersion": 1, "groups": [{
+        "orgId": 1, "name": "qmonit", "folder": cfg.get("grafana", "folder"),
+        "interval": "5m",
+        "rules": [
+            _rule("qmonit-open-flags", "Open critical suspicious-site flags", OPEN_FLAGS_SQL,
+                  datasource, "OK", "{{ $$values.B.Value }} critical suspicious-site flag(s) open: "
+                  "see the Suspicious Sites dashboard", "critical"),
+            _rule("qmonit-stale-data", "Stale monitoring data", STALE_SQL, datasource,
+                  "Alerting", f"{{{{ $$values.B.Value }}}} source(s) with no successful write for "
+                  f"{STALE_MINUTES} minutes: see the Pipeline Health dashboard", "critical"),
+        ],
+    }]}
+
+
+def documents(cfg: Config, json_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """Relative path -> YAML text of every provisioning file, and the notes for the operator."""
+    sources, notes = datasources(cfg)
+    texts = {
+        "datasources/qmonit.yaml": sources,
+        "dashboards/qmonit.yaml": dashboard_provider(cfg, json_dir),
+        "alerting/qmonit.yaml": alert_rules(cfg),
+    }
+    header = "# Generated by `qmonit dashboards build`; edit the configuration, not this file.\n"
+    return {path: header + yaml.safe_dump(doc, sort_keys=False) for path, doc in texts.items()}, \
+        notes
