@@ -42,7 +42,7 @@ dashboard = qmonit_dashboard(
         stat("Open alerts", "Flags open now (critical and warning).",
              [sql("SELECT COUNT(*) AS open_alerts FROM alerts WHERE closed_at IS NULL")],
              steps=((None, "green"), (1, "orange")), width=6),
-        stat("Critical", "Open critical flags.",
+        stat("Critical", "Open flags of critical severity.",
              [sql("SELECT COUNT(*) AS critical FROM alerts WHERE closed_at IS NULL AND "
                   "severity = 'critical'")], steps=((None, "green"), (1, "red")), width=6),
         stat("Queues flagged", "Queue × prod_source × resource rows with at least one flag.",

@@ -209,7 +209,7 @@ def _sync_batch_jobs(parts: Components, report: CollectReport) -> None:
             continue
         try:
             sync_jobs(parts.engine, source.cluster, source.name, source.last_jobs,
-                      datetime.now(UTC), keep)
+                      report.slot, keep)  # the slot's time, like every point of it
         except SQLAlchemyError as exc:
             message = f"state store: {describe_db_error(exc)}; batch_jobs_current of " \
                       f"{source.cluster} not updated"

@@ -57,13 +57,19 @@ def tag_variable(name: str, measurement: str, key: str, label: str,
     where = " AND ".join(f'"{tag}" =~ /^${var}$/' for var, tag in parents)
     query = f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"' + \
         (f" WHERE {where}" if where else "")
-    return Template(name=name, label=label, dataSource=INFLUX, query=query, includeAll=True,
-                    multi=True, allValue=".*", default="$__all", refresh=1)
+    return showing_all(Template(name=name, label=label, dataSource=INFLUX, query=query,
+                                includeAll=True, multi=True, allValue=".*", refresh=1))
 
 
 def sql_variable(name: str, label: str, query: str) -> Template:
-    return Template(name=name, label=label, dataSource=MYSQL, query=query, includeAll=True,
-                    multi=True, default="$__all", refresh=1)
+    return showing_all(Template(name=name, label=label, dataSource=MYSQL, query=query,
+                                includeAll=True, multi=True, refresh=1))
+
+
+def showing_all(template: Template) -> Template:
+    """Start on All: a dashboard opens on everything, the user narrows it."""
+    template._current = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    return template
 
 
 def text_variable(name: str, label: str) -> Template:
@@ -75,8 +81,9 @@ def custom_variable(name: str, label: str, values: Sequence[str], with_all: bool
                     ) -> Template:
     """A fixed list; with_all: several values or All (".*") for a tag filter."""
     if with_all:
-        return Template(name=name, label=label, type="custom", query=",".join(values),
-                        includeAll=True, multi=True, allValue=".*")
+        return showing_all(Template(name=name, label=label, type="custom",
+                                    query=",".join(values), includeAll=True, multi=True,
+                                    allValue=".*"))
     return Template(name=name, label=label, type="custom", query=",".join(values),
                     default=values[0])
 

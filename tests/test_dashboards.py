@@ -1,0 +1,342 @@
+"""The dashboards: they build, hang together, and every panel query runs on real, filled stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from qmonit import cli, config
+from qmonit.collect import collect
+from qmonit.components import build
+from qmonit.derive.job import derive
+from qmonit.downsample import rollup
+from qmonit.grafana.build import build_all
+from qmonit.grafana.provision import OPEN_FLAGS_SQL, STALE_SQL, alert_rules
+from qmonit.sample import SLOT, slot_start
+from tests.grafana_macros import ALL, View, expand_influx, expand_sql
+from tests.servers import Reply, ScriptedServer
+
+DAY = slot_start(datetime.now(UTC)).replace(hour=0, minute=0) - timedelta(days=1)
+# 11:00 to 12:10 UTC: PanDA's simulated outage starts at 12:00, so the stale flag is open.
+FILL_SLOTS = [DAY + timedelta(hours=11) + SLOT * n for n in range(8)]
+VIEW_START, VIEW_END = DAY, DAY + timedelta(days=1)
+RPS = ("10m", "1h", "1d")
+NO_SOURCES = {"sources": {"enabled": "simulated"}}
+
+
+def boards() -> list:
+    return build_all(config.defaults(NO_SOURCES))
+
+
+def panels(model: dict) -> list[dict]:
+    return [p for p in model["panels"] if p["type"] != "row"]
+
+
+@pytest.fixture(scope="module")
+def filled(influxd, mariadb, tmp_path_factory):
+    """InfluxDB and MariaDB after a simulated run: 8 collect + derive cycles, roll-ups."""
+    name = f"qmonit_dash_{os.getpid()}"
+    admin = create_engine(make_url(mariadb).set(database=""))
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    hook = ScriptedServer()
+    hook.routes["/hook"] = [Reply(200, "ok")]
+    directory = tmp_path_factory.mktemp("dash")
+    path = directory / "config.cfg"
+    path.write_text(f"[qmonit]\ndata_dir = {directory / 'data'}\n"
+                    f"[influxdb]\nurl = {influxd.url}\ndatabase = {name}\n"
+                    f"[sql]\nurl = {make_url(mariadb).set(database=name).render_as_string(False)}\n"
+                    f"[sources]\nenabled = simulated, simulated_batch\n"
+                    f"[notify]\nwebhook_url = {hook.url}/hook\n"
+                    f"[logging]\nlevel = ERROR\n")
+    path.chmod(0o600)
+    assert cli.main(["-c", str(path), "init"]) == 0
+    parts = build(config.load(str(path), environ={}))
+    for slot in FILL_SLOTS:
+        collect(parts, slot)
+        derive(parts, slot)
+    for job in ("hourly", "daily"):
+        assert rollup(parts, job, DAY + timedelta(days=1, minutes=5), progress=False).errors == []
+    engine = create_engine(make_url(mariadb).set(database=name))
+    yield parts, engine, hook
+    engine.dispose()
+    hook.close()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+    admin.dispose()
+
+
+def run_sql(engine, query: str) -> list[tuple]:
+    with engine.connect() as conn:
+        conn.execute(text("SET time_zone = '+00:00'"))  # what Grafana's MySQL datasource does
+        return [tuple(r) for r in conn.exec_driver_sql(query)]
+
+
+def make_view(model: dict, parts, engine, rp: str, **selected) -> View:
+    """The dashboard's variables with every query variable's options read from the stores."""
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    view = View(VIEW_START, VIEW_END, variables=variables,
+                selected={"rp": rp, **selected})
+    for name, variable in variables.items():
+        if variable["type"] == "custom":
+            view.values[name] = variable["query"].split(",")
+        elif variable["type"] == "query" and name != "rp":
+            view.values[name] = variable_options(variable, view, parts, engine)
+    return view
+
+
+def variable_options(variable: dict, view: View, parts, engine) -> list[str]:
+    if variable["datasource"]["type"] == "influxdb":
+        rows = parts.store.rows(expand_influx(variable["query"], view))
+        return sorted({str(row["value"]) for row in rows})
+    return [str(row[0]) for row in run_sql(engine, expand_sql(variable["query"], view))]
+
+
+def run_target(target: dict, view: View, parts, engine) -> int:
+    """Rows the target's query returns, expanded as Grafana would."""
+    if target["datasource"]["type"] == "influxdb":
+        return len(parts.store.rows(expand_influx(target["query"], view)))
+    return len(run_sql(engine, expand_sql(target["rawSql"], view)))
+
+
+# -- building and structure --------------------------------------------------------------
+
+def test_every_dashboard_file_builds_with_a_uid_title_and_panels():
+    built = boards()
+    assert [(b.name, b.uid) for b in built] == [
+        ("batch", "qmonit-batch"), ("factories", "qmonit-factories"), ("jobs", "qmonit-jobs"),
+        ("pipeline", "qmonit-pipeline"), ("suspicious", "qmonit-suspicious")]
+    assert [b.title for b in built] == ["Batch Clusters", "Pilot Factories", "Jobs Monitoring",
+                                        "Pipeline Health", "Suspicious Sites"]
+    for board in built:
+        assert len(panels(board.model)) >= 6, board.name
+        assert board.model["timezone"] == "utc"
+
+
+def test_panel_ids_are_unique_and_grid_positions_do_not_overlap():
+    for board in boards():
+        ids = [p["id"] for p in board.model["panels"]]
+        assert len(ids) == len(set(ids)), board.name
+        boxes = [(p["title"], p["gridPos"]) for p in board.model["panels"]]
+        for n, (title, a) in enumerate(boxes):
+            assert a["x"] >= 0 and a["x"] + a["w"] <= 24, (board.name, title)
+            for other, b in boxes[n + 1:]:
+                apart = (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+                         or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"])
+                assert apart, f"{board.name}: {title} overlaps {other}"
+
+
+def test_every_panel_says_what_its_number_means_and_uses_a_defined_datasource():
+    defined = {"qmonit-influxdb", "qmonit-mysql"}
+    for board in boards():
+        for panel in panels(board.model):
+            assert len(panel["description"]) > 20, (board.name, panel["title"])
+            assert panel["datasource"]["uid"] in defined
+            assert panel["targets"], (board.name, panel["title"])
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] in defined
+        for variable in board.model["templating"]["list"]:
+            if variable["type"] == "query":
+                assert variable["datasource"]["uid"] in defined
+
+
+def test_build_puts_the_configured_datasource_uids_everywhere():
+    cfg = config.defaults({**NO_SOURCES, "grafana": {"influxdb_datasource": "influx-prod",
+                                       "sql_datasource": "mysql-prod"}})
+    text_of_all = json.dumps([b.model for b in build_all(cfg)])
+    assert "qmonit-influxdb" not in text_of_all and "qmonit-mysql" not in text_of_all
+    assert text_of_all.count('"uid": "influx-prod"') > 20
+    assert text_of_all.count('"uid": "mysql-prod"') > 20
+
+
+def test_every_link_goes_to_a_dashboard_that_exists_with_the_variables_it_sets():
+    built = {b.uid: b.model for b in boards()}
+    links = 0
+    for uid, model in built.items():
+        for panel in panels(model):
+            found = [link["url"] for link in panel.get("links", [])]
+            for override in panel.get("fieldConfig", {}).get("overrides", []):
+                for prop in override["properties"]:
+                    if prop["id"] == "links":
+                        found += [link["url"] for link in prop["value"]]
+            for url in found:
+                match = re.fullmatch(r"/d/([\w-]+)\?\$\{__url_time_range\}((?:&var-\w+=[^&]+)*)",
+                                     url)
+                assert match, f"{uid} {panel['title']}: {url}"
+                target = built.get(match.group(1))
+                assert target is not None, f"{uid} {panel['title']} links to {match.group(1)}"
+                names = {v["name"] for v in target["templating"]["list"]}
+                for name in re.findall(r"&var-(\w+)=", match.group(2)):
+                    assert name in names, f"{url}: {match.group(1)} has no variable {name}"
+                links += 1
+    assert links == 7  # suspicious -> jobs (3), factory -> labels -> queue -> jobs (4)
+
+
+def test_long_time_ranges_switch_to_the_rolled_up_retention_policies(filled):
+    parts, _, _ = filled
+    query = next(v for v in boards()[2].model["templating"]["list"] if v["name"] == "rp")["query"]
+    for days, rp in ((0.25, "10m"), (2, "10m"), (3, "1h"), (62, "1h"), (63, "1d"), (3650, "1d")):
+        view = View(VIEW_END - timedelta(days=days), VIEW_END)
+        assert [row["first"] for row in parts.store.rows(expand_influx(query, view))] == [rp], \
+            f"{days} days"
+
+
+# -- every query against the filled stores ------------------------------------------------
+
+def test_every_variable_query_returns_values(filled):
+    parts, engine, _ = filled
+    for board in boards():
+        view = make_view(board.model, parts, engine, "10m")
+        for name, variable in view.variables.items():
+            if variable["type"] == "query" and name != "rp":
+                assert view.values[name], f"{board.name}: ${name} has no values"
+
+
+def test_every_panel_query_runs_and_returns_rows_at_every_resolution(filled):
+    parts, engine, _ = filled
+    empty, ran = [], 0
+    for board in boards():
+        for rp in RPS:
+            view = make_view(board.model, parts, engine, rp)
+            for panel in panels(board.model):
+                for target in panel["targets"]:
+                    query = target.get("query") or target.get("rawSql")
+                    if rp != "10m" and "$rp" not in query:
+                        continue  # a SQL panel reads the same rows at every resolution
+                    ran += 1
+                    if run_target(target, view, parts, engine) == 0:
+                        empty.append(f"{board.name} / {panel['title']} / {target['refId']} "
+                                     f"at {rp}")
+    assert empty == [], "\n".join(empty)
+    assert ran > 100
+
+
+def test_a_variable_set_to_one_value_narrows_the_panels(filled):
+    parts, engine, _ = filled
+    jobs = boards()[2].model
+    view = make_view(jobs, parts, engine, "10m")
+    panel = next(p for p in panels(jobs) if p["title"] == "By PanDA job status")
+    everything = parts.store.rows(expand_influx(panel["targets"][0]["query"], view))
+    cloud = view.values["cloud"][0]
+    view.selected["cloud"] = [cloud]
+    narrowed = parts.store.rows(expand_influx(panel["targets"][0]["query"], view))
+    assert 0 < sum(r["n"] for r in narrowed) < sum(r["n"] for r in everything)
+
+
+def test_jobs_panels_agree_with_the_queue_stats_table(filled):
+    """The InfluxDB panels and the SQL current state count the same jobs in the last slot."""
+    parts, engine, _ = filled
+    jobs = boards()[2].model
+    view = make_view(jobs, parts, engine, "10m")
+    (running, failed, finished), = run_sql(
+        engine, "SELECT SUM(running), SUM(failed), SUM(finished) FROM queue_stats")
+    by_status = next(p for p in panels(jobs) if p["title"] == "By PanDA job status")
+    rows = parts.store.rows(expand_influx(by_status["targets"][0]["query"], view))
+    last = max(r["time"] for r in rows)
+    assert last == int((DAY + timedelta(hours=11, minutes=50)).timestamp())  # 12:00 failed
+    assert sum(r["n"] for r in rows if r["time"] == last and r["job_status"] == "running") \
+        == running
+    ratio = next(p for p in panels(jobs) if p["title"] == "Failure ratio" and p["type"] == "stat")
+    values = parts.store.rows(expand_influx(ratio["targets"][0]["query"], view))
+    assert values[-1]["failure_ratio"] == pytest.approx(failed / (failed + finished))
+
+
+def test_suspicious_sites_show_the_open_stale_flag_and_the_notification(filled):
+    parts, engine, hook = filled
+    suspicious = boards()[4].model
+    view = make_view(suspicious, parts, engine, "10m")
+    table = next(p for p in panels(suspicious) if p["title"] == "Open alerts"
+                 and p["type"] == "table")
+    rows = run_sql(engine, expand_sql(table["targets"][0]["rawSql"], view))
+    stale = [r for r in rows if r[0] == "source:panda"]
+    assert [(r[3], r[4]) for r in stale] == [("stale", "critical")]
+    assert "source panda: no successful collect since" in stale[0][6]
+    assert any(r.path == "/hook" for r in hook.requests)
+    assert run_sql(engine, OPEN_FLAGS_SQL)[0][0] == sum(1 for r in rows if r[4] == "critical")
+
+
+def test_pilot_factories_show_every_label_with_its_message(filled):
+    parts, engine, _ = filled
+    factories = boards()[1].model
+    view = make_view(factories, parts, engine, "10m")
+    labels = next(p for p in panels(factories) if p["title"] == "Labels")
+    rows = run_sql(engine, expand_sql(labels["targets"][0]["rawSql"], view))
+    assert len(rows) == len(run_sql(engine, "SELECT * FROM factory_labels")) > 0
+    for row in rows:
+        created, running, exiting, done, fault, activated, message = row[5:12]
+        assert message.startswith(f"{activated:.0f} activated jobs, {created:.0f} pilots queued, "
+                                  f"{running:.0f} running, {exiting:.0f} exiting; last hour "
+                                  f"{done:.0f} done, {fault:.0f} fault.")
+        assert ("In trouble:" in message) == bool(row[4])
+
+
+def test_the_stale_data_alert_counts_sources_without_a_write_for_30_minutes(filled):
+    _, engine, _ = filled
+    collected = run_sql(engine, "SELECT COUNT(*) FROM source_status WHERE job = 'collect'")[0][0]
+    assert collected >= 5  # panda, harvester, slurm, htcondor (factory), sinks, ...
+    # The fill is a day old: every source of the collect job is stale now.
+    assert run_sql(engine, STALE_SQL)[0][0] == collected
+    for group in alert_rules(config.defaults(NO_SOURCES))["groups"]:
+        queries = [d["model"]["rawSql"] for rule in group["rules"] for d in rule["data"]
+                   if d["datasourceUid"] == "qmonit-mysql"]
+        assert queries == [OPEN_FLAGS_SQL, STALE_SQL]
+
+
+def test_dashboards_build_writes_json_and_provisioning(write_config, tmp_path):
+    cfg = write_config({**NO_SOURCES, "influxdb": {"url": "https://influx.example.org:8086",
+                                     "database": "monit", "username": "grafana",
+                                     "password": "influx-Secret-1"},
+                        "sql": {"url": "mysql+mysqlconnector://reader@db.example.org/qmonit",
+                                "password": "sql-Secret-2"}})
+    out = tmp_path / "grafana"
+    assert cli.main(["-c", str(cfg), "dashboards", "build", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == [
+        "batch.json", "factories.json", "jobs.json", "pipeline.json", "suspicious.json"]
+    assert json.loads((out / "jobs.json").read_text())["uid"] == "qmonit-jobs"
+    files = {p.relative_to(out / "provisioning").as_posix(): p.read_text()
+             for p in (out / "provisioning").rglob("*.yaml")}
+    assert sorted(files) == ["alerting/qmonit.yaml", "dashboards/qmonit.yaml",
+                             "datasources/qmonit.yaml"]
+    everything = "".join(files.values())
+    assert "Secret" not in everything
+    datasources = files["datasources/qmonit.yaml"]
+    for expected in ("url: https://influx.example.org:8086", "dbName: monit", "user: grafana",
+                     "password: ${QMONIT_INFLUXDB_PASSWORD}", "url: db.example.org:3306",
+                     "user: reader", "database: qmonit", "password: ${QMONIT_SQL_PASSWORD}"):
+        assert expected in datasources
+    assert f"path: {out.resolve()}" in files["dashboards/qmonit.yaml"]
+    assert "uid: qmonit-stale-data" in files["alerting/qmonit.yaml"]
+    assert "{{ $$values.B.Value }}" in files["alerting/qmonit.yaml"]
+
+
+def test_a_broken_dashboard_file_is_named_and_exits_2(write_config, tmp_path, capsys):
+    boards_dir = tmp_path / "boards"
+    boards_dir.mkdir()
+    (boards_dir / "ok.dashboard.py").write_text(
+        Path(__file__).parents[1].joinpath("dashboards", "jobs.dashboard.py").read_text())
+    (boards_dir / "broken.dashboard.py").write_text("dashboard = undefined_name\n")
+    cfg = write_config({**NO_SOURCES, "grafana": {"dashboards_dir": str(boards_dir)}})
+    assert cli.main(["-c", str(cfg), "dashboards", "build", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{boards_dir / 'broken.dashboard.py'}: NameError: name 'undefined_name' is not " \
+           f"defined" in err
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_all_value_is_what_grafana_sends():
+    view = View(VIEW_START, VIEW_END, variables={
+        "cloud": {"name": "cloud", "multi": True, "includeAll": True, "allValue": ".*",
+                  "current": {"value": ALL}},
+        "owner": {"name": "owner", "multi": True, "includeAll": True, "current": {}}},
+        values={"owner": ["a'b", "c.d"]}, selected={"owner": ALL})
+    assert expand_influx('"cloud" =~ /^$cloud$/', view) == '"cloud" =~ /^.*$/'
+    assert expand_sql("owner IN (${owner:sqlstring})", view) == "owner IN ('a''b','c.d')"
+    assert expand_sql("owner REGEXP '^${owner:regex}$'", view) == r"owner REGEXP '^(a'b|c\.d)$'"
