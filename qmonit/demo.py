@@ -87,7 +87,8 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
         print(f"Cycle {r.slot:%H:%M} UTC: {reasons} — nothing written for it, recorded in "
               f"qmonit_run.", file=out)
     print(f"Stored in: {cfg.sql_url} (tables ts_points, ts_series, ts_tags; state: queues, "
-          f"queue_stats, alerts, batch_jobs_current, batch_jobs_ended)", file=out)
+          f"queue_stats, alerts, batch_jobs_current, batch_jobs_ended, source_status, "
+          f"factory_labels)", file=out)
     print(f"\nSuspicious sites at {last:%Y-%m-%d %H:%M} UTC (derive ran after each of the last "
           f"{DERIVE_HOURS * 6} cycles, {derive_s:.1f} s in all):", file=out)
     print(render_suspicious(parts.engine), end="", file=out)
@@ -96,4 +97,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
         print("\nClosed during the run:", file=out)
         for alert in closed:
             print(f"  {describe(alert)}", file=out)
+    print("\nGrafana: `qmonit dashboards build -o DIR` writes the five dashboards and their "
+          "provisioning files; `qmonit dashboards push` uploads them (see README, "
+          "Dashboards).", file=out)
     return 0
