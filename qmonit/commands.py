@@ -213,7 +213,8 @@ def spool(args: argparse.Namespace, parts: Components) -> int:
 
 
 def dashboards(args: argparse.Namespace, cfg: Config) -> int:
-    from qmonit.grafana.build import DashboardError, build_all, write_atomic, write_json
+    from qmonit.files import write_text_atomic
+    from qmonit.grafana.build import DashboardError, build_all, write_json
     from qmonit.grafana.provision import documents
     from qmonit.grafana.push import GrafanaError, push_all
 
@@ -228,7 +229,7 @@ def dashboards(args: argparse.Namespace, cfg: Config) -> int:
             print(f"wrote {path}")
         texts, notes = documents(cfg, out_dir)
         for relative, text in texts.items():
-            write_atomic(out_dir / "provisioning" / relative, text)
+            write_text_atomic(out_dir / "provisioning" / relative, text)
             print(f"wrote {out_dir / 'provisioning' / relative}")
         for note in notes:
             log.warning(note)

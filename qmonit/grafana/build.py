@@ -9,8 +9,6 @@ provisioned datasources.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from grafanalib._gen import DashboardEncoder, loader
 
 from qmonit.config import Config
+from qmonit.files import write_text_atomic
 from qmonit.grafana.helpers import INFLUX, MYSQL
 
 SUFFIX = ".dashboard.py"
@@ -92,20 +91,10 @@ def build_all(cfg: Config, directory: Path | None = None) -> list[Built]:
     return built
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name and rename it into place: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
-
-
 def write_json(built: list[Built], out_dir: Path) -> list[Path]:
     paths = []
     for board in built:
         path = out_dir / f"{board.name}.json"
-        write_atomic(path, json.dumps(board.model, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(path, json.dumps(board.model, indent=2, sort_keys=True) + "\n")
         paths.append(path)
     return paths

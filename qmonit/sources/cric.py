@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 
 import requests
 
+from qmonit.files import write_text_atomic
 from qmonit.http import describe_failure, make_session, safe_url
 from qmonit.sources.base import SourceError
 
@@ -150,15 +150,9 @@ class CricTopology:
         return Topology(queues, "fresh", now, f"{len(queues)} queues from {self.origin}")
 
     def _save(self, queues: dict[str, QueueInfo], now: datetime) -> None:
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_name(self.cache_path.name + ".tmp")
         payload = {"fetched_at": now.isoformat(),
                    "queues": {name: asdict(q) for name, q in queues.items()}}
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.cache_path)
+        write_text_atomic(self.cache_path, json.dumps(payload))
 
     def _fallback(self, error: str, now: datetime) -> Topology:
         try:
