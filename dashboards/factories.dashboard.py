@@ -17,8 +17,9 @@ from qmonit.grafana.helpers import (
     threshold_column,
     timeseries,
 )
+from qmonit.stores.status_tables import APF_COUNTS
 
-COUNTS = ("created", "running", "exiting", "done", "fault")
+COUNTS = APF_COUNTS
 # The variables are InfluxDB tag values with All as ".*": regular expressions in SQL too.
 LABEL_FILTER = "factory REGEXP '^${factory:regex}$' AND label REGEXP '^${queue:regex}$'"
 FILTERS = tag_filter(("factory", "factory"), ("cloud", "cloud"), ("queue", "panda_queue"))

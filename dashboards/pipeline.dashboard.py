@@ -13,8 +13,8 @@ from qmonit.grafana.helpers import (
     threshold_column,
     timeseries,
 )
+from qmonit.grafana.provision import STALE_MINUTES
 
-STALE_MINUTES = 30
 SINCE_OK = "TIMESTAMPDIFF(MINUTE, last_ok_slot, UTC_TIMESTAMP())"
 RUNS = 'FROM "$rp"."qmonit_run" WHERE $timeFilter AND "job" =~ /^$job$/'
 

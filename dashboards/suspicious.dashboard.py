@@ -16,8 +16,8 @@ from qmonit.grafana.helpers import (
     tag_filter,
     timeseries,
 )
+from qmonit.model import RULES
 
-RULES = ("drop", "starving", "failing", "backlog", "stale")
 SQL_FILTERS = ("cloud IN (${cloud:sqlstring}) AND atlas_site IN (${site:sqlstring}) "
                "AND prod_source IN (${prod_source:sqlstring})")
 FLAGGED = " OR ".join(f"{rule}_flag IS NOT NULL" for rule in RULES)

@@ -340,3 +340,10 @@ def test_all_value_is_what_grafana_sends():
     assert expand_influx('"cloud" =~ /^$cloud$/', view) == '"cloud" =~ /^.*$/'
     assert expand_sql("owner IN (${owner:sqlstring})", view) == "owner IN ('a''b','c.d')"
     assert expand_sql("owner REGEXP '^${owner:regex}$'", view) == r"owner REGEXP '^(a'b|c\.d)$'"
+
+
+def test_a_missing_dashboards_directory_is_named_and_exits_2(write_config, tmp_path, capsys):
+    cfg = write_config({**NO_SOURCES, "grafana": {"dashboards_dir": str(tmp_path / "none")}})
+    assert cli.main(["-c", str(cfg), "dashboards", "build"]) == 2
+    assert capsys.readouterr().err == (f"qmonit dashboards: {tmp_path / 'none'}: no such "
+                                       f"directory ([grafana] dashboards_dir)\n")

@@ -1,4 +1,4 @@
-"""factory_labels (the label message, trouble) and source_status (the stale indicator) on MariaDB."""
+"""factory_labels (label message, trouble) and source_status (the stale indicator) on MariaDB."""
 
 from __future__ import annotations
 

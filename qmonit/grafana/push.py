@@ -13,7 +13,6 @@ from typing import Any
 
 import requests
 
-from qmonit import __version__
 from qmonit.grafana.build import Built
 from qmonit.http import describe_failure, make_session, safe_url
 
@@ -71,8 +70,7 @@ class GrafanaClient:
             raise GrafanaError("[grafana] url is empty: say where Grafana is")
         self.url = settings["url"].rstrip("/")
         self.timeout = settings["timeout_s"]
-        self.session = make_session(settings)  # Bearer token, TLS settings
-        self.session.headers["User-Agent"] = f"qmonit/{__version__}"
+        self.session = make_session(settings)  # Bearer token, TLS settings, User-Agent
 
     def request(self, method: str, path: str, what: str, folder: str,
                 body: dict[str, Any] | None = None) -> requests.Response:
