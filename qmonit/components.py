@@ -22,6 +22,8 @@ from qmonit.stores.base import TimeSeriesStore
 from qmonit.stores.durable import DurableWriter
 from qmonit.stores.embedded import EmbeddedStore
 from qmonit.stores.influx import InfluxStore
+from qmonit.stores.rollup_buffer import FILE_NAME as BUFFER_FILE
+from qmonit.stores.rollup_buffer import RollupBuffer
 from qmonit.stores.spool import Spool
 from qmonit.stores.sql import make_engine
 
@@ -39,6 +41,7 @@ class Components:
     topology: Any  # has load(slot) -> Topology
     grid: SimulatedGrid | None = None
     rules: dict[str, RuleSet] | None = None
+    buffer: RollupBuffer | None = None  # what the hourly roll-up reads instead of the store
 
 
 def build(cfg: Config) -> Components:
@@ -46,6 +49,8 @@ def build(cfg: Config) -> Components:
     influx = cfg.section("influxdb")
     store: TimeSeriesStore = InfluxStore(influx) if influx["url"] else EmbeddedStore(engine)
     spool = Spool(cfg.spool_dir, int(cfg.get("spool", "max_mb") * 1024 * 1024))
+    buffer = RollupBuffer(Path(cfg.data_dir) / BUFFER_FILE, cfg.get("downsample", "buffer_hours")) \
+        if cfg.get("downsample", "buffer") else None
     enabled = cfg.get("sources", "enabled")
     sources: list[Source] = []
     grid = None
@@ -76,8 +81,8 @@ def build(cfg: Config) -> Components:
         sources.append(_slurm_source(cfg, rules["slurm"]))
     if cfg.get("cric", "url") and grid is None:
         topology = CricTopology(cfg.section("cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
-    return Components(cfg, engine, store, spool, DurableWriter(store, spool), sources, topology,
-                      grid, rules)
+    return Components(cfg, engine, store, spool, DurableWriter(store, spool, buffer), sources,
+                      topology, grid, rules, buffer)
 
 
 def _slurm_source(cfg: Config, rules: RuleSet) -> Source:

@@ -223,6 +223,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
                                      "int", minimum=1),
         "max_daily_windows": Option("31", "At most this many days rolled up per run and "
                                     "measurement.", "int", minimum=1),
+        "buffer": Option("true", "Keep the raw values of the hours not yet rolled up in "
+                         "<data_dir>/rollup-buffer.sqlite, so the hourly job need not read them "
+                         "back from the store (an ATLAS-scale hour: seconds, not half a "
+                         "minute). Set false where more than one qmonit installation writes "
+                         "into the same database.", "bool"),
+        "buffer_hours": Option("12", "Hours the buffer keeps when the hourly job does not run; "
+                               "older hours are then rolled up from the store.", "int",
+                               minimum=2),
     },
     "grafana": {
         "url": Option("", "Grafana base URL for `qmonit dashboards push`, e.g. "

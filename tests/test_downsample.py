@@ -195,3 +195,80 @@ def test_points_replayed_from_the_spool_roll_their_windows_up_again(parts_for, t
     rollup(parts, "hourly", now, progress=False)
     assert rolled(parts, "1h")[("B", H)] == {"jobs": 16, "jobs_max": 36, "cores": 32,
                                             "cores_max": 72}  # (5 + 7 + 36) / 3
+
+
+# -- the roll-up buffer: the same result without reading the hour back from the store ------
+
+def buffer_tables(parts):
+    import sqlite3
+
+    with sqlite3.connect(parts.buffer.path) as conn:
+        return sorted(r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'points_%'"))
+
+
+def test_hours_the_buffer_holds_are_read_from_it_with_the_same_result(parts_for):
+    parts = parts_for()
+    parts.writer.write(raw_points())  # the buffer starts at 09:00: complete from 10:00 on
+    report = rollup(parts, "hourly", H + 2 * HOUR + timedelta(minutes=7), progress=False)
+    assert report.exit_code == 0, report.errors
+    # jobs: 09:00 from the store, 10:00 and 11:00 from the buffer; qmonit_run: 10:00, 11:00
+    assert (report.done, report.buffered) == ({"jobs": 3, "qmonit_run": 2}, 4)
+    assert rolled(parts, "1h") == {**HOURLY, ("A", H + HOUR): {
+        "jobs": 1000, "jobs_max": 1000, "cores": 2000, "cores_max": 2000}}
+    assert rolled(parts, "1h", "qmonit_run") == {("-", H): {"points": 3.0, "points_max": 3.0}}
+    # 09:00-11:00 rolled up and dropped; 12:00 holds this run's own qmonit_run point
+    assert buffer_tables(parts) == [f"points_{int((H + 2 * HOUR).timestamp())}"]
+
+    backfill = rollup(parts, "hourly", H + 2 * HOUR + timedelta(minutes=7), since=H,
+                      progress=False)  # the same windows again, from the store
+    assert (backfill.done["jobs"], backfill.buffered) == (2, 0)
+    assert rolled(parts, "1h")[("A", H)] == HOURLY[("A", H)]
+    assert rolled(parts, "1h")[("B", H)] == HOURLY[("B", H)]
+
+
+def test_late_points_and_a_rejected_write_send_their_windows_to_the_store(parts_for):
+    from qmonit.collect import collect
+    from qmonit.sources.base import Collection
+
+    parts = parts_for()
+    parts.writer.write(raw_points())
+    now = H + HOUR + timedelta(minutes=7)
+    first = rollup(parts, "hourly", now, progress=False)
+    assert (first.done["jobs"], first.buffered) == (2, 2)  # 10:00 for jobs and qmonit_run
+    late = make_sample("jobs", {"q": "B"}, {"jobs": 36, "cores": 72}, H + 5 * SLOT)
+    parts.spool.put([late], "10m")
+
+    class Quiet:
+        name = "panda"
+
+        def collect(self, slot):
+            return Collection()
+
+    parts.sources = [Quiet()]
+    collect(parts, now)  # replays the late point: 10:00 is rolled up again, from the store
+    again = rollup(parts, "hourly", now, progress=False)
+    assert (again.done["jobs"], again.buffered) == (1, 0)
+    assert rolled(parts, "1h")[("B", H)] == {"jobs": 16, "jobs_max": 36, "cores": 32,
+                                            "cores_max": 72}
+
+    if parts_for.path == "embedded":
+        return  # the embedded store rejects nothing
+    conflict = make_sample("jobs", {"q": "C"}, {"jobs": "text"}, H + HOUR + SLOT)
+    fine = make_sample("jobs", {"q": "A"}, {"jobs": 999, "cores": 0}, H + HOUR + 2 * SLOT)
+    delivery = parts.writer.write([conflict, fine])
+    assert delivery.rejected == 1
+    later = rollup(parts, "hourly", now + HOUR, progress=False)
+    assert later.buffered == 1  # qmonit_run's 11:00 only: jobs 11:00 is tainted
+    assert rolled(parts, "1h")[("A", H + HOUR)] == {"jobs": 999.5, "jobs_max": 1000,
+                                                    "cores": 1000, "cores_max": 2000}
+
+
+def test_without_the_buffer_every_window_reads_the_store(parts_for):
+    parts = parts_for(downsample={"buffer": "false"})
+    assert parts.buffer is None
+    parts.writer.write(raw_points())
+    report = rollup(parts, "hourly", H + 2 * HOUR, progress=False)
+    assert (report.done["jobs"], report.buffered) == (3, 0)
+    assert {k: v for k, v in rolled(parts, "1h").items() if k[1] == H} == {
+        k: v for k, v in HOURLY.items() if k[1] == H}

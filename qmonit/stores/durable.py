@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from qmonit.sample import Sample
 from qmonit.stores.base import TimeSeriesStore, WriteResult
+from qmonit.stores.rollup_buffer import RollupBuffer
 from qmonit.stores.spool import ReplayResult, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
@@ -31,20 +32,29 @@ class Delivery:
 
 class DurableWriter:
     """Once the store has failed, the rest of this run spools without trying it again, so a
-    run with the store down costs one retry deadline, not one per write."""
+    run with the store down costs one retry deadline, not one per write.
 
-    def __init__(self, store: TimeSeriesStore, spool: Spool):
+    Every raw ("10m") write, first try or replay, also goes to the roll-up buffer; points
+    the store will never hold (rejected, or lost to a full spool) taint their windows there."""
+
+    def __init__(self, store: TimeSeriesStore, spool: Spool, buffer: RollupBuffer | None = None):
         self.store = store
         self.spool = spool
+        self.buffer = buffer
         self.down: str | None = None
 
     def _write(self, samples: Sequence[Sample], retention: str) -> WriteResult:
+        buffered = self.buffer is not None and retention == "10m"
+        if buffered:
+            self.buffer.add(samples)
         if self.down:
             return WriteResult(unwritten=list(samples),
                                error=f"{self.down} (not tried again in this run)")
         result = self.store.write(samples, retention)
         if result.unwritten:
             self.down = result.error
+        if buffered and result.rejected:
+            self.buffer.taint(samples)  # a rejection does not say which points it was
         for rejection in result.rejected:
             kept = self.spool.put_rejected([rejection.first_line], rejection.reason)
             log.error("%s rejected %d point(s): %s; first offending line: %s (kept in %s)",
@@ -61,6 +71,8 @@ class DurableWriter:
             try:
                 path = self.spool.put(result.unwritten, retention)
             except SpoolFull as exc:
+                if self.buffer is not None and retention == "10m":
+                    self.buffer.taint(result.unwritten)
                 delivery.lost = len(result.unwritten)
                 delivery.errors.append(str(exc))
                 log.critical("%s; the store said: %s", exc, result.error)

@@ -1,0 +1,92 @@
+"""The roll-up buffer on its own: when it vouches for a window, pruning, a damaged file."""
+
+import logging
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from qmonit.sample import make_sample
+from qmonit.stores.rollup_buffer import RollupBuffer
+
+H = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+SLOT = timedelta(minutes=10)
+
+
+def jobs(queue, value, when, **extra):
+    return make_sample("jobs", {"panda_queue": queue}, {"jobs": value, **extra}, when)
+
+
+def tables(buffer):
+    with sqlite3.connect(buffer.path) as conn:
+        return sorted(r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'points_%'"))
+
+
+def test_a_new_buffer_vouches_from_the_next_full_hour(tmp_path):
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    assert not buffer.covers("jobs", H, H + HOUR)  # no file yet
+    buffer.add([jobs("A", 1, H + 2 * SLOT)])  # created in the middle of 10:00
+    assert not buffer.covers("jobs", H, H + HOUR)
+    assert buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
+    assert buffer.covers("workers", H + HOUR, H + 2 * HOUR)  # nothing written is nothing
+    assert not buffer.covers("jobs", H + HOUR, H + HOUR + SLOT)  # hours only
+
+
+def test_means_maxima_and_overwritten_slots(tmp_path):
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    buffer.add([jobs("A", 1, H - SLOT)])
+    buffer.add([jobs("A", 10, H), jobs("B", 4, H, state="text is skipped")])
+    buffer.add([jobs("A", 30, H + SLOT), jobs("A", 20, H)])  # 10:00 again: overwrites 10
+    buffer.add([jobs("B", 8, H + 5 * SLOT), jobs("A", 99, H + HOUR)])
+    assert buffer.covers("jobs", H, H + HOUR)
+    got = {dict(s.tags)["panda_queue"]: (s.fields, s.time) for s in buffer.aggregates("jobs", H)}
+    assert got == {"A": ((("jobs", 25.0), ("jobs_max", 30.0)), H),
+                   "B": ((("jobs", 6.0), ("jobs_max", 8.0)), H)}
+    assert buffer.aggregates("workers", H) == []
+    assert buffer.aggregates("jobs", H + 5 * HOUR) == []  # an hour nothing was written in
+
+
+def test_rolled_up_windows_taints_and_dropped_hours(tmp_path):
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    buffer.add([jobs("A", 1, H - SLOT)])
+    buffer.add([jobs("A", 1, H), make_sample("workers", {"f": "x"}, {"workers": 2}, H),
+                jobs("A", 2, H + HOUR)])
+    buffer.taint([jobs("A", 2, H + HOUR)])
+    assert not buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
+    buffer.rolled_up("jobs", H + HOUR)
+    assert not buffer.covers("jobs", H, H + HOUR)  # rolled up: a re-run reads the store
+    assert buffer.drop_rolled_up_hours() == 1  # 09:00; 10:00 still has workers to do
+    assert tables(buffer) == [f"points_{int(t.timestamp())}" for t in (H, H + HOUR)]
+    buffer.rolled_up("workers", H + HOUR)
+    buffer.rolled_up("jobs", H + 2 * HOUR)
+    assert buffer.drop_rolled_up_hours() == 2
+    assert tables(buffer) == []
+    buffer.rolled_up("jobs", H + HOUR)  # never goes back
+    assert not buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
+    assert buffer.covers("jobs", H + 2 * HOUR, H + 3 * HOUR)
+
+
+def test_hours_never_rolled_up_are_pruned_after_buffer_hours(tmp_path, caplog):
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=3)
+    for n in range(6):
+        buffer.add([jobs("A", n, H + n * HOUR)])
+        buffer.close()  # a new collect run each time
+        buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=3)
+    assert tables(buffer) == [f"points_{int((H + n * HOUR).timestamp())}" for n in (2, 3, 4, 5)]
+    assert not buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
+    assert buffer.covers("jobs", H + 2 * HOUR, H + 3 * HOUR)
+    assert "1 hour(s) older than 3 h were never rolled up from it" in caplog.text
+
+
+def test_a_damaged_buffer_is_removed_and_starts_afresh(tmp_path, caplog):
+    path = tmp_path / "b.sqlite"
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    buffer = RollupBuffer(path, keep_hours=12)
+    with caplog.at_level(logging.WARNING):
+        buffer.add([jobs("A", 1, H + 3 * SLOT)])
+    assert f"roll-up buffer {path}: a write failed (file is not a database); removed" \
+        in caplog.text
+    assert not path.exists()
+    buffer.add([jobs("A", 1, H + 4 * SLOT)])  # afresh: complete from the next hour only
+    assert not buffer.covers("jobs", H, H + HOUR)
+    assert buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
