@@ -49,8 +49,10 @@ def build(cfg: Config) -> Components:
     influx = cfg.section("influxdb")
     store: TimeSeriesStore = InfluxStore(influx) if influx["url"] else EmbeddedStore(engine)
     spool = Spool(cfg.spool_dir, int(cfg.get("spool", "max_mb") * 1024 * 1024))
-    buffer = RollupBuffer(Path(cfg.data_dir) / BUFFER_FILE, cfg.get("downsample", "buffer_hours")) \
-        if cfg.get("downsample", "buffer") else None
+    buffer = None  # the embedded store's own client path is the same SQL on a local file
+    if isinstance(store, InfluxStore) and cfg.get("downsample", "buffer"):
+        buffer = RollupBuffer(Path(cfg.data_dir) / BUFFER_FILE,
+                              cfg.get("downsample", "buffer_hours"))
     enabled = cfg.get("sources", "enabled")
     sources: list[Source] = []
     grid = None

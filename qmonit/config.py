@@ -58,6 +58,9 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "ca_bundle": Option("", "CA bundle file for TLS verification; empty: system CAs.", "path"),
         "timeout_s": Option("10", "Timeout of one HTTP request, seconds.", "float", minimum=0.1),
         "batch_size": Option("5000", "Lines per /write request.", "int", minimum=1),
+        "write_threads": Option("2", "/write requests in flight at once: InfluxDB takes "
+                                "batches on several cores while the next are encoded.", "int",
+                                minimum=1),
         "gzip": Option("true", "Compress /write bodies.", "bool"),
         "retry_deadline_s": Option(
             "60", "Give up retrying one batch after this many seconds, then spool it.", "float",
@@ -223,11 +226,11 @@ SCHEMA: dict[str, dict[str, Option]] = {
                                      "int", minimum=1),
         "max_daily_windows": Option("31", "At most this many days rolled up per run and "
                                     "measurement.", "int", minimum=1),
-        "buffer": Option("true", "Keep the raw values of the hours not yet rolled up in "
-                         "<data_dir>/rollup-buffer.sqlite, so the hourly job need not read them "
-                         "back from the store (an ATLAS-scale hour: seconds, not half a "
-                         "minute). Set false where more than one qmonit installation writes "
-                         "into the same database.", "bool"),
+        "buffer": Option("true", "With InfluxDB: keep the raw values of the hours not yet "
+                         "rolled up in <data_dir>/rollup-buffer.sqlite, so the hourly job need "
+                         "not read them back from the store (an ATLAS-scale hour: seconds, not "
+                         "half a minute). Set false where more than one qmonit installation "
+                         "writes into the same database.", "bool"),
         "buffer_hours": Option("12", "Hours the buffer keeps when the hourly job does not run; "
                                "older hours are then rolled up from the store.", "int",
                                minimum=2),

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
-from qmonit.sample import EPOCH, Sample, make_sample
+from qmonit.sample import EPOCH, make_sample
 from qmonit.stores import state
 from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.durable import Delivery
@@ -160,18 +160,20 @@ def _rollup_measurement(parts: Components, resolution: Resolution, measurement: 
         if show:
             print(f"\r{resolution.job} {measurement:<12} {start:%Y-%m-%d %H:%M} UTC "
                   f"[{number}/{len(starts)}]", end="", file=sys.stderr, flush=True)
-        samples = _from_buffer(parts, resolution, measurement, start, end, since)
-        if samples is not None:
+        lines = _from_buffer(parts, resolution, measurement, start, end, since)
+        result = None
+        if lines is not None:
             report.buffered += 1
+            result = parts.store.write_lines(lines, resolution.rp)
         elif report.mode == "server":
             report.points += parts.store.rollup_into(measurement, SOURCE_RP, resolution.rp,
                                                      start, end, width_s)
         else:
             samples = parts.store.window_aggregates(measurement, SOURCE_RP, start, end,
                                                     width_s)
-        if samples is not None:
             result = parts.store.write(samples, resolution.rp)
-            if result.unwritten or result.rejected:
+        if result is not None:
+            if result.error or result.unwritten or result.rejected:
                 reason = result.error or "; ".join(r.reason for r in result.rejected)
                 raise InfluxQueryError(f"{measurement} {start:%Y-%m-%d %H:%M} UTC into "
                                        f"\"{resolution.rp}\": {reason}")
@@ -184,15 +186,16 @@ def _rollup_measurement(parts: Components, resolution: Resolution, measurement: 
 
 
 def _from_buffer(parts: Components, resolution: Resolution, measurement: str, start: datetime,
-                 end: datetime, since: datetime | None) -> list[Sample] | None:
-    """The window's roll-up points from the buffer, or None: then the store is read."""
+                 end: datetime, since: datetime | None) -> list[str] | None:
+    """The window's roll-up lines from the buffer, or None: then the store is read."""
     if parts.buffer is None or resolution.job != "hourly" or since is not None:
         return None
     if not parts.buffer.covers(measurement, start, end):
         return None
     try:
-        return parts.buffer.aggregates(measurement, start)
+        lines = parts.buffer.rollup_lines(measurement, start)
     except sqlite3.Error as exc:
         log.warning("roll-up buffer: %s %s UTC not read (%s); reading the store", measurement,
                     f"{start:%Y-%m-%d %H:%M}", exc)
         return None
+    return lines

@@ -52,9 +52,17 @@ def _tag(key: str, value: str) -> str:
     return f"{key.translate(_KEY)}={value.translate(_KEY)}"
 
 
+def series_head(measurement: str, tags: TagSet) -> str:
+    """The escaped measurement and tag set that start a line (InfluxDB's series key)."""
+    return ",".join([measurement.translate(_MEASUREMENT), *[_tag(k, v) for k, v in tags]])
+
+
+def field_key(name: str) -> str:
+    return name.translate(_KEY)
+
+
 def _escaped(measurement: str, tags: TagSet, fields: FieldSet) -> tuple[str, str]:
-    head = ",".join([measurement.translate(_MEASUREMENT), *[_tag(k, v) for k, v in tags]])
-    return head, ",".join([_field(k, v) for k, v in fields])
+    return series_head(measurement, tags), ",".join([_field(k, v) for k, v in fields])
 
 
 def encode(sample: Sample) -> str:

@@ -209,6 +209,9 @@ def buffer_tables(parts):
 
 def test_hours_the_buffer_holds_are_read_from_it_with_the_same_result(parts_for):
     parts = parts_for()
+    if parts_for.path == "embedded":
+        assert parts.buffer is None  # its client path is the same SQL on a local file
+        return
     parts.writer.write(raw_points())  # the buffer starts at 09:00: complete from 10:00 on
     report = rollup(parts, "hourly", H + 2 * HOUR + timedelta(minutes=7), progress=False)
     assert report.exit_code == 0, report.errors
@@ -232,6 +235,8 @@ def test_late_points_and_a_rejected_write_send_their_windows_to_the_store(parts_
     from qmonit.sources.base import Collection
 
     parts = parts_for()
+    if parts_for.path == "embedded":
+        pytest.skip("the embedded store has no roll-up buffer")
     parts.writer.write(raw_points())
     now = H + HOUR + timedelta(minutes=7)
     first = rollup(parts, "hourly", now, progress=False)
@@ -252,8 +257,6 @@ def test_late_points_and_a_rejected_write_send_their_windows_to_the_store(parts_
     assert rolled(parts, "1h")[("B", H)] == {"jobs": 16, "jobs_max": 36, "cores": 32,
                                             "cores_max": 72}
 
-    if parts_for.path == "embedded":
-        return  # the embedded store rejects nothing
     conflict = make_sample("jobs", {"q": "C"}, {"jobs": "text"}, H + HOUR + SLOT)
     fine = make_sample("jobs", {"q": "A"}, {"jobs": 999, "cores": 0}, H + HOUR + 2 * SLOT)
     delivery = parts.writer.write([conflict, fine])

@@ -32,18 +32,42 @@ def test_a_new_buffer_vouches_from_the_next_full_hour(tmp_path):
     assert not buffer.covers("jobs", H + HOUR, H + HOUR + SLOT)  # hours only
 
 
-def test_means_maxima_and_overwritten_slots(tmp_path):
+def test_means_maxima_and_overwritten_slots_as_line_protocol(tmp_path):
     buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
     buffer.add([jobs("A", 1, H - SLOT)])
-    buffer.add([jobs("A", 10, H), jobs("B", 4, H, state="text is skipped")])
+    buffer.add([jobs("A", 10, H), jobs("B b", 4, H, state="text is skipped")])
     buffer.add([jobs("A", 30, H + SLOT), jobs("A", 20, H)])  # 10:00 again: overwrites 10
-    buffer.add([jobs("B", 8, H + 5 * SLOT), jobs("A", 99, H + HOUR)])
+    buffer.add([jobs("B b", 8, H + 5 * SLOT), jobs("A", 99, H + HOUR)])
+    buffer.add([jobs("C", 0.1, H + n * SLOT) for n in range(3)])
     assert buffer.covers("jobs", H, H + HOUR)
-    got = {dict(s.tags)["panda_queue"]: (s.fields, s.time) for s in buffer.aggregates("jobs", H)}
-    assert got == {"A": ((("jobs", 25.0), ("jobs_max", 30.0)), H),
-                   "B": ((("jobs", 6.0), ("jobs_max", 8.0)), H)}
-    assert buffer.aggregates("workers", H) == []
-    assert buffer.aggregates("jobs", H + 5 * HOUR) == []  # an hour nothing was written in
+    at = int(H.timestamp())
+    assert sorted(buffer.rollup_lines("jobs", H)) == [
+        f"jobs,panda_queue=A jobs=25.0,jobs_max=30.0 {at}",
+        f"jobs,panda_queue=B\\ b jobs=6.0,jobs_max=8.0 {at}",  # escaped as the encoder does
+        f"jobs,panda_queue=C jobs={(0.1 + 0.1 + 0.1) / 3!r},jobs_max=0.1 {at}"]
+    assert list(buffer.rollup_lines("workers", H)) == []
+    assert list(buffer.rollup_lines("jobs", H + 5 * HOUR)) == []  # nothing written that hour
+
+
+def test_many_fields_take_several_rows_and_a_changed_field_set_reads_the_store(tmp_path,
+                                                                                 caplog):
+    caplog.set_level(logging.INFO)
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    buffer.add([jobs("Z", 0, H - SLOT)])  # the buffer is complete from 10:00
+    wide = {f"f{n:02d}": n for n in range(14)}
+    buffer.add([make_sample("run", {"job": "x"}, wide, H + n * SLOT) for n in range(2)])
+    [first, second] = sorted(buffer.rollup_lines("run", H), key=len, reverse=True)
+    at = int(H.timestamp())
+    assert first == "run,job=x " + ",".join(
+        f"f{n:02d}={float(n)!r},f{n:02d}_max={float(n)!r}" for n in range(12)) + f" {at}"
+    assert second == f"run,job=x f12=12.0,f12_max=12.0,f13=13.0,f13_max=13.0 {at}"
+    buffer.add([jobs("A", 1, H), jobs("A{x}", 2, H)])
+    buffer.add([jobs("A", 2, H + SLOT, cores=4)])  # cores from 10:10 on: one mean of jobs
+    assert not buffer.covers("jobs", H, H + HOUR)
+    assert buffer.covers("run", H, H + HOUR)
+    assert "jobs,panda_queue=A changed its fields at 2026-11-21 10:10 UTC" in caplog.text
+    assert sorted(buffer.rollup_lines("jobs", H))[1] == \
+        f"jobs,panda_queue=A{{x}} jobs=2.0,jobs_max=2.0 {at}"  # braces are no placeholders
 
 
 def test_rolled_up_windows_taints_and_dropped_hours(tmp_path):

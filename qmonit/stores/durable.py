@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from qmonit.sample import Sample
@@ -45,12 +46,18 @@ class DurableWriter:
 
     def _write(self, samples: Sequence[Sample], retention: str) -> WriteResult:
         buffered = self.buffer is not None and retention == "10m"
-        if buffered:
-            self.buffer.add(samples)
         if self.down:
+            if buffered:
+                self.buffer.add(samples)
             return WriteResult(unwritten=list(samples),
                                error=f"{self.down} (not tried again in this run)")
-        result = self.store.write(samples, retention)
+        if buffered:  # while the store takes the points (waiting on the network, mostly)
+            with ThreadPoolExecutor(1, thread_name_prefix="rollup-buffer") as pool:
+                adding = pool.submit(self.buffer.add, samples)
+                result = self.store.write(samples, retention)
+                adding.result()
+        else:
+            result = self.store.write(samples, retention)
         if result.unwritten:
             self.down = result.error
         if buffered and result.rejected:

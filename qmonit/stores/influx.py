@@ -13,8 +13,11 @@ from __future__ import annotations
 import gzip
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import requests
@@ -72,6 +75,7 @@ class InfluxStore:
         self.database = settings["database"]
         self.timeout = settings["timeout_s"]
         self.batch_size = int(settings["batch_size"])
+        self.write_threads = int(settings.get("write_threads", 1))
         self.gzip = settings["gzip"]
         self.retry = retry or Retry(
             deadline_s=settings["retry_deadline_s"],
@@ -102,20 +106,64 @@ class InfluxStore:
                 encoded.append(sample)
             except ValueError as exc:
                 result.rejected.append(Rejection(str(exc), repr(sample), 1))
-        for start in range(0, len(lines), self.batch_size):
-            batch = lines[start : start + self.batch_size]
+        size = self.batch_size
+        batches = (lines[start : start + size] for start in range(0, len(lines), size))
+        for number in self._post_batches(batches, retention, result):
+            result.unwritten.extend(encoded[number * size : (number + 1) * size])
+        return result
+
+    def write_lines(self, lines: Iterable[str], retention: str) -> WriteResult:
+        """Lines encoded already, posted while more are made (the roll-up buffer's):
+        `error` says the store failed."""
+        result = WriteResult()
+        remaining = iter(lines)
+        batches = iter(lambda: list(islice(remaining, self.batch_size)), [])
+        self._post_batches(batches, retention, result)
+        return result
+
+    def _post_batches(self, batches: Iterable[Sequence[str]], retention: str,
+                      result: WriteResult) -> list[int]:
+        """POST each batch, [influxdb] write_threads at a time; once the store has failed,
+        the later batches are not tried. Returns the numbers of the batches not written.
+        Batches in flight together may land in either order: no write holds a point twice."""
+        failure: list[str] = []
+
+        def post(batch: Sequence[str]) -> tuple[Rejection | None, str | None]:
+            if failure:
+                return None, failure[0]
             try:
-                rejection = self.post_lines(batch, retention)
+                return self.post_lines(batch, retention), None
             except StoreUnavailable as exc:
-                result.error = str(exc)
-                result.unwritten.extend(encoded[start:])
-                break
-            if rejection:
+                failure.append(str(exc))
+                return None, str(exc)
+
+        unwritten: list[int] = []
+
+        def settle(number: int, batch: Sequence[str], outcome: tuple) -> None:
+            rejection, error = outcome
+            if error:
+                unwritten.append(number)
+                result.error = result.error or error
+            elif rejection:
                 result.rejected.append(rejection)
                 result.written += max(0, len(batch) - rejection.points)
             else:
                 result.written += len(batch)
-        return result
+
+        if self.write_threads <= 1:
+            for number, batch in enumerate(batches):
+                settle(number, batch, post(batch))
+            return unwritten
+        with ThreadPoolExecutor(self.write_threads, thread_name_prefix="influx-write") as pool:
+            in_flight: deque = deque()
+            for number, batch in enumerate(batches):
+                in_flight.append((number, batch, pool.submit(post, batch)))
+                if len(in_flight) > 2 * self.write_threads:  # bounded: lines are made lazily
+                    done_number, done_batch, future = in_flight.popleft()
+                    settle(done_number, done_batch, future.result())
+            for done_number, done_batch, future in in_flight:
+                settle(done_number, done_batch, future.result())
+        return unwritten
 
     def post_lines(self, lines: Sequence[str], retention: str) -> Rejection | None:
         """POST one batch with retries. Returns a Rejection for a 4xx; raises StoreUnavailable."""
