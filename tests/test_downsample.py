@@ -275,3 +275,25 @@ def test_without_the_buffer_every_window_reads_the_store(parts_for):
     assert (report.done["jobs"], report.buffered) == (3, 0)
     assert {k: v for k, v in rolled(parts, "1h").items() if k[1] == H} == {
         k: v for k, v in HOURLY.items() if k[1] == H}
+
+
+def test_a_run_killed_while_writing_leaves_that_hour_to_the_store(parts_for):
+    parts = parts_for()
+    if parts_for.path == "embedded":
+        pytest.skip("the embedded store has no roll-up buffer")
+    parts.writer.write(raw_points())
+    write = parts.store.write
+
+    def killed(samples, retention="10m"):
+        write(samples, retention)
+        raise SystemExit("killed after the store took the points")
+
+    parts.store.write = killed
+    with pytest.raises(SystemExit):
+        parts.writer.write([make_sample("jobs", {"q": "A"}, {"jobs": 70, "cores": 140},
+                                        H + 2 * SLOT)])  # 10:20, the failed cycle, comes late
+    parts.store.write = write
+    report = rollup(parts, "hourly", H + 2 * HOUR, progress=False)
+    assert (report.done["jobs"], report.buffered) == (3, 3)  # all but jobs 09:00 and 10:00
+    assert rolled(parts, "1h")[("A", H)] == {"jobs": 250 / 6, "jobs_max": 70,
+                                            "cores": 500 / 6, "cores_max": 140}

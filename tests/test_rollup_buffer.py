@@ -114,3 +114,20 @@ def test_a_damaged_buffer_is_removed_and_starts_afresh(tmp_path, caplog):
     buffer.add([jobs("A", 1, H + 4 * SLOT)])  # afresh: complete from the next hour only
     assert not buffer.covers("jobs", H, H + HOUR)
     assert buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
+
+
+def test_a_write_never_finished_leaves_its_slots_to_the_store(tmp_path):
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    buffer.add([jobs("A", 1, H - SLOT)])
+    done = buffer.begin([jobs("A", 1, H)])
+    buffer.add([jobs("A", 1, H)])
+    buffer.finish(done)
+    assert buffer.covers("jobs", H, H + HOUR)
+    killed = buffer.begin([jobs("A", 2, H + SLOT), jobs("B", 2, H + SLOT)])
+    assert isinstance(killed, int)
+    buffer.close()  # the run dies here: neither add() nor finish()
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    assert not buffer.covers("jobs", H, H + HOUR)
+    assert buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
+    buffer.rolled_up("jobs", H + HOUR)  # rolled up from the store; the mark goes with it
+    assert buffer.covers("jobs", H + HOUR, H + 2 * HOUR)

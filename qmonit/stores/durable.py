@@ -36,7 +36,10 @@ class DurableWriter:
     run with the store down costs one retry deadline, not one per write.
 
     Every raw ("10m") write, first try or replay, also goes to the roll-up buffer; points
-    the store will never hold (rejected, or lost to a full spool) taint their windows there."""
+    the store will never hold (rejected, or lost to a full spool) taint their windows there.
+    A write marks its slots pending in the buffer first and clears the mark once the store
+    (or the spool) and the buffer both have the points: a run killed in between leaves the
+    mark, and the hourly job reads those windows from the store."""
 
     def __init__(self, store: TimeSeriesStore, spool: Spool, buffer: RollupBuffer | None = None):
         self.store = store
@@ -45,6 +48,22 @@ class DurableWriter:
         self.down: str | None = None
 
     def _write(self, samples: Sequence[Sample], retention: str) -> WriteResult:
+        """One write to the store (and the buffer), for the spool's replay."""
+        pending = self._begin(samples, retention)
+        result = self._store_and_buffer(samples, retention)
+        self._finish(pending)
+        return result
+
+    def _begin(self, samples: Sequence[Sample], retention: str) -> int | None:
+        if self.buffer is None or retention != "10m":
+            return None
+        return self.buffer.begin(samples)
+
+    def _finish(self, pending: int | None) -> None:
+        if pending is not None:
+            self.buffer.finish(pending)
+
+    def _store_and_buffer(self, samples: Sequence[Sample], retention: str) -> WriteResult:
         buffered = self.buffer is not None and retention == "10m"
         if self.down:
             if buffered:
@@ -70,7 +89,8 @@ class DurableWriter:
         return result
 
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> Delivery:
-        result = self._write(samples, retention)
+        pending = self._begin(samples, retention)
+        result = self._store_and_buffer(samples, retention)
         delivery = Delivery(written=result.written,
                             rejected=sum(r.points for r in result.rejected),
                             errors=[f"rejected: {r.reason}" for r in result.rejected])
@@ -88,6 +108,7 @@ class DurableWriter:
                 delivery.errors.append(f"{result.error}; {delivery.spooled} points spooled")
                 log.error("%s; %d points spooled to %s, replayed at the next run",
                           result.error, delivery.spooled, path)
+        self._finish(pending)
         return delivery
 
     def replay(self) -> ReplayResult:

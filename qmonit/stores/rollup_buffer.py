@@ -13,7 +13,9 @@ the buffer cannot vouch for it:
 - the measurement's window was rolled up already (`done_before`): a re-run, a backfill
   with --since, or late points replayed from the spool;
 - a slot of the window is tainted: the store rejected points qmonit wrote, or the spool
-  was full, so the store does not hold what the buffer does.
+  was full, so the store does not hold what the buffer does; or a write into it never
+  finished (the run was killed between the store and the buffer); or a series changed its
+  fields within the hour (InfluxDB gives each field one mean over both field sets).
 A buffer that fails (disk full, damaged file) is deleted and starts afresh at the next
 full hour; the store covers the gap. It assumes one qmonit installation writes the
 database: where two do, each must set `[downsample] buffer = false`.
@@ -33,6 +35,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -71,6 +74,8 @@ class RollupBuffer:
                          "width INTEGER, PRIMARY KEY (hour, measurement)) WITHOUT ROWID")
             conn.execute("CREATE TABLE IF NOT EXISTS taint (measurement TEXT, time INTEGER, "
                          "PRIMARY KEY (measurement, time)) WITHOUT ROWID")
+            conn.execute("CREATE TABLE IF NOT EXISTS pending (measurement TEXT, time INTEGER, "
+                         "write INTEGER, PRIMARY KEY (measurement, time, write)) WITHOUT ROWID")
             self._conn = conn
         return self._conn
 
@@ -96,6 +101,28 @@ class RollupBuffer:
                     "store until the buffer is complete again", self.path, action, exc)
 
     # -- writing (every "10m" write) ---------------------------------------------------------
+
+    def begin(self, samples: Sequence[Sample]) -> int | None:
+        """Mark these samples' slots pending until finish(): a run killed before then leaves
+        the mark, and their windows are read from the store. Returns the write's id."""
+        rows = {(s.measurement, epoch_seconds(s.time)) for s in samples}
+        if not rows:
+            return None
+        write = secrets.randbits(62)
+        try:
+            self._db().executemany("INSERT OR IGNORE INTO pending VALUES (?, ?, ?)",
+                                   [(m, t, write) for m, t in sorted(rows)])
+        except (sqlite3.Error, OSError) as exc:
+            self._failed("marking a write pending", exc)
+            return None
+        return write
+
+    def finish(self, write: int) -> None:
+        """The store (or the spool) and the buffer both hold the write begun as `write`."""
+        try:
+            self._db().execute("DELETE FROM pending WHERE write = ?", (write,))
+        except (sqlite3.Error, OSError) as exc:
+            self._failed("clearing a finished write", exc)
 
     def add(self, samples: Sequence[Sample]) -> None:
         """Keep the numeric fields of these samples; never raises."""
@@ -204,9 +231,11 @@ class RollupBuffer:
         try:
             complete_from = self._meta("complete_from")
             done_before = self._meta(f"done_before:{measurement}")
+            window = (measurement, epoch_seconds(start), epoch_seconds(end))
             tainted = self._db().execute(
-                "SELECT 1 FROM taint WHERE measurement = ? AND time >= ? AND time < ? LIMIT 1",
-                (measurement, epoch_seconds(start), epoch_seconds(end))).fetchone()
+                "SELECT 1 FROM taint WHERE measurement = ? AND time >= ? AND time < ? UNION ALL "
+                "SELECT 1 FROM pending WHERE measurement = ? AND time >= ? AND time < ? LIMIT 1",
+                window + window).fetchone()
         except (sqlite3.Error, OSError) as exc:
             self._failed("a read", exc)
             return False
@@ -242,8 +271,9 @@ class RollupBuffer:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             self._set_meta(f"done_before:{measurement}", epoch_seconds(end))
-            db.execute("DELETE FROM taint WHERE measurement = ? AND time < ?",
-                       (measurement, epoch_seconds(end)))
+            for table in ("taint", "pending"):  # rolled up: the window is the store's now
+                db.execute(f"DELETE FROM {table} WHERE measurement = ? AND time < ?",
+                           (measurement, epoch_seconds(end)))
             db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             self._failed("recording a rolled-up window", exc)
