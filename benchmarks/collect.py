@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import resource
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def cycles(url: str, data_dir: Path, repeat: int) -> int:
         "qmonit": {"data_dir": str(data_dir)},
         "influxdb": {"url": url, "database": "cycles"},
         "sources": {"enabled": "simulated", "simulated_scale": "atlas"},
+        "downsample": {"buffer": os.environ.get("QMONIT_BENCH_BUFFER", "true")},
     })
     parts = build(cfg)
     state.create_tables(parts.engine)

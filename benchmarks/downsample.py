@@ -21,6 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,8 +67,6 @@ def parts_for(server: InfluxServer, tmp: Path, database: str, mode: str, scale: 
     parts = build(cfg)
     state.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
-    parts.store.query(f'CREATE RETENTION POLICY "floor" ON "{database}" DURATION INF '
-                      "REPLICATION 1", method="POST", database=False)
     return parts
 
 
@@ -77,20 +76,26 @@ def one_hour(server: InfluxServer, tmp: Path) -> None:
     store by the server path, then again by the client path; the second from the buffer."""
     parts = parts_for(server, tmp, "hour", "server")
     source = parts.sources[0]
-    points, cycle_s, buffer_s = 0, [], []
+    points, with_buffer, store_only, buffer_only = 0, [], [], []
     for n in range(12):
         slot = HOUR + n * SLOT
         samples = enrich_jobs(source.collect(slot).samples, parts.topology.load(slot)).samples
+        quiesce(server)
         start = time.perf_counter()
-        points += parts.writer.write(samples).written
-        cycle_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        parts.buffer.add(samples)  # again, alone, to see its share of the write
-        buffer_s.append(time.perf_counter() - start)
-    print(f"raw write of one ATLAS cycle ({points // 12:,} points), roll-up buffer included: "
-          f"{sum(cycle_s[1:]) / 11:.2f} s on average, of which the buffer "
-          f"{sum(buffer_s[1:]) / 11:.2f} s; buffer file {parts.buffer.size_bytes() / 1e6:.0f} MB "
-          "for two hours")
+        points += parts.writer.write(samples).written  # as collect writes: store and buffer
+        with_buffer.append(time.perf_counter() - start)
+        if n % 2:  # the same points again, to the store alone and to the buffer alone
+            quiesce(server)
+            start = time.perf_counter()
+            parts.store.write(samples)
+            store_only.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            parts.buffer.add(samples)
+            buffer_only.append(time.perf_counter() - start)
+    print(f"raw write of one ATLAS cycle ({points // 12:,} points), median: store and roll-up "
+          f"buffer together {median(with_buffer):.2f} s, the store alone "
+          f"{median(store_only):.2f} s, the buffer alone {median(buffer_only):.2f} s; buffer "
+          f"file {parts.buffer.size_bytes() / 1e6:.0f} MB for two hours")
     for mode, since in (("server", None), ("client", HOUR)):
         parts = parts_for(server, tmp, "hour", mode)
         waited = quiesce(server)
@@ -110,28 +115,6 @@ def one_hour(server: InfluxServer, tmp: Path) -> None:
     print(f"one ATLAS hour, from the roll-up buffer: {points // 2:,} raw points -> "
           f"{report.points:,} hourly points in {elapsed:.2f} s (target < 3 s; influxd idle "
           f"after {waited:.0f} s)")
-    floor(parts, report.points)
-
-
-def floor(parts, hourly_points: int) -> None:
-    """What this InfluxDB needs at the least for the same hour, whatever the roll-up code does.
-
-    One aggregate over every series, computed and written in the server, and a bare write
-    of the hour's roll-up points (re-read from "1h"): no roll-up can take less than either.
-    """
-    end = HOUR + timedelta(hours=1)
-    window = f"time >= '{HOUR:%Y-%m-%dT%H:%M:%SZ}' AND time < '{end:%Y-%m-%dT%H:%M:%SZ}'"
-    start = time.perf_counter()
-    parts.store.query(f'SELECT mean(jobs) AS jobs INTO "floor".:MEASUREMENT FROM "10m".jobs '
-                      f"WHERE {window} GROUP BY *", method="POST")
-    one_aggregate = time.perf_counter() - start
-    rolled = parts.store.window_aggregates("jobs", "1h", HOUR, end, 3600)
-    start = time.perf_counter()
-    written = parts.store.write(rolled, "floor").written
-    bare_write = time.perf_counter() - start
-    print(f"floor of this InfluxDB for that hour: one aggregate over all series, in the server: "
-          f"{one_aggregate:.2f} s; a bare write of the {written:,} roll-up points "
-          f"(of {hourly_points:,}): {bare_write:.2f} s")
 
 
 def backfill(server: InfluxServer, tmp: Path, series: int) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,8 +48,6 @@ log = logging.getLogger(__name__)
 HOUR_S = 3600
 FILE_NAME = "rollup-buffer.sqlite"
 WIDTH = 12  # numeric fields per row; a sample with more takes several rows
-_SEP = "\x1f"
-_UNSAFE = re.compile("[\x00\x1e\x1f]")
 
 
 class RollupBuffer:
@@ -137,43 +134,49 @@ class RollupBuffer:
 
     def _add(self, samples: Sequence[Sample]) -> None:
         db = self._db()
-        by_hour: dict[int, tuple[list, dict, dict]] = {}
-        names_of: dict[tuple, list] = {}  # field names -> [(names text, slice)] per row
+        by_hour: dict[int, tuple[dict, dict, dict]] = {}  # points by width, series, widths
+        chunks_of: dict[tuple, list] = {}  # field names -> [(their repr, first index)]
+        seconds: dict[datetime, int] = {}
         for sample in samples:
-            when = epoch_seconds(sample.time)
+            when = seconds.get(sample.time)
+            if when is None:
+                when = seconds[sample.time] = epoch_seconds(sample.time)
             hour = when - when % HOUR_S
             if hour not in by_hour:
-                by_hour[hour] = ([], {}, {})
+                by_hour[hour] = ({}, {}, {})
             points, series, widths = by_hour[hour]
             measurement = sample.measurement
             numeric = [(k, v) for k, v in sample.fields if not isinstance(v, str)]
-            names = tuple(k for k, _ in numeric)
-            if names not in names_of:
-                names_of[names] = [(_encode(list(names[n:n + WIDTH])), n)
-                                   for n in range(0, len(names), WIDTH)]
+            names = tuple([k for k, _ in numeric])
+            chunks = chunks_of.get(names)
+            if chunks is None:
+                chunks = chunks_of[names] = [(repr(names[n:n + WIDTH]), n)
+                                             for n in range(0, len(names), WIDTH)]
             widths[measurement] = max(widths.get(measurement, 0), min(len(names), WIDTH))
-            tags = _encode([text for pair in sample.tags for text in pair])
-            for names_text, first in names_of[names]:
-                key = _key(f"{measurement}\x1e{tags}\x1e{names_text}")
+            series_text = f"{measurement}\x1e{sample.tags!r}\x1e"  # repr: unambiguous, in C
+            for names_text, first in chunks:
+                key = _key(series_text + names_text)
                 series[key] = (sample, first // WIDTH, names[first:first + WIDTH])
                 values = [v for _, v in numeric[first:first + WIDTH]]
-                points.append((when, key, measurement, *values,
-                               *([None] * (WIDTH - len(values)))))
+                points.setdefault(len(values), []).append((key, when, measurement, *values))
         first = min(by_hour)
         db.execute("BEGIN IMMEDIATE")
         try:
             if self._meta("complete_from") is None:  # a new buffer: complete from the next hour
                 self._set_meta("complete_from", first + HOUR_S)
-            for hour, (points, series, widths) in sorted(by_hour.items()):
+            for hour, (points_by_width, series, widths) in sorted(by_hour.items()):
                 known = self._series_of(hour)  # read afresh: another job may drop the hour
                 fresh = _series_rows(series, known)
                 before = db.total_changes
                 db.executemany(f"INSERT OR IGNORE INTO series_{hour} VALUES (?, ?, ?, ?)", fresh)
                 if db.total_changes - before < len(fresh):
                     self._taint_changed_fields(hour, fresh, series)
-                points.sort()  # appended in key order: the cheapest way into the table
-                db.executemany(f"INSERT OR REPLACE INTO points_{hour} VALUES "
-                               f"({', '.join('?' * (3 + WIDTH))})", points)
+                for width, points in points_by_width.items():
+                    points.sort()  # in key order: the cheapest way into the table
+                    columns = ", ".join(f"v{n}" for n in range(width))
+                    db.executemany(f"INSERT OR REPLACE INTO points_{hour} (key, time, "
+                                   f"measurement, {columns}) VALUES "
+                                   f"({', '.join('?' * (3 + width))})", points)
                 db.executemany("INSERT INTO hours VALUES (?, ?, ?) ON CONFLICT DO UPDATE "
                                "SET width = max(width, excluded.width)",
                                [(hour, m, width) for m, width in widths.items()])
@@ -351,10 +354,3 @@ def _key(text: str) -> int:
     """A stable 64-bit key (Python's hash() differs between processes)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big",
                           signed=True)
-
-
-def _encode(texts: list[str]) -> str:
-    """Texts joined by \\x1f, or JSON after a NUL where one of them holds a separator."""
-    if _UNSAFE.search("".join(texts)):
-        return "\x00" + json.dumps(texts)
-    return _SEP.join(texts)
