@@ -297,3 +297,13 @@ def test_a_run_killed_while_writing_leaves_that_hour_to_the_store(parts_for):
     assert (report.done["jobs"], report.buffered) == (3, 3)  # all but jobs 09:00 and 10:00
     assert rolled(parts, "1h")[("A", H)] == {"jobs": 250 / 6, "jobs_max": 70,
                                             "cores": 500 / 6, "cores_max": 140}
+
+
+def test_a_field_added_later_does_not_hide_the_older_windows(parts_for):
+    parts = parts_for()
+    parts.store.write([make_sample("qmonit_run", {"job": "collect"}, {"points": 3}, H),
+                       make_sample("qmonit_run", {"job": "hourly"}, {"buffered": 1, "points": 4},
+                                   H + HOUR)])  # `buffered` sorts first, and is newer
+    report = rollup(parts, "hourly", H + 2 * HOUR, progress=False)
+    assert report.done == {"qmonit_run": 2}
+    assert rolled(parts, "1h", "qmonit_run")[("-", H)] == {"points": 3.0, "points_max": 3.0}

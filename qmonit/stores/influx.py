@@ -285,12 +285,14 @@ class InfluxStore:
         return self._field_keys[(measurement, rp)]
 
     def first_time(self, measurement: str, rp: str) -> datetime | None:
-        fields = self.numeric_fields(measurement, rp)
-        if not fields:
-            return None
-        rows = self.rows(f"SELECT first({quote_ident(fields[0])}) FROM {quote_ident(rp)}."
-                         f"{quote_ident(measurement)}")
-        return from_epoch(rows[0]["time"]) if rows else None
+        """Per field: a field added later (qmonit_run's `buffered`) must not hide older points.
+        Asked only while a measurement has no watermark yet."""
+        times = []
+        for name in self.numeric_fields(measurement, rp):
+            rows = self.rows(f"SELECT first({quote_ident(name)}) FROM {quote_ident(rp)}."
+                             f"{quote_ident(measurement)}")
+            times += [row["time"] for row in rows]
+        return from_epoch(min(times)) if times else None
 
     def _rollup_select(self, measurement: str, fields: list[str], rp: str, start: datetime,
                        end: datetime, width_s: int, into: str = "") -> str:
