@@ -87,9 +87,24 @@ def test_batches_follow_batch_size(http):
 
 def test_second_batch_failing_spools_only_the_rest(http):
     http.route("/write", Reply(204), Reply(503, "down"))
-    result = store_for(http.url, batch_size="2", retry_deadline_s="0.1").write(points(5))
+    store = store_for(http.url, batch_size="2", retry_deadline_s="0.1", write_threads="1")
+    result = store.write(points(5))
     assert result.written == 2
     assert [s.tag("panda_queue") for s in result.unwritten] == ["Q2", "Q3", "Q4"]
+
+
+def test_batches_in_flight_together_each_count_once(http):
+    http.route("/write", *[Reply(204)] * 3)
+    result = store_for(http.url, batch_size="2", write_threads="2", gzip="false").write(points(5))
+    assert (result.written, result.unwritten, result.error) == (5, [], None)
+    bodies = sorted(request.body.decode() for request in http.requests)
+    assert sorted(b.count("\n") for b in bodies) == [1, 2, 2]
+    http.route("/write", Reply(503, "down"))  # down for good: every batch comes back
+    failed = store_for(http.url, batch_size="2", write_threads="2",
+                       retry_deadline_s="0.1").write(points(5))
+    assert (failed.written, sorted(s.tag("panda_queue") for s in failed.unwritten)) == \
+        (0, ["Q0", "Q1", "Q2", "Q3", "Q4"])
+    assert "HTTP 503 down" in failed.error
 
 
 def test_real_field_type_conflict_is_rejected_with_the_line(influx_store):
