@@ -80,7 +80,7 @@ def test_basic_and_token_auth_headers(http):
 
 def test_batches_follow_batch_size(http):
     http.route("/write", Reply(204))
-    result = store_for(http.url, batch_size="2", gzip="false").write(points(5))
+    result = store_for(http.url, batch_size="2", gzip="false", write_threads="1").write(points(5))
     assert result.written == 5
     assert [r.body.count(b"\n") for r in http.hits("/write")] == [2, 2, 1]
 
