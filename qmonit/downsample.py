@@ -160,15 +160,19 @@ def _rollup_measurement(parts: Components, resolution: Resolution, measurement: 
         if show:
             print(f"\r{resolution.job} {measurement:<12} {start:%Y-%m-%d %H:%M} UTC "
                   f"[{number}/{len(starts)}]", end="", file=sys.stderr, flush=True)
-        lines = _from_buffer(parts, resolution, measurement, start, end, since)
         result = None
-        if lines is not None:
-            report.buffered += 1
-            result = parts.store.write_lines(lines, resolution.rp)
-        elif report.mode == "server":
+        if _buffer_covers(parts, resolution, measurement, start, end, since):
+            try:
+                result = parts.store.write_lines(parts.buffer.rollup_lines(measurement, start),
+                                                 resolution.rp)
+                report.buffered += 1
+            except sqlite3.Error as exc:  # lines already posted are rewritten from the store
+                log.warning("roll-up buffer: %s %s UTC not read (%s); reading the store",
+                            measurement, f"{start:%Y-%m-%d %H:%M}", exc)
+        if result is None and report.mode == "server":
             report.points += parts.store.rollup_into(measurement, SOURCE_RP, resolution.rp,
                                                      start, end, width_s)
-        else:
+        elif result is None:
             samples = parts.store.window_aggregates(measurement, SOURCE_RP, start, end,
                                                     width_s)
             result = parts.store.write(samples, resolution.rp)
@@ -185,17 +189,8 @@ def _rollup_measurement(parts: Components, resolution: Resolution, measurement: 
             parts.buffer.rolled_up(measurement, end)
 
 
-def _from_buffer(parts: Components, resolution: Resolution, measurement: str, start: datetime,
-                 end: datetime, since: datetime | None) -> list[str] | None:
-    """The window's roll-up lines from the buffer, or None: then the store is read."""
-    if parts.buffer is None or resolution.job != "hourly" or since is not None:
-        return None
-    if not parts.buffer.covers(measurement, start, end):
-        return None
-    try:
-        lines = parts.buffer.rollup_lines(measurement, start)
-    except sqlite3.Error as exc:
-        log.warning("roll-up buffer: %s %s UTC not read (%s); reading the store", measurement,
-                    f"{start:%Y-%m-%d %H:%M}", exc)
-        return None
-    return lines
+def _buffer_covers(parts: Components, resolution: Resolution, measurement: str,
+                   start: datetime, end: datetime, since: datetime | None) -> bool:
+    """Whether the hourly job reads this window from the roll-up buffer (--since: the store)."""
+    return (parts.buffer is not None and resolution.job == "hourly" and since is None
+            and parts.buffer.covers(measurement, start, end))

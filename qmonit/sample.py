@@ -83,6 +83,10 @@ def from_epoch(seconds: float) -> datetime:
 
 def series_id(sample: Sample) -> int:
     """A stable signed 64-bit id of the sample's series (measurement and tag set)."""
-    key = json.dumps([sample.measurement, sample.tags], separators=(",", ":"))
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
+    return stable_id(json.dumps([sample.measurement, sample.tags], separators=(",", ":")))
+
+
+def stable_id(text: str) -> int:
+    """A signed 64-bit hash of `text`, the same in every process (Python's hash() is not)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big",
                           signed=True)

@@ -307,3 +307,31 @@ def test_a_field_added_later_does_not_hide_the_older_windows(parts_for):
     report = rollup(parts, "hourly", H + 2 * HOUR, progress=False)
     assert report.done == {"qmonit_run": 2}
     assert rolled(parts, "1h", "qmonit_run")[("-", H)] == {"points": 3.0, "points_max": 3.0}
+
+
+def test_a_buffer_that_cannot_be_read_or_a_store_that_refuses_its_lines_is_reported(
+        parts_for, caplog):
+    import sqlite3
+
+    parts = parts_for()
+    if parts_for.path == "embedded":
+        pytest.skip("the embedded store has no roll-up buffer")
+    parts.writer.write(raw_points())
+    for measurement in ("jobs", "qmonit_run"):
+        state.set_watermark(parts.engine, measurement, "hourly", H, H)
+    with sqlite3.connect(parts.buffer.path) as conn:
+        conn.execute(f"DROP TABLE points_{int(H.timestamp())}")  # damaged under the job
+    read = rollup(parts, "hourly", H + HOUR + timedelta(minutes=7), progress=False)
+    assert (read.errors, read.done["jobs"], read.buffered) == ([], 1, 0)
+    assert ("roll-up buffer: jobs 2026-11-21 10:00 UTC not read (no such table: "
+            f"points_{int(H.timestamp())}); reading the store") in caplog.text
+    assert rolled(parts, "1h")[("A", H)] == HOURLY[("A", H)]  # from the store
+
+    parts.store.query(f'DROP RETENTION POLICY "1h" ON "{parts.store.database}"', method="POST",
+                      database=False)
+    refused = rollup(parts, "hourly", H + 2 * HOUR + timedelta(minutes=7), progress=False)
+    assert refused.exit_code == 1
+    assert refused.errors[0].startswith(
+        f'jobs 2026-11-21 11:00 UTC into "1h": {parts.store.location()}: HTTP 500 '
+        '{"error":"retention policy not found: 1h"} (gave up after ')
+    assert state.watermark(parts.engine, "jobs", "hourly") == H + HOUR  # tried again next run

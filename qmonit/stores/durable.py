@@ -54,33 +54,36 @@ class DurableWriter:
         self._finish(pending)
         return result
 
+    def _buffer_for(self, retention: str) -> RollupBuffer | None:
+        """The roll-up buffer keeps the raw ("10m") points only."""
+        return self.buffer if retention == "10m" else None
+
     def _begin(self, samples: Sequence[Sample], retention: str) -> int | None:
-        if self.buffer is None or retention != "10m":
-            return None
-        return self.buffer.begin(samples)
+        buffer = self._buffer_for(retention)
+        return None if buffer is None else buffer.begin(samples)
 
     def _finish(self, pending: int | None) -> None:
         if pending is not None:
             self.buffer.finish(pending)
 
     def _store_and_buffer(self, samples: Sequence[Sample], retention: str) -> WriteResult:
-        buffered = self.buffer is not None and retention == "10m"
+        buffer = self._buffer_for(retention)
         if self.down:
-            if buffered:
-                self.buffer.add(samples)
+            if buffer is not None:
+                buffer.add(samples)
             return WriteResult(unwritten=list(samples),
                                error=f"{self.down} (not tried again in this run)")
-        if buffered:  # while the store takes the points (waiting on the network, mostly)
+        if buffer is not None:  # while the store takes the points (waiting on the network)
             with ThreadPoolExecutor(1, thread_name_prefix="rollup-buffer") as pool:
-                adding = pool.submit(self.buffer.add, samples)
+                adding = pool.submit(buffer.add, samples)
                 result = self.store.write(samples, retention)
                 adding.result()
         else:
             result = self.store.write(samples, retention)
         if result.unwritten:
             self.down = result.error
-        if buffered and result.rejected:
-            self.buffer.taint(samples)  # a rejection does not say which points it was
+        if buffer is not None and result.rejected:
+            buffer.taint(samples)  # a rejection does not say which points it was
         for rejection in result.rejected:
             kept = self.spool.put_rejected([rejection.first_line], rejection.reason)
             log.error("%s rejected %d point(s): %s; first offending line: %s (kept in %s)",
@@ -98,7 +101,7 @@ class DurableWriter:
             try:
                 path = self.spool.put(result.unwritten, retention)
             except SpoolFull as exc:
-                if self.buffer is not None and retention == "10m":
+                if self._buffer_for(retention) is not None:
                     self.buffer.taint(result.unwritten)
                 delivery.lost = len(result.unwritten)
                 delivery.errors.append(str(exc))

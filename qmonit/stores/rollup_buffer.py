@@ -31,7 +31,6 @@ cost. A write fills it in a thread while the store takes the same points.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -41,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 
 from qmonit.lineprotocol import field_key, series_head
-from qmonit.sample import Sample, epoch_seconds
+from qmonit.sample import Sample, epoch_seconds, stable_id
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +91,8 @@ class RollupBuffer:
     def _failed(self, action: str, exc: Exception) -> None:
         """Throw the buffer away: from the next full hour on it is complete again."""
         self.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        for path in self._files():
+            path.unlink(missing_ok=True)
         log.warning("roll-up buffer %s: %s failed (%s); removed, the hourly job reads the "
                     "store until the buffer is complete again", self.path, action, exc)
 
@@ -102,13 +101,13 @@ class RollupBuffer:
     def begin(self, samples: Sequence[Sample]) -> int | None:
         """Mark these samples' slots pending until finish(): a run killed before then leaves
         the mark, and their windows are read from the store. Returns the write's id."""
-        rows = {(s.measurement, epoch_seconds(s.time)) for s in samples}
-        if not rows:
+        slots = _slots(samples)
+        if not slots:
             return None
         write = secrets.randbits(62)
         try:
             self._db().executemany("INSERT OR IGNORE INTO pending VALUES (?, ?, ?)",
-                                   [(m, t, write) for m, t in sorted(rows)])
+                                   [(m, t, write) for m, t in slots])
         except (sqlite3.Error, OSError) as exc:
             self._failed("marking a write pending", exc)
             return None
@@ -155,7 +154,7 @@ class RollupBuffer:
             widths[measurement] = max(widths.get(measurement, 0), min(len(names), WIDTH))
             series_text = f"{measurement}\x1e{sample.tags!r}\x1e"  # repr: unambiguous, in C
             for names_text, first in chunks:
-                key = _key(series_text + names_text)
+                key = stable_id(series_text + names_text)
                 series[key] = (sample, first // WIDTH, names[first:first + WIDTH])
                 values = [v for _, v in numeric[first:first + WIDTH]]
                 points.setdefault(len(values), []).append((key, when, measurement, *values))
@@ -217,11 +216,11 @@ class RollupBuffer:
 
     def taint(self, samples: Iterable[Sample]) -> None:
         """The store does not hold these samples (rejected, lost): their windows read the store."""
-        rows = {(s.measurement, epoch_seconds(s.time)) for s in samples}
-        if not rows:
+        slots = _slots(samples)
+        if not slots:
             return
         try:
-            self._db().executemany("INSERT OR IGNORE INTO taint VALUES (?, ?)", sorted(rows))
+            self._db().executemany("INSERT OR IGNORE INTO taint VALUES (?, ?)", slots)
         except (sqlite3.Error, OSError) as exc:
             self._failed("marking points the store does not hold", exc)
 
@@ -229,12 +228,13 @@ class RollupBuffer:
 
     def covers(self, measurement: str, start: datetime, end: datetime) -> bool:
         """Whether the buffer holds everything qmonit wrote of `measurement` in [start, end)."""
-        if not self.path.exists():
+        first, last = epoch_seconds(start), epoch_seconds(end)
+        if not self.path.exists() or last - first != HOUR_S or first % HOUR_S:
             return False
         try:
             complete_from = self._meta("complete_from")
             done_before = self._meta(f"done_before:{measurement}")
-            window = (measurement, epoch_seconds(start), epoch_seconds(end))
+            window = (measurement, first, last)
             tainted = self._db().execute(
                 "SELECT 1 FROM taint WHERE measurement = ? AND time >= ? AND time < ? UNION ALL "
                 "SELECT 1 FROM pending WHERE measurement = ? AND time >= ? AND time < ? LIMIT 1",
@@ -242,10 +242,8 @@ class RollupBuffer:
         except (sqlite3.Error, OSError) as exc:
             self._failed("a read", exc)
             return False
-        first = epoch_seconds(start)
         return (complete_from is not None and complete_from <= first and not tainted
-                and (done_before is None or done_before <= first)
-                and epoch_seconds(end) - first == HOUR_S and first % HOUR_S == 0)
+                and (done_before is None or done_before <= first))
 
     def rollup_lines(self, measurement: str, start: datetime) -> Iterator[str]:
         """The hour's roll-up points in line protocol, made while they are read: mean and max
@@ -287,11 +285,12 @@ class RollupBuffer:
             db = self._db()
             done = {key.split(":", 1)[1]: value for key, value in db.execute(
                 "SELECT key, value FROM meta WHERE key LIKE 'done_before:%'")}
-            pending: dict[int, bool] = {}
+            hours, unfinished = set(), set()
             for hour, measurement in db.execute("SELECT hour, measurement FROM hours"):
-                finished = done.get(measurement, 0) >= hour + HOUR_S
-                pending[hour] = pending.get(hour, False) or not finished
-            gone = [hour for hour, left in pending.items() if not left]
+                hours.add(hour)
+                if done.get(measurement, 0) < hour + HOUR_S:
+                    unfinished.add(hour)
+            gone = sorted(hours - unfinished)
             if gone:
                 db.execute("BEGIN IMMEDIATE")
                 for hour in gone:
@@ -321,9 +320,11 @@ class RollupBuffer:
         db.execute(f"DROP TABLE IF EXISTS series_{hour}")
         db.execute("DELETE FROM hours WHERE hour = ?", (hour,))
 
+    def _files(self) -> list[Path]:
+        return [Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm")]
+
     def size_bytes(self) -> int:
-        return sum(Path(f"{self.path}{s}").stat().st_size for s in ("", "-wal")
-                   if Path(f"{self.path}{s}").exists())
+        return sum(path.stat().st_size for path in self._files() if path.exists())
 
 
 def _series_rows(series: dict[int, tuple[Sample, int, tuple[str, ...]]],
@@ -350,7 +351,6 @@ def _lines(rows: Iterable[tuple], suffix: str) -> Iterator[str]:
         yield head + template.format(*values)
 
 
-def _key(text: str) -> int:
-    """A stable 64-bit key (Python's hash() differs between processes)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big",
-                          signed=True)
+def _slots(samples: Iterable[Sample]) -> list[tuple[str, int]]:
+    """The (measurement, time) slots the samples fall in."""
+    return sorted({(s.measurement, epoch_seconds(s.time)) for s in samples})
