@@ -2,6 +2,7 @@
 
 from qmonit.grafana.helpers import (
     influx,
+    level_variable,
     per_slot,
     qmonit_dashboard,
     row,
@@ -14,8 +15,10 @@ from qmonit.grafana.helpers import (
     text_variable,
     timeseries,
 )
+from qmonit.levels import BATCH_FILTERS
 
-FILTERS = tag_filter(("cluster", "cluster"), ("partition", "partition"), ("owner", "owner"))
+FILTERS = tag_filter(*BATCH_FILTERS)
+BATCH_JOBS = "$batch_jobs_m"  # batch_jobs_by_partition until an owner is chosen
 NODES = tag_filter(("cluster", "cluster"))
 # The variables are InfluxDB tag values with All as ".*": regular expressions in SQL too.
 JOB_FILTER = ("cluster REGEXP '^${cluster:regex}$' AND `partition` REGEXP '^${partition:regex}$' "
@@ -43,8 +46,9 @@ dashboard = qmonit_dashboard(
                 "the workers are; look up an owner, a job or a worker.",
     variables=[
         rp_variable(),
-        tag_variable("cluster", "batch_jobs", "cluster", "Cluster"),
-        tag_variable("partition", "batch_jobs", "partition", "Partition",
+        level_variable("batch_jobs_m"),
+        tag_variable("cluster", "batch_jobs_by_partition", "cluster", "Cluster"),
+        tag_variable("partition", "batch_jobs_by_partition", "partition", "Partition",
                      [("cluster", "cluster")]),
         tag_variable("owner", "batch_jobs", "owner", "Owner", [("cluster", "cluster")]),
         text_variable("job_id", "Job id"),
@@ -72,11 +76,11 @@ dashboard = qmonit_dashboard(
         row("Over time"),
         timeseries("Jobs by partition and state", "Jobs per partition and mapped state, "
                    "summed per slot.",
-                   [influx(per_slot("batch_jobs", "jobs", FILTERS, ["partition", "state"]),
+                   [influx(per_slot(BATCH_JOBS, "jobs", FILTERS, ["partition", "state"]),
                            alias="$tag_partition $tag_state")], stacked=True),
         timeseries("Pending reasons", "Why jobs wait: the scheduler's pending reason (Slurm) "
                    "or hold reason (HTCondor).",
-                   [influx(per_slot("batch_jobs", "jobs", FILTERS + " AND \"state\" = "
+                   [influx(per_slot(BATCH_JOBS, "jobs", FILTERS + " AND \"state\" = "
                                     "'pending'", ["reason"]), alias="$tag_reason")],
                    stacked=True),
         timeseries("CPU and GPU use", "Allocated / total CPUs and GPUs per cluster.",

@@ -4,6 +4,7 @@ from qmonit.grafana.helpers import (
     colour_column,
     dashboard_url,
     influx,
+    level_variable,
     link_column,
     per_slot,
     qmonit_dashboard,
@@ -17,12 +18,14 @@ from qmonit.grafana.helpers import (
     threshold_column,
     timeseries,
 )
+from qmonit.levels import WORKER_FILTERS
 from qmonit.stores.status_tables import APF_COUNTS
 
 COUNTS = APF_COUNTS
 # The variables are InfluxDB tag values with All as ".*": regular expressions in SQL too.
 LABEL_FILTER = "factory REGEXP '^${factory:regex}$' AND label REGEXP '^${queue:regex}$'"
-FILTERS = tag_filter(("factory", "factory"), ("cloud", "cloud"), ("queue", "panda_queue"))
+FILTERS = tag_filter(*WORKER_FILTERS)
+WORKERS = "$workers_m"  # workers_by_cloud until a queue is chosen (qmonit/levels.py)
 TO_FACTORY = dashboard_url("qmonit-factories", factory="${__data.fields.factory}")
 TO_QUEUE = dashboard_url("qmonit-factories", factory="${__data.fields.factory}",
                          queue="${__data.fields.label}")
@@ -35,8 +38,9 @@ dashboard = qmonit_dashboard(
                 "and done and fault over the last hour; queues in trouble first.",
     variables=[
         rp_variable(),
-        tag_variable("factory", "workers", "factory", "Factory"),
-        tag_variable("cloud", "workers", "cloud", "Cloud", [("factory", "factory")]),
+        level_variable("workers_m"),
+        tag_variable("factory", "workers_by_cloud", "factory", "Factory"),
+        tag_variable("cloud", "workers_by_cloud", "cloud", "Cloud", [("factory", "factory")]),
         tag_variable("queue", "workers", "panda_queue", "Queue",
                      [("factory", "factory"), ("cloud", "cloud")]),
     ],
@@ -79,16 +83,16 @@ dashboard = qmonit_dashboard(
         row("Over time"),
         timeseries("APF pilots by state", "Pilots per APF state, summed per slot; done and "
                    "fault count the last hour.",
-                   [influx(per_slot("workers", "workers", FILTERS + " AND \"factory_type\" = "
+                   [influx(per_slot(WORKERS, "workers", FILTERS + " AND \"factory_type\" = "
                                     "'apf'", ["worker_status"]), alias="$tag_worker_status")],
                    stacked=True),
         timeseries("Harvester workers by status", "Harvester workers per status (PanDA's "
                    "worker statistics, updated in the last 4 hours).",
-                   [influx(per_slot("workers", "workers", FILTERS + " AND \"factory_type\" = "
+                   [influx(per_slot(WORKERS, "workers", FILTERS + " AND \"factory_type\" = "
                                     "'harvester'", ["worker_status"]),
                            alias="$tag_worker_status")], stacked=True),
         timeseries("Running pilots per factory", "Pilots and workers running, per factory.",
-                   [influx(per_slot("workers", "workers", FILTERS + " AND \"state\" = "
+                   [influx(per_slot(WORKERS, "workers", FILTERS + " AND \"state\" = "
                                     "'running'", ["factory"]), alias="$tag_factory")],
                    stacked=True, width=24),
     ],

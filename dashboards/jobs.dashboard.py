@@ -3,6 +3,7 @@
 from qmonit.grafana.helpers import (
     custom_variable,
     influx,
+    level_variable,
     per_slot,
     qmonit_dashboard,
     row,
@@ -12,23 +13,26 @@ from qmonit.grafana.helpers import (
     tag_variable,
     timeseries,
 )
+from qmonit.levels import JOB_FILTERS, JOB_SPLITS
 
-FILTERS = tag_filter(("cloud", "cloud"), ("tier", "tier"), ("site", "atlas_site"),
-                     ("queue", "panda_queue"), ("prod_source", "prod_source"),
-                     ("resource_type", "resource_type"), ("state", "state"))
+FILTERS = tag_filter(*JOB_FILTERS)
+# The measurement each panel reads: a level of write-time aggregates while the filters it
+# would need are on All, the per-queue "jobs" once narrowed (qmonit/levels.py).
+TOTALS, SPLIT, STATUS = "$jobs_m", "$jobs_split_m", "$jobs_status_m"
 NOW_FILTERS = FILTERS.replace(' AND "state" =~ /^$state$/', "")
 
 
 def current(state: str) -> str:
-    return per_slot("jobs", "$metric", f"{NOW_FILTERS} AND \"state\" = '{state}'")
+    return per_slot(TOTALS, "$metric", f"{NOW_FILTERS} AND \"state\" = '{state}'")
 
 
 def failure_ratio() -> str:
     """failed / (failed + completed) per slot, over the PanDA time window of each slot."""
-    failed = (f'SELECT sum("jobs") AS "failed" FROM "$rp"."jobs" WHERE $timeFilter{NOW_FILTERS} '
-              "AND \"state\" = 'failed' GROUP BY time($rp)")
-    ended = (f'SELECT sum("jobs") AS "ended" FROM "$rp"."jobs" WHERE $timeFilter{NOW_FILTERS} '
-             "AND \"state\" =~ /^(failed|completed)$/ GROUP BY time($rp)")
+    source = f'FROM "$rp"."{TOTALS}" WHERE $timeFilter{NOW_FILTERS}'
+    failed = (f'SELECT sum("jobs") AS "failed" {source} AND "state" = \'failed\' '
+              "GROUP BY time($rp)")
+    ended = (f'SELECT sum("jobs") AS "ended" {source} AND "state" =~ /^(failed|completed)$/ '
+             "GROUP BY time($rp)")
     return (f'SELECT sum("failed") / sum("ended") AS "failure_ratio" FROM ({failed}), ({ended}) '
             "WHERE $timeFilter GROUP BY time($rp) fill(none)")
 
@@ -38,17 +42,19 @@ dashboard = qmonit_dashboard(
     description="PanDA jobs per queue every 10 minutes, with CRIC's topology (QMonit).",
     variables=[
         rp_variable(),
+        level_variable("jobs_m"), level_variable("jobs_split_m"), level_variable("jobs_status_m"),
         custom_variable("metric", "Count", ["jobs", "cores", "hs06"]),
-        custom_variable("group_by", "Split by", ["cloud", "atlas_site", "panda_queue",
-                                                 "prod_source", "resource_type", "job_status"]),
-        tag_variable("cloud", "jobs", "cloud", "Cloud"),
-        tag_variable("tier", "jobs", "tier", "Tier", [("cloud", "cloud")]),
-        tag_variable("site", "jobs", "atlas_site", "Site", [("cloud", "cloud"), ("tier", "tier")]),
-        tag_variable("queue", "jobs", "panda_queue", "Queue",
+        custom_variable("group_by", "Split by", list(JOB_SPLITS)),
+        # each read from the smallest level that has the tag and the filters above it
+        tag_variable("cloud", "jobs_by_state", "cloud", "Cloud"),
+        tag_variable("tier", "jobs_by_state", "tier", "Tier", [("cloud", "cloud")]),
+        tag_variable("site", "jobs_by_queue", "atlas_site", "Site",
+                     [("cloud", "cloud"), ("tier", "tier")]),
+        tag_variable("queue", "jobs_by_queue", "panda_queue", "Queue",
                      [("cloud", "cloud"), ("tier", "tier"), ("site", "atlas_site")]),
-        tag_variable("prod_source", "jobs", "prod_source", "Prod source"),
-        tag_variable("resource_type", "jobs", "resource_type", "Resource type"),
-        tag_variable("state", "jobs", "state", "State"),
+        tag_variable("prod_source", "jobs_by_state", "prod_source", "Prod source"),
+        tag_variable("resource_type", "jobs_by_state", "resource_type", "Resource type"),
+        tag_variable("state", "jobs_by_state", "state", "State"),
     ],
     panels=[
         row("Now"),
@@ -68,22 +74,22 @@ dashboard = qmonit_dashboard(
         row("Over time"),
         timeseries("By state", "The Count per mapped state (qmonit's state rules over PanDA's "
                    "job_status), summed per 10-minute slot, then averaged over the interval.",
-                   [influx(per_slot("jobs", "$metric", FILTERS, ["state"]), alias="$tag_state")],
+                   [influx(per_slot(TOTALS, "$metric", FILTERS, ["state"]), alias="$tag_state")],
                    stacked=True),
         timeseries("Running, split", "Running jobs (or cores, HS06) split by the 'Split by' "
                    "variable: cloud, site, queue, ...",
-                   [influx(per_slot("jobs", "$metric", f"{NOW_FILTERS} AND \"state\" = "
+                   [influx(per_slot(SPLIT, "$metric", f"{NOW_FILTERS} AND \"state\" = "
                                     "'running'", ["$group_by"]), alias="$tag_$group_by")],
                    stacked=True),
         timeseries("Pending, split", "Pending jobs split by the 'Split by' variable.",
-                   [influx(per_slot("jobs", "$metric", f"{NOW_FILTERS} AND \"state\" = "
+                   [influx(per_slot(SPLIT, "$metric", f"{NOW_FILTERS} AND \"state\" = "
                                     "'pending'", ["$group_by"]), alias="$tag_$group_by")],
                    stacked=True),
         timeseries("Failure ratio", "failed / (failed + completed) per slot, each over PanDA's "
                    "time window.", [influx(failure_ratio(), alias="failure ratio")],
                    unit="percentunit"),
         timeseries("By PanDA job status", "The raw PanDA job_status, before the state rules.",
-                   [influx(per_slot("jobs", "$metric", FILTERS, ["job_status"]),
+                   [influx(per_slot(STATUS, "$metric", FILTERS, ["job_status"]),
                            alias="$tag_job_status")], width=24),
     ],
 )

@@ -18,6 +18,7 @@ from qmonit.components import Components
 from qmonit.downsample import RESOLUTIONS
 from qmonit.enrich import enrich_jobs, enrich_workers
 from qmonit.factory_labels import label_rows
+from qmonit.levels import aggregate
 from qmonit.sample import Sample, make_sample, series_id, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
@@ -160,7 +161,8 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
         log.warning("%d queue(s) unknown to CRIC, tagged unknown: %s%s",
                     len(report.unknown_queues), shown, f" and {more} more" if more > 0 else "")
 
-    report.delivery = parts.writer.write(data)
+    # the coarse levels the dashboards read, summed from the same samples (zeros included)
+    report.delivery = parts.writer.write(data + aggregate(data))
     _update_state(parts, topology, jobs, slot, report)
     _sync_batch_jobs(parts, report)
     _update_factory_labels(parts, data, jobs, report)

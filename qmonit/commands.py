@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from qmonit import logs
 from qmonit.components import Components, build
 from qmonit.config import Config, duration_seconds
+from qmonit.levels import CHOICES
 from qmonit.sample import slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
@@ -50,6 +51,7 @@ def init(_args: argparse.Namespace, parts: Components) -> int:
             print(f"{parts.store.location()}: {line}")
         if isinstance(parts.store, InfluxStore):
             print(f"{parts.store.location()}: {parts.store.write_rp_config(rp_ranges(parts.cfg))}")
+            print(f"{parts.store.location()}: {parts.store.write_levels(CHOICES)}")
     except SQLAlchemyError as exc:
         print(f"qmonit init failed: state store: {describe_db_error(exc)}", file=sys.stderr)
         return 1

@@ -27,9 +27,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
+from qmonit.levels import BASES, DERIVED, Aggregator, levels_of
 from qmonit.sample import EPOCH, make_sample
 from qmonit.stores import state
-from qmonit.stores.base import StoreUnavailable
+from qmonit.stores.base import StoreUnavailable, WriteResult
 from qmonit.stores.durable import Delivery
 from qmonit.stores.embedded import EmbeddedStore
 from qmonit.stores.influx import InfluxQueryError
@@ -115,7 +116,7 @@ def rollup(parts: Components, job: str, now: datetime, since: datetime | None = 
     report = RollupReport(job, "unknown")
     try:
         report.mode = choose_mode(parts)
-        for measurement in sorted(parts.store.measurements()):
+        for measurement in sorted(set(parts.store.measurements()) - DERIVED):
             _rollup_measurement(parts, resolution, measurement, closed_until, limit, since,
                                 now, report, show)
     except (StoreUnavailable, InfluxQueryError) as exc:
@@ -160,33 +161,54 @@ def _rollup_measurement(parts: Components, resolution: Resolution, measurement: 
         if show:
             print(f"\r{resolution.job} {measurement:<12} {start:%Y-%m-%d %H:%M} UTC "
                   f"[{number}/{len(starts)}]", end="", file=sys.stderr, flush=True)
+        levels = Aggregator() if measurement in BASES else None
         result = None
         if _buffer_covers(parts, resolution, measurement, start, end, since):
             try:
-                result = parts.store.write_lines(parts.buffer.rollup_lines(measurement, start),
-                                                 resolution.rp)
+                result = parts.store.write_lines(
+                    parts.buffer.rollup_lines(measurement, start, levels), resolution.rp)
                 report.buffered += 1
             except sqlite3.Error as exc:  # lines already posted are rewritten from the store
                 log.warning("roll-up buffer: %s %s UTC not read (%s); reading the store",
                             measurement, f"{start:%Y-%m-%d %H:%M}", exc)
+                levels = Aggregator() if levels is not None else None
         if result is None and report.mode == "server":
             report.points += parts.store.rollup_into(measurement, SOURCE_RP, resolution.rp,
                                                      start, end, width_s)
+            if levels is not None:  # summed in the server from what it just wrote
+                report.points += parts.store.levels_into(levels_of(measurement), resolution.rp,
+                                                         start, end, width_s)
+                levels = None
         elif result is None:
             samples = parts.store.window_aggregates(measurement, SOURCE_RP, start, end,
                                                     width_s)
             result = parts.store.write(samples, resolution.rp)
-        if result is not None:
-            if result.error or result.unwritten or result.rejected:
-                reason = result.error or "; ".join(r.reason for r in result.rejected)
-                raise InfluxQueryError(f"{measurement} {start:%Y-%m-%d %H:%M} UTC into "
-                                       f"\"{resolution.rp}\": {reason}")
-            report.points += result.written
+            if levels is not None:
+                levels.add_samples(samples)
+        for written in (result, _write_levels(parts, levels, resolution.rp, result)):
+            if written is not None:
+                _check(written, measurement, start, resolution.rp)
+                report.points += written.written
         report.done[measurement] = report.done.get(measurement, 0) + 1
         if done is None or end > done:
             state.set_watermark(parts.engine, measurement, resolution.job, end, now)
         if parts.buffer is not None and resolution.job == "hourly":
             parts.buffer.rolled_up(measurement, end)
+
+
+def _write_levels(parts: Components, levels: Aggregator | None, rp: str,
+                  base: WriteResult | None) -> WriteResult | None:
+    """The levels of the window's rolled-up series (not when writing those failed)."""
+    if levels is None or base is None or base.error or base.unwritten or base.rejected:
+        return None
+    return parts.store.write(levels.samples(), rp)
+
+
+def _check(result: WriteResult, measurement: str, start: datetime, rp: str) -> None:
+    if result.error or result.unwritten or result.rejected:
+        reason = result.error or "; ".join(r.reason for r in result.rejected)
+        raise InfluxQueryError(f"{measurement} {start:%Y-%m-%d %H:%M} UTC into \"{rp}\": "
+                               f"{reason}")
 
 
 def _buffer_covers(parts: Components, resolution: Resolution, measurement: str,

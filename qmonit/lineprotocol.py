@@ -85,3 +85,24 @@ def encode(sample: Sample) -> str:
 
 def encode_lines(samples: Iterable[Sample]) -> list[str]:
     return [encode(sample) for sample in samples]
+
+
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_UNESCAPED_EQUALS = re.compile(r"(?<!\\)=")
+_UNESCAPE = re.compile(r"\\([,= ])")
+
+
+def split_head(head: str) -> tuple[str, TagSet]:
+    """A series key back into (measurement, tags), unescaped as InfluxDB reads it: only
+    commas, equals signs and spaces (the inverse of series_head for what the store holds)."""
+    measurement, *pairs = _UNESCAPED_COMMA.split(head)
+    tags = []
+    for pair in pairs:
+        key, value = _UNESCAPED_EQUALS.split(pair, maxsplit=1)
+        tags.append((unescape_key(key), unescape_key(value)))
+    return unescape_key(measurement), tuple(tags)
+
+
+def unescape_key(text: str) -> str:
+    """A measurement, tag key, tag value or field key as InfluxDB reads it from a line."""
+    return _UNESCAPE.sub(r"\1", text) if "\\" in text else text

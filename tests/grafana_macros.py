@@ -9,6 +9,7 @@ does not define is an error, not an empty string.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -110,3 +111,17 @@ def expand_sql(query: str, view: View) -> str:
     query = re.sub(r"\$__unixEpochFilter\(([^)]+)\)",
                    lambda m: f"{m.group(1)} >= {start} AND {m.group(1)} <= {end}", query)
     return expand_variables(query, view, "sql")
+
+
+def resolve_hidden(view: View, rows_of: Callable[[str], list[dict]]) -> None:
+    """Grafana's refresh of the hidden query variables other than $rp (the level variables):
+    each takes the value its query returns for the current selection. One that returns
+    nothing is an error: every panel reading it would fail."""
+    for name, variable in view.variables.items():
+        if variable.get("type") != "query" or variable.get("hide") != 2 or name == "rp":
+            continue
+        rows = rows_of(expand_influx(variable["query"], view))
+        values = [value for row in rows for key, value in row.items() if key != "time"]
+        if not values:
+            raise UndefinedVariable(f"${name} has no value for {view.selected}")
+        view.selected[name] = str(values[0])

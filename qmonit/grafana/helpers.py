@@ -1,11 +1,14 @@
 """The house helpers every dashboards/*.dashboard.py uses: datasources, variables, panels, layout.
 
-Queries follow three rules. Counts are summed per 10-minute slot first and only then
+Queries follow four rules. Counts are summed per 10-minute slot first and only then
 averaged over Grafana's interval, so a wide interval never adds slots together. The
 retention policy is the `$rp` variable, which reads `meta.rp_config` (written by
 `qmonit init`) and switches to "1h" and "1d" for long time ranges; the policy's name
 is also its slot width, so `GROUP BY time($rp)` is the slot. Tag filters are regular
-expressions, so a variable set to All (`.*`) or to several values works the same.
+expressions, so a variable set to All (`.*`) or to several values works the same (a level
+without the tag has it empty, which `.*` matches). The measurement is a hidden level variable
+(`level_variable`): the per-queue series once someone narrows to a site or queue, a
+write-time aggregate while the filters are on All.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from grafanalib.core import (
     TimeSeries,
 )
 from grafanalib.influxdb import InfluxDBTarget
+
+from qmonit.levels import choice
 
 INFLUX = {"type": "influxdb", "uid": "qmonit-influxdb"}
 MYSQL = {"type": "mysql", "uid": "qmonit-mysql"}
@@ -49,6 +54,14 @@ def rp_variable() -> Template:
         name="rp", label="Resolution", dataSource=INFLUX, type="query", hide=2, refresh=2,
         query='SELECT first("rp") FROM "meta"."rp_config" WHERE "max_range_s" >= ${__range_s}',
         default="10m")
+
+
+def level_variable(name: str) -> Template:
+    """The measurement the panels using `$name` read: the cheapest level of write-time
+    aggregates that answers the selection (hidden; qmonit/levels.py says how it is chosen).
+    Grafana refreshes it whenever a filter it names changes."""
+    return Template(name=name, label=name, dataSource=INFLUX, type="query", hide=2, refresh=1,
+                    query=choice(name).query(), default=choice(name).base)
 
 
 def tag_variable(name: str, measurement: str, key: str, label: str,

@@ -23,6 +23,7 @@ from typing import Any
 import requests
 
 from qmonit.http import describe_failure, make_session, safe_url
+from qmonit.levels import Choice, Level
 from qmonit.lineprotocol import encode
 from qmonit.retry import RetriesExhausted, Retry, Retryable
 from qmonit.sample import Sample, from_epoch
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 META_RP = "meta"  # kept forever: what Grafana needs to know about the data
 RP_CONFIG = "rp_config"
+LEVELS = "levels"
 
 _SPOOL_NOW = {401: "authentication failed", 403: "not authorised to write",
               404: "database not found (run `qmonit init`)",
@@ -339,6 +341,26 @@ class InfluxStore:
             raise
         return int(series[0]["values"][0][1]) if series else 0
 
+    def levels_into(self, levels: Sequence[Level], rp: str, start: datetime, end: datetime,
+                    width_s: int) -> int:
+        """The server path's levels: each the sum of the base's points just rolled up into
+        `rp`, per group; returns the points written."""
+        written = 0
+        for level in levels:
+            fields = self.numeric_fields(level.base, rp)
+            if not fields:
+                continue
+            columns = ", ".join(f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
+            tags = ", ".join(quote_ident(t) for t in level.tags)
+            series = self.query(
+                f"SELECT {columns} INTO {quote_ident(self.database)}.{quote_ident(rp)}."
+                f"{quote_ident(level.measurement)} FROM {quote_ident(rp)}."
+                f"{quote_ident(level.base)} WHERE time >= {int(start.timestamp())}s AND "
+                f"time < {int(end.timestamp())}s GROUP BY time({width_s}s), {tags} fill(none)",
+                method="POST")
+            written += int(series[0]["values"][0][1]) if series else 0
+        return written
+
     def init(self, durations: dict[str, str]) -> list[str]:
         done = []
         self.query(f"CREATE DATABASE {quote_ident(self.database)}", method="POST", database=False)
@@ -365,22 +387,34 @@ class InfluxStore:
         One point per retention policy in the "meta" policy (kept forever), ordered by
         time, so `first("rp") ... WHERE "max_range_s" >= ${__range_s}` picks the policy.
         """
+        self._write_meta(RP_CONFIG, [
+            Sample(RP_CONFIG, (), (("max_range_s", min(limit, 1e15)), ("rp", rp)),
+                   from_epoch(order)) for order, (rp, limit) in enumerate(up_to)])
+        return f"{RP_CONFIG} for Grafana: " + ", ".join(
+            f'"{rp}" up to {limit / 86400:g}d' if limit != float("inf") else f'"{rp}" beyond'
+            for rp, limit in up_to)
+
+    def write_levels(self, choices: Sequence[Choice]) -> str:
+        """The table the dashboards' level variables read (see qmonit/levels.py)."""
+        samples = [Sample(LEVELS, tuple(sorted(tags.items())), (("measurement", measurement),),
+                          from_epoch(order))
+                   for one in choices for order, tags, measurement in one.rows()]
+        self._write_meta(LEVELS, samples)
+        return f"{LEVELS} for Grafana: {len(samples)} choices of {len(choices)} variables"
+
+    def _write_meta(self, measurement: str, samples: list[Sample]) -> None:
+        """Replace a measurement of the "meta" policy (created when missing)."""
         target = f"{quote_ident(META_RP)} ON {quote_ident(self.database)}"
         existing = {row["name"] for row in self.rows(
             f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}", database=False)}
         if META_RP not in existing:
             self.query(f"CREATE RETENTION POLICY {target} DURATION INF REPLICATION 1",
                        method="POST", database=False)
-        self.query(f'DROP SERIES FROM "{RP_CONFIG}"', method="POST")
-        samples = [Sample(RP_CONFIG, (), (("max_range_s", min(limit, 1e15)), ("rp", rp)),
-                          from_epoch(order)) for order, (rp, limit) in enumerate(up_to)]
+        self.query(f"DROP SERIES FROM {quote_ident(measurement)}", method="POST")
         result = self.write(samples, META_RP)
         if result.unwritten or result.rejected:
-            raise InfluxQueryError(f"{self.location()}: {RP_CONFIG} not written: "
+            raise InfluxQueryError(f"{self.location()}: {measurement} not written: "
                                    f"{result.error or result.rejected[0].reason}")
-        return f"{RP_CONFIG} for Grafana: " + ", ".join(
-            f'"{rp}" up to {limit / 86400:g}d' if limit != float("inf") else f'"{rp}" beyond'
-            for rp, limit in up_to)
 
     def check(self) -> str:
         try:

@@ -39,7 +39,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from qmonit.lineprotocol import field_key, series_head
+from qmonit.levels import DERIVED, Aggregator
+from qmonit.lineprotocol import field_key, series_head, split_head, unescape_key
 from qmonit.sample import Sample, epoch_seconds, stable_id
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,8 @@ class RollupBuffer:
         chunks_of: dict[tuple, list] = {}  # field names -> [(their repr, first index)]
         seconds: dict[datetime, int] = {}
         for sample in samples:
+            if sample.measurement in DERIVED:  # levels are summed from the rolled-up series
+                continue
             when = seconds.get(sample.time)
             if when is None:
                 when = seconds[sample.time] = epoch_seconds(sample.time)
@@ -158,6 +161,8 @@ class RollupBuffer:
                 series[key] = (sample, first // WIDTH, names[first:first + WIDTH])
                 values = [v for _, v in numeric[first:first + WIDTH]]
                 points.setdefault(len(values), []).append((key, when, measurement, *values))
+        if not by_hour:
+            return
         first = min(by_hour)
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -245,10 +250,11 @@ class RollupBuffer:
         return (complete_from is not None and complete_from <= first and not tainted
                 and (done_before is None or done_before <= first))
 
-    def rollup_lines(self, measurement: str, start: datetime) -> Iterator[str]:
+    def rollup_lines(self, measurement: str, start: datetime,
+                     levels: Aggregator | None = None) -> Iterator[str]:
         """The hour's roll-up points in line protocol, made while they are read: mean and max
-        of every numeric field per series, at `start`. Raises sqlite3.Error before the first
-        line; the store is read instead.
+        of every numeric field per series, at `start`; each also added to `levels`. Raises
+        sqlite3.Error before the first line; the store is read instead.
 
         Means are total / count, as InfluxDB's mean() computes them, in IEEE doubles summed
         in time order; numbers are written as the encoder writes them (repr): they round-trip.
@@ -264,7 +270,7 @@ class RollupBuffer:
             f"SELECT s.head, s.names, a.* FROM (SELECT key, {stats} FROM points_{hour} "
             f"WHERE measurement = ? GROUP BY key) a JOIN series_{hour} s ON s.key = a.key",
             (measurement,))
-        return _lines(rows, f" {hour}")
+        return _lines(rows, f" {hour}", levels, start)
 
     def rolled_up(self, measurement: str, end: datetime) -> None:
         """The measurement is rolled up until `end`: later writes before it are late points."""
@@ -339,18 +345,29 @@ def _series_rows(series: dict[int, tuple[Sample, int, tuple[str, ...]]],
     return rows
 
 
-def _lines(rows: Iterable[tuple], suffix: str) -> Iterator[str]:
+def _lines(rows: Iterable[tuple], suffix: str, levels: Aggregator | None = None,
+           start: datetime | None = None) -> Iterator[str]:
     """One line per row of rollup_lines' query: one format string per field set."""
     formats: dict[str, str] = {}
+    field_names: dict[str, list[str]] = {}  # the mean and max fields, unescaped
     for head, names, _, *values in rows:
         template = formats.get(names)
         if template is None:
-            literal = [name.replace("{", "{{").replace("}", "}}") for name in json.loads(names)]
+            escaped = json.loads(names)
+            literal = [name.replace("{", "{{").replace("}", "}}") for name in escaped]
             template = formats[names] = " " + ",".join(
                 f"{name}={{!r}},{name}_max={{!r}}" for name in literal) + suffix
+            field_names[names] = [f"{plain}{kind}" for plain in map(unescape_key, escaped)
+                                  for kind in ("", "_max")]
+        if levels is not None:
+            measurement, tags = split_head(head)
+            levels.add(measurement, tags, [(name, value) for name, value in
+                                           zip(field_names[names], values, strict=False)
+                                           if value is not None], start)
         yield head + template.format(*values)
 
 
 def _slots(samples: Iterable[Sample]) -> list[tuple[str, int]]:
     """The (measurement, time) slots the samples fall in."""
-    return sorted({(s.measurement, epoch_seconds(s.time)) for s in samples})
+    return sorted({(s.measurement, epoch_seconds(s.time)) for s in samples
+                   if s.measurement not in DERIVED})
