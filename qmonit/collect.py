@@ -54,6 +54,7 @@ class CollectReport:
     state_errors: list[str] = field(default_factory=list)
     unknown_queues: set[str] = field(default_factory=set)
     spool_bytes: int = 0
+    levels: int = 0  # write-time aggregate points (qmonit/levels.py)
     duration_s: float = 0.0
 
     @property
@@ -105,7 +106,7 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
         "duration_s": report.duration_s, "points": delivery.written,
         "errors": len(errors), "spool_bytes": report.spool_bytes,
         "spooled": delivery.spooled, "rejected": delivery.rejected, "lost": delivery.lost,
-        "replayed": report.replay.points,
+        "replayed": report.replay.points, "levels": report.levels,
     }
     if errors:
         fields["message"] = "; ".join(errors)[:1000]
@@ -162,7 +163,9 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
                     len(report.unknown_queues), shown, f" and {more} more" if more > 0 else "")
 
     # the coarse levels the dashboards read, summed from the same samples (zeros included)
-    report.delivery = parts.writer.write(data + aggregate(data))
+    levels = aggregate(data)
+    report.levels = len(levels)
+    report.delivery = parts.writer.write(data + levels)
     _update_state(parts, topology, jobs, slot, report)
     _sync_batch_jobs(parts, report)
     _update_factory_labels(parts, data, jobs, report)

@@ -126,9 +126,9 @@ def run(args: argparse.Namespace, parts: Components) -> int:
     report = collect(parts, slot)
     summary = ", ".join(f"{s.source} {s.status} ({s.points} points)" for s in report.sources)
     d = report.delivery
-    log.info("collect %s UTC: %s; written %d, spooled %d, rejected %d, lost %d, replayed %d "
-             "in %.1f s", f"{slot:%Y-%m-%d %H:%M}", summary, d.written, d.spooled, d.rejected,
-             d.lost, report.replay.points, report.duration_s)
+    log.info("collect %s UTC: %s; levels %d points; written %d, spooled %d, rejected %d, "
+             "lost %d, replayed %d in %.1f s", f"{slot:%Y-%m-%d %H:%M}", summary, report.levels,
+             d.written, d.spooled, d.rejected, d.lost, report.replay.points, report.duration_s)
     return report.exit_code
 
 

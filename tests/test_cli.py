@@ -133,11 +133,12 @@ def test_run_sh_logs_passes_exit_code_and_locks(write_config, tmp_path):
     assert ok.returncode == 0, ok.stderr
     logged = (tmp_path / "log/collect.log").read_text()
     match = re.search(r"INFO qmonit: collect 2026-11-21 10:00 UTC: cric ok \((\d+) points\), "
-                      r"panda ok \((\d+) points\); written (\d+), spooled 0, rejected 0, "
-                      r"lost 0, replayed 0", logged)
+                      r"panda ok \((\d+) points\); levels (\d+) points; written (\d+), "
+                      r"spooled 0, rejected 0, lost 0, replayed 0", logged)
     assert match, logged
-    queues, jobs, written = map(int, match.groups())
-    assert (queues, written) == (len(SimulatedGrid(seed=1).queues), jobs + 3)
+    queues, jobs, levels, written = map(int, match.groups())
+    assert (queues, written) == (len(SimulatedGrid(seed=1).queues), jobs + levels + 3)
+    assert 0 < levels < jobs / 2
     bad = subprocess.run([str(ROOT / "run.sh"), "collect", "--at", "yesterday"], env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2

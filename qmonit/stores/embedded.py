@@ -12,13 +12,13 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.sample import Sample, epoch_seconds, from_epoch, series_id
 from qmonit.stores.aggregate import GroupedQuery, Key, Stats, sql, stats_from_rows
 from qmonit.stores.base import RETENTION_POLICIES, StoreUnavailable, WriteResult
-from qmonit.stores.sql import describe_db_error, safe_db_url, upsert
+from qmonit.stores.sql import describe_db_error, replace_rows, safe_db_url
 from qmonit.stores.ts_tables import metadata, ts_points, ts_series, ts_tags
 
 
@@ -37,27 +37,29 @@ class EmbeddedStore:
 
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
         series_rows, tag_rows, point_rows = [], [], []
+        new_series = set()
         for sample in samples:
             sid = series_id(sample)
-            if sid not in self._known_series:
-                series_rows.append({"series_id": sid, "measurement": sample.measurement,
-                                    "series_key": json.dumps([sample.measurement, sample.tags])})
-                tag_rows.extend({"series_id": sid, "tag": k, "value": v} for k, v in sample.tags)
+            if sid not in self._known_series and sid not in new_series:
+                new_series.add(sid)
+                series_rows.append((sid, sample.measurement,
+                                    json.dumps([sample.measurement, sample.tags])))
+                tag_rows.extend((sid, k, v) for k, v in sample.tags)
             when = epoch_seconds(sample.time)
             for name, value in sample.fields:
-                text = value if isinstance(value, str) else None
-                number = None if text is not None else value
-                point_rows.append({"rp": retention, "series_id": sid, "time": when,
-                                   "field": name, "value": number, "text": text})
+                if value.__class__ is str:
+                    point_rows.append((retention, sid, when, name, None, value))
+                else:
+                    point_rows.append((retention, sid, when, name, value, None))
         try:
             with self.engine.begin() as conn:
-                upsert(conn, ts_series, series_rows, ["series_id"])
-                upsert(conn, ts_tags, tag_rows, ["series_id", "tag"])
-                upsert(conn, ts_points, point_rows, ["rp", "series_id", "time", "field"])
+                replace_rows(conn, ts_series, series_rows)
+                replace_rows(conn, ts_tags, tag_rows)
+                replace_rows(conn, ts_points, point_rows)
         except SQLAlchemyError as exc:
             return WriteResult(unwritten=list(samples),
                                error=f"{self.location()}: {describe_db_error(exc)}")
-        self._known_series.update(row["series_id"] for row in series_rows)
+        self._known_series.update(new_series)
         return WriteResult(written=len(samples))
 
     def grouped_stats(self, query: GroupedQuery) -> dict[Key, Stats]:
@@ -68,14 +70,14 @@ class EmbeddedStore:
     def last_time(self, measurement: str, field: str, tags: dict[str, str],
                   rp: str = "10m") -> datetime | None:
         """The newest time at which a series of `measurement` with these tags has `field`."""
-        source = ts_points.join(ts_series, ts_series.c.series_id == ts_points.c.series_id)
+        series = select(ts_series.c.series_id).where(ts_series.c.measurement == measurement)
         for number, (tag, value) in enumerate(sorted(tags.items())):
             alias = ts_tags.alias(f"t{number}")
-            source = source.join(alias, and_(alias.c.series_id == ts_points.c.series_id,
-                                             alias.c.tag == tag, alias.c.value == value))
-        query = select(func.max(ts_points.c.time)).select_from(source).where(
-            ts_points.c.rp == rp, ts_series.c.measurement == measurement,
-            ts_points.c.field == field)
+            series = series.where(select(alias.c.series_id).where(
+                alias.c.series_id == ts_series.c.series_id, alias.c.tag == tag,
+                alias.c.value == value).exists())
+        query = select(func.max(ts_points.c.time)).where(  # through the key, series first
+            ts_points.c.rp == rp, ts_points.c.series_id.in_(series), ts_points.c.field == field)
         with self.engine.connect() as conn:
             newest = conn.execute(query).scalar_one()
         return None if newest is None else from_epoch(newest)

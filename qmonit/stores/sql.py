@@ -29,6 +29,7 @@ def make_engine(url: str, password: str = "") -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA cache_size=-65536")
             cursor.close()
 
         return engine
@@ -78,3 +79,29 @@ def upsert(
         else:
             raise NotImplementedError(f"upsert is not implemented for the {dialect} dialect")
         conn.execute(stmt, chunk)
+
+
+def replace_rows(conn: Connection, table: Table, rows: Sequence[tuple]) -> None:
+    """Insert rows of every column in table order, replacing a row whose key exists: one
+    prepared statement run through the driver's executemany, none of SQLAlchemy's per-row
+    work (the embedded store writes tens of thousands of rows a cycle)."""
+    if not rows:
+        return
+    columns = [c.name for c in table.columns]
+    names = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        statement = (f"INSERT OR REPLACE INTO {table.name} ({names}) VALUES "
+                     f"({', '.join('?' * len(columns))})")
+    elif dialect in ("mysql", "mariadb"):
+        key = {c.name for c in table.primary_key.columns}
+        update = ", ".join(f"{conn.dialect.identifier_preparer.quote(c)} = VALUES("
+                           f"{conn.dialect.identifier_preparer.quote(c)})"
+                           for c in columns if c not in key) or \
+            f"{columns[0]} = {columns[0]}"
+        statement = (f"INSERT INTO {table.name} ({names}) VALUES "
+                     f"({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE {update}")
+    else:
+        raise NotImplementedError(f"replace_rows is not implemented for the {dialect} dialect")
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        conn.exec_driver_sql(statement, list(rows[start : start + UPSERT_CHUNK]))

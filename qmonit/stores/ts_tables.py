@@ -25,5 +25,8 @@ ts_points = Table(
     Column("field", String(64), primary_key=True),
     Column("value", Double, nullable=True),
     Column("text", Text, nullable=True),
-    Index("ix_ts_points_rp_time", "rp", "time"),
+    # clustered on its key: one b-tree to write, and a series' points are read in time order
+    # through it (every query finds its series first); tables made before keep their rowid
+    # and time index, which the queries do not need
+    sqlite_with_rowid=False,
 )
