@@ -76,7 +76,9 @@ def test_collect_writes_jobs_run_record_and_state(parts_for, http, influx_db):
     assert (runs["panda"]["status"], runs["panda"]["points"], runs["panda"]["errors"]) == \
         ("ok", 26.0, 0.0)
     assert (runs["cric"]["status"], runs["cric"]["points"]) == ("ok", 2.0)
-    assert (runs["sinks"]["status"], runs["sinks"]["points"]) == ("ok", 26.0)
+    assert report.levels == 44  # jobs_by_queue 16, jobs_by_status 17, jobs_by_state 11
+    assert (runs["sinks"]["status"], runs["sinks"]["points"], runs["sinks"]["levels"]) == \
+        ("ok", 26.0 + 44, 44.0)
     with parts.engine.connect() as conn:
         stats = {(r.panda_queue, r.prod_source, r.resource): r
                  for r in conn.execute(select(state.queue_stats))}
@@ -168,20 +170,21 @@ def test_influxdb_down_two_cycles_then_back_every_point_once(parts_for, http, tm
         server.stop()
         down = [collect(parts, T + SLOT), collect(parts, T + 2 * SLOT)]
         assert [r.exit_code for r in down] == [1, 1]
-        assert [r.delivery.spooled for r in down] == [26 + 3, 26 + 3]  # data + qmonit_run
+        # data, its levels and qmonit_run
+        assert [r.delivery.spooled for r in down] == [26 + 44 + 3, 26 + 44 + 3]
         assert "connection failed" in down[0].delivery.errors[0]
         assert len(parts.spool.files()) == 4  # data and qmonit_run, per cycle
         server.start()
         back = collect(parts, T + 3 * SLOT)
         assert back.replay.files == 4
-        assert back.replay.points == 2 * 26 + 2 * 3
+        assert back.replay.points == 2 * (26 + 44) + 2 * 3
         assert parts.spool.files() == []
         for n in range(4):
             assert count_at(parts.store, T + n * SLOT) == 26
             assert set(run_points(parts.store, T + n * SLOT)) == {"panda", "cric", "sinks"}
         assert parts.store.rows('SELECT count("jobs") FROM "10m"."jobs"')[0]["count"] == 4 * 26
         sinks = run_points(parts.store, T + SLOT)["sinks"]
-        assert (sinks["status"], sinks["spooled"], sinks["points"]) == ("failed", 26.0, 0.0)
+        assert (sinks["status"], sinks["spooled"], sinks["points"]) == ("failed", 70.0, 0.0)
     finally:
         server.stop()
 
@@ -223,7 +226,8 @@ def test_full_spool_is_loud(parts_for, http, caplog):
     with caplog.at_level(logging.CRITICAL):
         report = collect(parts, T)
     assert report.exit_code == 1
-    assert report.delivery.lost == 26 + 3  # data + qmonit_run: both refused, both counted
+    # data with its levels, and qmonit_run: all refused, all counted
+    assert report.delivery.lost == 26 + 44 + 3
     assert report.delivery.spooled == 0
     assert "points could not be spooled and are lost; replay the spool or raise [spool] " \
            "max_mb" in caplog.text
@@ -233,20 +237,26 @@ def test_full_spool_is_loud(parts_for, http, caplog):
 def test_embedded_store_on_mariadb_overwrites_a_rerun_slot(parts_for, http):
     from sqlalchemy import func
 
-    from qmonit.stores.ts_tables import ts_points
+    from qmonit.stores.ts_tables import ts_points, ts_series
 
     http.route(PATHS["v1"], GOOD)
     parts = parts_for({})
     parts.store.init({})
     collect(parts, T)
     collect(parts, T)
+    def of(measurement):
+        return ts_points.c.series_id.in_(select(ts_series.c.series_id).where(
+            ts_series.c.measurement == measurement))
+
     with parts.engine.connect() as conn:
         jobs = conn.execute(select(func.count()).select_from(ts_points).where(
-            ts_points.c.field == "jobs", ts_points.c.time == int(T.timestamp()))).scalar_one()
-        total = conn.execute(select(func.sum(ts_points.c.value)).where(
-            ts_points.c.field == "jobs")).scalar_one()
+            ts_points.c.field == "jobs", ts_points.c.time == int(T.timestamp()),
+            of("jobs"))).scalar_one()
+        totals = [conn.execute(select(func.sum(ts_points.c.value)).where(
+            ts_points.c.field == "jobs", of(m))).scalar_one()
+            for m in ("jobs", "jobs_by_queue", "jobs_by_status", "jobs_by_state")]
     assert jobs == 26
-    assert total == 822  # every count in the recorded answer, once
+    assert totals == [822] * 4  # every count in the recorded answer, once, at every level
 
 
 def test_backfilling_an_older_slot_leaves_the_current_state_alone(parts_for, http, influx_db):
