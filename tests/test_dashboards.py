@@ -19,6 +19,7 @@ from qmonit.derive.job import derive
 from qmonit.downsample import rollup
 from qmonit.grafana.build import build_all
 from qmonit.grafana.provision import OPEN_FLAGS_SQL, STALE_SQL, alert_rules
+from qmonit.levels import CHOICES
 from qmonit.sample import SLOT, slot_start
 from tests.grafana_macros import ALL, View, expand_influx, expand_sql, resolve_hidden
 from tests.servers import Reply, ScriptedServer
@@ -349,3 +350,67 @@ def test_a_missing_dashboards_directory_is_named_and_exits_2(write_config, tmp_p
     assert cli.main(["-c", str(cfg), "dashboards", "build"]) == 2
     assert capsys.readouterr().err == (f"qmonit dashboards: {tmp_path / 'none'}: no such "
                                        f"directory ([grafana] dashboards_dir)\n")
+
+
+LEVEL_VARIABLES = {one.name: one.base for one in CHOICES}
+
+
+def normalized(rows: list[dict]) -> list[tuple]:
+    """Rows in a fixed order, numbers rounded to 9 significant digits (sums of HS06 and of
+    means differ in the last bits with the order of adding)."""
+    def value(v):
+        return float(f"{v:.9g}") if isinstance(v, float) else v
+    return sorted(tuple(sorted((k, value(v)) for k, v in row.items())) for row in rows)
+
+
+def test_every_panel_gives_the_same_numbers_from_its_level_as_from_the_per_queue_series(filled):
+    """At every resolution and for All, one cloud, one site and one queue: the level the hidden
+    variable picks answers exactly what the per-queue measurement answers."""
+    parts, engine, _ = filled
+    compared, used = 0, set()
+    for board in boards():
+        names = {v["name"] for v in board.model["templating"]["list"]} & set(LEVEL_VARIABLES)
+        if not names:
+            continue
+        for rp in RPS:
+            everything = make_view(board.model, parts, engine, rp)
+            choices = [{}]
+            for variable in ("cloud", "site", "queue", "owner"):
+                if everything.values.get(variable):
+                    choices.append({variable: [everything.values[variable][0]]})
+            for selection in choices:
+                view = make_view(board.model, parts, engine, rp, **selection)
+                base = View(view.start, view.end, variables=view.variables, values=view.values,
+                            selected={**view.selected, **{n: LEVEL_VARIABLES[n] for n in names}})
+                used |= {view.selected[n] for n in names}
+                for panel in panels(board.model):
+                    for target in panel["targets"]:
+                        query = target.get("query", "")
+                        if not any(f"${n}" in query for n in names):
+                            continue
+                        got = parts.store.rows(expand_influx(query, view))
+                        want = parts.store.rows(expand_influx(query, base))
+                        assert normalized(got) == normalized(want), \
+                            f"{board.name} / {panel['title']} at {rp}, {selection}"
+                        assert want or rp == "1d", f"{board.name} / {panel['title']} at {rp}"
+                        compared += 1
+    assert compared > 100
+    # All reads the levels; one queue, site or owner reads the per-queue measurements
+    assert {"jobs_by_state", "jobs_by_status", "jobs_by_queue", "workers_by_cloud",
+            "batch_jobs_by_partition", "jobs", "workers", "batch_jobs"} <= used
+
+
+def test_all_reads_a_level_and_one_queue_the_per_queue_series(filled):
+    parts, engine, _ = filled
+    jobs = boards()[2].model
+    view = make_view(jobs, parts, engine, "10m")
+    assert [view.selected[n] for n in ("jobs_m", "jobs_split_m", "jobs_status_m")] == [
+        "jobs_by_state", "jobs_by_state", "jobs_by_status"]  # $group_by starts on cloud
+    site = view.values["site"][0]
+    view = make_view(jobs, parts, engine, "10m", site=[site])
+    assert [view.selected[n] for n in ("jobs_m", "jobs_split_m", "jobs_status_m")] == [
+        "jobs_by_queue", "jobs_by_queue", "jobs"]
+    queue = view.values["queue"][0]
+    view = make_view(jobs, parts, engine, "10m", queue=[queue], group_by="panda_queue")
+    assert [view.selected[n] for n in ("jobs_m", "jobs_split_m", "jobs_status_m")] == [
+        "jobs_by_queue", "jobs_by_queue", "jobs"]
