@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import Engine, and_, func, select
 
-from qmonit.stores.ts_tables import ts_points, ts_series, ts_tags
+from qmonit.stores.ts_tables import ts_points, ts_tags
 
 SHOWN_STATES = ("assigned", "activated", "starting", "running", "transferring", "finished",
                 "failed")
@@ -21,13 +21,13 @@ def _jobs_by(engine: Engine, tags: tuple[str, ...], when: int, where_status: str
     joins = {tag: ts_tags.alias(f"t_{tag}") for tag in dict.fromkeys(tags + (status_tag,))}
     query = select(*(joins[t].c.value.label(t) for t in tags),
                    func.sum(ts_points.c.value).label("jobs"))
-    source = ts_points.join(ts_series, ts_series.c.series_id == ts_points.c.series_id)
+    source = ts_points
     for tag, alias in joins.items():
         source = source.join(alias, and_(alias.c.series_id == ts_points.c.series_id,
                                          alias.c.tag == tag))
     query = query.select_from(source).where(
-        ts_series.c.measurement == measurement, ts_points.c.rp == "10m",
-        ts_points.c.field == field, ts_points.c.time == when,
+        ts_points.c.rp == "10m", ts_points.c.measurement == measurement,
+        ts_points.c.time == when, ts_points.c.field == field,
     )
     if where_status:
         query = query.where(joins[status_tag].c.value == where_status)

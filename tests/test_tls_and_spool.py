@@ -144,3 +144,38 @@ def test_embedded_store_failure_spools_with_the_driver_message_then_replays(tmp_
                                f"OperationalError: no such table: ts_series; 2 points spooled"]
     store.init({})
     assert DurableWriter(store, spool).replay().points == 2
+
+
+def test_an_embedded_store_of_an_older_layout_is_moved_once_keeping_every_point(tmp_path,
+                                                                              caplog):
+    """ts_points was keyed by series first, without a measurement column, before the layout
+    clustered by measurement and time: the first write moves it, nothing is lost."""
+    from sqlalchemy import text
+
+    from qmonit.stores.ts_tables import ts_series, ts_tags
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    ts_series.create(engine)
+    ts_tags.create(engine)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE ts_points (rp VARCHAR(8), series_id BIGINT, time BIGINT, "
+                          "field VARCHAR(64), value FLOAT, text TEXT, PRIMARY KEY (rp, series_id, "
+                          "time, field))"))
+        conn.execute(text("CREATE INDEX ix_ts_points_rp_time ON ts_points (rp, time)"))
+    old = EmbeddedStore(engine)
+    old._layout_checked = True  # written by the older qmonit, as it was
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO ts_series VALUES (1, 'jobs', '[\"jobs\", [[\"q\", \"A\"]]]')"))
+        conn.execute(text("INSERT INTO ts_points VALUES ('10m', 1, 600, 'jobs', 7.0, NULL), "
+                          "('10m', 1, 1200, 'jobs', 8.0, NULL)"))
+    store = EmbeddedStore(engine)
+    with caplog.at_level("WARNING"):
+        assert store.write(points("B")).written == 1
+    assert "moving ts_points to the layout clustered by measurement and time (once)" in caplog.text
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT rp, measurement, time, series_id, field, value FROM "
+                                 "ts_points WHERE series_id = 1 ORDER BY time")).all()
+    assert [tuple(r) for r in rows] == [("10m", "jobs", 600, 1, "jobs", 7.0),
+                                         ("10m", "jobs", 1200, 1, "jobs", 8.0)]
+    assert store.first_time("jobs", "10m").timestamp() == 600
+    assert store.init({})[1:] == []  # moved already: nothing more to do

@@ -70,8 +70,9 @@ def stats_from_influx(series: list[dict], group_by: tuple[str, ...]) -> dict[Key
 def sql(q: GroupedQuery, dialect: str = "sqlite") -> Select:
     """The same statistics in SQL (SQLite >= 3.25, MariaDB >= 10.2: window functions).
 
-    Series are mapped to their group first (a few thousand rows), then their points
-    are read through the primary key (rp, series_id, time): no tag join per point.
+    Series are mapped to their group first (a few thousand rows), then the measurement's
+    points of the window are read through the primary key (rp, measurement, time) and
+    looked up in that map: no tag join per point.
     """
     tag_alias = {t: ts_tags.alias(f"tag_{t}") for t in q.group_by}
     source = ts_series
@@ -92,7 +93,8 @@ def sql(q: GroupedQuery, dialect: str = "sqlite") -> Select:
     per_time = (
         select(groups.c.gid, ts_points.c.time, func.sum(ts_points.c.value).label("s"))
         .select_from(groups.join(ts_points, and_(
-            ts_points.c.rp == q.rp, ts_points.c.series_id == groups.c.series_id,
+            ts_points.c.rp == q.rp, ts_points.c.measurement == q.measurement,
+            ts_points.c.series_id == groups.c.series_id,
             ts_points.c.time >= epoch_seconds(q.start), ts_points.c.time < epoch_seconds(q.end),
             ts_points.c.field == q.field)))
         .group_by(groups.c.gid, ts_points.c.time)

@@ -9,10 +9,11 @@ InfluxDB. Tags live in their own table so aggregation by any tag is a SQL join.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.sample import Sample, epoch_seconds, from_epoch, series_id
@@ -21,42 +22,75 @@ from qmonit.stores.base import RETENTION_POLICIES, StoreUnavailable, WriteResult
 from qmonit.stores.sql import describe_db_error, replace_rows, safe_db_url
 from qmonit.stores.ts_tables import metadata, ts_points, ts_series, ts_tags
 
+log = logging.getLogger(__name__)
+
 
 class EmbeddedStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._known_series: set[int] = set()
+        self._layout_checked = False
 
     def location(self) -> str:
         return f"embedded SQL store {safe_db_url(self.engine)}"
 
     def init(self, durations: dict[str, str]) -> list[str]:
         metadata.create_all(self.engine)
+        moved = self._ensure_layout()
         return [f"tables {', '.join(metadata.tables)} present; retention policies "
-                f"{', '.join(RETENTION_POLICIES)} are kept without expiry here"]
+                f"{', '.join(RETENTION_POLICIES)} are kept without expiry here"] + moved
+
+    def _ensure_layout(self) -> list[str]:
+        """ts_points of an older qmonit (keyed by series first, no measurement column) is
+        moved once into the current layout, keeping every point."""
+        if self._layout_checked:
+            return []
+        columns = {c["name"] for c in inspect(self.engine).get_columns(ts_points.name)} \
+            if inspect(self.engine).has_table(ts_points.name) else None
+        self._layout_checked = True
+        if columns is None or "measurement" in columns:
+            return []
+        log.warning("%s: moving ts_points to the layout clustered by measurement and time "
+                    "(once)", self.location())
+        names = ", ".join(c.name for c in ts_points.columns)
+        with self.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE ts_points RENAME TO ts_points_before"))
+            if conn.dialect.name == "sqlite":  # its index keeps its name on the renamed table
+                conn.execute(text("DROP INDEX IF EXISTS ix_ts_points_rp_time"))
+            ts_points.create(conn)
+            moved = conn.execute(text(
+                f"INSERT INTO ts_points ({names}) SELECT p.rp, s.measurement, p.time, "
+                f"p.series_id, p.field, p.value, p.text FROM ts_points_before p JOIN ts_series "
+                f"s ON s.series_id = p.series_id")).rowcount
+            conn.execute(text("DROP TABLE ts_points_before"))
+        return [f"ts_points moved to the layout clustered by measurement and time "
+                f"({moved} rows)"]
 
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
         series_rows, tag_rows, point_rows = [], [], []
         new_series = set()
         for sample in samples:
             sid = series_id(sample)
+            measurement = sample.measurement
             if sid not in self._known_series and sid not in new_series:
                 new_series.add(sid)
-                series_rows.append((sid, sample.measurement,
-                                    json.dumps([sample.measurement, sample.tags])))
+                series_rows.append((sid, measurement, json.dumps([measurement, sample.tags])))
                 tag_rows.extend((sid, k, v) for k, v in sample.tags)
             when = epoch_seconds(sample.time)
             for name, value in sample.fields:
                 if value.__class__ is str:
-                    point_rows.append((retention, sid, when, name, None, value))
+                    point_rows.append((retention, measurement, when, sid, name, None, value))
                 else:
-                    point_rows.append((retention, sid, when, name, value, None))
+                    point_rows.append((retention, measurement, when, sid, name, value, None))
+        point_rows.sort()  # in key order: each page is written once
         try:
+            self._ensure_layout()
             with self.engine.begin() as conn:
                 replace_rows(conn, ts_series, series_rows)
                 replace_rows(conn, ts_tags, tag_rows)
                 replace_rows(conn, ts_points, point_rows)
         except SQLAlchemyError as exc:
+            self._layout_checked = False
             return WriteResult(unwritten=list(samples),
                                error=f"{self.location()}: {describe_db_error(exc)}")
         self._known_series.update(new_series)
@@ -76,10 +110,12 @@ class EmbeddedStore:
             series = series.where(select(alias.c.series_id).where(
                 alias.c.series_id == ts_series.c.series_id, alias.c.tag == tag,
                 alias.c.value == value).exists())
-        query = select(func.max(ts_points.c.time)).where(  # through the key, series first
-            ts_points.c.rp == rp, ts_points.c.series_id.in_(series), ts_points.c.field == field)
+        query = (select(ts_points.c.time)  # the measurement's run of the key, newest first
+                 .where(ts_points.c.rp == rp, ts_points.c.measurement == measurement,
+                        ts_points.c.series_id.in_(series), ts_points.c.field == field)
+                 .order_by(ts_points.c.time.desc()).limit(1))
         with self.engine.connect() as conn:
-            newest = conn.execute(query).scalar_one()
+            newest = conn.execute(query).scalar_one_or_none()
         return None if newest is None else from_epoch(newest)
 
     # -- downsampling ------------------------------------------------------------------------
@@ -89,9 +125,8 @@ class EmbeddedStore:
             return list(conn.execute(select(ts_series.c.measurement).distinct()).scalars())
 
     def first_time(self, measurement: str, rp: str) -> datetime | None:
-        query = select(func.min(ts_points.c.time)).select_from(
-            ts_points.join(ts_series, ts_series.c.series_id == ts_points.c.series_id)
-        ).where(ts_series.c.measurement == measurement, ts_points.c.rp == rp)
+        query = select(func.min(ts_points.c.time)).where(ts_points.c.rp == rp,
+                                                          ts_points.c.measurement == measurement)
         with self.engine.connect() as conn:
             first = conn.execute(query).scalar_one()
         return None if first is None else from_epoch(first)
@@ -106,7 +141,7 @@ class EmbeddedStore:
                    func.max(ts_points.c.value).label("max"), ts_series.c.series_key)
             .select_from(ts_points.join(ts_series,
                                         ts_series.c.series_id == ts_points.c.series_id))
-            .where(ts_series.c.measurement == measurement, ts_points.c.rp == rp,
+            .where(ts_points.c.rp == rp, ts_points.c.measurement == measurement,
                    ts_points.c.value.is_not(None),
                    ts_points.c.time >= epoch_seconds(start), ts_points.c.time < epoch_seconds(end))
             .group_by(ts_points.c.series_id, bucket, ts_points.c.field, ts_series.c.series_key)

@@ -20,13 +20,15 @@ ts_tags = Table(
 ts_points = Table(
     "ts_points", metadata,
     Column("rp", String(8), primary_key=True),
-    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("measurement", String(64), primary_key=True),
     Column("time", BigInteger, primary_key=True, autoincrement=False),
+    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
     Column("field", String(64), primary_key=True),
     Column("value", Double, nullable=True),
     Column("text", Text, nullable=True),
-    # clustered on its key: one b-tree to write, and a series' points are read in time order
-    # through it (every query finds its series first); tables made before keep their rowid
-    # and time index, which the queries do not need
+    # Clustered on its key (no rowid, no other index): a cycle's rows go to the end of each
+    # measurement's run, so a write touches a few pages however large the table grows (keyed
+    # by series first, every cycle dirtied a page per series and the writes slowed with every
+    # day kept), and every query reads one measurement's time range.
     sqlite_with_rowid=False,
 )
