@@ -162,10 +162,9 @@ def test_an_embedded_store_of_an_older_layout_is_moved_once_keeping_every_point(
                           "field VARCHAR(64), value FLOAT, text TEXT, PRIMARY KEY (rp, series_id, "
                           "time, field))"))
         conn.execute(text("CREATE INDEX ix_ts_points_rp_time ON ts_points (rp, time)"))
-    old = EmbeddedStore(engine)
-    old._layout_checked = True  # written by the older qmonit, as it was
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO ts_series VALUES (1, 'jobs', '[\"jobs\", [[\"q\", \"A\"]]]')"))
+    with engine.begin() as conn:  # what the older qmonit wrote
+        conn.execute(text("INSERT INTO ts_series VALUES "
+                          "(1, 'jobs', '[\"jobs\", [[\"q\", \"A\"]]]')"))
         conn.execute(text("INSERT INTO ts_points VALUES ('10m', 1, 600, 'jobs', 7.0, NULL), "
                           "('10m', 1, 1200, 'jobs', 8.0, NULL)"))
     store = EmbeddedStore(engine)
