@@ -120,6 +120,24 @@ def fill(parts, days: int, keep: dict[str, tuple[str, str]]) -> dict[str, float]
     return figures
 
 
+def findings_for_a_day(parts) -> int:
+    """The last derive's `suspicious` points (one per queue, split and rule judged) again at
+    every slot of the 24 h before, with their level: what a day of derive runs leaves."""
+    findings = []
+    for series in parts.store.query(f'SELECT * FROM "10m"."suspicious" WHERE time = '
+                                    f'{int(END.timestamp())}s GROUP BY *'):
+        tags = tuple(sorted((series.get("tags") or {}).items()))
+        for values in series["values"]:
+            row = dict(zip(series["columns"], values, strict=True))
+            fields = tuple(sorted((k, float(v)) for k, v in row.items()
+                                  if k != "time" and v is not None))
+            findings.append(Sample("suspicious", tags, fields, END))
+    for n in range(1, 144):
+        at = [s._replace(time=END - n * SLOT) for s in findings]
+        parts.store.write(at + aggregate(at), "10m")
+    return len(findings)
+
+
 def choose_selection(parts) -> dict[str, str]:
     """One cloud, its biggest site, that site's queue with pilots, one owner of batch jobs."""
     data = samples_of(parts, END)
@@ -303,12 +321,14 @@ def main() -> int:
             start = time.perf_counter()
             report = collect(parts, END)  # the last cycle, as cron runs it: SQL state too
             derive(parts, END)
+            judged = findings_for_a_day(parts)
             print(f"filled: {figures['raw_points']:,} raw points in {figures['raw_s']:.0f} s, "
                   f"{figures['hourly_points']:,} hourly points in {figures['hourly_s']:.0f} s; "
                   f"the last collect ({report.levels:,} level points of "
-                  f"{report.delivery.written:,}) and derive {time.perf_counter() - start:.1f} s")
+                  f"{report.delivery.written:,}) and derive {time.perf_counter() - start:.1f} s; "
+                  f"{judged:,} suspicious findings a cycle written for the day before")
             print("series: " + ", ".join(f"{m} {cardinality(parts, m):,}" for m in
-                                         ["jobs", *sorted(DERIVED)]))
+                                         ["jobs", "suspicious", *sorted(DERIVED)]))
             regex_or_exact(parts, chosen)
             ok = measure(parts, parts.engine, chosen, args.per_query)
         finally:

@@ -23,6 +23,9 @@ SQL_FILTERS = ("cloud IN (${cloud:sqlstring}) AND atlas_site IN (${site:sqlstrin
 FLAGGED = " OR ".join(f"{rule}_flag IS NOT NULL" for rule in RULES)
 QUEUE_LINK = dashboard_url("qmonit-jobs", queue="${__data.fields.panda_queue}")
 SEVERITY = colour_column("severity", SEVERITY_COLOURS)
+# the findings that raised a flag (a level written with `suspicious`), not all ~15,000 judged
+FLAGS = 'FROM "$rp"."suspicious_flagged"'
+FLAG_FILTERS = tag_filter(("cloud", "cloud"), ("site", "atlas_site"))
 FLAG_COLOURS = [colour_column(f"{rule}_flag", SEVERITY_COLOURS) for rule in RULES]
 
 dashboard = qmonit_dashboard(
@@ -73,15 +76,13 @@ dashboard = qmonit_dashboard(
         row("History"),
         timeseries("Flags raised", "Flagged findings per rule and slot (the suspicious "
                    "series).",
-                   [influx('SELECT sum("flagged") FROM "$rp"."suspicious" WHERE $timeFilter'
-                           + tag_filter(("cloud", "cloud"), ("site", "atlas_site"))
+                   [influx(f'SELECT sum("flagged") {FLAGS} WHERE $timeFilter{FLAG_FILTERS}'
                            + ' GROUP BY time($rp), "rule" fill(none)', alias="$tag_rule")],
                    stacked=True),
         timeseries("Score of flagged queues", "How far (in spreads) the current value is from "
                    "its baseline, per flagged queue and rule.",
-                   [influx('SELECT max("score") FROM "$rp"."suspicious" WHERE $timeFilter AND '
-                           '"flagged" > 0' + tag_filter(("cloud", "cloud"), ("site", "atlas_site"))
-                           + ' GROUP BY time($rp), "panda_queue", "rule" fill(none)',
+                   [influx(f'SELECT max("score") {FLAGS} WHERE $timeFilter AND "flagged" > 0'
+                           f'{FLAG_FILTERS} GROUP BY time($rp), "panda_queue", "rule" fill(none)',
                            alias="$tag_panda_queue $tag_rule")]),
         table("Alerts in the time range", "Every alert opened in the time range, closed or not.",
               [sql("SELECT panda_queue, prod_source, resource, rule, severity, opened_at, "

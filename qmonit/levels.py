@@ -4,8 +4,10 @@ A dashboard panel over all 790 queues of ATLAS would otherwise sum ~52,000 serie
 time it is drawn, and its cost would grow with the number of queues, not with what it
 shows. Each `Level` is its own measurement (`jobs_by_state`, ...) holding, per slot, the
 sum of every numeric field of the base measurement's series over the tags the level
-drops. A measurement per level (rather than one with a `level` tag) keeps each level's
-series, tag values and field keys apart, so a Grafana variable or panel reading a level
+drops (`suspicious_flagged` drops none: it keeps the points of the findings that raised
+a flag, which the Suspicious Sites panels read instead of every finding judged). A
+measurement per level (rather than one with a `level` tag) keeps each level's series,
+tag values and field keys apart, so a Grafana variable or panel reading a level
 never touches another level's series, and the roll-ups treat levels as what they are:
 derived, never rolled up from their own raw points.
 
@@ -37,6 +39,7 @@ class Level:
     measurement: str
     base: str  # the measurement it sums
     tags: tuple[str, ...]  # the tags it keeps
+    above: tuple[str, float] | None = None  # (field, value): only points with field > value
 
 
 # Per base measurement, from the finest level to the coarsest (the cheapest to read).
@@ -49,6 +52,10 @@ LEVELS = (
                                           "state")),
     Level("batch_jobs_by_partition", "batch_jobs", ("cluster", "scheduler", "partition",
                                                     "state", "reason")),
+    # every tag kept: the findings that raised a flag, out of ~15,000 series judged a cycle
+    Level("suspicious_flagged", "suspicious", ("panda_queue", "atlas_site", "cloud",
+                                               "prod_source", "resource", "rule", "severity"),
+          above=("flagged", 0.0)),
 )
 DERIVED = frozenset(level.measurement for level in LEVELS)
 BASES = frozenset(level.base for level in LEVELS)
@@ -92,6 +99,8 @@ class Aggregator:
             return
         sums = self._sums
         for level, pick in self._pickers_for(measurement, tuple([k for k, _ in tags])):
+            if level.above is not None and not _above(numbers, *level.above):
+                continue
             key = (level, pick(tags), time)
             totals = sums.get(key)
             if totals is None:
@@ -111,6 +120,10 @@ class Aggregator:
         GROUP BY leaves it out of SELECT ... INTO."""
         return [Sample(level.measurement, tags, tuple(sorted(totals.items())), time)
                 for (level, tags, time), totals in self._sums.items()]
+
+
+def _above(numbers: list[tuple[str, float]], name: str, floor: float) -> bool:
+    return any(key == name and value > floor for key, value in numbers)
 
 
 def aggregate(samples: Iterable[Sample]) -> list[Sample]:

@@ -414,3 +414,24 @@ def test_all_reads_a_level_and_one_queue_the_per_queue_series(filled):
     view = make_view(jobs, parts, engine, "10m", queue=[queue], group_by="panda_queue")
     assert [view.selected[n] for n in ("jobs_m", "jobs_split_m", "jobs_status_m")] == [
         "jobs_by_queue", "jobs_by_queue", "jobs"]
+
+
+def test_the_flag_panels_read_from_the_flagged_findings_what_all_findings_give(filled):
+    parts, engine, _ = filled
+    suspicious = boards()[4].model
+    compared = 0
+    for rp in RPS:
+        view = make_view(suspicious, parts, engine, rp)
+        for panel in panels(suspicious):
+            for target in panel["targets"]:
+                query = target.get("query", "")
+                if '"suspicious_flagged"' not in query:
+                    continue
+                got = parts.store.rows(expand_influx(query, view))
+                every = query.replace('"suspicious_flagged"', '"suspicious"')
+                want = [row for row in parts.store.rows(expand_influx(every, view))
+                        if any(v for k, v in row.items() if k not in ("time", "rule"))]
+                assert normalized(got) == normalized(want), f"{panel['title']} at {rp}"
+                assert got or rp == "1d", f"{panel['title']} at {rp}: nothing flagged"
+                compared += 1
+    assert compared == 6

@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 
 from qmonit.collect import collect
 from qmonit.components import build
+from qmonit.derive.job import derive
 from qmonit.downsample import rollup
 from qmonit.levels import (
     ALL,
@@ -73,10 +74,13 @@ def test_every_level_keeps_only_tags_of_its_base_and_is_not_rolled_up_itself():
              "workers": {"factory", "factory_type", "panda_queue", "atlas_site", "cloud",
                          "job_type", "resource_type", "worker_status", "state"},
              "batch_jobs": {"cluster", "scheduler", "partition", "owner", "group", "state",
-                            "native_state", "reason"}}
+                            "native_state", "reason"},
+             "suspicious": {"panda_queue", "atlas_site", "cloud", "prod_source", "resource",
+                            "rule", "severity"}}
     for level in LEVELS:
-        assert set(level.tags) < bases[level.base], level.measurement
-        assert level.measurement.startswith(f"{level.base}_by_")
+        assert set(level.tags) <= bases[level.base], level.measurement
+        assert (set(level.tags) < bases[level.base]) == (level.above is None)
+        assert level.measurement.startswith(f"{level.base}_"), level.measurement
     assert aggregate(aggregate([make_sample("jobs", {"cloud": "DE", "state": "running"},
                                             {"jobs": 1}, T)])) == []
 
@@ -191,6 +195,8 @@ def summed(base: dict[tuple, dict[str, float]], level: Level) -> dict[tuple, dic
     """The level's points computed from the base's points, by hand."""
     out: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for (tags, when), fields in base.items():
+        if level.above and not fields.get(level.above[0], 0) > level.above[1]:
+            continue
         key = tuple((k, v) for k, v in tags if k in level.tags)
         for name, value in fields.items():
             out[(key, when)][name] += value
@@ -236,9 +242,11 @@ def test_levels_equal_the_per_queue_sums_at_every_resolution(grid):
         if slot == DOWN:
             back = take_store_down(parts)
             reports.append(collect(parts, slot))
+            derive(parts, slot)
             back()
         else:
             reports.append(collect(parts, slot))
+            derive(parts, slot)
     reports.append(collect(parts, SLOTS[1]))  # a re-run of 00:50
     assert reports[3].delivery.spooled > 0 and reports[4].replay.points > 0
     assert parts.spool.files() == []
@@ -252,12 +260,14 @@ def test_levels_equal_the_per_queue_sums_at_every_resolution(grid):
     assert hourly.buffered == (len(hourly.done) if parts.path == "buffer" else 0)
     assert not set(hourly.done) & {level.measurement for level in LEVELS}
 
-    for base in ("jobs", "workers", "batch_jobs"):
+    for base in ("jobs", "workers", "batch_jobs", "suspicious"):
         for rp in ("10m", "1h", "1d"):
             base_points = points(parts, rp, base)
             assert base_points, (base, rp)
             for level in levels_of(base):
                 assert_same(points(parts, rp, level.measurement), summed(base_points, level),
                             f"{parts.path} {rp} {level.measurement}", means=rp != "10m")
+    flagged = points(parts, "10m", "suspicious_flagged")
+    assert flagged and all(fields["flagged"] == 1.0 for fields in flagged.values())
     # the daily level is the sum of the daily per-series means: one point per group and day
     assert {when for _, when in points(parts, "1d", "jobs_by_state")} == {DAY.timestamp()}

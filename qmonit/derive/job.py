@@ -26,6 +26,7 @@ from qmonit.derive.numbers import (
     gather_daily,
 )
 from qmonit.derive.rules import ALL, Finding, evaluate
+from qmonit.levels import aggregate
 from qmonit.model import AVERAGED_STATUSES, RULES, UNKNOWN
 from qmonit.notify import NotifyError, build_digest, notifiers
 from qmonit.sample import Sample, make_sample, slot_start
@@ -169,7 +170,7 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
     samples = _suspicious_samples(report, topology)
     report.duration_s = time.monotonic() - started
     runs = _run_samples(report)
-    report.delivery = parts.writer.write(samples + runs)
+    report.delivery = parts.writer.write(samples + aggregate(samples) + runs)
     record_run_samples(parts.engine, runs, report.slot)
     return report
 

@@ -352,12 +352,14 @@ class InfluxStore:
                 continue
             columns = ", ".join(f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
             tags = ", ".join(quote_ident(t) for t in level.tags)
+            only = "" if level.above is None else \
+                f" AND {quote_ident(level.above[0])} > {level.above[1]!r}"
             series = self.query(
                 f"SELECT {columns} INTO {quote_ident(self.database)}.{quote_ident(rp)}."
                 f"{quote_ident(level.measurement)} FROM {quote_ident(rp)}."
                 f"{quote_ident(level.base)} WHERE time >= {int(start.timestamp())}s AND "
-                f"time < {int(end.timestamp())}s GROUP BY time({width_s}s), {tags} fill(none)",
-                method="POST")
+                f"time < {int(end.timestamp())}s{only} GROUP BY time({width_s}s), {tags} "
+                f"fill(none)", method="POST")
             written += int(series[0]["values"][0][1]) if series else 0
         return written
 
