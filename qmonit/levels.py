@@ -48,6 +48,7 @@ LEVELS = (
     Level("jobs_by_status", "jobs", ("cloud", "prod_source", "resource_type", "state",
                                      "job_status")),
     Level("jobs_by_state", "jobs", ("cloud", "tier", "prod_source", "resource_type", "state")),
+    Level("jobs_grid", "jobs", ("prod_source", "resource_type", "state", "job_status")),
     Level("workers_by_cloud", "workers", ("factory", "factory_type", "cloud", "worker_status",
                                           "state")),
     Level("batch_jobs_by_partition", "batch_jobs", ("cluster", "scheduler", "partition",

@@ -76,9 +76,9 @@ def test_collect_writes_jobs_run_record_and_state(parts_for, http, influx_db):
     assert (runs["panda"]["status"], runs["panda"]["points"], runs["panda"]["errors"]) == \
         ("ok", 26.0, 0.0)
     assert (runs["cric"]["status"], runs["cric"]["points"]) == ("ok", 2.0)
-    assert report.levels == 44  # jobs_by_queue 16, jobs_by_status 17, jobs_by_state 11
+    assert report.levels == 60  # jobs_by_queue 16, _by_status 17, _by_state 11, jobs_grid 16
     assert (runs["sinks"]["status"], runs["sinks"]["points"], runs["sinks"]["levels"]) == \
-        ("ok", 26.0 + 44, 44.0)
+        ("ok", 26.0 + 60, 60.0)
     with parts.engine.connect() as conn:
         stats = {(r.panda_queue, r.prod_source, r.resource): r
                  for r in conn.execute(select(state.queue_stats))}
@@ -171,20 +171,20 @@ def test_influxdb_down_two_cycles_then_back_every_point_once(parts_for, http, tm
         down = [collect(parts, T + SLOT), collect(parts, T + 2 * SLOT)]
         assert [r.exit_code for r in down] == [1, 1]
         # data, its levels and qmonit_run
-        assert [r.delivery.spooled for r in down] == [26 + 44 + 3, 26 + 44 + 3]
+        assert [r.delivery.spooled for r in down] == [26 + 60 + 3, 26 + 60 + 3]
         assert "connection failed" in down[0].delivery.errors[0]
         assert len(parts.spool.files()) == 4  # data and qmonit_run, per cycle
         server.start()
         back = collect(parts, T + 3 * SLOT)
         assert back.replay.files == 4
-        assert back.replay.points == 2 * (26 + 44) + 2 * 3
+        assert back.replay.points == 2 * (26 + 60) + 2 * 3
         assert parts.spool.files() == []
         for n in range(4):
             assert count_at(parts.store, T + n * SLOT) == 26
             assert set(run_points(parts.store, T + n * SLOT)) == {"panda", "cric", "sinks"}
         assert parts.store.rows('SELECT count("jobs") FROM "10m"."jobs"')[0]["count"] == 4 * 26
         sinks = run_points(parts.store, T + SLOT)["sinks"]
-        assert (sinks["status"], sinks["spooled"], sinks["points"]) == ("failed", 70.0, 0.0)
+        assert (sinks["status"], sinks["spooled"], sinks["points"]) == ("failed", 86.0, 0.0)
     finally:
         server.stop()
 
@@ -227,7 +227,7 @@ def test_full_spool_is_loud(parts_for, http, caplog):
         report = collect(parts, T)
     assert report.exit_code == 1
     # data with its levels, and qmonit_run: all refused, all counted
-    assert report.delivery.lost == 26 + 44 + 3
+    assert report.delivery.lost == 26 + 60 + 3
     assert report.delivery.spooled == 0
     assert "points could not be spooled and are lost; replay the spool or raise [spool] " \
            "max_mb" in caplog.text
@@ -254,9 +254,9 @@ def test_embedded_store_on_mariadb_overwrites_a_rerun_slot(parts_for, http):
             of("jobs"))).scalar_one()
         totals = [conn.execute(select(func.sum(ts_points.c.value)).where(
             ts_points.c.field == "jobs", of(m))).scalar_one()
-            for m in ("jobs", "jobs_by_queue", "jobs_by_status", "jobs_by_state")]
+            for m in ("jobs", "jobs_by_queue", "jobs_by_status", "jobs_by_state", "jobs_grid")]
     assert jobs == 26
-    assert totals == [822] * 4  # every count in the recorded answer, once, at every level
+    assert totals == [822] * 5  # every count in the recorded answer, once, at every level
 
 
 def test_backfilling_an_older_slot_leaves_the_current_state_alone(parts_for, http, influx_db):

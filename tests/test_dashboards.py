@@ -396,7 +396,7 @@ def test_every_panel_gives_the_same_numbers_from_its_level_as_from_the_per_queue
                         compared += 1
     assert compared > 100
     # All reads the levels; one queue, site or owner reads the per-queue measurements
-    assert {"jobs_by_state", "jobs_by_status", "jobs_by_queue", "workers_by_cloud",
+    assert {"jobs_grid", "jobs_by_state", "jobs_by_status", "jobs_by_queue", "workers_by_cloud",
             "batch_jobs_by_partition", "jobs", "workers", "batch_jobs"} <= used
 
 
@@ -405,7 +405,10 @@ def test_all_reads_a_level_and_one_queue_the_per_queue_series(filled):
     jobs = boards()[2].model
     view = make_view(jobs, parts, engine, "10m")
     assert [view.selected[n] for n in ("jobs_m", "jobs_split_m", "jobs_status_m")] == [
-        "jobs_by_state", "jobs_by_state", "jobs_by_status"]  # $group_by starts on cloud
+        "jobs_grid", "jobs_by_state", "jobs_grid"]  # $group_by starts on cloud
+    view = make_view(jobs, parts, engine, "10m", cloud=[view.values["cloud"][0]])
+    assert [view.selected[n] for n in ("jobs_m", "jobs_split_m", "jobs_status_m")] == [
+        "jobs_by_state", "jobs_by_state", "jobs_by_status"]
     site = view.values["site"][0]
     view = make_view(jobs, parts, engine, "10m", site=[site])
     assert [view.selected[n] for n in ("jobs_m", "jobs_split_m", "jobs_status_m")] == [

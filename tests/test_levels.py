@@ -98,7 +98,8 @@ def test_series_keys_read_back_as_influxdb_reads_them():
 
 def test_the_cheapest_level_that_has_every_narrowed_tag_is_chosen():
     everything: dict[str, bool] = {}
-    assert choose("jobs_m", everything) == "jobs_by_state"
+    assert choose("jobs_m", everything) == "jobs_grid"
+    assert choose("jobs_m", {"prod_source": False, "state": False}) == "jobs_grid"
     assert choose("jobs_m", {"cloud": False, "prod_source": False}) == "jobs_by_state"
     assert choose("jobs_m", {"site": False}) == "jobs_by_queue"
     assert choose("jobs_m", {"queue": False}) == "jobs_by_queue"
@@ -106,8 +107,11 @@ def test_the_cheapest_level_that_has_every_narrowed_tag_is_chosen():
     assert choose("jobs_split_m", everything, "cloud") == "jobs_by_state"
     assert choose("jobs_split_m", everything, "atlas_site") == "jobs_by_queue"
     assert choose("jobs_split_m", everything, "panda_queue") == "jobs_by_queue"
-    assert choose("jobs_split_m", everything, "job_status") == "jobs_by_status"
+    assert choose("jobs_split_m", everything, "job_status") == "jobs_grid"
+    assert choose("jobs_split_m", everything, "prod_source") == "jobs_grid"
+    assert choose("jobs_split_m", {"cloud": False}, "job_status") == "jobs_by_status"
     assert choose("jobs_split_m", {"tier": False}, "job_status") == "jobs"
+    assert choose("jobs_status_m", everything) == "jobs_grid"
     assert choose("jobs_status_m", {"cloud": False}) == "jobs_by_status"
     assert choose("jobs_status_m", {"queue": False}) == "jobs"
     assert choose("workers_m", everything) == "workers_by_cloud"
@@ -119,7 +123,8 @@ def test_the_cheapest_level_that_has_every_narrowed_tag_is_chosen():
 def test_meta_rows_mark_the_filters_a_level_cannot_answer():
     rows = list(choice("jobs_m").rows())
     assert [(order, measurement) for order, _, measurement in rows] == [
-        (0, "jobs"), (1, "jobs_by_queue"), (2, "jobs_by_status"), (3, "jobs_by_state")]
+        (0, "jobs"), (1, "jobs_by_queue"), (2, "jobs_by_status"), (3, "jobs_by_state"),
+        (4, "jobs_grid")]
     by_queue = rows[1][1]
     assert by_queue == {"choice": "jobs_m", "group_by": "state", "cloud": ANY, "tier": ANY,
                         "site": ANY, "queue": ANY, "prod_source": ALL, "resource_type": ALL,
