@@ -17,6 +17,7 @@ owner) for every hour; the other per-queue series have one hour a week, so every
 shard indexes all 52,000 series. Writing all 37 million hourly per-queue points would take
 this machine half an hour; no query of the benchmark reads the ones left out.
 Run from the repository root: python3 benchmarks/dashboards.py [--days 30] [--per-query]
+[--before: also Jobs Monitoring at 6 h and 24 h on the per-queue series, as it was]
 """
 
 from __future__ import annotations
@@ -269,6 +270,25 @@ def measure(parts, engine, chosen: dict[str, str], per_query: bool) -> bool:
     return ok
 
 
+def as_before(parts, engine) -> None:
+    """Jobs Monitoring with every filter on All as it was before the levels: each panel on
+    the per-queue `jobs` (the level variables held at their base measurement)."""
+    board = next(b for b in build_all(parts.cfg) if b.uid == "qmonit-jobs")
+    bases = {c.name: c.base for c in CHOICES}
+    for range_name in ("6h", "24h"):
+        view = view_for(board.model, parts, engine, RANGES[range_name], {}, [])
+        view.selected.update({name: base for name, base in bases.items()
+                              if name in view.selected})
+        took = []
+        for panel in board.model["panels"]:
+            if panel["type"] != "row":
+                took.append(sum(timed_rows(parts, engine, "influx",
+                                           expand_influx(t["query"], view))[0]
+                                for t in panel["targets"]))
+        print(f"as before (per-queue series), Jobs Monitoring {range_name} All: sum "
+              f"{sum(took):.1f} s, slowest panel {max(took):.1f} s")
+
+
 def regex_or_exact(parts, chosen: dict[str, str]) -> None:
     """A one-queue filter as a regular expression, as the dashboards write it, and as an exact
     tag match: InfluxDB picks the same series through its index either way."""
@@ -290,6 +310,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=30, help="days of hourly data (30)")
     parser.add_argument("--per-query", action="store_true", help="print every panel's times")
+    parser.add_argument("--before", action="store_true",
+                        help="also time Jobs Monitoring on the per-queue series (minutes)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qmonit-bench-") as tmp:
         server = InfluxServer(Path(tmp) / "influxd").start()
@@ -336,6 +358,8 @@ def main() -> int:
                                          ["jobs", "suspicious", *sorted(DERIVED)]))
             regex_or_exact(parts, chosen)
             ok = measure(parts, parts.engine, chosen, args.per_query)
+            if args.before:
+                as_before(parts, parts.engine)
         finally:
             with admin.begin() as conn:
                 conn.execute(text(f"DROP DATABASE IF EXISTS {database}"))

@@ -140,3 +140,16 @@ def test_check_reports_version_and_missing_database(influxd):
     store = store_for(influxd.url, database="not_created_yet")
     assert store.check() == ("answers (InfluxDB 1.6.7~rc0), authenticated; database "
                              "not_created_yet missing: run `qmonit init`")
+
+
+def test_check_says_when_the_dashboards_meta_tables_are_missing(influx_store):
+    version = "answers (InfluxDB 1.6.7~rc0), authenticated, database " \
+              f"{influx_store.database} present"
+    assert influx_store.check() == (f"{version}; Grafana's meta.rp_config and meta.levels "
+                                    f"missing: run `qmonit init`")
+    influx_store.write_rp_config([("10m", 86400.0), ("1h", float("inf"))])
+    assert influx_store.check() == f"{version}; Grafana's meta.levels missing: run `qmonit init`"
+    from qmonit.levels import CHOICES
+
+    influx_store.write_levels(CHOICES)
+    assert influx_store.check() == version

@@ -407,9 +407,7 @@ class InfluxStore:
     def _write_meta(self, measurement: str, samples: list[Sample]) -> None:
         """Replace a measurement of the "meta" policy (created when missing)."""
         target = f"{quote_ident(META_RP)} ON {quote_ident(self.database)}"
-        existing = {row["name"] for row in self.rows(
-            f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}", database=False)}
-        if META_RP not in existing:
+        if META_RP not in self._policies():
             self.query(f"CREATE RETENTION POLICY {target} DURATION INF REPLICATION 1",
                        method="POST", database=False)
         self.query(f"DROP SERIES FROM {quote_ident(measurement)}", method="POST")
@@ -428,7 +426,18 @@ class InfluxStore:
         if self.database not in names:
             return f"answers (InfluxDB {version}), authenticated; database {self.database} " \
                    f"missing: run `qmonit init`"
-        return f"answers (InfluxDB {version}), authenticated, database {self.database} present"
+        present = f"answers (InfluxDB {version}), authenticated, database {self.database} present"
+        missing = [name for name in (RP_CONFIG, LEVELS) if META_RP not in self._policies()
+                   or not self.rows(f"SELECT count(*) FROM {quote_ident(META_RP)}."
+                                    f"{quote_ident(name)}")]
+        if missing:  # the dashboards' hidden variables would find nothing
+            return f"{present}; Grafana's meta.{' and meta.'.join(missing)} missing: run " \
+                   f"`qmonit init`"
+        return present
+
+    def _policies(self) -> set[str]:
+        return {row["name"] for row in self.rows(
+            f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}", database=False)}
 
 
 def _error_text(body: str) -> str:
