@@ -99,6 +99,13 @@ def test_init_is_idempotent_on_influxdb_and_mariadb(write_config, influxd, maria
     assert f'InfluxDB {influxd.url} database init_db: retention policy "10m" set to 14d' \
         in second.stdout
     assert "tables present" in second.stdout
+    from qmonit.levels import CHOICES
+
+    rows = sum(len(list(choice.rows())) for choice in CHOICES)
+    assert f"InfluxDB {influxd.url} database init_db: levels for Grafana: {rows} choices of " \
+           f"{len(CHOICES)} variables" in second.stdout
+    done = qmonit("-c", str(cfg), "check")
+    assert "database init_db present\n" in done.stdout  # meta.rp_config and meta.levels too
 
 
 def test_spool_status_and_replay_into_the_embedded_store(write_config, tmp_path):
