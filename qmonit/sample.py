@@ -81,20 +81,9 @@ def from_epoch(seconds: float) -> datetime:
     return EPOCH + timedelta(seconds=seconds)
 
 
-_SERIES_IDS: dict[tuple, int] = {}  # every cycle asks again for the same series
-_SERIES_IDS_KEPT = 500_000
-
-
 def series_id(sample: Sample) -> int:
     """A stable signed 64-bit id of the sample's series (measurement and tag set)."""
-    key = (sample.measurement, sample.tags)
-    known = _SERIES_IDS.get(key)
-    if known is None:
-        if len(_SERIES_IDS) >= _SERIES_IDS_KEPT:
-            _SERIES_IDS.clear()
-        known = _SERIES_IDS[key] = stable_id(
-            json.dumps([sample.measurement, sample.tags], separators=(",", ":")))
-    return known
+    return stable_id(json.dumps([sample.measurement, sample.tags], separators=(",", ":")))
 
 
 def stable_id(text: str) -> int:

@@ -30,7 +30,6 @@ def make_engine(url: str, password: str = "") -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA cache_size=-65536")
             cursor.close()
 
         return engine

@@ -206,25 +206,23 @@ def vanished_series(engine: Engine, source: str, present: Collection[int], slot:
 def mark_seen(engine: Engine, source: str, present: Mapping[int, Sample],
               slot: datetime, horizon: timedelta) -> None:
     """Record that these series reported at `slot`: new series get a full row, known ones a
-    bulk update of last_seen (never moved backwards; first_seen only where a backfill is
-    older). Long-gone series are forgotten."""
+    bulk update of last_seen (never moved backwards). Long-gone series are forgotten."""
     now = epoch_seconds(slot)
     with engine.begin() as conn:
-        known = {sid: (first, last) for sid, first, last in conn.execute(
-            select(series_seen.c.series_id, series_seen.c.first_seen, series_seen.c.last_seen)
-            .where(series_seen.c.source == source))}
+        known = {sid for (sid,) in conn.execute(
+            select(series_seen.c.series_id).where(series_seen.c.source == source))}
         new_rows = [{
             "series_id": sid, "source": source, "measurement": sample.measurement,
             "tags": json.dumps(sample.tags), "fields": json.dumps([k for k, _ in sample.fields]),
             "first_seen": now, "last_seen": now,
         } for sid, sample in present.items() if sid not in known]
         upsert(conn, series_seen, new_rows, ["series_id"])
-        for column, moves in ((series_seen.c.last_seen, lambda first, last: last < now),
-                              (series_seen.c.first_seen, lambda first, last: first > now)):
-            ids = [sid for sid in present if sid in known and moves(*known[sid])]
-            for chunk in _chunks(ids):
-                conn.execute(update(series_seen).where(series_seen.c.series_id.in_(chunk))
-                             .values({column.name: now}))
+        for chunk in _chunks([sid for sid in present if sid in known]):
+            ids = series_seen.c.series_id.in_(chunk)
+            conn.execute(update(series_seen).where(ids, series_seen.c.last_seen < now)
+                         .values(last_seen=now))
+            conn.execute(update(series_seen).where(ids, series_seen.c.first_seen > now)
+                         .values(first_seen=now))
         conn.execute(delete(series_seen).where(
             series_seen.c.source == source,
             series_seen.c.last_seen < epoch_seconds(slot - horizon - FORGET_AFTER)))
