@@ -95,6 +95,9 @@ _UNESCAPE = re.compile(r"\\([,= ])")
 def split_head(head: str) -> tuple[str, TagSet]:
     """A series key back into (measurement, tags), unescaped as InfluxDB reads it: only
     commas, equals signs and spaces (the inverse of series_head for what the store holds)."""
+    if "\\" not in head:  # the common case: nothing escaped, plain splits
+        measurement, *pairs = head.split(",")
+        return measurement, tuple([tuple(pair.split("=", 1)) for pair in pairs])
     measurement, *pairs = _UNESCAPED_COMMA.split(head)
     tags = []
     for pair in pairs:
