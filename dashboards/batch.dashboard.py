@@ -46,11 +46,11 @@ dashboard = qmonit_dashboard(
                 "the workers are; look up an owner, a job or a worker.",
     variables=[
         rp_variable(),
-        level_variable("batch_jobs_m"),
         tag_variable("cluster", "batch_jobs_by_partition", "cluster", "Cluster"),
         tag_variable("partition", "batch_jobs_by_partition", "partition", "Partition",
                      [("cluster", "cluster")]),
         tag_variable("owner", "batch_jobs", "owner", "Owner", [("cluster", "cluster")]),
+        level_variable("batch_jobs_m"),  # after the filters it depends on
         text_variable("job_id", "Job id"),
         text_variable("worker", "Worker"),
     ],

@@ -38,11 +38,11 @@ dashboard = qmonit_dashboard(
                 "and done and fault over the last hour; queues in trouble first.",
     variables=[
         rp_variable(),
-        level_variable("workers_m"),
         tag_variable("factory", "workers_by_cloud", "factory", "Factory"),
         tag_variable("cloud", "workers_by_cloud", "cloud", "Cloud", [("factory", "factory")]),
         tag_variable("queue", "workers", "panda_queue", "Queue",
                      [("factory", "factory"), ("cloud", "cloud")]),
+        level_variable("workers_m"),  # after the filters it depends on
     ],
     panels=[
         row("Now"),

@@ -42,7 +42,6 @@ dashboard = qmonit_dashboard(
     description="PanDA jobs per queue every 10 minutes, with CRIC's topology (QMonit).",
     variables=[
         rp_variable(),
-        level_variable("jobs_m"), level_variable("jobs_split_m"), level_variable("jobs_status_m"),
         custom_variable("metric", "Count", ["jobs", "cores", "hs06"]),
         custom_variable("group_by", "Split by", list(JOB_SPLITS)),
         # each read from the smallest level that has the tag and the filters above it
@@ -55,6 +54,8 @@ dashboard = qmonit_dashboard(
         tag_variable("prod_source", "jobs_by_state", "prod_source", "Prod source"),
         tag_variable("resource_type", "jobs_by_state", "resource_type", "Resource type"),
         tag_variable("state", "jobs_by_state", "state", "State"),
+        # after the filters they depend on: Grafana refreshes them when those change
+        level_variable("jobs_m"), level_variable("jobs_split_m"), level_variable("jobs_status_m"),
     ],
     panels=[
         row("Now"),

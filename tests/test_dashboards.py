@@ -438,3 +438,20 @@ def test_the_flag_panels_read_from_the_flagged_findings_what_all_findings_give(f
                 assert got or rp == "1d", f"{panel['title']} at {rp}: nothing flagged"
                 compared += 1
     assert compared == 6
+
+
+def test_each_level_variable_comes_after_every_variable_it_reads():
+    """Grafana refreshes a variable when one it names changes; listed after them, it is also
+    resolved after them when a dashboard opens."""
+    checked = 0
+    for board in boards():
+        names = [v["name"] for v in board.model["templating"]["list"]]
+        for position, variable in enumerate(board.model["templating"]["list"]):
+            if variable["name"] not in LEVEL_VARIABLES:
+                continue
+            used = set(re.findall(r"\$(\w+)", variable["query"])) & set(names)
+            assert used, variable["name"]
+            assert all(names.index(name) < position for name in used), \
+                (board.name, variable["name"], used)
+            checked += 1
+    assert checked == len(LEVEL_VARIABLES)
