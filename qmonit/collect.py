@@ -19,7 +19,7 @@ from qmonit.downsample import RESOLUTIONS
 from qmonit.enrich import enrich_jobs, enrich_workers
 from qmonit.factory_labels import label_rows
 from qmonit.levels import aggregate
-from qmonit.sample import Sample, make_sample, series_id, slot_start
+from qmonit.sample import Sample, make_sample, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
 from qmonit.states.rules import with_state_tag
@@ -234,7 +234,7 @@ def _rewind_rollups(parts: Components, late: datetime, report: CollectReport) ->
 
 def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: datetime,
                horizon: timedelta, report: CollectReport) -> list[Sample]:
-    present = {series_id(s): s for s in samples}
+    present = {parts.series_ids(s): s for s in samples}
     try:
         zeros = zero_samples(state.vanished_series(parts.engine, source, present, slot, horizon),
                              slot)

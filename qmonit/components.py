@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from qmonit.config import Config
+from qmonit.sample import Sample, SeriesIds, series_id
 from qmonit.sources.base import Source
 from qmonit.sources.cric import CricTopology, NoTopology
 from qmonit.sources.harvester import HarvesterWorkers
@@ -42,12 +44,18 @@ class Components:
     grid: SimulatedGrid | None = None
     rules: dict[str, RuleSet] | None = None
     buffer: RollupBuffer | None = None  # what the hourly roll-up reads instead of the store
+    series_ids: Callable[[Sample], int] = series_id  # remembered with the embedded store
 
 
 def build(cfg: Config) -> Components:
     engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
     influx = cfg.section("influxdb")
-    store: TimeSeriesStore = InfluxStore(influx) if influx["url"] else EmbeddedStore(engine)
+    series_ids: Callable[[Sample], int] = series_id
+    if influx["url"]:
+        store: TimeSeriesStore = InfluxStore(influx)
+    else:
+        series_ids = SeriesIds()
+        store = EmbeddedStore(engine, series_ids)
     spool = Spool(cfg.spool_dir, int(cfg.get("spool", "max_mb") * 1024 * 1024))
     buffer = None  # the embedded store's own client path is the same SQL on a local file
     if isinstance(store, InfluxStore) and cfg.get("downsample", "buffer"):
@@ -84,7 +92,7 @@ def build(cfg: Config) -> Components:
     if cfg.get("cric", "url") and grid is None:
         topology = CricTopology(cfg.section("cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
     return Components(cfg, engine, store, spool, DurableWriter(store, spool, buffer), sources,
-                      topology, grid, rules, buffer)
+                      topology, grid, rules, buffer, series_ids)
 
 
 def _slurm_source(cfg: Config, rules: RuleSet) -> Source:

@@ -86,6 +86,25 @@ def series_id(sample: Sample) -> int:
     return stable_id(json.dumps([sample.measurement, sample.tags], separators=(",", ":")))
 
 
+class SeriesIds:
+    """series_id with a memory, for the embedded store's cycles, which ask for the same
+    series again every cycle (twice: zero-fill and the write). It holds one tag set per
+    series, so beside InfluxDB, where each id is asked once a cycle, it is not used."""
+
+    def __init__(self, limit: int = 200_000):
+        self.limit = limit
+        self._known: dict[tuple, int] = {}
+
+    def __call__(self, sample: Sample) -> int:
+        key = (sample.measurement, sample.tags)
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= self.limit:
+                self._known.clear()
+            known = self._known[key] = series_id(sample)
+        return known
+
+
 def stable_id(text: str) -> int:
     """A signed 64-bit hash of `text`, the same in every process (Python's hash() is not)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big",

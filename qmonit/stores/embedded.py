@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, func, inspect, select, text
@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddedStore:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, series_ids: Callable[[Sample], int] = series_id):
         self.engine = engine
+        self.series_id = series_ids
         self._known_series: set[int] = set()
         self._layout_checked = False
 
@@ -70,7 +71,7 @@ class EmbeddedStore:
         series_rows, tag_rows, point_rows = [], [], []
         new_series = set()
         for sample in samples:
-            sid = series_id(sample)
+            sid = self.series_id(sample)
             measurement = sample.measurement
             if sid not in self._known_series and sid not in new_series:
                 new_series.add(sid)
