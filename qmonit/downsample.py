@@ -185,8 +185,11 @@ def _rollup_measurement(parts: Components, resolution: Resolution, measurement: 
             result = parts.store.write(samples, resolution.rp)
             if levels is not None:
                 levels.add_samples(samples)
-        for written in (result, _write_levels(parts, levels, resolution.rp, result)):
-            if written is not None:
+        if result is not None:
+            _check(result, measurement, start, resolution.rp)
+            report.points += result.written
+            if levels is not None:  # the levels of the series just written
+                written = parts.store.write(levels.samples(), resolution.rp)
                 _check(written, measurement, start, resolution.rp)
                 report.points += written.written
         report.done[measurement] = report.done.get(measurement, 0) + 1
@@ -194,14 +197,6 @@ def _rollup_measurement(parts: Components, resolution: Resolution, measurement: 
             state.set_watermark(parts.engine, measurement, resolution.job, end, now)
         if parts.buffer is not None and resolution.job == "hourly":
             parts.buffer.rolled_up(measurement, end)
-
-
-def _write_levels(parts: Components, levels: Aggregator | None, rp: str,
-                  base: WriteResult | None) -> WriteResult | None:
-    """The levels of the window's rolled-up series (not when writing those failed)."""
-    if levels is None or base is None or base.error or base.unwritten or base.rejected:
-        return None
-    return parts.store.write(levels.samples(), rp)
 
 
 def _check(result: WriteResult, measurement: str, start: datetime, rp: str) -> None:

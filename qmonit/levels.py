@@ -206,12 +206,13 @@ def choose(name: str, selected: dict[str, bool], split: str | None = None) -> st
     """What the variable resolves to, in Python: `selected` says per filter whether it is on
     All (True) or narrowed (False). For tests and the benchmark."""
     best = None
-    split = split or choice(name).split
-    for order, row, measurement in choice(name).rows():
+    one = choice(name)
+    split = split or one.split
+    for order, row, measurement in one.rows():
         if row["group_by"] != split:
             continue
         if all(row[variable] == ANY or selected.get(variable, True)
-               for variable, _ in choice(name).filters):
+               for variable, _ in one.filters):
             best = (order, measurement)
     if best is None:
         raise KeyError(f"{name}: no level answers group_by {split}")

@@ -46,8 +46,9 @@ class EmbeddedStore:
         moved once into the current layout, keeping every point."""
         if self._layout_checked:
             return []
-        columns = {c["name"] for c in inspect(self.engine).get_columns(ts_points.name)} \
-            if inspect(self.engine).has_table(ts_points.name) else None
+        inspector = inspect(self.engine)
+        columns = {c["name"] for c in inspector.get_columns(ts_points.name)} \
+            if inspector.has_table(ts_points.name) else None
         self._layout_checked = True
         if columns is None or "measurement" in columns:
             return []

@@ -427,9 +427,9 @@ class InfluxStore:
             return f"answers (InfluxDB {version}), authenticated; database {self.database} " \
                    f"missing: run `qmonit init`"
         present = f"answers (InfluxDB {version}), authenticated, database {self.database} present"
-        missing = [name for name in (RP_CONFIG, LEVELS) if META_RP not in self._policies()
-                   or not self.rows(f"SELECT count(*) FROM {quote_ident(META_RP)}."
-                                    f"{quote_ident(name)}")]
+        meta = META_RP in self._policies()
+        missing = [name for name in (RP_CONFIG, LEVELS) if not meta or not self.rows(
+            f"SELECT count(*) FROM {quote_ident(META_RP)}.{quote_ident(name)}")]
         if missing:  # the dashboards' hidden variables would find nothing
             return f"{present}; Grafana's meta.{' and meta.'.join(missing)} missing: run " \
                    f"`qmonit init`"
