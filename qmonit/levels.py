@@ -90,6 +90,12 @@ class Aggregator:
             self._pickers[(measurement, keys)] = pickers
         return pickers
 
+    def groups(self, measurement: str,
+               tags: tuple[tuple[str, str], ...]) -> list[tuple[Level, tuple]]:
+        """The (level, group's (tag, value) pairs) a series of `measurement` is summed into."""
+        return [(level, pick(tags)) for level, pick in
+                self._pickers_for(measurement, tuple([k for k, _ in tags]))]
+
     def add(self, measurement: str, tags: tuple[tuple[str, str], ...],
             fields: Iterable[tuple[str, float | str]], time: datetime) -> None:
         """One point of `measurement`; `tags` sorted by key, as a Sample holds them."""
@@ -98,17 +104,26 @@ class Aggregator:
         numbers = [(k, v) for k, v in fields if v.__class__ is not str]
         if not numbers:
             return
-        sums = self._sums
         for level, pick in self._pickers_for(measurement, tuple([k for k, _ in tags])):
             if level.above is not None and not _above(numbers, *level.above):
                 continue
-            key = (level, pick(tags), time)
-            totals = sums.get(key)
-            if totals is None:
-                sums[key] = dict(numbers)
-                continue
-            for name, value in numbers:
-                totals[name] = totals.get(name, 0.0) + value
+            self.add_totals(level, pick(tags), numbers, time)
+
+    def add_totals(self, level: Level, group: tuple[tuple[str, str], ...],
+                   numbers: Iterable[tuple[str, float]], time: datetime) -> None:
+        """Numbers already summed elsewhere (or one point's) into one group of `level`."""
+        key = (level, group, time)
+        totals = self._sums.get(key)
+        if totals is None:
+            self._sums[key] = dict(numbers)
+            return
+        for name, value in numbers:
+            totals[name] = totals.get(name, 0.0) + value
+
+    def merge(self, other: Aggregator) -> None:
+        """Add another aggregator's sums to these."""
+        for (level, group, time), totals in other._sums.items():
+            self.add_totals(level, group, totals.items(), time)
 
     def add_samples(self, samples: Iterable[Sample]) -> Aggregator:
         for sample in samples:

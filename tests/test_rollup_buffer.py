@@ -4,6 +4,7 @@ import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+from qmonit.levels import Aggregator
 from qmonit.sample import make_sample
 from qmonit.stores.rollup_buffer import RollupBuffer
 
@@ -131,3 +132,65 @@ def test_a_write_never_finished_leaves_its_slots_to_the_store(tmp_path):
     assert buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
     buffer.rolled_up("jobs", H + HOUR)  # rolled up from the store; the mark goes with it
     assert buffer.covers("jobs", H + HOUR, H + 2 * HOUR)
+
+
+def grid_hour(buffer):
+    """An hour of three queues (C lacks prod_source) and two findings, one flagged."""
+    def q(queue, cloud, value, when, **tags):
+        return make_sample("jobs", {"panda_queue": queue, "cloud": cloud, "state": "running",
+                                    **tags}, {"jobs": value, "cores": 8 * value}, when)
+    buffer.add([q("A", "DE", 0, H - SLOT, prod_source="user")])  # complete from 10:00
+    for n, (a, b, c) in enumerate([(1, 10, 5), (2, 30, 6), (6, 20, 7)]):
+        when = H + n * SLOT
+        buffer.add([q("A", "DE", a, when, prod_source="user"),
+                    q("B", "DE", b, when, prod_source="managed"),
+                    q("C", "FR", c, when),
+                    make_sample("suspicious", {"panda_queue": "A", "rule": "drop"},
+                                {"flagged": 1, "current": a}, when),
+                    make_sample("suspicious", {"panda_queue": "B", "rule": "drop"},
+                                {"flagged": 0, "current": b}, when)])
+
+
+def rolled_up_levels(buffer, measurement):
+    levels = Aggregator()
+    lines = list(buffer.rollup_lines(measurement, H, levels))
+    return lines, sorted(levels.samples())
+
+
+def test_the_levels_of_an_hour_are_the_sums_of_its_rolled_up_series(tmp_path):
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    grid_hour(buffer)
+    lines, levels = rolled_up_levels(buffer, "jobs")
+    assert len(lines) == 3
+    by_state = {s.tags: dict(s.fields) for s in levels if s.measurement == "jobs_by_state"}
+    assert by_state == {
+        (("cloud", "DE"), ("prod_source", "managed"), ("state", "running")):
+            {"jobs": 20.0, "jobs_max": 30.0, "cores": 160.0, "cores_max": 240.0},
+        (("cloud", "DE"), ("prod_source", "user"), ("state", "running")):
+            {"jobs": 3.0, "jobs_max": 6.0, "cores": 24.0, "cores_max": 48.0},
+        (("cloud", "FR"), ("state", "running")):  # C lacks the tag: left out, as in InfluxDB
+            {"jobs": 6.0, "jobs_max": 7.0, "cores": 48.0, "cores_max": 56.0}}
+    grid = {s.tags: dict(s.fields) for s in levels if s.measurement == "jobs_grid"}
+    assert grid[(("state", "running"),)] == {"jobs": 6.0, "jobs_max": 7.0, "cores": 48.0,
+                                             "cores_max": 56.0}  # the one without prod_source
+    assert {s.measurement for s in levels} == {"jobs_by_queue", "jobs_by_status",
+                                               "jobs_by_state", "jobs_grid"}
+    assert {s.time for s in levels} == {H}
+    _, flagged = rolled_up_levels(buffer, "suspicious")  # a threshold: summed in Python
+    assert [(s.measurement, s.tags, dict(s.fields)) for s in flagged] == [
+        ("suspicious_flagged", (("panda_queue", "A"), ("rule", "drop")),
+         {"flagged": 1.0, "flagged_max": 1.0, "current": 3.0, "current_max": 6.0})]
+
+
+def test_an_hour_begun_by_the_version_before_sums_its_levels_in_python(tmp_path):
+    new = RollupBuffer(tmp_path / "new.sqlite", keep_hours=12)
+    grid_hour(new)
+    old = RollupBuffer(tmp_path / "old.sqlite", keep_hours=12)
+    hour = int(H.timestamp())
+    with sqlite3.connect(old.path) as conn:  # the hour's series table as it was made before
+        conn.execute(f"CREATE TABLE series_{hour} (key INTEGER PRIMARY KEY, head TEXT, "
+                     "chunk INTEGER, names TEXT, UNIQUE (head, chunk))")
+    grid_hour(old)
+    assert old._grouped(hour) == []  # no group columns: every level is summed in Python
+    assert rolled_up_levels(old, "jobs") == rolled_up_levels(new, "jobs")
+    assert rolled_up_levels(old, "suspicious") == rolled_up_levels(new, "suspicious")

@@ -31,6 +31,7 @@ cost. A write fills it in a thread while the store takes the same points.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import secrets
@@ -39,7 +40,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from qmonit.levels import DERIVED, Aggregator
+from qmonit.levels import DERIVED, LEVELS, Aggregator, Level, levels_of
 from qmonit.lineprotocol import field_key, series_head, split_head, unescape_key
 from qmonit.sample import Sample, epoch_seconds, stable_id
 
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 HOUR_S = 3600
 FILE_NAME = "rollup-buffer.sqlite"
 WIDTH = 12  # numeric fields per row; a sample with more takes several rows
+# the levels a series row names its group of, summed by a GROUP BY at roll-up time
+GROUPED = tuple(level.measurement for level in LEVELS if level.above is None)
 
 
 class RollupBuffer:
@@ -56,6 +59,8 @@ class RollupBuffer:
         self.keep_s = keep_hours * HOUR_S
         self._conn: sqlite3.Connection | None = None
         self._pruned_for: int | None = None  # the newest hour the old hours were pruned for
+        self._levels = Aggregator()  # only the level groups of a series are used
+        self._group_ids: dict[tuple, int] = {}  # a group's (tag, value) pairs -> its id
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -169,12 +174,15 @@ class RollupBuffer:
             if self._meta("complete_from") is None:  # a new buffer: complete from the next hour
                 self._set_meta("complete_from", first + HOUR_S)
             for hour, (points_by_width, series, widths) in sorted(by_hour.items()):
-                known = self._series_of(hour)  # read afresh: another job may drop the hour
-                fresh = _series_rows(series, known)
+                known, grouped = self._series_of(hour)  # afresh: another job may drop the hour
+                fresh, groups = self._series_rows(series, known, grouped)
                 before = db.total_changes
-                db.executemany(f"INSERT OR IGNORE INTO series_{hour} VALUES (?, ?, ?, ?)", fresh)
+                db.executemany(f"INSERT OR IGNORE INTO series_{hour} VALUES "
+                               f"({', '.join('?' * (4 + len(grouped)))})", fresh)
                 if db.total_changes - before < len(fresh):
                     self._taint_changed_fields(hour, fresh, series)
+                db.executemany(f"INSERT OR IGNORE INTO groups_{hour} VALUES (?, ?)",
+                               groups.items())
                 for width, points in points_by_width.items():
                     points.sort()  # in key order: the cheapest way into the table
                     columns = ", ".join(f"v{n}" for n in range(width))
@@ -194,21 +202,59 @@ class RollupBuffer:
             raise
         self._pruned_for = max(newest, self._pruned_for or newest)
 
-    def _series_of(self, hour: int) -> set[int]:
-        """Create the hour's tables if needed; the keys already in it."""
+    def _series_of(self, hour: int) -> tuple[set[int], list[str]]:
+        """Create the hour's tables if needed; the keys already in it and the levels whose
+        group each series row names (an hour begun by an older version may lack some)."""
         db = self._db()
+        groups = ", ".join(f"g_{level} INTEGER" for level in GROUPED)
         db.execute(f"CREATE TABLE IF NOT EXISTS series_{hour} (key INTEGER PRIMARY KEY, "
-                   "head TEXT, chunk INTEGER, names TEXT, UNIQUE (head, chunk))")
+                   f"head TEXT, chunk INTEGER, names TEXT, {groups}, UNIQUE (head, chunk))")
+        db.execute(f"CREATE TABLE IF NOT EXISTS groups_{hour} (id INTEGER PRIMARY KEY, "
+                   "grp TEXT)")
         values = ", ".join(f"v{n} REAL" for n in range(WIDTH))
         db.execute(f"CREATE TABLE IF NOT EXISTS points_{hour} (time INTEGER, key INTEGER, "
                    f"measurement TEXT, {values}, PRIMARY KEY (key, time)) WITHOUT ROWID")
-        return {row[0] for row in db.execute(f"SELECT key FROM series_{hour}")}
+        return ({row[0] for row in db.execute(f"SELECT key FROM series_{hour}")},
+                self._grouped(hour))
+
+    def _grouped(self, hour: int) -> list[str]:
+        """The levels the hour's series rows name their group of, in column order."""
+        return [row[1][2:] for row in self._db().execute(f"PRAGMA table_info(series_{hour})")
+                if row[1].startswith("g_")]
+
+    def _series_rows(self, series: dict[int, tuple[Sample, int, tuple[str, ...]]],
+                     known: set[int], grouped: list[str]
+                     ) -> tuple[list[tuple], dict[int, str]]:
+        """Rows for the keys new in the hour: the line's head, the chunk of fields, their
+        escaped names, and per level of `grouped` the series' group in it (None where it is
+        not summed into that level): its id; and the text of each group they name, by id
+        (the hour's groups table). Raises ValueError for a sample line protocol cannot
+        carry."""
+        rows: list[tuple] = []
+        ids, texts = self._group_ids, {}
+        for key, (sample, chunk, names) in series.items():
+            if key in known:
+                continue
+            groups = dict.fromkeys(grouped)
+            for level, group in self._levels.groups(sample.measurement, sample.tags):
+                if level.measurement in groups:
+                    group_id = ids.get(group)
+                    if group_id is None:
+                        text = repr(group)
+                        group_id = ids[group] = stable_id(text)
+                        texts[group_id] = text
+                    elif group_id not in texts:
+                        texts[group_id] = repr(group)
+                    groups[level.measurement] = group_id
+            rows.append((key, series_head(sample.measurement, sample.tags), chunk,
+                         json.dumps([field_key(name) for name in names]), *groups.values()))
+        return rows, texts
 
     def _taint_changed_fields(self, hour: int, fresh: list[tuple], series: dict) -> None:
         """A series whose field set changed within the hour has two keys for one (head,
         chunk): InfluxDB gives each field one mean over both, so the store must be read."""
         db = self._db()
-        for key, head, chunk, _ in fresh:
+        for key, head, chunk, *_ in fresh:
             holder = db.execute(f"SELECT key FROM series_{hour} WHERE head = ? AND chunk = ?",
                                 (head, chunk)).fetchone()
             if holder and holder[0] != key:
@@ -253,8 +299,9 @@ class RollupBuffer:
     def rollup_lines(self, measurement: str, start: datetime,
                      levels: Aggregator | None = None) -> Iterator[str]:
         """The hour's roll-up points in line protocol, made while they are read: mean and max
-        of every numeric field per series, at `start`; each also added to `levels`. Raises
-        sqlite3.Error before the first line; the store is read instead.
+        of every numeric field per series, at `start`; their sums per level group added to
+        `levels` (a GROUP BY here, before the first line, for all but levels with a
+        threshold). Raises sqlite3.Error before the first line; the store is read instead.
 
         Means are total / count, as InfluxDB's mean() computes them, in IEEE doubles summed
         in time order; numbers are written as the encoder writes them (repr): they round-trip.
@@ -265,12 +312,50 @@ class RollupBuffer:
                            (hour, measurement)).fetchone()
         if not width or not width[0]:
             return iter(())
-        stats = ", ".join(f"total(v{n}) / count(v{n}), max(v{n})" for n in range(width[0]))
-        rows = db.execute(
-            f"SELECT s.head, s.names, a.* FROM (SELECT key, {stats} FROM points_{hour} "
-            f"WHERE measurement = ? GROUP BY key) a JOIN series_{hour} s ON s.key = a.key",
-            (measurement,))
-        return _lines(rows, f" {hour}", levels, start)
+        width = width[0]
+        grouped = self._grouped(hour)
+        stats = ", ".join(f"total(v{n}) / count(v{n}) m{n}, max(v{n}) x{n}"
+                          for n in range(width))
+        db.execute("DROP TABLE IF EXISTS temp.rollup")  # the last window's, read to its end
+        db.execute(f"CREATE TEMP TABLE rollup AS SELECT s.names, a.*"
+                   f"{''.join(f', s.g_{level}' for level in grouped)} FROM (SELECT key, {stats} "
+                   f"FROM points_{hour} WHERE measurement = ? GROUP BY key) a "
+                   f"JOIN series_{hour} s ON s.key = a.key", (measurement,))
+        in_python = []
+        if levels is not None:
+            in_python = self._sum_levels(measurement, hour, width, grouped, levels, start)
+        values = ", ".join(f"r.m{n}, r.x{n}" for n in range(width))
+        rows = db.execute(f"SELECT s.head, s.names, r.key, {values} FROM temp.rollup r "
+                          f"JOIN series_{hour} s ON s.key = r.key")
+        if not in_python:
+            return _lines(rows, f" {hour}")
+        return _lines(rows, f" {hour}", levels, start, Aggregator(in_python))
+
+    def _sum_levels(self, measurement: str, hour: int, width: int, grouped: list[str],
+                    levels: Aggregator, start: datetime) -> list[Level]:
+        """Sum the window's series (temp.rollup) into their level groups in SQL; returns the
+        levels left to sum in Python: those with a threshold, and those an hour begun by an
+        older version has no group column for."""
+        sums = ", ".join(f"sum(m{n}), sum(x{n})" for n in range(width))
+        names_of: dict[str, list[str]] = {}
+        in_python = []
+        for level in levels_of(measurement):
+            if level.measurement not in grouped:
+                in_python.append(level)
+                continue
+            column = f"g_{level.measurement}"
+            for group, _, names, *values in self._db().execute(
+                    f"SELECT g.grp, r.* FROM (SELECT {column} id, names, {sums} "
+                    f"FROM temp.rollup WHERE {column} IS NOT NULL GROUP BY {column}, names) r "
+                    f"JOIN groups_{hour} g ON g.id = r.id"):
+                fields = names_of.get(names)
+                if fields is None:
+                    fields = names_of[names] = _stat_names(names)
+                levels.add_totals(level, ast.literal_eval(group),
+                                  [(name, value) for name, value in
+                                   zip(fields, values, strict=False) if value is not None],
+                                  start)
+        return in_python
 
     def rolled_up(self, measurement: str, end: datetime) -> None:
         """The measurement is rolled up until `end`: later writes before it are late points."""
@@ -324,6 +409,7 @@ class RollupBuffer:
         db = self._db()
         db.execute(f"DROP TABLE IF EXISTS points_{hour}")
         db.execute(f"DROP TABLE IF EXISTS series_{hour}")
+        db.execute(f"DROP TABLE IF EXISTS groups_{hour}")
         db.execute("DELETE FROM hours WHERE hour = ?", (hour,))
 
     def _files(self) -> list[Path]:
@@ -333,38 +419,33 @@ class RollupBuffer:
         return sum(path.stat().st_size for path in self._files() if path.exists())
 
 
-def _series_rows(series: dict[int, tuple[Sample, int, tuple[str, ...]]],
-                 known: set[int]) -> list[tuple]:
-    """Rows for the keys new in the hour: the line's head, the chunk of fields, their escaped
-    names. Raises ValueError for a sample line protocol cannot carry."""
-    rows = []
-    for key, (sample, chunk, names) in series.items():
-        if key not in known:
-            rows.append((key, series_head(sample.measurement, sample.tags), chunk,
-                         json.dumps([field_key(name) for name in names])))
-    return rows
+def _stat_names(names: str) -> list[str]:
+    """The mean and max field names, unescaped, of a series row's escaped field names."""
+    return [f"{plain}{kind}" for plain in map(unescape_key, json.loads(names))
+            for kind in ("", "_max")]
 
 
 def _lines(rows: Iterable[tuple], suffix: str, levels: Aggregator | None = None,
-           start: datetime | None = None) -> Iterator[str]:
-    """One line per row of rollup_lines' query: one format string per field set."""
+           start: datetime | None = None, in_python: Aggregator | None = None) -> Iterator[str]:
+    """One line per row of rollup_lines' query: one format string per field set; each row
+    also summed by `in_python`, whose sums go to `levels` once every row is read."""
     formats: dict[str, str] = {}
     field_names: dict[str, list[str]] = {}  # the mean and max fields, unescaped
     for head, names, _, *values in rows:
         template = formats.get(names)
         if template is None:
-            escaped = json.loads(names)
-            literal = [name.replace("{", "{{").replace("}", "}}") for name in escaped]
+            literal = [name.replace("{", "{{").replace("}", "}}") for name in json.loads(names)]
             template = formats[names] = " " + ",".join(
                 f"{name}={{!r}},{name}_max={{!r}}" for name in literal) + suffix
-            field_names[names] = [f"{plain}{kind}" for plain in map(unescape_key, escaped)
-                                  for kind in ("", "_max")]
-        if levels is not None:
+            field_names[names] = _stat_names(names)
+        if in_python is not None:
             measurement, tags = split_head(head)
-            levels.add(measurement, tags, [(name, value) for name, value in
-                                           zip(field_names[names], values, strict=False)
-                                           if value is not None], start)
+            in_python.add(measurement, tags, [(name, value) for name, value in
+                                              zip(field_names[names], values, strict=False)
+                                              if value is not None], start)
         yield head + template.format(*values)
+    if in_python is not None and levels is not None:
+        levels.merge(in_python)
 
 
 def _slots(samples: Iterable[Sample]) -> list[tuple[str, int]]:
