@@ -62,6 +62,7 @@ class CollectReport:
         return bool(
             any(s.status != "ok" for s in self.sources)
             or self.delivery.errors or self.state_errors or self.replay.error
+            or self.replay.damaged
         )
 
     @property
@@ -100,12 +101,13 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
         out.append(make_sample("qmonit_run", {"job": job, "source": src.source,
                                               "status": src.status}, fields, report.slot))
     delivery = report.delivery
-    errors = delivery.errors + report.state_errors + ([report.replay.error]
-                                                      if report.replay.error else [])
+    errors = delivery.errors + report.state_errors + report.replay.damaged + (
+        [report.replay.error] if report.replay.error else [])
     fields = {
         "duration_s": report.duration_s, "points": delivery.written,
         "errors": len(errors), "spool_bytes": report.spool_bytes,
-        "spooled": delivery.spooled, "rejected": delivery.rejected, "lost": delivery.lost,
+        "spooled": delivery.spooled, "rejected": delivery.rejected,
+        "lost": delivery.lost + report.replay.lost,
         "replayed": report.replay.points, "levels": report.levels,
     }
     if errors:
@@ -121,9 +123,8 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     slot = slot_start(slot)
     started = time.monotonic()
     report = CollectReport(slot)
-    report.replay = parts.writer.replay()
-    if report.replay.oldest is not None:
-        _rewind_rollups(parts, report.replay.oldest, report)
+    report.replay, errors = replay_spool(parts)
+    report.state_errors.extend(errors)
     zero_fill_horizon = timedelta(hours=parts.cfg.get("collect", "zero_fill_hours"))
 
     clock = time.monotonic()
@@ -178,6 +179,16 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     return report
 
 
+def _replay(parts: Components) -> ReplayResult:
+    """Replay the spool; whatever goes wrong there, this slot is still collected (and
+    spooled behind what is pending if the store is down)."""
+    try:
+        return parts.writer.replay()
+    except Exception as exc:  # a bug or an unforeseen fault must not stop collection
+        log.exception("spool replay failed; the slot is collected all the same")
+        return ReplayResult(error=f"spool replay failed: {type(exc).__name__}: {exc}")
+
+
 def _update_factory_labels(parts: Components, data: list[Sample], jobs: list[Sample],
                            report: CollectReport) -> None:
     rows = label_rows(data, jobs, datetime.now(UTC))
@@ -222,14 +233,21 @@ def _sync_batch_jobs(parts: Components, report: CollectReport) -> None:
             report.state_errors.append(message)
 
 
-def _rewind_rollups(parts: Components, late: datetime, report: CollectReport) -> None:
+def replay_spool(parts: Components) -> tuple[ReplayResult, list[str]]:
+    """Replay the spool, and rewind the roll-up watermarks to the oldest point that came
+    late, so the next hourly and daily runs roll those windows up again (collect and
+    `qmonit spool replay` alike). Returns the replay and the state store's errors."""
+    result = _replay(parts)
+    if result.oldest is None:
+        return result, []
     widths = {job: int(r.width.total_seconds()) for job, r in RESOLUTIONS.items()}
     try:
-        state.rewind_watermarks(parts.engine, late, widths)
+        state.rewind_watermarks(parts.engine, result.oldest, widths)
     except SQLAlchemyError as exc:
         message = f"state store: {describe_db_error(exc)}; roll-ups not rewound for late points"
         log.error(message)
-        report.state_errors.append(message)
+        return result, [message]
+    return result, []
 
 
 def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: datetime,

@@ -16,7 +16,7 @@ from qmonit import logs
 from qmonit.components import Components, build
 from qmonit.config import Config, duration_seconds
 from qmonit.levels import CHOICES
-from qmonit.sample import slot_start
+from qmonit.sample import SLOT, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
 from qmonit.sources.panda import PandaJobStats, parse_job_stats
@@ -24,6 +24,7 @@ from qmonit.stores import state
 from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.embedded import EmbeddedStore
 from qmonit.stores.influx import InfluxQueryError, InfluxStore
+from qmonit.stores.spool import DAMAGED
 from qmonit.stores.sql import describe_db_error, safe_db_url
 
 log = logging.getLogger("qmonit")
@@ -116,6 +117,11 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
 
 
 def run(args: argparse.Namespace, parts: Components) -> int:
+    if args.at is not None and args.at > datetime.now(UTC) + SLOT:
+        print(f"qmonit run {args.job}: --at {args.at:%Y-%m-%dT%H:%MZ} is in the future; a slot "
+              "can be collected, derived or rolled up only once it has begun (nothing done)",
+              file=sys.stderr)
+        return 2
     if args.job in ("hourly", "daily"):
         return run_rollup(parts, args.job, args.at or datetime.now(UTC), args.since)
     slot = slot_start(args.at or datetime.now(UTC))
@@ -193,25 +199,35 @@ def states(args: argparse.Namespace, parts: Components) -> int:
 
 def spool(args: argparse.Namespace, parts: Components) -> int:
     if args.action == "replay":
-        result = parts.writer.replay()
+        from qmonit.collect import replay_spool
+
+        result, errors = replay_spool(parts)
         left = parts.spool.files()
         print(f"replayed {result.files} file(s), {result.points} points to "
               f"{parts.store.location()}; {len(left)} file(s) pending")
+        for problem in result.damaged + errors:
+            print(problem)
         if result.error:
             print(f"replay stopped: {result.error}")
-            return 1
-        return 0
+        return 1 if result.error or result.damaged or errors else 0
     files = parts.spool.files()
-    if not files:
+    if not files and not parts.spool.damaged():
         print(f"spool {parts.spool.directory}: empty")
         return 0
     total = sum(f.size for f in files)
     print(f"spool {parts.spool.directory}: {len(files)} file(s), "
           f"{sum(f.points for f in files)} points, {total} of {parts.spool.max_bytes} bytes")
+    damaged = 0
     for f in files:
+        problem = parts.spool.verify(f)
+        damaged += problem is not None
         print(f"  {f.created:%Y-%m-%d %H:%M:%S} UTC  rp {f.retention:>3}  {f.points:>8} points  "
-              f"{f.size:>10} bytes  {f.path.name}")
-    return 0
+              f"{f.size:>10} bytes  {f.path.name}" + (f"  DAMAGED: {problem}" if problem else ""))
+    aside = parts.spool.damaged()
+    if aside:
+        print(f"damaged files moved aside in {parts.spool.directory / DAMAGED} "
+              f"({len(aside)}): " + ", ".join(path.name for path in aside))
+    return 1 if damaged or aside else 0
 
 
 def dashboards(args: argparse.Namespace, cfg: Config) -> int:

@@ -56,7 +56,12 @@ SCHEMA: dict[str, dict[str, Option]] = {
                         secret=True),
         "verify_tls": Option("true", "Check the server's TLS certificate.", "bool"),
         "ca_bundle": Option("", "CA bundle file for TLS verification; empty: system CAs.", "path"),
-        "timeout_s": Option("10", "Timeout of one HTTP request, seconds.", "float", minimum=0.1),
+        "timeout_s": Option("10", "Longest one HTTP exchange (a write, a short query) may "
+                            "take, seconds: a server that hangs or drips its answer is cut "
+                            "off then.", "float", minimum=0.1),
+        "query_timeout_s": Option("600", "Longest one aggregation query of the roll-ups and "
+                                  "derive may take, seconds (an ATLAS hour takes ~60 s on the "
+                                  "store path).", "float", minimum=0.1),
         "batch_size": Option("5000", "Lines per /write request.", "int", minimum=1),
         "write_threads": Option("2", "/write requests in flight at once: InfluxDB takes "
                                 "batches on several cores while the next are encoded.", "int",
@@ -94,7 +99,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "key": Option("", "X.509 client key file; empty if inside cert.", "path"),
         "verify_tls": Option("true", "Check the server's TLS certificate.", "bool"),
         "ca_bundle": Option("", "CA bundle (e.g. /etc/grid-security/certificates).", "path"),
-        "timeout_s": Option("60", "HTTP timeout, seconds.", "float", minimum=0.1),
+        "timeout_s": Option("60", "Longest one HTTP exchange may take, seconds.", "float",
+                            minimum=0.1),
     },
     "cric": {
         "url": Option("", "CRIC base URL, e.g. https://atlas-cric.cern.ch.", "url"),
@@ -103,7 +109,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "key": Option("", "X.509 client key file.", "path"),
         "verify_tls": Option("true", "Check the server's TLS certificate.", "bool"),
         "ca_bundle": Option("", "CA bundle file.", "path"),
-        "timeout_s": Option("60", "HTTP timeout, seconds.", "float", minimum=0.1),
+        "timeout_s": Option("60", "Longest one HTTP exchange may take, seconds.", "float",
+                            minimum=0.1),
         "max_snapshot_age_h": Option(
             "72", "Warn loudly when the cached CRIC snapshot in use is older than this.",
             "float", minimum=0,
@@ -245,7 +252,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
                             "push; false: refuse (412) and say so.", "bool"),
         "verify_tls": Option("true", "Check Grafana's TLS certificate.", "bool"),
         "ca_bundle": Option("", "CA bundle file for TLS verification; empty: system CAs.", "path"),
-        "timeout_s": Option("30", "HTTP timeout, seconds.", "float", minimum=0.1),
+        "timeout_s": Option("30", "Longest one HTTP exchange may take, seconds.", "float",
+                            minimum=0.1),
         "dashboards_dir": Option("", "Where the *.dashboard.py files are; empty: the dashboards/ "
                                  "directory next to the qmonit package.", "path"),
         "influxdb_datasource": Option("qmonit-influxdb", "uid of the InfluxDB datasource the "

@@ -114,7 +114,7 @@ def send_webhook(cfg: Mapping[str, Any], digest: Digest,
         response = session.post(url, json={"text": digest.text(), "username": "qmonit"},
                                 timeout=cfg["timeout_s"])
     except requests.RequestException as exc:
-        raise NotifyError(f"{where}: {describe_failure(exc)}") from None
+        raise NotifyError(f"{where}: {describe_failure(exc, cfg['timeout_s'])}") from None
     if response.status_code >= 300:
         raise NotifyError(f"{where}: HTTP {response.status_code}")
 

@@ -48,7 +48,9 @@ class Retry:
             try:
                 return attempt_fn()
             except Retryable as exc:
-                wait = exc.retry_after if exc.retry_after is not None else self.backoff(attempt)
+                wait = self.backoff(attempt)
+                if exc.retry_after is not None:  # the server's word, but never a busy loop
+                    wait = max(exc.retry_after, wait, self.initial_s)
                 attempt += 1
                 remaining = self.deadline_s - (self.clock() - start)
                 if wait > remaining:

@@ -57,7 +57,8 @@ def test_panda_token_is_sent_as_bearer(http):
 
 @pytest.mark.parametrize("reply, message", [
     (Reply(500, "Internal Server Error"), "HTTP 500: Internal Server Error"),
-    (Reply(200, V1, delay=1.5), "timed out"),
+    (Reply(200, V1, delay=1.5), "timed out: no complete answer within 0.5 s (raise timeout_s if "
+                                "the server is only slow)"),
     (Reply(200, '{"success": true, "data": {"Q": '), "response is not valid JSON "
                                                      "(Expecting value: line 1 column 33 "
                                                      "(char 32))"),

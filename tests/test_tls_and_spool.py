@@ -94,14 +94,16 @@ def test_spooled_points_come_back_exactly(tmp_path):
     assert oct(spool.directory.stat().st_mode & 0o777) == "0o700"
 
 
-def test_unreadable_spool_file_is_reported_and_left_alone(tmp_path, caplog):
+def test_unreadable_spool_file_is_reported_and_moved_aside(tmp_path, caplog):
     spool = Spool(tmp_path / "spool", 10**6)
     spool.put(points("A"), "10m")
     broken = spool.directory / "00000000000000000001-10m.jsonl.gz"
     broken.write_bytes(b"not gzip")
     assert [f.points for f in spool.files()] == [1]
-    assert f"spool file {broken} is unreadable" in caplog.text
-    assert broken.exists()
+    assert (f"spool file {broken} is damaged: its header is unreadable (Not a gzipped file "
+            f"(b'no')); moved to {spool.directory / 'damaged' / broken.name}") in caplog.text
+    assert not broken.exists()
+    assert spool.damaged() == [spool.directory / "damaged" / broken.name]
 
 
 def test_replay_into_the_embedded_store_is_idempotent(tmp_path):

@@ -79,7 +79,7 @@ class GrafanaClient:
                                             timeout=self.timeout)
         except requests.RequestException as exc:
             raise GrafanaError(f"{what}: Grafana at {safe_url(self.url)} "
-                               f"{describe_failure(exc)}") from None
+                               f"{describe_failure(exc, self.timeout)}") from None
         return response
 
     def ensure_folder(self, uid: str, title: str) -> str:

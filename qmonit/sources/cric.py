@@ -129,7 +129,7 @@ class CricTopology:
         try:
             response = self.session.get(self.url, params={"json": ""}, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise SourceError(f"{self.origin}: {describe_failure(exc)}") from None
+            raise SourceError(f"{self.origin}: {describe_failure(exc, self.timeout)}") from None
         if response.status_code != 200:
             raise SourceError(f"{self.origin}: HTTP {response.status_code}")
         try:
@@ -146,13 +146,25 @@ class CricTopology:
             return self._fallback(str(exc), now)
         for problem in problems:
             log.warning(problem)
-        self._save(queues, now)
-        return Topology(queues, "fresh", now, f"{len(queues)} queues from {self.origin}")
+        message = f"{len(queues)} queues from {self.origin}"
+        unsaved = self._save(queues, now)
+        if unsaved:
+            message += f"; {unsaved}"
+        return Topology(queues, "fresh", now, message)
 
-    def _save(self, queues: dict[str, QueueInfo], now: datetime) -> None:
+    def _save(self, queues: dict[str, QueueInfo], now: datetime) -> str | None:
+        """Cache the snapshot; a disk that cannot take it (full, read-only) costs only the
+        fallback: the fresh topology is used all the same. Returns what went wrong."""
         payload = {"fetched_at": now.isoformat(),
                    "queues": {name: asdict(q) for name, q in queues.items()}}
-        write_text_atomic(self.cache_path, json.dumps(payload))
+        try:
+            write_text_atomic(self.cache_path, json.dumps(payload))
+        except OSError as exc:
+            problem = (f"the snapshot could not be cached in {self.cache_path} ({exc}); the "
+                       "last one cached stays the fallback")
+            log.error("CRIC: %s", problem)
+            return problem
+        return None
 
     def _fallback(self, error: str, now: datetime) -> Topology:
         try:

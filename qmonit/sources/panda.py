@@ -116,7 +116,7 @@ class PandaJobStats:
         try:
             response = self.session.get(self.url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise SourceError(f"{self.origin}: {describe_failure(exc)}") from None
+            raise SourceError(f"{self.origin}: {describe_failure(exc, self.timeout)}") from None
         if response.status_code != 200:
             raise SourceError(f"{self.origin}: HTTP {response.status_code}: "
                               f"{response.text.strip()[:200]}")

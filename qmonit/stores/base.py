@@ -26,6 +26,11 @@ class Rejection:
     reason: str
     first_line: str
     points: int
+    lines: tuple[str, ...] = ()  # every line refused, as far as the store says which
+
+    def kept(self) -> tuple[str, ...]:
+        """The lines to keep aside: all refused, else the first."""
+        return self.lines or (self.first_line,)
 
 
 @dataclass

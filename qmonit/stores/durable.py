@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from qmonit.sample import Sample
-from qmonit.stores.base import TimeSeriesStore, WriteResult
+from qmonit.stores.base import Rejection, TimeSeriesStore, WriteResult
 from qmonit.stores.rollup_buffer import RollupBuffer
 from qmonit.stores.spool import ReplayResult, Spool, SpoolFull
 
@@ -85,11 +85,19 @@ class DurableWriter:
         if buffer is not None and result.rejected:
             buffer.taint(samples)  # a rejection does not say which points it was
         for rejection in result.rejected:
-            kept = self.spool.put_rejected([rejection.first_line], rejection.reason)
-            log.error("%s rejected %d point(s): %s; first offending line: %s (kept in %s)",
-                      self.store.location(), rejection.points, rejection.reason,
-                      rejection.first_line, kept)
+            self._keep_aside(rejection)
         return result
+
+    def _keep_aside(self, rejection: Rejection) -> None:
+        lines = rejection.kept()
+        try:
+            path = self.spool.put_rejected(lines, rejection.reason)
+            kept = f"{len(lines)} line(s) kept in {path}"
+        except OSError as exc:
+            kept = f"the lines could not be kept ({exc})"
+        log.error("%s rejected %d point(s): %s; first offending line: %s (%s)",
+                  self.store.location(), rejection.points, rejection.reason,
+                  rejection.first_line, kept)
 
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> Delivery:
         pending = self._begin(samples, retention)
@@ -100,12 +108,15 @@ class DurableWriter:
         if result.unwritten:
             try:
                 path = self.spool.put(result.unwritten, retention)
-            except SpoolFull as exc:
+            except (SpoolFull, OSError) as exc:
                 if self._buffer_for(retention) is not None:
                     self.buffer.taint(result.unwritten)
                 delivery.lost = len(result.unwritten)
-                delivery.errors.append(str(exc))
-                log.critical("%s; the store said: %s", exc, result.error)
+                reason = str(exc) if isinstance(exc, SpoolFull) else (
+                    f"spool {self.spool.directory} could not be written ({exc}): "
+                    f"{delivery.lost} points could not be spooled and are lost")
+                delivery.errors.append(reason)
+                log.critical("%s; the store said: %s", reason, result.error)
             else:
                 delivery.spooled = len(result.unwritten)
                 delivery.errors.append(f"{result.error}; {delivery.spooled} points spooled")

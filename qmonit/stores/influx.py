@@ -55,19 +55,41 @@ def _quote_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _first_offending_line(body: str, lines: Sequence[str]) -> str:
-    unparsable = re.search(r"unable to parse '(.*?)': ", body)
+def _offending_lines(body: str, lines: Sequence[str], dropped: int | None) -> list[str]:
+    """The lines of a batch InfluxDB refused, from what its error says: every unparsable
+    line it quotes; for a field type conflict, the lines of that measurement whose field
+    has the refused type; for points beyond the retention policy, the `dropped` oldest;
+    otherwise (it does not say which) the whole batch."""
+    unparsable = re.findall(r"unable to parse '(.*?)': ", body)
     if unparsable:
-        return unparsable.group(1)
-    conflict = re.search(r'input field \\?"(.+?)\\?" on measurement \\?"(.+?)\\?"', body)
+        return unparsable
+    conflict = re.search(r'input field \\?"(.+?)\\?" on measurement \\?"(.+?)\\?" is type '
+                         r"(\w+)", body)
     if conflict:
-        field_name, measurement = conflict.groups()
-        for line in lines:
-            if line.startswith((measurement + ",", measurement + " ")) and (
-                f" {field_name}=" in line or f",{field_name}=" in line
-            ):
-                return line
-    return lines[0] if lines else ""
+        field_name, measurement, kind = conflict.groups()
+        refused = [line for line in lines
+                   if line.startswith((measurement + ",", measurement + " "))
+                   and _field_type(line, field_name) == kind]
+        return refused[:dropped] if dropped else refused
+    if "beyond retention" in body and dropped:
+        return sorted(lines, key=lambda line: int(line.rsplit(" ", 1)[1]))[:dropped]
+    return list(lines)
+
+
+def _field_type(line: str, name: str) -> str | None:
+    """The line protocol type of field `name` in `line` (None: not found)."""
+    for marker in (f" {name}=", f",{name}="):
+        at = line.find(marker)
+        if at >= 0:
+            value = line[at + len(marker):]
+            if value.startswith('"'):
+                return "string"
+            token = re.split(r"[ ,]", value, maxsplit=1)[0]
+            if token in ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False",
+                         "FALSE"):
+                return "boolean"
+            return "integer" if token.endswith("i") else "float"
+    return None
 
 
 class InfluxStore:
@@ -76,6 +98,7 @@ class InfluxStore:
         self.url = settings["url"].rstrip("/")
         self.database = settings["database"]
         self.timeout = settings["timeout_s"]
+        self.query_timeout = settings.get("query_timeout_s", 600.0)
         self.batch_size = int(settings["batch_size"])
         self.write_threads = int(settings.get("write_threads", 1))
         self.gzip = settings["gzip"]
@@ -181,7 +204,8 @@ class InfluxStore:
                 response = self.session.post(f"{self.url}/write", params=params, data=body,
                                              headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
-                raise Retryable(f"{self.location()}: {describe_failure(exc)}") from None
+                raise Retryable(f"{self.location()}: {describe_failure(exc, self.timeout)}"
+                                ) from None
             if response.status_code < 300:
                 return None
             text = response.text[:2000]
@@ -197,10 +221,13 @@ class InfluxStore:
                     f"{_SPOOL_NOW[response.status_code]}"
                 )
             dropped = re.search(r"dropped=(\d+)", text)
+            refused = _offending_lines(response.text, lines,
+                                       int(dropped.group(1)) if dropped else None)
             return Rejection(
                 reason=f"HTTP {response.status_code}: {_error_text(text)}",
-                first_line=_first_offending_line(text, lines),
+                first_line=refused[0] if refused else (lines[0] if lines else ""),
                 points=int(dropped.group(1)) if dropped else len(lines),
+                lines=tuple(refused),
             )
 
         try:
@@ -211,19 +238,21 @@ class InfluxStore:
     # -- querying and set-up ---------------------------------------------------------------
 
     def query(self, influxql: str, *, method: str = "GET", database: bool = True,
-              epoch: str = "s") -> list[dict[str, Any]]:
-        """Run InfluxQL; return the series of the first statement (name, tags, columns, values)."""
+              epoch: str = "s", long: bool = False) -> list[dict[str, Any]]:
+        """Run InfluxQL; return the series of the first statement (name, tags, columns, values).
+        `long`: an aggregation over many series, bounded by query_timeout_s, not timeout_s."""
         params = {"q": influxql, "epoch": epoch}
         if database:
             params["db"] = self.database
+        timeout = self.query_timeout if long else self.timeout
         try:
             if method == "POST":
-                response = self.session.post(f"{self.url}/query", data=params, timeout=self.timeout)
+                response = self.session.post(f"{self.url}/query", data=params, timeout=timeout)
             else:
-                response = self.session.get(f"{self.url}/query", params=params,
-                                            timeout=self.timeout)
+                response = self.session.get(f"{self.url}/query", params=params, timeout=timeout)
         except requests.RequestException as exc:
-            raise StoreUnavailable(f"{self.location()}: {describe_failure(exc)}") from None
+            raise StoreUnavailable(f"{self.location()}: {describe_failure(exc, timeout)}"
+                                   ) from None
         if response.status_code in (401, 403):
             raise StoreUnavailable(f"{self.location()}: HTTP {response.status_code} "
                                    f"{_SPOOL_NOW[response.status_code]}")
@@ -252,7 +281,7 @@ class InfluxStore:
         return out
 
     def grouped_stats(self, query: GroupedQuery) -> dict[Key, Stats]:
-        return stats_from_influx(self.query(influxql(query)), query.group_by)
+        return stats_from_influx(self.query(influxql(query), long=True), query.group_by)
 
     def last_time(self, measurement: str, field: str, tags: dict[str, str],
                   rp: str = "10m") -> datetime | None:
@@ -269,7 +298,8 @@ class InfluxStore:
         try:
             ping = self.session.get(f"{self.url}/ping", timeout=self.timeout)
         except requests.RequestException as exc:
-            raise StoreUnavailable(f"{self.location()}: {describe_failure(exc)}") from None
+            raise StoreUnavailable(f"{self.location()}: "
+                                   f"{describe_failure(exc, self.timeout)}") from None
         return ping.headers.get("X-Influxdb-Version", "")
 
     def measurements(self) -> list[str]:
@@ -313,7 +343,7 @@ class InfluxStore:
             return []
         out = []
         for series in self.query(self._rollup_select(measurement, fields, rp, start, end,
-                                                     width_s)):
+                                                     width_s), long=True):
             tags = tuple(sorted((k, v) for k, v in (series.get("tags") or {}).items() if v))
             for values in series.get("values", []):
                 row = dict(zip(series["columns"], values, strict=True))
@@ -332,7 +362,7 @@ class InfluxStore:
         into = f" INTO {quote_ident(self.database)}.{quote_ident(target_rp)}.:MEASUREMENT"
         try:
             series = self.query(self._rollup_select(measurement, fields, rp, start, end,
-                                                    width_s, into), method="POST")
+                                                    width_s, into), method="POST", long=True)
         except InfluxQueryError as exc:
             if "beyond retention policy" in str(exc):
                 raise InfluxQueryError(
@@ -359,7 +389,7 @@ class InfluxStore:
                 f"{quote_ident(level.measurement)} FROM {quote_ident(rp)}."
                 f"{quote_ident(level.base)} WHERE time >= {int(start.timestamp())}s AND "
                 f"time < {int(end.timestamp())}s{only} GROUP BY time({width_s}s), {tags} "
-                f"fill(none)", method="POST")
+                f"fill(none)", method="POST", long=True)
             written += int(series[0]["values"][0][1]) if series else 0
         return written
 
@@ -420,7 +450,8 @@ class InfluxStore:
         try:
             ping = self.session.get(f"{self.url}/ping", timeout=self.timeout)
         except requests.RequestException as exc:
-            raise StoreUnavailable(f"{self.location()}: {describe_failure(exc)}") from None
+            raise StoreUnavailable(f"{self.location()}: "
+                                   f"{describe_failure(exc, self.timeout)}") from None
         version = ping.headers.get("X-Influxdb-Version", "unknown version")
         names = {row["name"] for row in self.rows("SHOW DATABASES", database=False)}
         if self.database not in names:

@@ -2,8 +2,14 @@
 
 Each spool file is gzipped JSON lines: a header line, then one point a line. A file
 is written to a temporary name, fsynced and renamed, so a crash leaves either a
-whole file or none. Points a store rejected as invalid go to `rejected/`, kept for
-a human to read, never replayed.
+whole file or none; a write that fails (a full disk) removes its temporary file and
+raises OSError, which the writer counts as points lost. Points a store rejected as
+invalid go to `rejected/`, kept for a human to read, never replayed.
+
+A file damaged all the same (cut short by a full disk before this design, a bad block,
+a hand edit) never stops the spool: the points that read back are kept in a whole file
+under its name and replayed; the damaged original moves to `damaged/` for inspection,
+and the points it held beyond them are reported lost.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +30,9 @@ from qmonit.sample import Sample, from_epoch
 log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl.gz"
+DAMAGED = "damaged"
+# what reading a damaged gzip stream raises: cut short, bad CRC, not gzip, not UTF-8
+_STREAM_ERRORS = (EOFError, OSError, zlib.error, UnicodeDecodeError)
 
 
 class SpoolFull(Exception):
@@ -45,6 +55,8 @@ class ReplayResult:
     rejected: int = 0
     error: str | None = None
     oldest: datetime | None = None  # the oldest point that arrived late
+    damaged: list[str] = field(default_factory=list)  # what was wrong with damaged files
+    lost: int = 0  # points damaged files held beyond those read back
 
 
 def _dump(sample: Sample) -> str:
@@ -59,14 +71,20 @@ def _load(line: str) -> Sample:
 
 
 def _write_atomically(path: Path, lines: Iterable[str]) -> int:
+    """Write a whole file or none: a failure (a full disk) removes the temporary file and
+    raises OSError."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as handle:
-            for line in lines:
-                handle.write(line.encode() + b"\n")
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as handle:
+                for line in lines:
+                    handle.write(line.encode() + b"\n")
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -84,7 +102,8 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def files(self) -> list[SpoolFile]:
-        """Pending spool files, oldest first."""
+        """Pending spool files, oldest first; one whose header cannot be read is moved to
+        damaged/ (nothing in it can be trusted to replay)."""
         if not self.directory.is_dir():
             return []
         out = []
@@ -95,10 +114,25 @@ class Spool:
                 out.append(SpoolFile(path, path.stat().st_size, header["retention"],
                                      header["points"],
                                      datetime.fromisoformat(header["created"])))
-            except (OSError, ValueError, KeyError) as exc:
-                log.error("spool file %s is unreadable (%s); left in place for inspection",
-                          path, exc)
+            except FileNotFoundError:  # replayed by another run meanwhile
+                continue
+            except (*_STREAM_ERRORS, ValueError, KeyError, TypeError) as exc:
+                self._quarantine(path, f"its header is unreadable ({_reason(exc)})")
         return out
+
+    def damaged(self) -> list[Path]:
+        """Damaged files moved aside, oldest first."""
+        target = self.directory / DAMAGED
+        return sorted(target.glob(f"*{SUFFIX}")) if target.is_dir() else []
+
+    def _quarantine(self, path: Path, problem: str) -> Path:
+        target = self.directory / DAMAGED
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        moved = target / path.name
+        os.replace(path, moved)
+        log.error("spool file %s is damaged: %s; moved to %s for inspection", path, problem,
+                  moved)
+        return moved
 
     def size_bytes(self) -> int:
         if not self.directory.is_dir():
@@ -132,10 +166,27 @@ class Spool:
         _write_atomically(path, [f"# {reason}", *lines])
         return path
 
-    def read(self, spool_file: SpoolFile) -> list[Sample]:
-        with gzip.open(spool_file.path, "rt") as handle:
-            handle.readline()
-            return [_load(line) for line in handle if line.strip()]
+    def read(self, spool_file: SpoolFile, result: ReplayResult | None = None) -> list[Sample]:
+        """The file's points. A damaged file gives the points that read back; they are
+        kept in a whole file under its name, the original is moved to damaged/, and what
+        was wrong and how many points are lost go to `result`."""
+        samples, problem = _read_points(spool_file.path)
+        if problem is None:
+            return samples
+        lost = max(spool_file.points - len(samples), 0)
+        problem = (f"{problem}: {len(samples)} of {spool_file.points} points read back and "
+                   f"replayed, {lost} lost")
+        self._quarantine(spool_file.path, problem)
+        try:
+            _write_atomically(spool_file.path, [_header(spool_file, len(samples)),
+                                                *map(_dump, samples)])
+        except OSError as exc:  # they are replayed from memory; kept only if that succeeds
+            log.error("spool file %s: the %d points read back could not be kept (%s)",
+                      spool_file.path, len(samples), exc)
+        if result is not None:
+            result.damaged.append(f"spool file {spool_file.path.name} {problem}")
+            result.lost += lost
+        return samples
 
     def replay(self, write: Callable[[Sequence[Sample], str], object]) -> ReplayResult:
         """Hand every file, oldest first, to write(samples, retention); stop at the first failure.
@@ -144,14 +195,17 @@ class Spool:
         """
         result = ReplayResult()
         for spool_file in self.files():
-            samples = self.read(spool_file)
+            try:
+                samples = self.read(spool_file, result)
+            except FileNotFoundError:  # replayed by another run meanwhile
+                continue
             outcome = write(samples, spool_file.retention)
             if outcome.unwritten:
                 result.error = outcome.error
                 if len(outcome.unwritten) < len(samples):
                     self._rewrite(spool_file, outcome.unwritten)
                 break
-            spool_file.path.unlink()
+            spool_file.path.unlink(missing_ok=True)
             oldest = min(sample.time for sample in samples) if samples else None
             if oldest and (result.oldest is None or oldest < result.oldest):
                 result.oldest = oldest
@@ -161,6 +215,56 @@ class Spool:
         return result
 
     def _rewrite(self, spool_file: SpoolFile, remaining: Sequence[Sample]) -> None:
-        header = json.dumps({"retention": spool_file.retention, "points": len(remaining),
-                             "created": spool_file.created.isoformat()})
-        _write_atomically(spool_file.path, [header, *map(_dump, remaining)])
+        try:
+            _write_atomically(spool_file.path, [_header(spool_file, len(remaining)),
+                                                *map(_dump, remaining)])
+        except OSError as exc:  # the whole file stays: its written points come again
+            log.error("spool file %s: could not drop the %d points written (%s); they are "
+                      "written again at the next replay", spool_file.path,
+                      spool_file.points - len(remaining), exc)
+
+    def verify(self, spool_file: SpoolFile) -> str | None:
+        """What is wrong with a pending file (read through to its end), or None."""
+        samples, problem = _read_points(spool_file.path)
+        if problem is None and len(samples) != spool_file.points:
+            problem = f"its header says {spool_file.points} points"
+        return None if problem is None else f"{problem}: {len(samples)} points readable"
+
+
+def _header(spool_file: SpoolFile, points: int) -> str:
+    return json.dumps({"retention": spool_file.retention, "points": points,
+                       "created": spool_file.created.isoformat()})
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "cut short"
+    return str(exc) or type(exc).__name__
+
+
+def _read_points(path: Path) -> tuple[list[Sample], str | None]:
+    """Every point that reads back, and what was wrong (None: the file is whole). Raises
+    FileNotFoundError."""
+    samples: list[Sample] = []
+    bad = 0
+    problem = None
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            handle.readline()
+            for line in handle:
+                if not line.endswith("\n"):  # the last line, cut in the middle
+                    bad += 1
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    samples.append(_load(line))
+                except (ValueError, TypeError, KeyError, IndexError, OverflowError):
+                    bad += 1
+    except FileNotFoundError:
+        raise
+    except _STREAM_ERRORS as exc:
+        problem = _reason(exc)
+    if bad:
+        problem = ", ".join(filter(None, [problem, f"{bad} malformed line(s)"]))
+    return samples, problem

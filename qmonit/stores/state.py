@@ -44,7 +44,7 @@ from qmonit.model import (
     PANDA_JOB_STATUSES,
     RULES,
 )
-from qmonit.sample import Sample, epoch_seconds, from_epoch
+from qmonit.sample import SLOT, Sample, epoch_seconds, from_epoch
 from qmonit.stores.sql import upsert
 
 QUEUE_COLUMNS = ("atlas_site", "cloud", "country", "tier", "site_state", "queue_type",
@@ -233,10 +233,15 @@ def upsert_queues(engine: Engine, rows: Sequence[dict]) -> None:
         upsert(conn, queues, list(rows), ["panda_queue"])
 
 
-def newest_slot(engine: Engine) -> datetime | None:
-    """The slot the current-state tables describe (None when empty)."""
+def newest_slot(engine: Engine, now: datetime | None = None) -> datetime | None:
+    """The slot the current-state tables describe (None when empty). Rows of slots that have
+    not begun yet (a clock or an --at once set in the future) are passed over: they must
+    not keep the present from updating the state."""
+    begun = (now or datetime.now(UTC)) + SLOT
     with engine.connect() as conn:
-        newest = conn.execute(select(func.max(queue_stats.c.slot_time))).scalar_one()
+        newest = conn.execute(select(func.max(queue_stats.c.slot_time))
+                              .where(queue_stats.c.slot_time < begun.replace(tzinfo=None))
+                              ).scalar_one()
     return utc(newest)
 
 
