@@ -7,12 +7,15 @@ per job: job ids, workers and times go to the job-level SQL tables instead).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from qmonit.sample import Sample, make_sample
 from qmonit.states.rules import RuleSet
+
+log = logging.getLogger(__name__)
 
 # Reasons are kept as a tag only where they explain a wait; a running job has none.
 REASON_STATES = ("pending", "held")
@@ -79,8 +82,12 @@ def count_jobs(jobs: Iterable[BatchJob], cluster: str, scheduler: str,
         tags = {"cluster": cluster, "scheduler": scheduler, "partition": partition or NONE,
                 "owner": owner or NONE, "group": group or NONE, "state": state,
                 "native_state": native, "reason": reason, **dict(extra)}
-        out.append(make_sample("batch_jobs", tags, {"jobs": acc[0], "cpus": acc[1],
-                                                    "gpus": acc[2], "memory_mb": acc[3]}, slot))
+        try:
+            out.append(make_sample("batch_jobs", tags, {"jobs": acc[0], "cpus": acc[1],
+                                                        "gpus": acc[2], "memory_mb": acc[3]},
+                                   slot))
+        except ValueError as exc:
+            log.warning("%s: %d job(s) skipped: %s", cluster, int(acc[0]), exc)
     return out
 
 
@@ -97,8 +104,14 @@ class BatchNode:
 
 def node_samples(nodes: Iterable[BatchNode], cluster: str, scheduler: str,
                  slot: datetime) -> list[Sample]:
-    return [make_sample("batch_nodes", {"cluster": cluster, "scheduler": scheduler,
-                                        "node": n.node, "node_state": n.node_state},
-                        {"cpus": n.cpus, "cpus_alloc": n.cpus_alloc, "gpus": n.gpus,
-                         "gpus_alloc": n.gpus_alloc, "jobs": n.jobs}, slot)
-            for n in nodes]
+    out = []
+    for n in nodes:
+        try:
+            out.append(make_sample("batch_nodes", {"cluster": cluster, "scheduler": scheduler,
+                                                   "node": n.node, "node_state": n.node_state},
+                                   {"cpus": n.cpus, "cpus_alloc": n.cpus_alloc,
+                                    "gpus": n.gpus, "gpus_alloc": n.gpus_alloc,
+                                    "jobs": n.jobs}, slot))
+        except ValueError as exc:
+            log.warning("%s: node skipped: %s", cluster, exc)
+    return out

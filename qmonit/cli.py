@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from qmonit import __version__, config, logs
+from qmonit import __version__, config, logs, redact
 
 log = logging.getLogger("qmonit")
 
@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"qmonit: configuration error: {exc}", file=sys.stderr)
         return 2
+    redact.register(cfg.secrets())  # every text that leaves: logs, output, stored messages
+    sys.stdout, sys.stderr = redact.RedactingStream(sys.stdout), redact.RedactingStream(sys.stderr)
     logs.setup(cfg.get("logging", "level"), cfg.get("logging", "file"), cfg.secrets())
     for warning in warnings:
         log.warning(warning)

@@ -19,6 +19,7 @@ from qmonit.downsample import RESOLUTIONS
 from qmonit.enrich import enrich_jobs, enrich_workers
 from qmonit.factory_labels import label_rows
 from qmonit.levels import aggregate
+from qmonit.redact import redact
 from qmonit.sample import Sample, make_sample, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
@@ -97,7 +98,7 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
         fields: dict[str, float | str] = {"duration_s": src.duration_s, "points": src.points,
                                           "errors": src.errors, "zero_filled": src.zero_filled}
         if src.message:
-            fields["message"] = src.message[:1000]
+            fields["message"] = redact(src.message)[:1000]
         out.append(make_sample("qmonit_run", {"job": job, "source": src.source,
                                               "status": src.status}, fields, report.slot))
     delivery = report.delivery
@@ -111,7 +112,7 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
         "replayed": report.replay.points, "levels": report.levels,
     }
     if errors:
-        fields["message"] = "; ".join(errors)[:1000]
+        fields["message"] = redact("; ".join(errors))[:1000]
     out.append(make_sample("qmonit_run", {"job": job, "source": "sinks",
                                           "status": "failed" if errors else "ok"},
                            fields, report.slot))

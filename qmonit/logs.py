@@ -7,22 +7,24 @@ import sys
 import time
 from collections.abc import Iterable
 
+from qmonit import redact
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class RedactSecrets(logging.Filter):
-    """Replace every known secret value in a record's final text with ***."""
+    """Replace every known secret value in a record's final text with *** (the secrets
+    given here and those registered with qmonit.redact)."""
 
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        redact.register(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            text = record.getMessage()
-            for secret in self.secrets:
-                text = text.replace(secret, "***")
-            record.msg, record.args = text, None
+        text = record.getMessage()
+        masked = redact.redact(text)
+        if masked is not text:
+            record.msg, record.args = masked, None
         return True
 
 

@@ -16,3 +16,12 @@ AVERAGE_WINDOWS = ("1h", "6h", "12h", "24h", "7d", "30d")
 RULES = ("drop", "starving", "failing", "backlog", "stale")
 # Counts the derive job reads from the SQL history (queue_history columns).
 HISTORY_STATUSES = ("assigned", "activated", "running", "failed", "finished", "transferring")
+
+
+# The longest value a tag may have: the SQL column it is kept in (state tables, batch
+# tables) is this wide; a longer name is a malformed record, reported and skipped before it
+# reaches any store (a test checks every such column against this table).
+TAG_LIMITS = {"prod_source": 64, "resource": 64, "cloud": 64, "site_state": 32,
+              "cluster": 64, "scheduler": 16, "state": 16, "native_state": 32,
+              "factory_type": 16, "job_status": 64}
+TAG_LIMIT = 128  # every other tag

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import requests
 
 from qmonit.http import describe_failure, make_session
+from qmonit.redact import redact
 from qmonit.stores.alerts import Alert
 
 
@@ -86,10 +87,10 @@ class NotifyError(Exception):
 
 def send_email(cfg: Mapping[str, Any], digest: Digest) -> None:
     message = EmailMessage()
-    message["Subject"] = digest.subject
+    message["Subject"] = redact(digest.subject)
     message["From"] = cfg["email_from"]
     message["To"] = ", ".join(cfg["email_to"])
-    message.set_content(digest.text())
+    message.set_content(redact(digest.text()))
     where = f"SMTP {cfg['smtp_host']}:{cfg['smtp_port']}"
     try:
         with smtplib.SMTP(cfg["smtp_host"], cfg["smtp_port"], timeout=cfg["timeout_s"]) as smtp:
@@ -111,7 +112,7 @@ def send_webhook(cfg: Mapping[str, Any], digest: Digest,
     where = f"webhook {parts.scheme}://{parts.hostname}"  # the path is the hook's secret
     session = session or make_session({})
     try:
-        response = session.post(url, json={"text": digest.text(), "username": "qmonit"},
+        response = session.post(url, json={"text": redact(digest.text()), "username": "qmonit"},
                                 timeout=cfg["timeout_s"])
     except requests.RequestException as exc:
         raise NotifyError(f"{where}: {describe_failure(exc, cfg['timeout_s'])}") from None

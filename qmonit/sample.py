@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
+
+from qmonit.model import TAG_LIMIT, TAG_LIMITS
 
 SLOT = timedelta(minutes=10)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -28,6 +32,33 @@ class Sample(NamedTuple):
 
     def field(self, key: str) -> FieldValue | None:
         return dict(self.fields).get(key)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_problem(key: str, value: str) -> str | None:
+    """Why a tag value cannot be kept as it is, or None: longer than the SQL column it goes
+    in, or holding a control character (CR, LF, TAB, ...), which line protocol cannot carry
+    and a table would keep altered."""
+    limit = TAG_LIMITS.get(key, TAG_LIMIT)
+    if len(value) > limit:
+        return f"is {len(value)} characters long (at most {limit}): {value[:40]!r}..."
+    control = _CONTROL.search(value)
+    if control:
+        return (f"= {value[:80]!r} holds the control character {control.group()!r} "
+                "(names must be printable)")
+    return None
+
+
+def shown(name: str, limit: int = 60) -> str:
+    """A name as a message may quote it: as it is when printable and short, else its repr,
+    cut to `limit` characters (a 10,000-character or CR/LF-laden name from a server must
+    not flood or forge log lines)."""
+    if len(name) <= limit and name.isprintable():
+        return name
+    return repr(name[:limit]) + ("..." if len(name) > limit else "")
 
 
 def make_sample(
@@ -57,6 +88,9 @@ def make_sample(
     for key, value in tags.items():
         if not isinstance(value, str) or value == "":
             raise ValueError(f"{measurement}: tag {key} has an empty or non-text value {value!r}")
+        problem = _name_problem(key, value)
+        if problem:
+            raise ValueError(f"{measurement}: tag {key} {problem}")
     return Sample(
         measurement,
         tuple(sorted(tags.items())),

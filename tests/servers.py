@@ -123,6 +123,7 @@ class Reply:
     body: bytes | str = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    echo: bool = False  # the body is followed by the request's headers (a careless server)
 
 
 @dataclass
@@ -155,6 +156,8 @@ class ScriptedServer:
                 if reply.delay:
                     time.sleep(reply.delay)
                 payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+                if reply.echo:
+                    payload += "".join(f" {k}: {v}" for k, v in self.headers.items()).encode()
                 try:
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():

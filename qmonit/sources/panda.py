@@ -20,7 +20,7 @@ import requests
 
 from qmonit.http import describe_failure, make_session, safe_url
 from qmonit.model import PANDA_JOB_STATUSES
-from qmonit.sample import make_sample
+from qmonit.sample import make_sample, shown
 from qmonit.sources.base import Collection, SourceError
 
 log = logging.getLogger(__name__)
@@ -52,24 +52,26 @@ def parse_job_stats(data: Any, slot: datetime, origin: str) -> Collection:
     out = Collection()
     unknown_statuses: set[str] = set()
     for queue, by_label in data.items():
+        named = shown(queue)
         if not isinstance(by_label, dict):
-            out.problems.append(f"{origin}: {queue}: expected an object of prod_source labels, "
+            out.problems.append(f"{origin}: {named}: expected an object of prod_source labels, "
                                 f"got {type(by_label).__name__}; skipped")
             continue
         for label, by_resource in by_label.items():
             if not isinstance(by_resource, dict):
-                out.problems.append(f"{origin}: {queue}/{label}: expected an object of resource "
-                                    f"types, got {type(by_resource).__name__}; skipped")
+                out.problems.append(f"{origin}: {named}/{shown(label)}: expected an object of "
+                                    f"resource types, got {type(by_resource).__name__}; "
+                                    "skipped")
                 continue
             for resource, by_status in by_resource.items():
                 if not isinstance(by_status, dict):
-                    out.problems.append(f"{origin}: {queue}/{label}/{resource}: expected an "
-                                        f"object of job statuses, got "
+                    out.problems.append(f"{origin}: {named}/{shown(label)}/{shown(resource)}: "
+                                        f"expected an object of job statuses, got "
                                         f"{type(by_status).__name__}; skipped")
                     continue
                 for status, raw in by_status.items():
                     count = _count(raw)
-                    where = f"{queue}/{label}/{resource}/{status}"
+                    where = "/".join(map(shown, (queue, label, resource, status)))
                     if count is None:
                         out.problems.append(f"{origin}: {where}: count {raw!r} is not a "
                                             f"non-negative number; skipped")
