@@ -29,6 +29,7 @@ from qmonit.derive.job import derive  # noqa: E402
 from qmonit.model import PANDA_ALWAYS_PRESENT  # noqa: E402
 from qmonit.sample import Sample  # noqa: E402
 from qmonit.stores import state  # noqa: E402
+from qmonit.stores.status_tables import record_run_samples  # noqa: E402
 from tests.servers import InfluxServer  # noqa: E402
 
 SLOT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -62,6 +63,7 @@ def fill(parts, tags: list, rng: random.Random) -> int:
         samples.append(Sample("qmonit_run", (("job", "collect"), ("source", "panda"),
                                              ("status", "ok")), (("points", 1.0),), when))
         written += parts.store.write(samples).written
+        record_run_samples(parts.engine, samples[-1:], when)  # source_status, as collect does
     day = SLOT.replace(hour=0)
     for d in range(1, 31):
         samples = [Sample("jobs", t, (("jobs", level[t]),), day - d * timedelta(days=1))

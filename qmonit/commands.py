@@ -35,7 +35,23 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return demo(args, cfg)
     if args.command == "dashboards":
         return dashboards(args, cfg)
+    if args.command == "run" and args.at is not None and args.at > datetime.now(UTC) + SLOT:
+        print(f"qmonit run {args.job}: --at {args.at:%Y-%m-%dT%H:%MZ} is in the future; a slot "
+              "can be collected, derived or rolled up only once it has begun (nothing done)",
+              file=sys.stderr)
+        return 2
     parts = build(cfg)
+    if args.command in ("run", "suspicious"):
+        try:
+            missing = state.missing_tables(parts.engine)
+        except SQLAlchemyError as exc:
+            missing = []  # the command itself reports what is wrong with the store
+            log.debug("state store not inspected: %s", describe_db_error(exc))
+        if missing:
+            print(f"qmonit {args.command}: the state store {safe_db_url(parts.engine)} has no "
+                  f"tables yet ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
+                  "run `qmonit init` first", file=sys.stderr)
+            return 1
     handler: Callable[[argparse.Namespace, Components], int] = {
         "init": init, "check": check, "run": run, "spool": spool, "suspicious": suspicious,
         "states": states,
@@ -117,11 +133,6 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
 
 
 def run(args: argparse.Namespace, parts: Components) -> int:
-    if args.at is not None and args.at > datetime.now(UTC) + SLOT:
-        print(f"qmonit run {args.job}: --at {args.at:%Y-%m-%dT%H:%MZ} is in the future; a slot "
-              "can be collected, derived or rolled up only once it has begun (nothing done)",
-              file=sys.stderr)
-        return 2
     if args.job in ("hourly", "daily"):
         return run_rollup(parts, args.job, args.at or datetime.now(UTC), args.since)
     slot = slot_start(args.at or datetime.now(UTC))

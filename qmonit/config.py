@@ -32,6 +32,8 @@ class Option:
     choices: tuple[str, ...] = ()
     secret: bool = False
     minimum: float | None = None
+    maximum: float | None = None
+    positive: bool = False  # must be more than 0
 
 
 SCHEMA: dict[str, dict[str, Option]] = {
@@ -136,7 +138,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "derive": {
         "coverage_min": Option(
             "0.7", "A window with less than this share of its slots from successful cycles is "
-            "insufficient: no average shown, no flag raised.", "float", minimum=0),
+            "insufficient: no average shown, no flag raised.", "float", minimum=0, maximum=1),
         "baseline_hours": Option("24", "Window of the robust baseline (median and quartiles) "
                                  "the drop and backlog rules compare with.", "int", minimum=1),
     },
@@ -144,22 +146,22 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "drop_min_baseline": Option("50", "drop: a queue whose running median is below this is "
                                     "never flagged (noise).", "float", minimum=0),
         "drop_relative": Option("0.5", "drop: running at least this share below its median.",
-                                "float", minimum=0),
+                                "float", minimum=0, maximum=1),
         "drop_absolute": Option("20", "drop: and at least this many jobs below it.", "float",
                                 minimum=0),
         "drop_spread": Option("2", "drop/backlog: and beyond this many standard deviations "
                               "from the median, the noise read robustly from the quartiles on "
                               "the side the anomaly does not touch.", "float", minimum=0),
         "drop_critical": Option("0.9", "drop: critical when running is this share below its "
-                                "median.", "float", minimum=0),
+                                "median.", "float", minimum=0, maximum=1),
         "starving_min_activated": Option("50", "starving: activated jobs waiting at least.",
                                          "float", minimum=0),
         "starving_running_ratio": Option("0.05", "starving: while running is below this share "
-                                         "of activated.", "float", minimum=0),
+                                         "of activated.", "float", minimum=0, maximum=1),
         "failing_ratio": Option("0.5", "failing: failed / (finished + failed) above this.",
-                                "float", minimum=0),
+                                "float", minimum=0, maximum=1),
         "failing_critical": Option("0.8", "failing: critical above this ratio.", "float",
-                                   minimum=0),
+                                   minimum=0, maximum=1),
         "failing_min_ended": Option("20", "failing: only with at least this many ended jobs.",
                                     "float", minimum=0),
         "backlog_factor": Option("3", "backlog: assigned or transferring above this multiple of "
@@ -267,7 +269,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "spool": {
         "dir": Option("", "Spool directory; empty: data_dir/spool.", "path"),
         "max_mb": Option("512", "Size cap of the spool; past it new points are refused, "
-                         "loudly.", "float", minimum=0),
+                         "loudly.", "float", minimum=0, positive=True),
     },
     "logging": {
         "level": Option("INFO", "DEBUG, INFO, WARNING or ERROR.", "choice",
@@ -309,6 +311,10 @@ def _convert(opt: Option, raw: str, base_dir: Path) -> Any:
         number: float = int(raw) if opt.kind == "int" else float(raw)
         if opt.minimum is not None and number < opt.minimum:
             raise ValueError(f"must be at least {opt.minimum:g}")
+        if opt.maximum is not None and number > opt.maximum:
+            raise ValueError(f"must be at most {opt.maximum:g}")
+        if opt.positive and number <= 0:
+            raise ValueError("must be more than 0")
         return number
     if opt.kind == "choice":
         if raw not in opt.choices:
@@ -383,6 +389,9 @@ def load(
                 parser.read_file(handle)
         except (configparser.Error, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not a valid INI file: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror}); qmonit runs as "
+                              f"{_user()}") from None
         base_dir = file.resolve().parent
         mode = file.stat().st_mode
         if warn and mode & (stat.S_IRGRP | stat.S_IROTH):
@@ -396,6 +405,9 @@ def load(
         for key in parser[section]:
             if key not in SCHEMA[section]:
                 errors.append(f"[{section}] {key}: unknown key")
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX):
+            errors.extend(_unknown_env_key(name))
     values: dict[str, dict[str, Any]] = {}
     for section, options in SCHEMA.items():
         values[section] = {}
@@ -419,8 +431,50 @@ def load(
     return Config(values, path)
 
 
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def _unknown_env_key(name: str) -> list[str]:
+    """An environment variable named for a section but for no key of it: a typo that would
+    otherwise leave the default (often a secret that never arrives) in force."""
+    rest = name[len(ENV_PREFIX):].lower()
+    for section in sorted(SCHEMA, key=len, reverse=True):
+        if rest.startswith(f"{section}_"):
+            key = rest[len(section) + 1:]
+            if key not in SCHEMA[section]:
+                return [f"{name}: no such key [{section}] {key} (known: "
+                        f"{', '.join(SCHEMA[section])})"]
+            return []
+    return []
+
+
+def _sql_url_errors(url: str) -> list[str]:
+    if not url:
+        return []
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        return ["[sql] url: not a database URL such as "
+                "mysql+mysqlconnector://user@host/qmonit or sqlite:////path/qmonit.sqlite"]
+    if backend not in ("mysql", "mariadb", "sqlite"):
+        return [f"[sql] url: {backend} is not supported (MySQL/MariaDB or SQLite)"]
+    return []
+
+
 def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    errors = []
+    errors = _sql_url_errors(values["sql"]["url"])
+    log_file = values["logging"]["file"]
+    if log_file and not Path(log_file).parent.is_dir():
+        errors.append(f"[logging] file: directory {Path(log_file).parent} does not exist")
     known_sources = ("panda", "harvester", "htcondor", "slurm", "simulated", "simulated_batch")
     for name in values["sources"]["enabled"]:
         if name not in known_sources:

@@ -13,6 +13,7 @@ from qmonit.components import build
 from qmonit.derive.job import derive
 from qmonit.sample import make_sample
 from qmonit.stores import alerts, state
+from qmonit.stores.status_tables import record_run_samples
 from tests.servers import Reply, free_port
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -55,6 +56,8 @@ def parts_with(request, make_config, mariadb_url):
 def record(parts, when, samples):
     """What collect leaves behind: the points, and the SQL history the derive job reads."""
     parts.store.write(samples)
+    record_run_samples(parts.engine, [s for s in samples if s.measurement == "qmonit_run"],
+                       when)
     jobs_only = [s for s in samples if s.measurement == "jobs"]
     state.record_history(parts.engine, state.counts_per_queue(jobs_only), when,
                          timedelta(hours=25))

@@ -30,7 +30,7 @@ from qmonit.levels import aggregate
 from qmonit.model import AVERAGED_STATUSES, RULES, UNKNOWN
 from qmonit.notify import NotifyError, build_digest, notifiers
 from qmonit.sample import Sample, make_sample, slot_start
-from qmonit.stores import alerts, state
+from qmonit.stores import alerts, state, status_tables
 from qmonit.stores.alerts import FlagKey
 from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.durable import Delivery
@@ -97,21 +97,30 @@ class _Steps:
 
 
 def _source_findings(parts: Components, slot: datetime) -> tuple[list[Finding], list[str]]:
+    """A stale finding per source that collect has not read successfully for this slot,
+    and one for the store when collect's writes have been failing: read from SQL
+    (source_status), so an InfluxDB outage raises its alert instead of hiding it."""
     findings, stale = [], []
-    for source in parts.sources:
-        last_ok = parts.store.last_time("qmonit_run", "points",
-                                        {"job": "collect", "source": source.name, "status": "ok"})
-        key = (f"source:{source.name}", ALL, ALL)
+    last_ok_of = status_tables.last_ok_slots(parts.engine, "collect")
+    judged = [source.name for source in parts.sources]
+    if "sinks" in last_ok_of:  # recorded by every collect run of this version
+        judged.append("sinks")
+    for name in judged:
+        last_ok = last_ok_of.get(name)
+        key = (f"source:{name}", ALL, ALL)
         if last_ok is not None and last_ok >= slot:
             findings.append(Finding(key, "stale", False, "none", 0.0, 0.0, 0.0, "reporting"))
             continue
-        stale.append(source.name)
-        since = "never collected successfully" if last_ok is None else \
-            f"no successful collect since {last_ok:%Y-%m-%d %H:%M} UTC"
+        stale.append(name)
+        when = "" if last_ok is None else f" since {last_ok:%Y-%m-%d %H:%M} UTC"
         minutes = 0.0 if last_ok is None else (slot - last_ok).total_seconds() / 60
-        findings.append(Finding(key, "stale", True, "critical", minutes, 0.0, minutes,
-                                f"source {source.name}: {since}; its queues are not judged "
-                                f"until it reports again"))
+        if name == "sinks":
+            reason = (f"{parts.store.location()}: no collect wrote everything{when or ' yet'}; "
+                      "the points wait in the spool until the store takes them again")
+        else:
+            since = f"no successful collect{when}" if when else "never collected successfully"
+            reason = f"source {name}: {since}; its queues are not judged until it reports again"
+        findings.append(Finding(key, "stale", True, "critical", minutes, 0.0, minutes, reason))
     return findings, stale
 
 
@@ -137,8 +146,12 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
             numbers, report.queries = gather(parts.engine, slot, coverage_min,
                                              cfg.get("derive", "baseline_hours"))
             if state.daily_for(parts.engine) != _day(slot):
-                daily, queries = gather_daily(parts.store, slot, coverage_min)
-                report.queries += queries
+                try:
+                    daily, queries = gather_daily(parts.store, slot, coverage_min)
+                    report.queries += queries
+                except (StoreUnavailable, InfluxQueryError) as exc:  # tried again next cycle
+                    log.warning("derive %s UTC: the 7d/30d averages are not recomputed: %s",
+                                f"{slot:%Y-%m-%d %H:%M}", exc)
             site_state = {q: t["site_state"] for q, t in topology.items()}
             findings += evaluate(numbers, site_state, flags_cfg, cfg.get("derive", "coverage_min"),
                                  cfg.get("panda", "time_window"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,10 @@ def make_engine(url: str, password: str = "") -> Engine:
 def describe_db_error(exc: Exception) -> str:
     """The driver's own message (no SQL statement, no parameters, no password)."""
     detail = getattr(exc, "orig", None) or str(exc).splitlines()[0]
-    return f"{type(exc).__name__}: {detail}"
+    text = f"{type(exc).__name__}: {detail}"
+    if "no such table" in text or re.search(r"Table '.*' doesn't exist", text):
+        text += " (the tables are missing: run `qmonit init` first)"
+    return text
 
 
 def safe_db_url(engine_or_url: Engine | str) -> str:

@@ -159,6 +159,12 @@ class SeenSeries:
     fields: tuple[str, ...]
 
 
+def missing_tables(engine: Engine) -> list[str]:
+    """The state tables `qmonit init` has not created yet (raises SQLAlchemyError)."""
+    present = set(inspect(engine).get_table_names())
+    return [table.name for table in metadata.sorted_tables if table.name not in present]
+
+
 def create_tables(engine: Engine) -> list[str]:
     """Create missing tables, and add columns a newer qmonit defines to existing ones."""
     metadata.create_all(engine)

@@ -91,6 +91,15 @@ def record_runs(engine: Engine, job: str, runs: Sequence[dict], slot: datetime,
         upsert(conn, table, rows, ["job", "source"])
 
 
+def last_ok_slots(engine: Engine, job: str) -> dict[str, datetime | None]:
+    """Per source of `job`: the newest slot it succeeded for (None: never), as UTC."""
+    with engine.connect() as conn:
+        return {row.source: (row.last_ok_slot.replace(tzinfo=UTC) if row.last_ok_slot else None)
+                for row in conn.execute(select(source_status.c.source,
+                                               source_status.c.last_ok_slot)
+                                        .where(source_status.c.job == job))}
+
+
 def record_run_samples(engine: Engine, runs: Sequence[Sample], slot: datetime) -> str:
     """source_status from a job's `qmonit_run` points; returns the error, or "" when stored."""
     by_job: dict[str, list[dict]] = {}

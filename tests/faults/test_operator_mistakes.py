@@ -5,6 +5,8 @@ import sys
 from argparse import Namespace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from qmonit import commands
 from qmonit.components import build
 from qmonit.sample import make_sample
@@ -53,3 +55,69 @@ def test_a_manual_spool_replay_rewinds_the_roll_ups(make_config, influx_db, caps
     assert capsys.readouterr().out.startswith("replayed 1 file(s), 1 points to InfluxDB")
     assert state.watermark(parts.engine, "jobs", "hourly") == T  # 12:40 late: 12:00 again
     assert state.watermark(parts.engine, "jobs", "daily") == T.replace(hour=0)
+
+
+def configured(write_config, sections):
+    return write_config({"sources": {"enabled": "simulated"}, **sections})
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"sql": {"url": "not a url at all"}},
+     "[sql] url: not a database URL such as mysql+mysqlconnector://user@host/qmonit or "
+     "sqlite:////path/qmonit.sqlite"),
+    ({"sql": {"url": "postgresql://qmonit@db/qmonit"}},
+     "[sql] url: postgresql is not supported (MySQL/MariaDB or SQLite)"),
+    ({"logging": {"file": "/nonexistent-dir/qmonit.log"}},
+     "[logging] file: directory /nonexistent-dir does not exist"),
+    ({"spool": {"max_mb": "0"}}, "[spool] max_mb = '0': must be more than 0"),
+    ({"derive": {"coverage_min": "7"}}, "[derive] coverage_min = '7': must be at most 1"),
+])
+def test_configuration_mistakes_exit_2_naming_the_key(write_config, sections, message):
+    path = configured(write_config, sections)
+    done = qmonit("-c", str(path), "check")
+    assert (done.returncode, done.stderr) == (2, f"qmonit: configuration error: {path}: "
+                                                 f"{message}\n")
+
+
+def test_an_environment_variable_for_no_key_is_an_error(write_config):
+    path = configured(write_config, {})
+    done = subprocess.run([sys.executable, "-m", "qmonit", "-c", str(path), "check"],
+                          capture_output=True, text=True,
+                          env={**environ_without_qmonit(), "QMONIT_PANDA_TOKN": "x",
+                               "QMONIT_BENCH_BUFFER": "false"})  # not a section: not ours
+    assert done.returncode == 2
+    assert done.stderr == (f"qmonit: configuration error: {path}: QMONIT_PANDA_TOKN: no such "
+                           "key [panda] tokn (known: url, api, time_window, token, cert, key, "
+                           "verify_tls, ca_bundle, timeout_s)\n")
+
+
+def test_an_unreadable_configuration_file_is_a_clear_error(write_config, monkeypatch):
+    # root reads any file; the service account meets EACCES, made here at open()
+    from pathlib import Path
+
+    from qmonit import config
+
+    path = configured(write_config, {})
+    real_open = Path.open
+
+    def refuse(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(config.ConfigError) as failed:
+        config.load(str(path), environ={})
+    assert str(failed.value).startswith(f"{path}: cannot be read (Permission denied); qmonit "
+                                        "runs as ")
+
+
+@pytest.mark.parametrize("command", [["run", "collect"], ["suspicious"]])
+def test_running_before_init_says_what_to_do(write_config, tmp_path, command):
+    path = configured(write_config, {})
+    done = qmonit("-c", str(path), *command)
+    assert done.returncode == 1
+    assert done.stderr == (f"qmonit {command[0]}: the state store sqlite:///"
+                           f"{tmp_path / 'data' / 'qmonit.sqlite'} has no tables yet (alerts, "
+                           "batch_jobs_current, batch_jobs_ended, ...): run `qmonit init` "
+                           "first\n")

@@ -1,0 +1,42 @@
+"""The pipeline broken where the shift crew cannot see it: the store down during derive."""
+
+from datetime import UTC, datetime, timedelta
+
+from qmonit.collect import collect
+from qmonit.components import build
+from qmonit.derive.job import derive
+from qmonit.stores import alerts, state
+from tests.servers import InfluxServer
+
+T = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # no simulated outage around it
+SLOT = timedelta(minutes=10)
+
+
+def test_an_influxdb_outage_raises_a_stale_store_alert(make_config, mariadb_url, tmp_path):
+    server = InfluxServer(tmp_path / "influxd").start()
+    try:
+        cfg = make_config({"influxdb": {"url": server.url, "retry_deadline_s": "0.2",
+                                        "retry_initial_s": "0.01", "timeout_s": "2"},
+                           "sql": {"url": mariadb_url}, "sources": {"enabled": "simulated"}})
+        parts = build(cfg)
+        state.create_tables(parts.engine)
+        parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+        assert collect(parts, T).exit_code == 0
+        assert derive(parts, T).error is None
+        server.stop()
+        reports = []
+        for n in (1, 2):
+            assert collect(parts, T + n * SLOT).delivery.spooled > 0
+            reports.append(derive(parts, T + n * SLOT))
+        assert [r.error for r in reports] == [None, None]  # derive works on SQL alone
+        assert [r.stale_sources for r in reports] == [["sinks"], ["sinks"]]
+        [finding] = [f for f in reports[1].findings if f.key[0] == "source:sinks"]
+        assert (finding.violated, finding.severity, finding.current) == (True, "critical", 20.0)
+        assert finding.reason == (f"InfluxDB {server.url} database qmonit: no collect wrote "
+                                  f"everything since {T:%Y-%m-%d %H:%M} UTC; the points wait "
+                                  "in the spool until the store takes them again")
+        assert ("source:sinks", "all", "all", "stale") in reports[1].open_flags  # 2 of 3 cycles
+        opened = alerts.load_flags(parts.engine)[("source:sinks", "all", "all", "stale")]
+        assert opened.is_open
+    finally:
+        server.stop()
