@@ -84,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qmonit: configuration error: {exc}", file=sys.stderr)
         return 2
     redact.register(cfg.secrets())  # every text that leaves: logs, output, stored messages
-    sys.stdout, sys.stderr = redact.RedactingStream(sys.stdout), redact.RedactingStream(sys.stderr)
+    if not isinstance(sys.stdout, redact.RedactingStream):
+        sys.stdout, sys.stderr = (redact.RedactingStream(sys.stdout),
+                                  redact.RedactingStream(sys.stderr))
     logs.setup(cfg.get("logging", "level"), cfg.get("logging", "file"), cfg.secrets())
     for warning in warnings:
         log.warning(warning)

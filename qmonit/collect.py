@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -18,6 +19,7 @@ from qmonit.components import Components
 from qmonit.downsample import RESOLUTIONS
 from qmonit.enrich import enrich_jobs, enrich_workers
 from qmonit.factory_labels import label_rows
+from qmonit.files import write_text_atomic
 from qmonit.levels import aggregate
 from qmonit.redact import redact
 from qmonit.sample import Sample, make_sample, slot_start
@@ -124,6 +126,11 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     slot = slot_start(slot)
     started = time.monotonic()
     report = CollectReport(slot)
+    marker = parts.cfg.data_dir / RUNNING
+    unfinished = _unfinished_run(marker)
+    if unfinished:
+        report.state_errors.append(unfinished)
+    _mark_running(marker, slot)
     report.replay, errors = replay_spool(parts)
     report.state_errors.extend(errors)
     zero_fill_horizon = timedelta(hours=parts.cfg.get("collect", "zero_fill_hours"))
@@ -177,7 +184,35 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     run_delivery = parts.writer.write(runs)
     report.delivery.merge(run_delivery)
     record_run_samples(parts.engine, runs, report.slot)
+    marker.unlink(missing_ok=True)
     return report
+
+
+RUNNING = "collect.running"  # in data_dir while a collect runs: left behind, it was killed
+
+
+def _unfinished_run(marker: Path) -> str | None:
+    """What a collect that never finished (killed, crashed, the host went down) left
+    untold: its slot may be partly written."""
+    try:
+        slot = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        slot = f"an unknown slot ({exc})"
+    message = (f"the collect of {slot} did not finish (killed or crashed): that slot may be "
+               "partly written; `qmonit run collect --at` it again if its sources still "
+               "know it")
+    log.error(message)
+    return message
+
+
+def _mark_running(marker: Path, slot: datetime) -> None:
+    try:
+        write_text_atomic(marker, f"{slot:%Y-%m-%dT%H:%MZ}\n")
+    except OSError as exc:  # a full disk: the run goes on, unmarked
+        log.warning("collect: %s not written (%s); a kill of this run would go unnoticed",
+                    marker, exc)
 
 
 def _replay(parts: Components) -> ReplayResult:

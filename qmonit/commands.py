@@ -199,7 +199,7 @@ def states(args: argparse.Namespace, parts: Components) -> int:
               f"([sources] enabled)", file=sys.stderr)
         return 2
     try:
-        counts = trial_counts(args.source, source)
+        counts = trial_counts(args.source, source, rules)
     except SourceError as exc:
         print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
         return 1

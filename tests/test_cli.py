@@ -239,3 +239,26 @@ def test_init_and_derive_say_clearly_when_influxdb_is_down(write_config, tmp_pat
     assert ("ERROR qmonit.stores.durable: InfluxDB http://127.0.0.1:9 database qmonit: "
             "connection failed (server down or unreachable)") in logged
     assert "derive 2026-11-21 10:00 UTC: 1 findings from 0 queries" in logged
+
+
+def test_states_test_panda_on_a_working_panda(write_config, http):
+    http.route(PATHS["v1"], Reply(200, V1))
+    cfg = write_config({"panda": {"url": http.url}})
+    done = qmonit("-c", str(cfg), "states", "test", "panda")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "panda state rules from panda.rules (built in) on the live jobs of panda:"
+    counts = {}  # the recorded answer's jobs per status, summed here, not by qmonit
+    for by_label in json.loads(V1)["data"].values():
+        for by_resource in by_label.values():
+            for by_status in by_resource.values():
+                for status, n in by_status.items():
+                    counts[status] = counts.get(status, 0) + n
+    rows = {line.split()[0]: (line.split("->")[1].split()[0], int(line.split()[-1]))
+            for line in lines[2:] if line}
+    assert rows == {"activated": ("pending", counts["activated"]),
+                    "assigned": ("pending", counts["assigned"]),
+                    "failed": ("failed", counts["failed"]),
+                    "finished": ("completed", counts["finished"]),
+                    "running": ("running", counts["running"]),
+                    "starting": ("running", counts["starting"])}

@@ -10,21 +10,22 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from qmonit.sources.base import Source
+from qmonit.states.rules import RuleSet
 
 # Which collect source shows the native states of each rule set.
 SOURCE_OF = {"panda": "panda", "harvester": "harvester", "apf": "htcondor",
              "htcondor": "htcondor", "slurm": "slurm"}
 
 
-def trial_counts(rule_source: str, source: Source) -> Counter:
-    """(native, reason, state, cause) -> jobs, from one live fetch (raises SourceError)."""
+def trial_counts(rule_source: str, source: Source, rules: RuleSet) -> Counter:
+    """(native, reason, state, cause) -> jobs, from one live fetch (raises SourceError);
+    `rules`: the rule set in force for `rule_source` (the batch sources map with their own)."""
     collection = source.collect(datetime.now(UTC))
     counts: Counter = Counter()
     if rule_source in ("slurm", "htcondor"):
         for job in source.last_jobs:
             counts[(job.native_state, job.reason, job.state, job.cause)] += 1
         return counts
-    rules = source.rules if rule_source != "apf" else source.apf_rules
     for sample in collection.samples:
         if rule_source == "panda" and sample.measurement == "jobs":
             native = sample.tag("job_status") or ""

@@ -40,3 +40,51 @@ def test_an_influxdb_outage_raises_a_stale_store_alert(make_config, mariadb_url,
         assert opened.is_open
     finally:
         server.stop()
+
+
+def test_a_collect_killed_mid_write_is_reported_by_the_next_run(write_config, drip,
+                                                                 tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.servers import environ_without_qmonit
+
+    hang = drip(b"", every=None)  # InfluxDB takes the write and never answers
+    cfg = write_config({"influxdb": {"url": hang.url, "timeout_s": "60"},
+                        "sources": {"enabled": "simulated"}})
+    env = environ_without_qmonit()
+    state.create_tables(build(make_config_from(cfg)).engine)  # init, less the store
+    run = subprocess.Popen([sys.executable, "-m", "qmonit", "-c", str(cfg), "run", "collect",
+                            "--at", "2026-11-22T03:00Z"], env=env)
+    deadline = time.monotonic() + 30
+    while hang.connections == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert hang.connections > 0  # in the middle of writing
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert (tmp_path / "data" / "collect.running").read_text() == "2026-11-22T03:00Z\n"
+    hang.close()
+    parts = build(make_config_from(cfg, influxdb={"url": "http://127.0.0.1:9",
+                                                  "retry_deadline_s": "0"}))
+    report = collect(parts, T + SLOT)
+    assert ("the collect of 2026-11-22T03:00Z did not finish (killed or crashed): that slot "
+            "may be partly written; `qmonit run collect --at` it again if its sources still "
+            "know it") in report.state_errors
+    assert report.exit_code == 1
+    assert not (tmp_path / "data" / "collect.running").exists()
+    assert collect(parts, T + 2 * SLOT).state_errors == []  # said once
+
+
+def make_config_from(path, **overrides):
+    import configparser
+
+    from qmonit import config
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    sections = {name: dict(parser[name]) for name in parser.sections()}
+    for name, keys in overrides.items():
+        sections.setdefault(name, {}).update(keys)
+    return config.defaults(sections)
