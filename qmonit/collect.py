@@ -131,6 +131,7 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     if unfinished:
         report.state_errors.append(unfinished)
     _mark_running(marker, slot)
+    parts.writer.set_deadline(parts.cfg.get("collect", "deadline_s"))
     report.replay, errors = replay_spool(parts)
     report.state_errors.extend(errors)
     zero_fill_horizon = timedelta(hours=parts.cfg.get("collect", "zero_fill_hours"))
@@ -184,6 +185,7 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     run_delivery = parts.writer.write(runs)
     report.delivery.merge(run_delivery)
     record_run_samples(parts.engine, runs, report.slot)
+    parts.writer.set_deadline(None)
     marker.unlink(missing_ok=True)
     return report
 

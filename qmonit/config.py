@@ -134,6 +134,10 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "48", "A series seen within this many hours but missing from a successful fetch "
             "is written as 0.", "float", minimum=0,
         ),
+        "deadline_s": Option("300", "Longest a collect run may spend writing: past it, what is "
+                             "left goes to the spool at once (the next run replays it), so a "
+                             "slow store never makes the next slot's cron run wait.", "float",
+                             minimum=1),
     },
     "derive": {
         "coverage_min": Option(

@@ -107,13 +107,13 @@ class Session(requests.Session):
             response = super().request(method, url, *args, **kwargs)
         except requests.RequestException:
             if passed.is_set():
-                raise ExchangeTimeout(f"no complete answer within {deadline:g} s") from None
+                raise ExchangeTimeout(f"no complete answer within {deadline:.3g} s") from None
             raise
         finally:
             watchdog.cancel()
             _exchange.connections = outer
         if passed.is_set() and not kwargs.get("stream"):  # cut while the body was read
-            raise ExchangeTimeout(f"no complete answer within {deadline:g} s")
+            raise ExchangeTimeout(f"no complete answer within {deadline:.3g} s")
         return response
 
 

@@ -143,7 +143,8 @@ def test_embedded_store_failure_spools_with_the_driver_message_then_replays(tmp_
     delivery = DurableWriter(store, spool).write(points("A", "B"))
     assert delivery.spooled == 2
     assert delivery.errors == [f"embedded SQL store sqlite:///{tmp_path / 'e.sqlite'}: "
-                               f"OperationalError: no such table: ts_series; 2 points spooled"]
+                               "OperationalError: no such table: ts_series (the tables are "
+                               "missing: run `qmonit init` first); 2 points spooled"]
     store.init({})
     assert DurableWriter(store, spool).replay().points == 2
 

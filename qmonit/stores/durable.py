@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +47,16 @@ class DurableWriter:
         self.spool = spool
         self.buffer = buffer
         self.down: str | None = None
+        self.until: float | None = None  # time.monotonic() by which this job must be done
+        self.deadline_s: float | None = None
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """From now on, writes must be done within `seconds` (None: no deadline); past it,
+        they are spooled."""
+        self.deadline_s = seconds
+        self.until = None if seconds is None else time.monotonic() + seconds
+        if hasattr(self.store, "until"):
+            self.store.until = self.until
 
     def _write(self, samples: Sequence[Sample], retention: str) -> WriteResult:
         """One write to the store (and the buffer), for the spool's replay."""
@@ -68,6 +79,8 @@ class DurableWriter:
 
     def _store_and_buffer(self, samples: Sequence[Sample], retention: str) -> WriteResult:
         buffer = self._buffer_for(retention)
+        if not self.down and self.until is not None and time.monotonic() >= self.until:
+            self.down = f"the job's deadline ([collect] deadline_s = {self.deadline_s:g}) passed"
         if self.down:
             if buffer is not None:
                 buffer.add(samples)

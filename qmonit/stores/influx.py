@@ -13,9 +13,11 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -111,6 +113,7 @@ class InfluxStore:
             {"verify_tls": settings["verify_tls"], "ca_bundle": settings["ca_bundle"]}
         )
         self._field_keys: dict[tuple[str, str], list[str]] = {}
+        self.until: float | None = None  # time.monotonic() by which the job must be done
         if settings.get("token"):
             self.session.headers["Authorization"] = f"Token {settings['token']}"
         elif settings.get("username"):
@@ -118,6 +121,19 @@ class InfluxStore:
 
     def location(self) -> str:
         return f"InfluxDB {safe_url(self.url)} database {self.database}"
+
+    def _exchange_s(self) -> float:
+        """One write exchange's deadline: timeout_s, or what is left of the job's."""
+        if self.until is None:
+            return self.timeout
+        return max(0.1, min(self.timeout, self.until - time.monotonic()))
+
+    def _retry(self) -> Retry:
+        """The retry policy, its deadline cut to what is left of the job's (`until`)."""
+        if self.until is None:
+            return self.retry
+        left = max(0.0, self.until - time.monotonic())
+        return replace(self.retry, deadline_s=min(self.retry.deadline_s, left))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -202,7 +218,8 @@ class InfluxStore:
         def attempt() -> Rejection | None:
             try:
                 response = self.session.post(f"{self.url}/write", params=params, data=body,
-                                             headers=headers, timeout=self.timeout)
+                                             headers=headers, timeout=self.timeout,
+                                             deadline_s=self._exchange_s())
             except requests.RequestException as exc:
                 raise Retryable(f"{self.location()}: {describe_failure(exc, self.timeout)}"
                                 ) from None
@@ -231,8 +248,11 @@ class InfluxStore:
             )
 
         try:
-            return self.retry.call(attempt)
+            return self._retry().call(attempt)
         except RetriesExhausted as exc:
+            if self.until is not None and time.monotonic() >= self.until - 0.05:
+                raise StoreUnavailable(f"{self.location()}: the job's deadline passed while "
+                                       f"writing; the store had said: {exc}") from None
             raise StoreUnavailable(str(exc)) from None
 
     # -- querying and set-up ---------------------------------------------------------------

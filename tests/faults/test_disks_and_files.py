@@ -175,3 +175,19 @@ def test_the_lines_refused_are_the_ones_influxdb_names(http, body, expected):
     [rejection] = [store.post_lines(lines, "10m")]
     assert list(rejection.lines) == expected
     assert json.loads(body)  # the bodies are InfluxDB's shape
+
+
+def test_a_spool_file_another_run_replayed_meanwhile_is_passed_over(influx_store, tmp_path):
+    spool = Spool(tmp_path / "spool", 10**8)
+    spool.put(jobs("A"), "10m")
+    taken = spool.put(jobs("B"), "10m")
+    spool.put(jobs("C"), "10m")
+    writer = DurableWriter(influx_store, spool)
+
+    def write_and_race(samples, retention):
+        taken.unlink(missing_ok=True)  # a second `run collect` of the slot replayed it
+        return writer._write(samples, retention)
+
+    result = spool.replay(write_and_race)
+    assert (result.files, result.points, result.error) == (2, 2, None)
+    assert spool.files() == []

@@ -80,3 +80,24 @@ def test_retry_after_zero_does_not_make_a_busy_loop(http):
     assert len(result.unwritten) == 1
     assert len(http.hits("/write")) <= 6  # the back-off, not ~20 a second
     assert json.dumps(result.error)
+
+
+def test_a_store_slower_than_the_job_deadline_gets_the_rest_spooled(drip, make_config):
+    from qmonit.collect import collect
+    from qmonit.components import build
+    from qmonit.stores import state
+
+    server = drip(b"HTTP/1.1 204 No Content\r\n\r\n", every=0.5)  # each write ~14 s
+    parts = build(make_config({
+        "influxdb": {"url": server.url, "timeout_s": "60", "retry_deadline_s": "600"},
+        "sources": {"enabled": "simulated"}, "collect": {"deadline_s": "2"}}))
+    state.create_tables(parts.engine)
+    started = time.monotonic()
+    report = collect(parts, datetime(2026, 11, 22, 3, 0, tzinfo=UTC))
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 + 1 + 1  # the deadline, the exchange it cut, slack
+    assert report.delivery.written == 0 and report.delivery.lost == 0
+    assert report.delivery.spooled == sum(f.points for f in parts.spool.files()) > 0
+    assert report.delivery.errors[0].startswith(
+        f"InfluxDB {server.url} database qmonit: the job's deadline passed while writing; the "
+        "store had said: ")
