@@ -191,3 +191,25 @@ def test_a_spool_file_another_run_replayed_meanwhile_is_passed_over(influx_store
     result = spool.replay(write_and_race)
     assert (result.files, result.points, result.error) == (2, 2, None)
     assert spool.files() == []
+
+
+def test_a_full_data_dir_with_the_store_up_still_writes_the_slot(small_disk, http, influx_db,
+                                                                  make_config, mariadb_url):
+    from qmonit.collect import collect
+
+    disk = small_disk(64)
+    fill(disk)
+    v1 = (DATA / "panda_job_stats_v1.json").read_text()
+    http.route("/api/v1/statistics/job_stats_by_site_share_and_resource_type", Reply(200, v1))
+    http.route("/api/atlas/pandaqueue/query/", Reply(200, CRIC))
+    cfg = make_config({"qmonit": {"data_dir": str(disk)}, "influxdb": influx_db,
+                       "sql": {"url": mariadb_url}, "panda": {"url": http.url},
+                       "cric": {"url": http.url}})
+    parts = build(cfg)
+    state.create_tables(parts.engine)
+    parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+    report = collect(parts, T)
+    assert [(s.source, s.status) for s in report.sources] == [("cric", "ok"), ("panda", "ok")]
+    assert (report.delivery.spooled, report.delivery.lost) == (0, 0)
+    assert count(parts.store) == 26  # every recorded count of the slot
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # nothing half-written
