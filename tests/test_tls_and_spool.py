@@ -181,3 +181,17 @@ def test_an_embedded_store_of_an_older_layout_is_moved_once_keeping_every_point(
                                          ("10m", "jobs", 1200, 1, "jobs", 8.0)]
     assert store.first_time("jobs", "10m").timestamp() == 600
     assert store.init({})[1:] == []  # moved already: nothing more to do
+
+
+def test_the_unused_tag_index_of_older_versions_is_dropped_once(tmp_path):
+    from sqlalchemy import inspect, text
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    EmbeddedStore(engine).init({})
+    with engine.begin() as conn:  # as versions before made it
+        conn.execute(text("CREATE INDEX ix_ts_tags_tag_value ON ts_tags (tag, value)"))
+    store = EmbeddedStore(engine)
+    assert store.init({})[1:] == ["ts_tags: unused index ix_ts_tags_tag_value dropped"]
+    assert [i["name"] for i in inspect(engine).get_indexes("ts_tags")] == []
+    assert store.write(points("A")).written == 1
+    assert EmbeddedStore(engine).init({})[1:] == []

@@ -24,6 +24,8 @@ from qmonit.stores.ts_tables import metadata, ts_points, ts_series, ts_tags
 
 log = logging.getLogger(__name__)
 
+UNUSED_TAG_INDEX = "ix_ts_tags_tag_value"  # made by versions before; dropped once
+
 
 class EmbeddedStore:
     def __init__(self, engine: Engine, series_ids: Callable[[Sample], int] = series_id):
@@ -50,8 +52,15 @@ class EmbeddedStore:
         columns = {c["name"] for c in inspector.get_columns(ts_points.name)} \
             if inspector.has_table(ts_points.name) else None
         self._layout_checked = True
+        done = []
+        if inspector.has_table(ts_tags.name) and any(
+                index["name"] == UNUSED_TAG_INDEX for index in inspector.get_indexes(ts_tags.name)):
+            with self.engine.begin() as conn:  # older versions kept it; no query uses it
+                on = " ON ts_tags" if conn.dialect.name != "sqlite" else ""
+                conn.execute(text(f"DROP INDEX {UNUSED_TAG_INDEX}{on}"))
+            done.append(f"ts_tags: unused index {UNUSED_TAG_INDEX} dropped")
         if columns is None or "measurement" in columns:
-            return []
+            return done
         log.warning("%s: moving ts_points to the layout clustered by measurement and time "
                     "(once)", self.location())
         names = ", ".join(c.name for c in ts_points.columns)
@@ -65,8 +74,8 @@ class EmbeddedStore:
                 f"p.series_id, p.field, p.value, p.text FROM ts_points_before p JOIN ts_series "
                 f"s ON s.series_id = p.series_id")).rowcount
             conn.execute(text("DROP TABLE ts_points_before"))
-        return [f"ts_points moved to the layout clustered by measurement and time "
-                f"({moved} rows)"]
+        return done + [f"ts_points moved to the layout clustered by measurement and time "
+                       f"({moved} rows)"]
 
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
         series_rows, tag_rows, point_rows = [], [], []

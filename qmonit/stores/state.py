@@ -201,9 +201,9 @@ def vanished_series(engine: Engine, source: str, present: Collection[int], slot:
         missing = [sid for (sid,) in conn.execute(recent) if sid not in present]
         out = []
         for chunk in _chunks(missing):
-            rows = conn.execute(select(series_seen.c.measurement, series_seen.c.tags,
-                                       series_seen.c.fields)
-                                .where(series_seen.c.series_id.in_(chunk)))
+            rows = conn.exec_driver_sql(  # our own integers, written in: see mark_seen
+                "SELECT measurement, tags, fields FROM series_seen WHERE series_id IN "
+                f"({','.join(map(str, map(int, chunk)))})")
             out.extend(SeenSeries(r.measurement, tuple(map(tuple, json.loads(r.tags))),
                                   tuple(json.loads(r.fields))) for r in rows)
     return out
@@ -224,11 +224,13 @@ def mark_seen(engine: Engine, source: str, present: Mapping[int, Sample],
         } for sid, sample in present.items() if sid not in known]
         upsert(conn, series_seen, new_rows, ["series_id"])
         for chunk in _chunks([sid for sid in present if sid in known]):
-            ids = series_seen.c.series_id.in_(chunk)
-            conn.execute(update(series_seen).where(ids, series_seen.c.last_seen < now)
-                         .values(last_seen=now))
-            conn.execute(update(series_seen).where(ids, series_seen.c.first_seen > now)
-                         .values(first_seen=now))
+            # the ids are our own 64-bit integers: written into the statement, they spare
+            # SQLAlchemy compiling 5,000 bound parameters per chunk (most of the cost)
+            ids = ",".join(map(str, map(int, chunk)))
+            conn.exec_driver_sql(f"UPDATE series_seen SET last_seen = {int(now)} WHERE "
+                                 f"series_id IN ({ids}) AND last_seen < {int(now)}")
+            conn.exec_driver_sql(f"UPDATE series_seen SET first_seen = {int(now)} WHERE "
+                                 f"series_id IN ({ids}) AND first_seen > {int(now)}")
         conn.execute(delete(series_seen).where(
             series_seen.c.source == source,
             series_seen.c.last_seen < epoch_seconds(slot - horizon - FORGET_AFTER)))

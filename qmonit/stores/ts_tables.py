@@ -1,6 +1,6 @@
 """The embedded time-series store's tables: series, their tags, and one row per field value."""
 
-from sqlalchemy import BigInteger, Column, Double, Index, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Double, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -15,7 +15,8 @@ ts_tags = Table(
     Column("series_id", BigInteger, primary_key=True, autoincrement=False),
     Column("tag", String(64), primary_key=True),
     Column("value", String(255), nullable=False),
-    Index("ix_ts_tags_tag_value", "tag", "value"),
+    # no index on (tag, value): every query joins a series' tags by (series_id, tag), the
+    # key; a second b-tree doubled the cost of the ~700,000 rows of a first ATLAS cycle
 )
 ts_points = Table(
     "ts_points", metadata,
