@@ -100,6 +100,7 @@ class BatchNode:
     gpus: float = 0.0
     gpus_alloc: float = 0.0
     jobs: float = 0.0
+    native_state: str = ""  # as the scheduler says it (IDLE+DRAIN); node_state is the common one
 
 
 def node_samples(nodes: Iterable[BatchNode], cluster: str, scheduler: str,
@@ -107,8 +108,11 @@ def node_samples(nodes: Iterable[BatchNode], cluster: str, scheduler: str,
     out = []
     for n in nodes:
         try:
-            out.append(make_sample("batch_nodes", {"cluster": cluster, "scheduler": scheduler,
-                                                   "node": n.node, "node_state": n.node_state},
+            tags = {"cluster": cluster, "scheduler": scheduler, "node": n.node,
+                    "node_state": n.node_state}
+            if n.native_state:
+                tags["native_state"] = n.native_state
+            out.append(make_sample("batch_nodes", tags,
                                    {"cpus": n.cpus, "cpus_alloc": n.cpus_alloc,
                                     "gpus": n.gpus, "gpus_alloc": n.gpus_alloc,
                                     "jobs": n.jobs}, slot))

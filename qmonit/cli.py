@@ -49,7 +49,8 @@ def parser() -> argparse.ArgumentParser:
     states = sub.add_parser("states", help="the state rules: show them, or test them on the "
                             "live jobs of a configured source")
     states.add_argument("action", choices=["show", "test"])
-    states.add_argument("source", choices=["panda", "harvester", "apf", "htcondor", "slurm"])
+    states.add_argument("source", choices=["panda", "harvester", "apf", "htcondor", "slurm",
+                                           "slurm_nodes"])
     spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
     spool.add_argument("action", choices=["status", "replay"])
     boards = sub.add_parser("dashboards", help="build the Grafana dashboards and provisioning "

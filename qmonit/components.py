@@ -79,7 +79,8 @@ def build(cfg: Config) -> Components:
             SimulatedSlurm,
         )
 
-        sources += [SimulatedHarvester(grid, rules["harvester"]), SimulatedSlurm(rules["slurm"]),
+        sources += [SimulatedHarvester(grid, rules["harvester"]),
+                    SimulatedSlurm(rules["slurm"], rules["slurm_nodes"]),
                     SimulatedFactory(grid, rules["htcondor"], rules["apf"])]
     if "panda" in enabled:
         sources.append(PandaJobStats(cfg.section("panda")))
@@ -88,17 +89,17 @@ def build(cfg: Config) -> Components:
     if "htcondor" in enabled:
         sources.append(HTCondorSource(cfg.section("htcondor"), rules["htcondor"], rules["apf"]))
     if "slurm" in enabled:
-        sources.append(_slurm_source(cfg, rules["slurm"]))
+        sources.append(_slurm_source(cfg, rules["slurm"], rules["slurm_nodes"]))
     if cfg.get("cric", "url") and grid is None:
         topology = CricTopology(cfg.section("cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
     return Components(cfg, engine, store, spool, DurableWriter(store, spool, buffer), sources,
                       topology, grid, rules, buffer, series_ids)
 
 
-def _slurm_source(cfg: Config, rules: RuleSet) -> Source:
+def _slurm_source(cfg: Config, rules: RuleSet, node_rules: RuleSet) -> Source:
     settings = cfg.section("slurm")
     if settings["backend"] == "pyslurm":
         from qmonit.sources.slurm_pyslurm import PyslurmSource  # only when configured
 
         return PyslurmSource(settings, rules)
-    return SlurmSource(settings, rules)
+    return SlurmSource(settings, rules, node_rules=node_rules)

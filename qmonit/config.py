@@ -199,7 +199,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "states": {
         source: Option("", f"Rule file replacing the built-in {source} state rules "
                        f"(`qmonit states show {source}` prints them); empty: built in.", "path")
-        for source in ("panda", "harvester", "apf", "htcondor", "slurm")
+        for source in ("panda", "harvester", "apf", "htcondor", "slurm", "slurm_nodes")
     },
     "slurm": {
         "cluster": Option("slurm", "Cluster name, the `cluster` tag."),

@@ -70,10 +70,10 @@ def sinfo_text() -> str:
 
 
 class SimulatedSlurm(SlurmSource):
-    def __init__(self, rules: RuleSet):
+    def __init__(self, rules: RuleSet, node_rules: RuleSet | None = None):
         self._slot = datetime.now(UTC)
         super().__init__({"cluster": "sim-slurm", "bin_dir": "", "format": "text",
-                          "timeout_s": 60.0}, rules, run=self._answer)
+                          "timeout_s": 60.0}, rules, run=self._answer, node_rules=node_rules)
 
     def _answer(self, argv: list[str], timeout: float) -> str:
         return squeue_text(self._slot) if argv[0] == "squeue" else sinfo_text()

@@ -22,7 +22,7 @@ from typing import Any
 
 from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples
 from qmonit.sources.base import Collection, SourceError
-from qmonit.states.rules import RuleSet
+from qmonit.states.rules import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,68 @@ def expand_hostlist(text: str) -> list[str]:
 
 
 def gres_gpus(text: str) -> float:
-    """'gpu:a100:4(S:0-1),mps:100' or 'gpu:2(IDX:0-1)' -> 4 / 2 GPUs."""
+    """'gpu:a100:4(S:0-1),mps:100', 'gpu:2(IDX:0-1)' or, with no GPU type set,
+    'gpu:(null):8(IDX:0-7)' -> 4 / 2 / 8 GPUs."""
     total = 0.0
-    for item in re.split(r",(?![^(]*\))", text):
+    for item in re.split(r",(?![^(]*\))", text.replace("(null)", "")):
         parts = item.split("(")[0].split(":")
         if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
             total += float(parts[-1])
     return total
+
+
+# sinfo's StateLong: a base name (some imply a flag) and suffixes that are flags
+_LONG_STATES = {
+    "idle": ("IDLE", ()), "mixed": ("MIXED", ()), "mix": ("MIXED", ()),
+    "allocated": ("ALLOCATED", ()), "alloc": ("ALLOCATED", ()),
+    "completing": ("COMPLETING", ()), "comp": ("COMPLETING", ()),
+    "down": ("DOWN", ()), "drained": ("IDLE", ("DRAIN",)), "drain": ("IDLE", ("DRAIN",)),
+    "draining": ("MIXED", ("DRAIN",)), "drng": ("MIXED", ("DRAIN",)),
+    "fail": ("DOWN", ("DRAIN", "FAIL")), "failing": ("ALLOCATED", ("FAIL",)),
+    "future": ("FUTURE", ()), "futr": ("FUTURE", ()), "maint": ("IDLE", ("MAINTENANCE",)),
+    "reserved": ("IDLE", ("RESERVED",)), "resv": ("IDLE", ("RESERVED",)),
+    "planned": ("IDLE", ("PLANNED",)), "plnd": ("IDLE", ("PLANNED",)),
+    "inval": ("UNKNOWN", ("INVALID",)), "unknown": ("UNKNOWN", ()), "unk": ("UNKNOWN", ()),
+    "power_down": ("IDLE", ("POWER_DOWN",)), "powered_down": ("IDLE", ("POWERED_DOWN",)),
+    "powering_down": ("IDLE", ("POWERING_DOWN",)), "powering_up": ("IDLE", ("POWERING_UP",)),
+    "reboot_issued": ("IDLE", ("REBOOT_ISSUED",)), "reboot_requested": ("IDLE",
+                                                                        ("REBOOT_REQUESTED",)),
+    "blocked": ("IDLE", ("BLOCKED",)), "perfctrs": ("ALLOCATED", ("PERFCTRS",)),
+}
+_SUFFIX_FLAGS = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP",
+                 "%": "POWERING_DOWN", "!": "POWER_DOWN", "@": "REBOOT_REQUESTED",
+                 "^": "REBOOT_ISSUED", "$": "MAINTENANCE", "-": "PLANNED", "+": ""}
+
+
+def node_state_of_text(text: str) -> tuple[str, tuple[str, ...]]:
+    """sinfo's StateLong ('drained*', 'idle~', 'mixed-') -> (base state, flags)."""
+    name = text.strip().lower()
+    flags = []
+    while name and name[-1] in _SUFFIX_FLAGS:
+        if _SUFFIX_FLAGS[name[-1]]:
+            flags.append(_SUFFIX_FLAGS[name[-1]])
+        name = name[:-1]
+    base, implied = _LONG_STATES.get(name, (name.upper() or "UNKNOWN", ()))
+    return base, (*implied, *reversed(flags))
+
+
+def node_state_of_json(state: Any, flags: Any = ()) -> tuple[str, tuple[str, ...]]:
+    """JSON node state -> (base state, flags): "idle" with state_flags ["DRAIN"] (21.08,
+    22.05), or ["IDLE", "DRAIN"] (23.02+, the base first)."""
+    states = [str(s).upper() for s in (state if isinstance(state, list) else [state]) if s]
+    extra = [str(f).upper() for f in (flags or []) if f]
+    if not states:
+        return "UNKNOWN", tuple(extra)
+    return states[0], (*states[1:], *extra)
+
+
+def native_node_state(base: str, flags: Sequence[str]) -> str:
+    """The native state kept beside the common one: 'IDLE+DRAIN', as newer Slurm joins it."""
+    return "+".join((base, *flags))
+
+
+def map_node(rules: RuleSet, base: str, flags: Sequence[str]) -> str:
+    return rules.map(base, f",{','.join(flags)},").state
 
 
 def parse_squeue_text(text: str) -> tuple[list[BatchJob], list[str]]:
@@ -125,18 +180,54 @@ def parse_squeue_text(text: str) -> tuple[list[BatchJob], list[str]]:
     return jobs, problems
 
 
-def parse_sinfo_text(text: str, jobs_per_node: Mapping[str, int]) -> list[BatchNode]:
+def parse_sinfo_text(text: str, jobs_per_node: Mapping[str, int],
+                     rules: RuleSet | None = None,
+                     problems: list[str] | None = None) -> list[BatchNode]:
+    """`sinfo -h -N -O NodeHost,StateLong,CPUsState,Gres,GresUsed` -> one record a node
+    (a node is listed once per partition); a line that does not parse is reported."""
+    rules = rules or node_rules()
     nodes: dict[str, BatchNode] = {}
-    for line in text.splitlines():
-        values = line.rstrip(SEP).split(SEP)
-        if len(values) != len(SINFO_FIELDS) or values[0] in nodes:
-            continue  # a node appears once per partition
-        name, node_state, cpu_states, gres, gres_used = values
-        alloc, _idle, _other, total = (float(n) for n in cpu_states.split("/"))
-        nodes[name] = BatchNode(name, node_state.rstrip("*~#!%$@^-+"), total, alloc,
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        values = [value.strip() for value in line.rstrip(SEP).split(SEP)]
+        if len(values) != len(SINFO_FIELDS):
+            _report(problems, f"sinfo line {number}: {len(values)} fields, expected "
+                              f"{len(SINFO_FIELDS)}; skipped: {line[:120]!r}")
+            continue
+        name, state_long, cpu_states, gres, gres_used = values
+        if name in nodes:
+            continue
+        try:
+            alloc, _idle, _other, total = (float(n) for n in cpu_states.split("/"))
+        except ValueError:
+            _report(problems, f"sinfo line {number} (node {name}): CPUsState {cpu_states!r} "
+                              "is not A/I/O/T; skipped")
+            continue
+        base, flags = node_state_of_text(state_long)
+        nodes[name] = BatchNode(name, map_node(rules, base, flags), total, alloc,
                                 gres_gpus(gres), gres_gpus(gres_used),
-                                float(jobs_per_node.get(name, 0)))
+                                float(jobs_per_node.get(name, 0)),
+                                native_node_state(base, flags))
     return list(nodes.values())
+
+
+def _report(problems: list[str] | None, problem: str) -> None:
+    if problems is None:
+        log.warning(problem)
+    else:
+        problems.append(problem)
+
+
+_NODE_RULES: RuleSet | None = None
+
+
+def node_rules() -> RuleSet:
+    """The built-in node state rules (the configured ones come from the source)."""
+    global _NODE_RULES
+    if _NODE_RULES is None:
+        _NODE_RULES = load_rules("slurm_nodes")
+    return _NODE_RULES
 
 
 # -- JSON (squeue --json / sinfo --json / slurmrestd) ----------------------------------------
@@ -225,22 +316,46 @@ def _with_id(job: BatchJob, job_id: str) -> BatchJob:
     return replace(job, job_id=job_id)
 
 
-def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int]) -> list[BatchNode]:
-    """`sinfo --json` (nodes or sinfo lists) or slurmrestd /nodes, any version."""
+def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int],
+                     rules: RuleSet | None = None,
+                     problems: list[str] | None = None) -> list[BatchNode]:
+    """`sinfo --json` or slurmrestd /nodes, any version: a `nodes` list (21.08-22.05
+    sinfo, every slurmrestd /nodes) or, since 23.02, an `sinfo` list of node groups (one
+    node each with `sinfo -N`; a group of several shares its counts out evenly)."""
     check_json_errors(doc, "sinfo --json")
+    rules = rules or node_rules()
     nodes: dict[str, BatchNode] = {}
+
+    def add(name: str, base: str, flags: tuple[str, ...], cpus: float, alloc: float,
+            gpus: float, gpus_used: float) -> None:
+        if name and name not in nodes:  # a node is listed once per partition
+            nodes[name] = BatchNode(name, map_node(rules, base, flags), cpus, alloc, gpus,
+                                    gpus_used, float(jobs_per_node.get(name, 0)),
+                                    native_node_state(base, flags))
+
     for record in doc.get("nodes") or []:
-        name = record.get("name") or record.get("hostname")
-        if not name or name in nodes:
+        if not isinstance(record, dict):
             continue
-        state = record.get("state")
-        node_state = "+".join(s.lower() for s in state) if isinstance(state, list) else \
-            str(state or "unknown").lower()
-        nodes[name] = BatchNode(name, node_state, _number(record.get("cpus")) or 0.0,
-                                _number(record.get("alloc_cpus")) or 0.0,
-                                gres_gpus(str(record.get("gres") or "")),
-                                gres_gpus(str(record.get("gres_used") or "")),
-                                float(jobs_per_node.get(name, 0)))
+        base, flags = node_state_of_json(record.get("state"), record.get("state_flags"))
+        add(str(record.get("name") or record.get("hostname") or ""), base, flags,
+            _number(record.get("cpus")) or 0.0, _number(record.get("alloc_cpus")) or 0.0,
+            gres_gpus(str(record.get("gres") or "")),
+            gres_gpus(str(record.get("gres_used") or "")))
+    for number, group in enumerate(doc.get("sinfo") or []):
+        if not isinstance(group, dict):
+            continue
+        names = (group.get("nodes") or {}).get("nodes") or []
+        if not names:
+            _report(problems, f"sinfo --json: node group {number} names no node; skipped")
+            continue
+        share = 1.0 / len(names)
+        cpus, gres = group.get("cpus") or {}, group.get("gres") or {}
+        base, flags = node_state_of_json((group.get("node") or {}).get("state"))
+        for name in names:
+            add(str(name), base, flags, (_number(cpus.get("total")) or 0.0) * share,
+                (_number(cpus.get("allocated")) or 0.0) * share,
+                gres_gpus(str(gres.get("total") or "")) * share,
+                gres_gpus(str(gres.get("used") or "")) * share)
     return list(nodes.values())
 
 
@@ -277,7 +392,9 @@ class SlurmSource:
 
     name = "slurm"
 
-    def __init__(self, settings: Mapping[str, Any], rules: RuleSet, run: Runner = run_command):
+    def __init__(self, settings: Mapping[str, Any], rules: RuleSet, run: Runner = run_command,
+                 node_rules: RuleSet | None = None):
+        self.node_rules = node_rules
         self.cluster = settings["cluster"]
         self.bin_dir = settings["bin_dir"]
         self.use_json = settings["format"] == "json"
@@ -295,11 +412,14 @@ class SlurmSource:
         return parse_squeue_text(self.run([self._cmd("squeue"), "-h", "-a", "-r", "-O",
                                            _format(SQUEUE_FIELDS)], self.timeout))
 
-    def read_nodes(self, per_node: Mapping[str, int]) -> list[BatchNode]:
-        if self.use_json:
-            return parse_nodes_json(self._json([self._cmd("sinfo"), "--json"]), per_node)
+    def read_nodes(self, per_node: Mapping[str, int],
+                   problems: list[str] | None = None) -> list[BatchNode]:
+        if self.use_json:  # -N: since 23.02 one group per node, not per state
+            return parse_nodes_json(self._json([self._cmd("sinfo"), "-N", "--json"]),
+                                    per_node, self.node_rules, problems)
         return parse_sinfo_text(self.run([self._cmd("sinfo"), "-h", "-N", "-O",
-                                          _format(SINFO_FIELDS)], self.timeout), per_node)
+                                          _format(SINFO_FIELDS)], self.timeout), per_node,
+                                self.node_rules, problems)
 
     def _json(self, argv: list[str]) -> Any:
         text = self.run(argv, self.timeout)
@@ -314,7 +434,7 @@ class SlurmSource:
         if self.use_json:  # squeue --json also lists jobs that ended in the last minutes
             jobs = [j for j in jobs if j.native_state in ("PENDING", "RUNNING", "SUSPENDED")
                     or j.native_state in SHOWN_FLAGS]
-        nodes = self.read_nodes(jobs_per_node(jobs))
+        nodes = self.read_nodes(jobs_per_node(jobs), problems)
         self.last_jobs = map_states(jobs, self.rules, now)
         samples = count_jobs(self.last_jobs, self.cluster, SCHEDULER, slot)
         samples += node_samples(nodes, self.cluster, SCHEDULER, slot)

@@ -25,11 +25,15 @@ from qmonit.sample import Sample
 log = logging.getLogger(__name__)
 
 COMMON_STATES = ("pending", "running", "held", "completed", "failed", "cancelled", "unknown")
-SOURCES = ("panda", "harvester", "apf", "htcondor", "slurm")
+# the common states of a batch node (a worker node, not a job)
+NODE_STATES = ("idle", "mixed", "allocated", "draining", "drained", "down", "powered_down",
+               "reserved", "maintenance", "unknown")
+SOURCES = ("panda", "harvester", "apf", "htcondor", "slurm", "slurm_nodes")
+STATES_OF = {"slurm_nodes": NODE_STATES}  # every other rule set maps to COMMON_STATES
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _RULE = re.compile(r"^(?P<native>\S+)(?:\s+if\s+(?P<conditions>.+?))?\s*->\s*"
-                   r"(?P<state>[a-z]+)\s*(?::\s*(?P<cause>.*))?$")
+                   r"(?P<state>[a-z_]+)\s*(?::\s*(?P<cause>.*))?$")
 _TEXT_CONDITION = re.compile(r"^(?P<key>reason|substate)\s*(?P<op>!=|=)\s*(?P<value>\S+)$")
 _AGE_CONDITION = re.compile(r"^age\s*(?P<op>[<>])\s*(?P<number>\d+)(?P<unit>[smhd])$")
 
@@ -158,9 +162,10 @@ def parse_rules(text: str, source: str, origin: str) -> RuleSet:
         if not match:
             raise RuleError(f"{where}: {line!r} is not NATIVE [if CONDITION [and CONDITION]...] "
                             f"-> STATE [: CAUSE]")
-        if match["state"] not in COMMON_STATES:
+        states = STATES_OF.get(source, COMMON_STATES)
+        if match["state"] not in states:
             raise RuleError(f"{where}: state {match['state']!r} is not one of "
-                            f"{', '.join(COMMON_STATES)}")
+                            f"{', '.join(states)}")
         conditions = tuple(_condition(part, where) for part in
                            re.split(r"\s+and\s+", match["conditions"])) \
             if match["conditions"] else ()
