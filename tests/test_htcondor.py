@@ -12,6 +12,7 @@ import pytest
 from qmonit.sample import make_sample
 from qmonit.sources.base import SourceError
 from qmonit.sources.htcondor import (
+    JOB_PROJECTION,
     BindingsPool,
     BindingsSchedd,
     HTCondorSource,
@@ -285,6 +286,9 @@ def test_recorded_condor_q_long_and_json_jobs():
     job = job_from_ad(long_ad, "s", group_by)
     assert (job.job_id, job.owner, job.native_state, job.substate, job.cpus, job.memory_mb) == \
         ("s#15.0", "bbockelm", "Idle", "Held", 1.0, 1.0)  # RequestMemory is an expression
+    projected = classad2.ClassAd({key: long_ad.lookup(key) for key in JOB_PROJECTION + group_by
+                                  if key in long_ad})  # what a schedd query returns
+    assert job_from_ad(projected, "s", group_by).memory_mb == 1.0  # (ImageSize + 1023) / 1024
     json_ad = parse_json((SAMPLES / "JeffersonLab+clas12-utilities__condor_q_nobatch_json_"
                                     "single_job.json").read_text())[0]
     job = job_from_ad(json_ad, "s", group_by)

@@ -28,7 +28,10 @@ JOB_STATUS = {1: "Idle", 2: "Running", 3: "Removing", 4: "Completed", 5: "Held",
 TAG_NAMES = {"Owner": "owner", "AccountingGroup": "group", "x509UserProxyVOName": "vo"}
 JOB_PROJECTION = ("ClusterId", "ProcId", "JobStatus", "LastJobStatus", "HoldReasonCode",
                   "EnteredCurrentStatus", "QDate", "JobStartDate", "CompletionDate",
-                  "RequestCpus", "RequestGpus", "RequestMemory", "RemoteHost", "ExitCode")
+                  "RequestCpus", "RequestGpus", "RequestMemory", "RemoteHost", "ExitCode",
+                  # what the default RequestMemory expression refers to: without them it
+                  # evaluates to Undefined in a projected ad (0 MB for every job)
+                  "MemoryUsage", "ResidentSetSize", "ImageSize")
 SLOT_PROJECTION = ("Machine", "Name", "SlotType", "State", "Activity", "Cpus",
                    "TotalSlotCpus", "Gpus", "TotalSlotGpus")
 # APF's pilot states from a factory schedd's JobStatus
