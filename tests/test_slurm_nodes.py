@@ -126,3 +126,53 @@ def test_24_05_slurmrestd_nodes_count_gpus_without_a_type_and_every_flag():
         "mixed": states[("MIXED", "DYNAMIC_NORM")],
         "draining": states[("ALLOCATED", "DRAIN", "DYNAMIC_NORM")],
         "drained": states[("DOWN", "DRAIN", "DYNAMIC_NORM")]}
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("ReqNodeNotAvail, UnavailableNodes:cs[100,101,102]", "ReqNodeNotAvail"),
+    ("((ReqNodeNotAvail, UnavailableNodes:cs[100,101,102]))", "ReqNodeNotAvail"),
+    ("ReqNodeNotAvail, Reserved for maintenance", "ReqNodeNotAvail, Reserved for maintenance"),
+    ("Resources", "Resources"), ("None", ""), ("", ""),
+])
+def test_pending_reasons_lose_their_node_lists(raw, reason):
+    from qmonit.sources.slurm import pending_reason
+
+    assert pending_reason(raw) == reason
+
+
+def test_a_node_list_in_the_reason_makes_no_series_per_node_set():
+    from qmonit.sources.slurm import SQUEUE_FIELDS, parse_squeue_text
+
+    line = "|".join({"JobArrayID": "{n}", "State": "PENDING",
+                     "Reason": "ReqNodeNotAvail, UnavailableNodes:cs[{n},{m}]",
+                     "Partition": "hw", "UserName": "u", "GroupName": "g", "Account": "a",
+                     "NumCPUs": "1", "tres-alloc": "cpu=1", "NodeList": "",
+                     "SubmitTime": "N/A", "StartTime": "N/A",
+                     "EndTime": "N/A"}[f] for f in SQUEUE_FIELDS) + "|"
+    jobs, problems = parse_squeue_text("\n".join(line.format(n=n, m=n + 1) for n in range(50)))
+    assert problems == [] and {j.reason for j in jobs} == {"ReqNodeNotAvail"}
+
+
+def test_tres_with_only_typed_gpus_counts_them():
+    from qmonit.sources.slurm import parse_tres
+
+    assert parse_tres("cpu=8,mem=1T,node=1,gres/gpu:a100=2") == (8.0, 2.0, 1024 * 1024.0)
+    assert parse_tres("cpu=8,gres/gpu=4,gres/gpu:a100=2,gres/gpu:v100=2") == (8.0, 4.0, 0.0)
+
+
+@needs_samples
+def test_padded_squeue_tres_columns_of_24_11_give_their_totals():
+    from qmonit.sources.slurm import parse_tres
+
+    lines = [line.split("|") for line in sample(
+        "SckyzO+slurm_exporter__test_data_squeue_tres.txt").splitlines() if line.strip()]
+    parsed = [parse_tres(columns[-1]) for columns in lines]
+    # independently: the numbers after cpu= and every gres/gpu[...]= of each line
+    cpus = sum(int(re.search(r"cpu=(\d+)", c[-1])[1]) for c in lines)
+    gpus = 0
+    for columns in lines:
+        plain = re.search(r"gres/gpu=(\d+)", columns[-1])
+        gpus += int(plain[1]) if plain else sum(
+            int(n) for n in re.findall(r"gres/gpu:[^=,]+=(\d+)", columns[-1]))
+    assert (sum(c for c, _, _ in parsed), sum(g for _, g, _ in parsed)) == (cpus, gpus)
+    assert sum(int(c[4]) for c in lines) == cpus  # NumCPUs, padded, agrees

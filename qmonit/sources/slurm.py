@@ -60,9 +60,12 @@ def memory_mb(text: str) -> float:
 
 
 def parse_tres(text: str) -> tuple[float, float, float]:
-    """'cpu=2,mem=8000M,node=1,gres/gpu=1' -> (cpus, gpus, memory_mb)."""
-    cpus = gpus = memory = 0.0
-    for item in text.split(","):
+    """'cpu=2,mem=8000M,node=1,gres/gpu=1' -> (cpus, gpus, memory_mb). GPUs: gres/gpu, or
+    where only typed counts are given ('gres/gpu:a100=2'), their sum."""
+    cpus = memory = 0.0
+    gpus: float | None = None
+    typed = 0.0
+    for item in text.strip().split(","):
         key, _, value = item.partition("=")
         if key == "cpu":
             cpus = float(value)
@@ -70,7 +73,18 @@ def parse_tres(text: str) -> tuple[float, float, float]:
             memory = memory_mb(value)
         elif key == "gres/gpu":
             gpus = float(value)
-    return cpus, gpus, memory
+        elif key.startswith("gres/gpu:"):
+            typed += float(value)
+    return cpus, typed if gpus is None else gpus, memory
+
+
+def pending_reason(text: str) -> str:
+    """The reason as a tag: without the node list Slurm appends ('ReqNodeNotAvail,
+    UnavailableNodes:cs[100,101,102]' -> 'ReqNodeNotAvail'), which would make one series
+    per set of nodes; 'None' is no reason."""
+    reason = text.strip().strip("()").strip()
+    reason = re.split(r",\s*UnavailableNodes:", reason, maxsplit=1)[0].strip()
+    return "" if reason == "None" else reason
 
 
 def expand_hostlist(text: str) -> list[str]:
@@ -158,7 +172,7 @@ def parse_squeue_text(text: str) -> tuple[list[BatchJob], list[str]]:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        values = line.rstrip(SEP).split(SEP)
+        values = [value.strip() for value in line.rstrip().rstrip(SEP).split(SEP)]
         if len(values) != len(SQUEUE_FIELDS):
             problems.append(f"squeue line {number}: {len(values)} fields, expected "
                             f"{len(SQUEUE_FIELDS)}; skipped: {line[:120]!r}")
@@ -173,7 +187,7 @@ def parse_squeue_text(text: str) -> tuple[list[BatchJob], list[str]]:
         jobs.append(BatchJob(
             job_id=row["JobArrayID"], owner=row["UserName"], group=account,
             partition=row["Partition"], native_state=row["State"],
-            reason="" if row["Reason"] == "None" else row["Reason"],
+            reason=pending_reason(row["Reason"]),
             worker=row["NodeList"], submit_time=parse_time(row["SubmitTime"]),
             start_time=parse_time(row["StartTime"]), end_time=parse_time(row["EndTime"]),
             cpus=cpus or float(row["NumCPUs"] or 0), gpus=gpus, memory_mb=memory))
@@ -290,13 +304,13 @@ def parse_squeue_json(doc: Any) -> tuple[list[BatchJob], list[str]]:
         except ValueError as exc:
             problems.append(f"squeue --json: job {record['job_id']}: {exc}; skipped")
             continue
-        reason = str(record.get("state_reason") or "")
+        reason = pending_reason(str(record.get("state_reason") or ""))
         account = record.get("account") or record.get("group_name") or ""
         base = BatchJob(
             job_id=str(record["job_id"]), owner=str(record.get("user_name") or ""),
             group=str(account), partition=str(record.get("partition") or ""),
             native_state=_native_state(record.get("job_state")),
-            reason="" if reason == "None" else reason, worker=str(record.get("nodes") or ""),
+            reason=reason, worker=str(record.get("nodes") or ""),
             submit_time=_epoch(record.get("submit_time")),
             start_time=_epoch(record.get("start_time")), end_time=_epoch(record.get("end_time")),
             cpus=cpus or (_number(record.get("cpus")) or 0.0), gpus=gpus, memory_mb=memory)
