@@ -52,6 +52,12 @@ def _name_problem(key: str, value: str) -> str | None:
     return None
 
 
+def or_unknown(key: str | None) -> str:
+    """A JSON key as a tag value: empty, or a null the server wrote as a key ("null",
+    "None"), is unknown."""
+    return "unknown" if key in (None, "", "null", "None") else key
+
+
 def shown(name: str, limit: int = 60) -> str:
     """A name as a message may quote it: as it is when printable and short, else its repr,
     cut to `limit` characters (a 10,000-character or CR/LF-laden name from a server must

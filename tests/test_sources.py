@@ -197,3 +197,22 @@ def test_simulated_factories_and_cluster_go_through_the_real_parsers():
     assert len(before.keys() & after.keys()) > len(before) / 2
     assert any(before[k] == "PENDING" and after[k] == "RUNNING" for k in before.keys() & after)
     assert before.keys() - after.keys()
+
+
+@pytest.mark.skipif(not SHARED_SAMPLES.is_dir(), reason="../shared/samples is absent")
+def test_a_real_cric_record_lists_only_its_datadisk():
+    from qmonit.sources.cric import parse_pandaqueues
+
+    record = json.loads((SHARED_SAMPLES / "PanDAWMS+pilot3__queuedata.json").read_text())
+    queues, problems = parse_pandaqueues({"CERN-PROD": record}, "CRIC")
+    assert problems == []
+    assert queues["CERN-PROD"].datadisks == ("CERN-PROD_DATADISK",)  # not DATATAPE, MCTAPE
+
+
+def test_a_null_key_from_panda_is_unknown_not_the_text_null():
+    from qmonit.sources.panda import parse_job_stats
+
+    parsed = parse_job_stats({"Q": {"null": {"None": {"running": 3}}}}, T, "PanDA")
+    assert [dict(s.tags) for s in parsed.samples] == [
+        {"panda_queue": "Q", "prod_source": "unknown", "resource": "unknown",
+         "job_status": "running"}]

@@ -103,7 +103,9 @@ def parse_pandaqueues(data: Any, origin: str) -> tuple[dict[str, QueueInfo], lis
             pilot_manager=_text(record.get("pilot_manager")),
             harvester=_text(record.get("harvester")),
             rc=_text(record.get("rc")),
-            datadisks=tuple(str(d) for d in read_lan or ()),
+            # the disks analysis reads: *DATADISK only (read_lan also lists tape and
+            # scratch endpoints)
+            datadisks=tuple(str(d) for d in read_lan or () if str(d).endswith("DATADISK")),
         )
     return queues, problems
 

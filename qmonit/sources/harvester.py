@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from qmonit.sample import make_sample, shown
+from qmonit.sample import make_sample, or_unknown, shown
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.panda import PandaJobStats, _count, unwrap_v1
 from qmonit.states.rules import RuleSet
@@ -40,9 +40,9 @@ def parse_worker_stats(data: Any, rules: RuleSet, slot: datetime, origin: str) -
                                     f"not a non-negative number; skipped")
                 return
             queue, harvester, job_type, resource_type, status = path
-            tags = {"factory": harvester or "unknown", "factory_type": "harvester",
-                    "panda_queue": queue, "job_type": job_type or "unknown",
-                    "resource_type": resource_type or "unknown", "worker_status": status,
+            tags = {"factory": or_unknown(harvester), "factory_type": "harvester",
+                    "panda_queue": queue, "job_type": or_unknown(job_type),
+                    "resource_type": or_unknown(resource_type), "worker_status": status,
                     "state": rules.map(status).state}
             try:
                 out.samples.append(make_sample("workers", tags, {"workers": count}, slot))

@@ -20,7 +20,7 @@ import requests
 
 from qmonit.http import describe_failure, make_session, safe_url
 from qmonit.model import PANDA_JOB_STATUSES
-from qmonit.sample import make_sample, shown
+from qmonit.sample import make_sample, or_unknown, shown
 from qmonit.sources.base import Collection, SourceError
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ def parse_job_stats(data: Any, slot: datetime, origin: str) -> Collection:
                         continue
                     if status not in PANDA_JOB_STATUSES:
                         unknown_statuses.add(status)
-                    tags = {"panda_queue": queue, "prod_source": label or "unknown",
-                            "resource": resource or "unknown", "job_status": status}
+                    tags = {"panda_queue": queue, "prod_source": or_unknown(label),
+                            "resource": or_unknown(resource), "job_status": status}
                     try:
                         out.samples.append(make_sample("jobs", tags, {"jobs": count}, slot))
                     except ValueError as exc:
