@@ -47,10 +47,16 @@ def parser() -> argparse.ArgumentParser:
     suspicious = sub.add_parser("suspicious", help="the open suspicious-site flags")
     suspicious.add_argument("--json", action="store_true", help="as JSON")
     states = sub.add_parser("states", help="the state rules: show them, or test them on the "
-                            "live jobs of a configured source")
+                            "live jobs of a configured source or on recorded outputs")
     states.add_argument("action", choices=["show", "test"])
     states.add_argument("source", choices=["panda", "harvester", "apf", "htcondor", "slurm",
-                                           "slurm_nodes"])
+                                           "slurm_nodes", "cric"])
+    states.add_argument("--input", nargs="+", type=Path, metavar="FILE",
+                        help="test: read these recorded outputs instead of the live source "
+                        "(squeue/sinfo text or JSON, condor_q/condor_status -long or -json, "
+                        "PanDA, Harvester or CRIC JSON)")
+    states.add_argument("--json", action="store_true",
+                        help="test: print every sample collect would write, as JSON lines")
     spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
     spool.add_argument("action", choices=["status", "replay"])
     boards = sub.add_parser("dashboards", help="build the Grafana dashboards and provisioning "
@@ -75,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     warnings: list[str] = []
     try:
-        needs_no_config = args.command == "demo" or (args.command in ("states", "dashboards")
-                                                     and args.action in ("show", "build"))
+        needs_no_config = args.command == "demo" or (
+            args.command in ("states", "dashboards") and args.action in ("show", "build")) or (
+            args.command == "states" and bool(args.input))  # recorded outputs: no servers
         if needs_no_config and not args.config:
             cfg = config.defaults({"sources": {"enabled": "simulated"}})
         else:

@@ -188,6 +188,12 @@ def suspicious(args: argparse.Namespace, parts: Components) -> int:
 def states(args: argparse.Namespace, parts: Components) -> int:
     from qmonit.states.trial import SOURCE_OF, render, trial_counts
 
+    if getattr(args, "input", None) and args.action == "test":
+        return _states_on_recorded(args, parts)
+    if args.source == "cric":
+        print("qmonit states test cric: CRIC has no state rules; give recorded outputs with "
+              "--input", file=sys.stderr)
+        return 2
     rules = parts.rules[args.source]
     if args.action == "show":
         print(rules.show())
@@ -205,6 +211,32 @@ def states(args: argparse.Namespace, parts: Components) -> int:
         return 1
     print(f"{args.source} state rules from {rules.origin} on the live jobs of {wanted}:")
     print(render(counts), end="")
+    return 0
+
+
+def _states_on_recorded(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.states.recorded import RecordedInputError, read_recorded, samples_json
+    from qmonit.states.trial import render
+
+    try:
+        counts, samples, problems = read_recorded(args.source, args.input, parts.rules)
+    except RecordedInputError as exc:
+        print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(f"qmonit states test {args.source}: {problem}", file=sys.stderr)
+    if args.json:
+        print(samples_json(samples), end="")
+        return 0
+    rules = parts.rules.get(args.source)
+    origin = f"state rules from {rules.origin}" if rules else "topology"
+    print(f"{args.source} {origin} on {', '.join(str(p) for p in args.input)}:")
+    if rules:
+        print(render(counts), end="")
+    else:  # CRIC: the queues and the topology tags collect would give their points
+        for (queue, _, status, cloud), _count in sorted(counts.items()):
+            print(f"{queue}  status {status}  cloud {cloud or '-'}")
+    print(f"{len(samples)} sample(s) collect would write")
     return 0
 
 

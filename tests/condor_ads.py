@@ -3,38 +3,11 @@ pool that answers queries from them as a schedd would (constraint, then projecti
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 
 import classad2
 
-BATCH = 500  # classad2.parseAds is superlinear on one big string
-
-
-def parse_long(text: str) -> list[classad2.ClassAd]:
-    """`condor_q -long` / `condor_status -long`: ads separated by blank lines."""
-    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
-    ads = []
-    for start in range(0, len(blocks), BATCH):
-        ads += list(classad2.parseAds("\n\n".join(blocks[start:start + BATCH])))
-    return ads
-
-
-def parse_json(text: str) -> list[classad2.ClassAd]:
-    """`condor_q -json`: a JSON array (or one object); "\\/Expr(...)\\/" strings are
-    unevaluated expressions."""
-    records = json.loads(text)
-    out = []
-    for record in records if isinstance(records, list) else [records]:
-        ad = classad2.ClassAd()
-        for key, value in record.items():
-            if isinstance(value, str) and value.startswith("/Expr(") and value.endswith(")/"):
-                ad[key] = classad2.ExprTree(value[6:-2])
-            elif value is not None:
-                ad[key] = value
-        out.append(ad)
-    return out
+from qmonit.sources.condor_files import parse_json, parse_long  # noqa: F401
 
 
 def _matches(constraint: str, ad: classad2.ClassAd) -> bool:

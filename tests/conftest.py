@@ -100,3 +100,19 @@ def influx_store(influx_db):
     store = InfluxStore(cfg.section("influxdb"))
     store.init({"10m": "30d", "1h": "400d", "1d": "INF"})
     return store
+
+
+@pytest.fixture(autouse=True)
+def _no_cli_log_handler_left():
+    """A test that runs the CLI in-process points the root logger at its captured stderr
+    (qmonit.logs.setup); take that handler away after it, so a later thread's log line
+    never meets a closed stream."""
+    import logging
+
+    from qmonit.logs import FORMAT
+
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.formatter is not None and handler.formatter._fmt == FORMAT:
+            root.removeHandler(handler)
