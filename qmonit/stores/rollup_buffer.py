@@ -36,7 +36,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -300,9 +300,8 @@ class RollupBuffer:
                      levels: Aggregator | None = None) -> Iterator[str]:
         """The hour's roll-up points in line protocol, made while they are read: mean and max
         of every numeric field per series, at `start`; their sums per level group added to
-        `levels` (a GROUP BY here once the last line is made, while the last batches are
-        posted; levels with a threshold are summed as the lines are made). Raises
-        sqlite3.Error, before the first line or after the last; the store is read instead.
+        `levels` (a GROUP BY here, before the first line, for all but levels with a
+        threshold). Raises sqlite3.Error before the first line; the store is read instead.
 
         Means are total / count, as InfluxDB's mean() computes them, in IEEE doubles summed
         in time order; numbers are written as the encoder writes them (repr): they round-trip.
@@ -322,26 +321,28 @@ class RollupBuffer:
                    f"{''.join(f', s.g_{level}' for level in grouped)} FROM (SELECT key, {stats} "
                    f"FROM points_{hour} WHERE measurement = ? GROUP BY key) a "
                    f"JOIN series_{hour} s ON s.key = a.key", (measurement,))
+        in_python = []
+        if levels is not None:
+            in_python = self._sum_levels(measurement, hour, width, grouped, levels, start)
         values = ", ".join(f"r.m{n}, r.x{n}" for n in range(width))
         rows = db.execute(f"SELECT s.head, s.names, r.key, {values} FROM temp.rollup r "
                           f"JOIN series_{hour} s ON s.key = r.key")
-        if levels is None:
+        if not in_python:
             return _lines(rows, f" {hour}")
-        wanted = levels_of(measurement)
-        in_sql = [level for level in wanted
-                  if level.above is None and level.measurement in grouped]
-        in_python = [level for level in wanted if level not in in_sql]
-        return _lines(rows, f" {hour}", levels, start,
-                      Aggregator(in_python) if in_python else None,
-                      lambda: self._sum_levels(in_sql, width, levels, start))
+        return _lines(rows, f" {hour}", levels, start, Aggregator(in_python))
 
-    def _sum_levels(self, in_sql: list[Level], width: int, levels: Aggregator,
-                    start: datetime) -> None:
-        """Sum the window's series (temp.rollup) into the groups of these levels in SQL."""
+    def _sum_levels(self, measurement: str, hour: int, width: int, grouped: list[str],
+                    levels: Aggregator, start: datetime) -> list[Level]:
+        """Sum the window's series (temp.rollup) into their level groups in SQL; returns the
+        levels left to sum in Python: those with a threshold, and those an hour begun by an
+        older version has no group column for."""
         sums = ", ".join(f"sum(m{n}), sum(x{n})" for n in range(width))
         names_of: dict[str, list[str]] = {}
-        hour = epoch_seconds(start)
-        for level in in_sql:
+        in_python = []
+        for level in levels_of(measurement):
+            if level.measurement not in grouped:
+                in_python.append(level)
+                continue
             column = f"g_{level.measurement}"
             for group, _, names, *values in self._db().execute(
                     f"SELECT g.grp, r.* FROM (SELECT {column} id, names, {sums} "
@@ -354,6 +355,7 @@ class RollupBuffer:
                                   [(name, value) for name, value in
                                    zip(fields, values, strict=False) if value is not None],
                                   start)
+        return in_python
 
     def rolled_up(self, measurement: str, end: datetime) -> None:
         """The measurement is rolled up until `end`: later writes before it are late points."""
@@ -424,11 +426,9 @@ def _stat_names(names: str) -> list[str]:
 
 
 def _lines(rows: Iterable[tuple], suffix: str, levels: Aggregator | None = None,
-           start: datetime | None = None, in_python: Aggregator | None = None,
-           then: Callable[[], None] | None = None) -> Iterator[str]:
+           start: datetime | None = None, in_python: Aggregator | None = None) -> Iterator[str]:
     """One line per row of rollup_lines' query: one format string per field set; each row
-    also summed by `in_python`, whose sums go to `levels` once every row is read; `then`
-    runs after the last line."""
+    also summed by `in_python`, whose sums go to `levels` once every row is read."""
     formats: dict[str, str] = {}
     field_names: dict[str, list[str]] = {}  # the mean and max fields, unescaped
     for head, names, _, *values in rows:
@@ -446,8 +446,6 @@ def _lines(rows: Iterable[tuple], suffix: str, levels: Aggregator | None = None,
         yield head + template.format(*values)
     if in_python is not None and levels is not None:
         levels.merge(in_python)
-    if then is not None:
-        then()
 
 
 def _slots(samples: Iterable[Sample]) -> list[tuple[str, int]]:
