@@ -94,3 +94,19 @@ def test_source_status_keeps_the_newest_good_slot_and_the_stale_query_sees_it(ma
     assert rows["slurm"]["last_ok_slot"] == old.replace(tzinfo=None)
     with engine.connect() as conn:
         assert conn.exec_driver_sql(STALE_SQL).scalar() == 1  # slurm: 45 minutes
+
+
+def test_init_drops_the_series_seen_index_no_query_uses(mariadb_url):
+    from sqlalchemy import create_engine, inspect, text
+
+    from qmonit.stores import state
+
+    engine = create_engine(mariadb_url)
+    state.create_tables(engine)
+    with engine.begin() as conn:  # as versions before made it
+        conn.execute(text("CREATE INDEX ix_series_seen_last_seen ON series_seen (last_seen)"))
+    assert state.create_tables(engine) == ["series_seen: unused index ix_series_seen_last_seen "
+                                           "dropped"]
+    assert "ix_series_seen_last_seen" not in {
+        i["name"] for i in inspect(engine).get_indexes("series_seen")}
+    assert state.create_tables(engine) == []
