@@ -51,11 +51,18 @@ class _WatchedTLSPool(_Watched, HTTPSConnectionPool):
     pass
 
 
+_WATCHED = {"http": _WatchedPool, "https": _WatchedTLSPool}
+
+
 class _Adapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedPool,
-                                                   "https": _WatchedTLSPool}
+        self.poolmanager.pool_classes_by_scheme = _WATCHED
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)  # through https_proxy too
+        manager.pool_classes_by_scheme = _WATCHED
+        return manager
 
 
 def _cut(connections: list[Any]) -> None:

@@ -101,3 +101,16 @@ def test_a_store_slower_than_the_job_deadline_gets_the_rest_spooled(drip, make_c
     assert report.delivery.errors[0].startswith(
         f"InfluxDB {server.url} database qmonit: the job's deadline passed while writing; the "
         "store had said: ")
+
+
+def test_the_deadline_holds_through_an_http_proxy_too(drip, monkeypatch):
+    proxy = drip(http_answer(V1), every=0.2)  # a proxy that drips what it relays
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    started = time.monotonic()
+    with pytest.raises(SourceError) as failed:
+        panda("http://panda.example.org").collect(T)
+    assert str(failed.value).endswith("timed out: no complete answer within 1 s (raise "
+                                      "timeout_s if the server is only slow)")
+    assert proxy.connections == 1 and time.monotonic() - started < 2.0
