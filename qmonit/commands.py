@@ -124,8 +124,12 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
             return f"answers, {len(queues)} PanDA queues ({len(problems)} empty records)"
         probe("cric", cric.origin, cric_ok)
     pending = parts.spool.files()
-    results.append(("spool", str(parts.spool.directory),
-                    f"{len(pending)} file(s) pending" if pending else "empty"))
+    spooled = f"{len(pending)} file(s) pending" if pending else "empty"
+    damaged = parts.spool.damaged()
+    if damaged:  # points were lost: said until someone looks (`qmonit spool status`)
+        spooled += (f"; {len(damaged)} damaged file(s) moved aside in "
+                    f"{parts.spool.directory / DAMAGED}")
+    results.append(("spool", str(parts.spool.directory), spooled))
     width = max(len(name) for name, _, _ in results)
     for name, where, status in results:
         print(f"{name.ljust(width)}  {where}  {status}")

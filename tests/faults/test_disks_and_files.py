@@ -213,3 +213,22 @@ def test_a_full_data_dir_with_the_store_up_still_writes_the_slot(small_disk, htt
     assert (report.delivery.spooled, report.delivery.lost) == (0, 0)
     assert count(parts.store) == 26  # every recorded count of the slot
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # nothing half-written
+
+
+def test_check_says_when_damaged_spool_files_were_moved_aside(write_config):
+    import subprocess
+    import sys
+
+    from tests.servers import environ_without_qmonit
+
+    path = write_config({"sources": {"enabled": "simulated"}})
+    spool = Spool(path.parent / "data" / "spool", 10**8)
+    spool.put(jobs("A"), "10m")
+    broken = spool.directory / "00000000000000000001-10m.jsonl.gz"
+    broken.write_bytes(b"not gzip")
+    spool.files()  # moves it aside
+    done = subprocess.run([sys.executable, "-m", "qmonit", "-c", str(path), "check"],
+                          capture_output=True, text=True, env=environ_without_qmonit())
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("spool")]
+    assert line == (f"spool  {spool.directory}  1 file(s) pending; 1 damaged file(s) moved "
+                    f"aside in {spool.directory / 'damaged'}")
