@@ -46,13 +46,20 @@ class DripServer:
     """Answers every connection with `head` at once, then `answer` one byte every `every`
     seconds (every=None: nothing after the head, never closing: a server that hangs)."""
 
-    def __init__(self, answer: bytes, every: float | None, head: bytes = b""):
+    def __init__(self, answer: bytes, every: float | None, head: bytes = b"",
+                 tls: tuple | None = None):
         import socket
+        import ssl
         import threading
 
         self.answer, self.every, self.head = answer, every, head
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.tls = None
+        if tls:  # (cert, key): the same over HTTPS
+            self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.tls.load_cert_chain(*tls)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}"
         self.closed = threading.Event()
         self.connections = 0
         threading.Thread(target=self._serve, daemon=True).start()
@@ -69,6 +76,11 @@ class DripServer:
             threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
 
     def _drip(self, conn) -> None:
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                return
         with conn:
             try:
                 conn.recv(65536)  # the request (small enough for one read)
@@ -92,8 +104,9 @@ class DripServer:
 def drip():
     servers = []
 
-    def start(answer: bytes, every: float | None = 0.2, head: bytes = b"") -> DripServer:
-        servers.append(DripServer(answer, every, head))
+    def start(answer: bytes, every: float | None = 0.2, head: bytes = b"",
+              tls: tuple | None = None) -> DripServer:
+        servers.append(DripServer(answer, every, head, tls))
         return servers[-1]
 
     yield start

@@ -114,3 +114,20 @@ def test_the_deadline_holds_through_an_http_proxy_too(drip, monkeypatch):
     assert str(failed.value).endswith("timed out: no complete answer within 1 s (raise "
                                       "timeout_s if the server is only slow)")
     assert proxy.connections == 1 and time.monotonic() - started < 2.0
+
+
+def test_the_deadline_holds_over_tls(drip, tmp_path):
+    from tests.servers import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path)
+    head, body = http_answer(V1).split(b"\r\n\r\n", 1)
+    server = drip(body, every=0.2, head=head + b"\r\n\r\n", tls=(cert, key))
+    settings = config.defaults({"panda": {"url": server.url, "timeout_s": "1",
+                                          "ca_bundle": str(cert)},
+                                "sources": {"enabled": "panda"}}).section("panda")
+    started = time.monotonic()
+    with pytest.raises(SourceError) as failed:
+        PandaJobStats(settings).collect(T)
+    assert str(failed.value).endswith("timed out: no complete answer within 1 s (raise "
+                                      "timeout_s if the server is only slow)")
+    assert time.monotonic() - started < 2.0
