@@ -258,7 +258,8 @@ def spool(args: argparse.Namespace, parts: Components) -> int:
             print(f"replay stopped: {result.error}")
         return 1 if result.error or result.damaged or errors else 0
     files = parts.spool.files()
-    if not files and not parts.spool.damaged():
+    aside = parts.spool.damaged()
+    if not files and not aside:
         print(f"spool {parts.spool.directory}: empty")
         return 0
     total = sum(f.size for f in files)
@@ -270,7 +271,6 @@ def spool(args: argparse.Namespace, parts: Components) -> int:
         damaged += problem is not None
         print(f"  {f.created:%Y-%m-%d %H:%M:%S} UTC  rp {f.retention:>3}  {f.points:>8} points  "
               f"{f.size:>10} bytes  {f.path.name}" + (f"  DAMAGED: {problem}" if problem else ""))
-    aside = parts.spool.damaged()
     if aside:
         print(f"damaged files moved aside in {parts.spool.directory / DAMAGED} "
               f"({len(aside)}): " + ", ".join(path.name for path in aside))

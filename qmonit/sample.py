@@ -67,6 +67,12 @@ def shown(name: str, limit: int = 60) -> str:
     return repr(name[:limit]) + ("..." if len(name) > limit else "")
 
 
+def shown_path(*names: str) -> str:
+    """Where a record sits in a nested answer (queue/label/resource/status), each part as
+    `shown` quotes it."""
+    return "/".join(map(shown, names))
+
+
 def make_sample(
     measurement: str,
     tags: Mapping[str, str],

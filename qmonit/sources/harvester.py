@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from qmonit.sample import make_sample, or_unknown, shown
+from qmonit.sample import make_sample, or_unknown, shown_path
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.panda import PandaJobStats, _count, unwrap_v1
 from qmonit.states.rules import RuleSet
@@ -36,7 +36,7 @@ def parse_worker_stats(data: Any, rules: RuleSet, slot: datetime, origin: str) -
         if depth == 5:
             count = _count(node)
             if count is None:
-                out.problems.append(f"{origin}: {'/'.join(map(shown, path))}: count {node!r} is "
+                out.problems.append(f"{origin}: {shown_path(*path)}: count {node!r} is "
                                     f"not a non-negative number; skipped")
                 return
             queue, harvester, job_type, resource_type, status = path
@@ -47,10 +47,10 @@ def parse_worker_stats(data: Any, rules: RuleSet, slot: datetime, origin: str) -
             try:
                 out.samples.append(make_sample("workers", tags, {"workers": count}, slot))
             except ValueError as exc:
-                out.problems.append(f"{origin}: {'/'.join(map(shown, path))}: {exc}; skipped")
+                out.problems.append(f"{origin}: {shown_path(*path)}: {exc}; skipped")
             return
         if not isinstance(node, dict):
-            out.problems.append(f"{origin}: {'/'.join(map(shown, path))}: expected an object of "
+            out.problems.append(f"{origin}: {shown_path(*path)}: expected an object of "
                                 f"{LEVELS[depth - 1]}, got {type(node).__name__}; skipped")
             return
         for key, child in node.items():

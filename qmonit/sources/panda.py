@@ -20,7 +20,7 @@ import requests
 
 from qmonit.http import describe_failure, make_session, safe_url
 from qmonit.model import PANDA_JOB_STATUSES
-from qmonit.sample import make_sample, or_unknown, shown
+from qmonit.sample import make_sample, or_unknown, shown_path
 from qmonit.sources.base import Collection, SourceError
 
 log = logging.getLogger(__name__)
@@ -52,28 +52,28 @@ def parse_job_stats(data: Any, slot: datetime, origin: str) -> Collection:
     out = Collection()
     unknown_statuses: set[str] = set()
     for queue, by_label in data.items():
-        named = shown(queue)
         if not isinstance(by_label, dict):
-            out.problems.append(f"{origin}: {named}: expected an object of prod_source labels, "
-                                f"got {type(by_label).__name__}; skipped")
+            out.problems.append(f"{origin}: {shown_path(queue)}: expected an object of "
+                                f"prod_source labels, got {type(by_label).__name__}; skipped")
             continue
         for label, by_resource in by_label.items():
             if not isinstance(by_resource, dict):
-                out.problems.append(f"{origin}: {named}/{shown(label)}: expected an object of "
+                out.problems.append(f"{origin}: {shown_path(queue, label)}: expected an object of "
                                     f"resource types, got {type(by_resource).__name__}; "
                                     "skipped")
                 continue
             for resource, by_status in by_resource.items():
                 if not isinstance(by_status, dict):
-                    out.problems.append(f"{origin}: {named}/{shown(label)}/{shown(resource)}: "
+                    out.problems.append(f"{origin}: {shown_path(queue, label, resource)}: "
                                         f"expected an object of job statuses, got "
                                         f"{type(by_status).__name__}; skipped")
                     continue
                 for status, raw in by_status.items():
                     count = _count(raw)
-                    where = "/".join(map(shown, (queue, label, resource, status)))
                     if count is None:
-                        out.problems.append(f"{origin}: {where}: count {raw!r} is not a "
+                        out.problems.append(f"{origin}: "
+                                            f"{shown_path(queue, label, resource, status)}: "
+                                            f"count {raw!r} is not a "
                                             f"non-negative number; skipped")
                         continue
                     if status not in PANDA_JOB_STATUSES:
@@ -83,7 +83,9 @@ def parse_job_stats(data: Any, slot: datetime, origin: str) -> Collection:
                     try:
                         out.samples.append(make_sample("jobs", tags, {"jobs": count}, slot))
                     except ValueError as exc:
-                        out.problems.append(f"{origin}: {where}: {exc}; skipped")
+                        out.problems.append(f"{origin}: "
+                                            f"{shown_path(queue, label, resource, status)}: "
+                                            f"{exc}; skipped")
     if unknown_statuses:
         log.warning("%s: job statuses not known to qmonit kept as they are: %s", origin,
                     ", ".join(sorted(unknown_statuses)))

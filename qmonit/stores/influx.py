@@ -122,18 +122,21 @@ class InfluxStore:
     def location(self) -> str:
         return f"InfluxDB {safe_url(self.url)} database {self.database}"
 
+    def _left_s(self) -> float | None:
+        """Seconds left of the job's deadline (`until`); None: the job has none."""
+        return None if self.until is None else self.until - time.monotonic()
+
     def _exchange_s(self) -> float:
         """One write exchange's deadline: timeout_s, or what is left of the job's."""
-        if self.until is None:
-            return self.timeout
-        return max(0.1, min(self.timeout, self.until - time.monotonic()))
+        left = self._left_s()
+        return self.timeout if left is None else max(0.1, min(self.timeout, left))
 
     def _retry(self) -> Retry:
-        """The retry policy, its deadline cut to what is left of the job's (`until`)."""
-        if self.until is None:
+        """The retry policy, its deadline cut to what is left of the job's."""
+        left = self._left_s()
+        if left is None:
             return self.retry
-        left = max(0.0, self.until - time.monotonic())
-        return replace(self.retry, deadline_s=min(self.retry.deadline_s, left))
+        return replace(self.retry, deadline_s=min(self.retry.deadline_s, max(0.0, left)))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -250,7 +253,8 @@ class InfluxStore:
         try:
             return self._retry().call(attempt)
         except RetriesExhausted as exc:
-            if self.until is not None and time.monotonic() >= self.until - 0.05:
+            left = self._left_s()
+            if left is not None and left <= 0.05:
                 raise StoreUnavailable(f"{self.location()}: the job's deadline passed while "
                                        f"writing; the store had said: {exc}") from None
             raise StoreUnavailable(str(exc)) from None

@@ -142,12 +142,10 @@ class Spool:
     def put(self, samples: Sequence[Sample], retention: str) -> Path:
         """Spool points durably; raises SpoolFull (nothing written) past the size cap."""
         self._ensure()
-        now = datetime.now(UTC)
         name = f"{time.time_ns():020d}-{retention}{SUFFIX}"
-        header = json.dumps({"retention": retention, "points": len(samples),
-                             "created": now.isoformat()})
         path = self.directory / name
-        size = _write_atomically(path, [header, *map(_dump, samples)])
+        size = _write_atomically(path, [_header(retention, len(samples), datetime.now(UTC)),
+                                        *map(_dump, samples)])
         total = self.size_bytes()
         if total > self.max_bytes:
             path.unlink()
@@ -178,7 +176,8 @@ class Spool:
                    f"replayed, {lost} lost")
         self._quarantine(spool_file.path, problem)
         try:
-            _write_atomically(spool_file.path, [_header(spool_file, len(samples)),
+            _write_atomically(spool_file.path, [_header(spool_file.retention, len(samples),
+                                                        spool_file.created),
                                                 *map(_dump, samples)])
         except OSError as exc:  # they are replayed from memory; kept only if that succeeds
             log.error("spool file %s: the %d points read back could not be kept (%s)",
@@ -216,7 +215,8 @@ class Spool:
 
     def _rewrite(self, spool_file: SpoolFile, remaining: Sequence[Sample]) -> None:
         try:
-            _write_atomically(spool_file.path, [_header(spool_file, len(remaining)),
+            _write_atomically(spool_file.path, [_header(spool_file.retention, len(remaining),
+                                                        spool_file.created),
                                                 *map(_dump, remaining)])
         except OSError as exc:  # the whole file stays: its written points come again
             log.error("spool file %s: could not drop the %d points written (%s); they are "
@@ -231,9 +231,10 @@ class Spool:
         return None if problem is None else f"{problem}: {len(samples)} points readable"
 
 
-def _header(spool_file: SpoolFile, points: int) -> str:
-    return json.dumps({"retention": spool_file.retention, "points": points,
-                       "created": spool_file.created.isoformat()})
+def _header(retention: str, points: int, created: datetime) -> str:
+    """A spool file's first line."""
+    return json.dumps({"retention": retention, "points": points,
+                       "created": created.isoformat()})
 
 
 def _reason(exc: BaseException) -> str:
