@@ -292,9 +292,8 @@ def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: date
                horizon: timedelta, report: CollectReport) -> list[Sample]:
     present = {parts.series_ids(s): s for s in samples}
     try:
-        zeros = zero_samples(state.vanished_series(parts.engine, source, present, slot, horizon),
-                             slot)
-        state.mark_seen(parts.engine, source, present, slot, horizon)
+        zeros = zero_samples(state.seen_and_vanished(parts.engine, source, present, slot,
+                                                     horizon), slot)
     except SQLAlchemyError as exc:
         message = f"state store: {describe_db_error(exc)}; zero-fill of {source} skipped"
         log.error(message)

@@ -80,25 +80,34 @@ class EmbeddedStore:
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
         series_rows, tag_rows, point_rows = [], [], []
         new_series = set()
-        for sample in samples:
+        order = []
+        seconds: dict[datetime, int] = {}
+        for number, sample in enumerate(samples):
             sid = self.series_id(sample)
             measurement = sample.measurement
             if sid not in self._known_series and sid not in new_series:
                 new_series.add(sid)
                 series_rows.append((sid, measurement, json.dumps([measurement, sample.tags])))
                 tag_rows.extend((sid, k, v) for k, v in sample.tags)
-            when = epoch_seconds(sample.time)
-            for name, value in sample.fields:
+            when = seconds.get(sample.time)
+            if when is None:
+                when = seconds[sample.time] = epoch_seconds(sample.time)
+            order.append((measurement, when, sid, number))
+        order.sort()  # in key order (a sample's fields are sorted): each page is written once
+        append = point_rows.append
+        for measurement, when, sid, number in order:
+            for name, value in samples[number].fields:
                 if value.__class__ is str:
-                    point_rows.append((retention, measurement, when, sid, name, None, value))
+                    append((retention, measurement, when, sid, name, None, value))
                 else:
-                    point_rows.append((retention, measurement, when, sid, name, value, None))
-        point_rows.sort()  # in key order: each page is written once
+                    append((retention, measurement, when, sid, name, value, None))
         try:
             self._ensure_layout()
             with self.engine.begin() as conn:
-                replace_rows(conn, ts_series, series_rows)
-                replace_rows(conn, ts_tags, tag_rows)
+                # a series id is a hash of the measurement and tags: a row of it is never
+                # different, and a new process (each cron run) skips what it holds cheaply
+                replace_rows(conn, ts_series, series_rows, keep_existing=True)
+                replace_rows(conn, ts_tags, tag_rows, keep_existing=True)
                 replace_rows(conn, ts_points, point_rows)
         except SQLAlchemyError as exc:
             self._layout_checked = False

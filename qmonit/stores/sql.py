@@ -85,10 +85,12 @@ def upsert(
         conn.execute(stmt, chunk)
 
 
-def replace_rows(conn: Connection, table: Table, rows: Sequence[tuple]) -> None:
-    """Insert rows of every column in table order, replacing a row whose key exists: one
-    prepared statement run through the driver's executemany, none of SQLAlchemy's per-row
-    work (the embedded store writes tens of thousands of rows a cycle)."""
+def replace_rows(conn: Connection, table: Table, rows: Sequence[tuple],
+                 keep_existing: bool = False) -> None:
+    """Insert rows of every column in table order, replacing a row whose key exists (or,
+    with `keep_existing`, leaving it as it is): one prepared statement run through the
+    driver's executemany, none of SQLAlchemy's per-row work (the embedded store writes
+    tens of thousands of rows a cycle)."""
     if not rows:
         return
     columns = [c.name for c in table.columns]
@@ -96,7 +98,8 @@ def replace_rows(conn: Connection, table: Table, rows: Sequence[tuple]) -> None:
     dialect = conn.dialect.name
     if dialect == "sqlite":  # many rows a statement: a quarter less time than one a row
         one = f"({', '.join('?' * len(columns))})"
-        statement = f"INSERT OR REPLACE INTO {table.name} ({names}) VALUES "
+        verb = "INSERT OR IGNORE" if keep_existing else "INSERT OR REPLACE"
+        statement = f"{verb} INTO {table.name} ({names}) VALUES "
         full = len(rows) - len(rows) % ROWS_PER_INSERT
         if full:
             flat = [value for row in rows[:full] for value in row]
@@ -110,7 +113,8 @@ def replace_rows(conn: Connection, table: Table, rows: Sequence[tuple]) -> None:
         key = {c.name for c in table.primary_key.columns}
         quote = conn.dialect.identifier_preparer.quote
         update = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in columns
-                           if c not in key) or f"{columns[0]} = {columns[0]}"
+                           if c not in key and not keep_existing) or \
+            f"{quote(columns[0])} = {quote(columns[0])}"
         statement = (f"INSERT INTO {table.name} ({names}) VALUES "
                      f"({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE {update}")
     else:

@@ -10,7 +10,7 @@ as an explicit 0 for a while instead of simply stopping.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Double,
     Engine,
@@ -47,8 +48,8 @@ from qmonit.model import (
 from qmonit.sample import SLOT, Sample, epoch_seconds, from_epoch
 from qmonit.stores.sql import upsert
 
-QUEUE_COLUMNS = ("atlas_site", "cloud", "country", "tier", "site_state", "queue_type",
-                 "resource_type", "pilot_manager", "harvester", "rc")
+QUEUE_COLUMNS = ("atlas_site", "cloud", "country", "tier", "queue_status", "site_state",
+                 "queue_type", "resource_type", "pilot_manager", "harvester", "rc")
 
 metadata = MetaData()
 
@@ -68,6 +69,7 @@ queue_stats = Table(
     Column("resource", String(64), primary_key=True),
     Column("atlas_site", String(128)),
     Column("cloud", String(64)),
+    Column("queue_status", String(32)),
     Column("site_state", String(32)),
     *(Column(status, Double) for status in PANDA_JOB_STATUSES),
     Column("slot_time", DateTime(timezone=True), nullable=False),
@@ -195,54 +197,88 @@ def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
         yield list(ids[start : start + ID_CHUNK])
 
 
-def vanished_series(engine: Engine, source: str, present: Collection[int], slot: datetime,
-                    horizon: timedelta) -> list[SeenSeries]:
-    """Series of `source` seen within `horizon` before `slot` (and not first seen after it)
-    that are absent from `present`. Only their tags are read back, so the common case
-    (nothing vanished) reads no more than ids."""
-    now = epoch_seconds(slot)
-    recent = select(series_seen.c.series_id).where(
-        series_seen.c.source == source,
-        series_seen.c.last_seen >= epoch_seconds(slot - horizon),
-        series_seen.c.first_seen <= now,
-    )
-    with engine.connect() as conn:
-        missing = [sid for (sid,) in conn.execute(recent) if sid not in present]
-        out = []
-        for chunk in _chunks(missing):
-            rows = conn.exec_driver_sql(  # our own integers, written in: see mark_seen
-                "SELECT measurement, tags, fields FROM series_seen WHERE series_id IN "
-                f"({','.join(map(str, map(int, chunk)))})")
-            out.extend(SeenSeries(r.measurement, tuple(map(tuple, json.loads(r.tags))),
-                                  tuple(json.loads(r.fields))) for r in rows)
-    return out
+def seen_and_vanished(engine: Engine, source: str, present: Mapping[int, Sample],
+                      slot: datetime, horizon: timedelta) -> list[SeenSeries]:
+    """Record that the `present` series of `source` reported at `slot`, and return the
+    series seen within `horizon` before `slot` (and not first seen after it) that are
+    absent from it: the series to write as zeros. Long-gone series are forgotten.
 
-
-def mark_seen(engine: Engine, source: str, present: Mapping[int, Sample],
-              slot: datetime, horizon: timedelta) -> None:
-    """Record that these series reported at `slot`: new series get a full row, known ones a
-    bulk update of last_seen (never moved backwards). Long-gone series are forgotten."""
+    A slot newer than every one recorded (each cycle in turn) costs one bulk update and
+    reads back only what vanished, however many series the source has; an older slot or a
+    re-run (a backfill) compares every series the source has, as it must."""
     now = epoch_seconds(slot)
     with engine.begin() as conn:
-        known = {sid for (sid,) in conn.execute(
-            select(series_seen.c.series_id).where(series_seen.c.source == source))}
-        new_rows = [{
-            "series_id": sid, "source": source, "measurement": sample.measurement,
-            "tags": json.dumps(sample.tags), "fields": json.dumps([k for k, _ in sample.fields]),
-            "first_seen": now, "last_seen": now,
-        } for sid, sample in present.items() if sid not in known]
-        upsert(conn, series_seen, new_rows, ["series_id"])
-        for chunk in _chunks([sid for sid in present if sid in known]):
-            # the ids are our own 64-bit integers: written into the statement, they spare
-            # SQLAlchemy compiling 5,000 bound parameters per chunk (most of the cost)
-            ids = ",".join(map(str, map(int, chunk)))
-            conn.exec_driver_sql(f"UPDATE series_seen SET last_seen = {int(now)} WHERE "
-                                 f"series_id IN ({ids}) AND last_seen < {int(now)}")
-            conn.exec_driver_sql(f"UPDATE series_seen SET first_seen = {int(now)} WHERE "
-                                 f"series_id IN ({ids}) AND first_seen > {int(now)}")
+        newest = conn.execute(select(func.max(series_seen.c.last_seen))
+                              .where(series_seen.c.source == source)).scalar_one()
+        if newest is not None and newest < now:
+            vanished = _next_slot(conn, source, present, now, epoch_seconds(slot - horizon))
+        else:
+            vanished = _any_slot(conn, source, present, now, epoch_seconds(slot - horizon))
         conn.execute(delete(series_seen).where(
             series_seen.c.source == source,
             series_seen.c.last_seen < epoch_seconds(slot - horizon - FORGET_AFTER)))
+        return _shapes(conn, vanished)
+
+
+def _next_slot(conn: Connection, source: str, present: Mapping[int, Sample], now: int,
+               since: int) -> list[int]:
+    new = []
+    for chunk in _chunks(list(present)):
+        # the ids are our own 64-bit integers: written into the statement, they spare
+        # SQLAlchemy compiling 5,000 bound parameters per chunk (most of the cost)
+        ids = ",".join(map(str, map(int, chunk)))
+        updated = conn.exec_driver_sql(f"UPDATE series_seen SET last_seen = {int(now)} WHERE "
+                                       f"series_id IN ({ids})").rowcount
+        if updated != len(chunk):  # some are new: which
+            known = {sid for (sid,) in conn.exec_driver_sql(
+                f"SELECT series_id FROM series_seen WHERE series_id IN ({ids})")}
+            new.extend(sid for sid in chunk if sid not in known)
+    _insert_new(conn, source, present, new, now)
+    return [sid for (sid,) in conn.execute(select(series_seen.c.series_id).where(
+        series_seen.c.source == source, series_seen.c.last_seen >= since,
+        series_seen.c.last_seen < now))]
+
+
+def _any_slot(conn: Connection, source: str, present: Mapping[int, Sample], now: int,
+              since: int) -> list[int]:
+    recent = []
+    known = set()
+    for sid, last_seen, first_seen in conn.execute(
+            select(series_seen.c.series_id, series_seen.c.last_seen, series_seen.c.first_seen)
+            .where(series_seen.c.source == source)):
+        known.add(sid)
+        if last_seen >= since and first_seen <= now and sid not in present:
+            recent.append(sid)
+    _insert_new(conn, source, present, [sid for sid in present if sid not in known], now)
+    for chunk in _chunks([sid for sid in present if sid in known]):
+        ids = ",".join(map(str, map(int, chunk)))  # never moved backwards:
+        conn.exec_driver_sql(f"UPDATE series_seen SET last_seen = {int(now)} WHERE "
+                             f"series_id IN ({ids}) AND last_seen < {int(now)}")
+        conn.exec_driver_sql(f"UPDATE series_seen SET first_seen = {int(now)} WHERE "
+                             f"series_id IN ({ids}) AND first_seen > {int(now)}")
+    return recent
+
+
+def _insert_new(conn: Connection, source: str, present: Mapping[int, Sample],
+                new: Sequence[int], now: int) -> None:
+    upsert(conn, series_seen, [{
+        "series_id": sid, "source": source, "measurement": present[sid].measurement,
+        "tags": json.dumps(present[sid].tags),
+        "fields": json.dumps([k for k, _ in present[sid].fields]),
+        "first_seen": now, "last_seen": now,
+    } for sid in new], ["series_id"])
+
+
+def _shapes(conn: Connection, ids: Sequence[int]) -> list[SeenSeries]:
+    """The measurement, tags and fields of these series (only the vanished: few)."""
+    out = []
+    for chunk in _chunks(ids):
+        rows = conn.exec_driver_sql(  # our own integers, written in: see _next_slot
+            "SELECT measurement, tags, fields FROM series_seen WHERE series_id IN "
+            f"({','.join(map(str, map(int, chunk)))})")
+        out.extend(SeenSeries(r.measurement, tuple(map(tuple, json.loads(r.tags))),
+                              tuple(json.loads(r.fields))) for r in rows)
+    return out
 
 
 def upsert_queues(engine: Engine, rows: Sequence[dict]) -> None:
@@ -284,7 +320,8 @@ def upsert_queue_stats(engine: Engine, counts: QueueCounts, slot: datetime) -> i
     """Current count of every job status per queue × prod_source × resource; absent = 0."""
     rows = [{"panda_queue": key[0], "prod_source": key[1], "resource": key[2],
              "atlas_site": tags.get("atlas_site"), "cloud": tags.get("cloud"),
-             "site_state": tags.get("site_state"), "slot_time": slot,
+             "queue_status": tags.get("queue_status"), "site_state": tags.get("site_state"),
+             "slot_time": slot,
              **{status: by_status.get(status, 0.0) for status in PANDA_JOB_STATUSES}}
             for key, (tags, by_status) in counts.items()]
     with engine.begin() as conn:
@@ -293,14 +330,15 @@ def upsert_queue_stats(engine: Engine, counts: QueueCounts, slot: datetime) -> i
 
 
 def queue_topology(engine: Engine) -> dict[str, dict[str, str]]:
-    """site_state, atlas_site and cloud of every queue, by CRIC name and by panda_resource."""
+    """queue_status, site_state, atlas_site and cloud of every queue, by CRIC name and by
+    panda_resource."""
     out: dict[str, dict[str, str]] = {}
     with engine.connect() as conn:
         for row in conn.execute(select(queues.c.panda_queue, queues.c.panda_resource,
-                                       queues.c.site_state, queues.c.atlas_site,
-                                       queues.c.cloud)):
-            where = {"site_state": row.site_state, "atlas_site": row.atlas_site,
-                     "cloud": row.cloud}
+                                       queues.c.queue_status, queues.c.site_state,
+                                       queues.c.atlas_site, queues.c.cloud)):
+            where = {"queue_status": row.queue_status, "site_state": row.site_state,
+                     "atlas_site": row.atlas_site, "cloud": row.cloud}
             if row.panda_resource:
                 out.setdefault(row.panda_resource, where)
             out[row.panda_queue] = where
