@@ -7,8 +7,10 @@ PANDA_JOB_STATUSES = (
 # Always present in PanDA's statistics (zero-filled by the server).
 PANDA_ALWAYS_PRESENT = ("assigned", "activated", "running", "finished", "failed")
 # Tags `enrich` adds to every `jobs` point, from the CRIC PanDA-queue record.
-TOPOLOGY_TAGS = ("atlas_site", "cloud", "country", "tier", "site_state", "queue_type",
-                 "resource_type")
+# queue_status is the PanDA queue's CRIC `status` (online, brokeroff, offline, test);
+# site_state is the site's CRIC `site_state` (ACTIVE, ...).
+TOPOLOGY_TAGS = ("atlas_site", "cloud", "country", "tier", "queue_status", "site_state",
+                 "queue_type", "resource_type")
 UNKNOWN = "unknown"
 # Moving averages kept in queue_stats, and the suspicious-site rules.
 AVERAGED_STATUSES = ("assigned", "activated", "running", "failed")
@@ -21,7 +23,7 @@ HISTORY_STATUSES = ("assigned", "activated", "running", "failed", "finished", "t
 # The longest value a tag may have: the SQL column it is kept in (state tables, batch
 # tables) is this wide; a longer name is a malformed record, reported and skipped before it
 # reaches any store (a test checks every such column against this table).
-TAG_LIMITS = {"prod_source": 64, "resource": 64, "cloud": 64, "site_state": 32,
+TAG_LIMITS = {"prod_source": 64, "resource": 64, "cloud": 64, "site_state": 32, "queue_status": 32,
               "cluster": 64, "scheduler": 16, "state": 16, "native_state": 32,
               "factory_type": 16, "job_status": 64}
 TAG_LIMIT = 128  # every other tag

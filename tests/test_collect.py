@@ -86,11 +86,13 @@ def test_collect_writes_jobs_run_record_and_state(parts_for, http, influx_db):
     row = stats[("AGLT2_UCORE", "managed", "SCORE")]
     assert (row.assigned, row.activated, row.running, row.finished, row.failed, row.starting,
             row.transferring) == (3, 120, 410, 95, 4, 2, 0)
-    assert (row.atlas_site, row.cloud, row.site_state) == ("AGLT2", "US", "online")
+    assert (row.atlas_site, row.cloud, row.queue_status, row.site_state) == \
+        ("AGLT2", "US", "online", "ACTIVE")
     assert len(stats) == 5
     assert sorted(queues) == ["AGLT2_UCORE", "SLAC_ES-lsf"]
-    assert (queues["SLAC_ES-lsf"].panda_resource, queues["SLAC_ES-lsf"].corecount) == \
-        ("SLAC_ES", 4)
+    assert (queues["SLAC_ES-lsf"].panda_resource, queues["SLAC_ES-lsf"].corecount,
+            queues["SLAC_ES-lsf"].queue_status) == \
+        ("SLAC_ES", 4, "offline")
 
 
 def test_rerunning_a_slot_writes_no_duplicates(parts_for, http, influx_db):

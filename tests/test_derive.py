@@ -25,7 +25,7 @@ STEADY = {"assigned": 7, "activated": 3, "failed": 1, "finished": 30}
 def jobs(slot, queue, counts, label="managed", resource="SCORE", rp_points=None):
     return [make_sample("jobs", {"panda_queue": queue, "prod_source": label,
                                  "resource": resource, "job_status": status, "cloud": "US",
-                                 "site_state": "online"}, {"jobs": n}, slot)
+                                 "queue_status": "online"}, {"jobs": n}, slot)
             for status, n in counts.items()]
 
 
@@ -34,9 +34,9 @@ def collected(slot, status="ok"):
                        {"points": 1, "duration_s": 0.1}, slot)
 
 
-def queue_row(name, site_state="online"):
+def queue_row(name, queue_status="online"):
     return {"panda_queue": name, "panda_resource": name, "atlas_site": f"{name}-SITE",
-            "cloud": "US", "site_state": site_state, "updated_at": T}
+            "cloud": "US", "queue_status": queue_status, "site_state": "ACTIVE", "updated_at": T}
 
 
 @pytest.fixture(params=["influxdb", "embedded"])

@@ -135,8 +135,9 @@ def test_real_cric_sample_parses():
     queues, problems = parse_pandaqueues(json.loads(path.read_text()), "sample")
     assert problems == ["sample: queue 'hans': empty or not an object; skipped"]
     slac = queues["SLAC_ES-lsf"]
-    assert (slac.panda_resource, slac.atlas_site, slac.site_state, slac.corecount,
-            slac.corepower, slac.tier) == ("SLAC_ES", "WT2", "offline", 4, 12.49, "T3D")
+    assert (slac.panda_resource, slac.atlas_site, slac.queue_status, slac.site_state,
+            slac.corecount, slac.corepower, slac.tier) == \
+        ("SLAC_ES", "WT2", "offline", "ACTIVE", 4, 12.49, "T3D")  # CRIC status, site_state
     assert queues["AGLT2_HOSPITAL"].datadisks[0] == "BNL-OSG2_DATADISK"
 
 

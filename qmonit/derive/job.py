@@ -152,8 +152,9 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
                 except (StoreUnavailable, InfluxQueryError) as exc:  # tried again next cycle
                     log.warning("derive %s UTC: the 7d/30d averages are not recomputed: %s",
                                 f"{slot:%Y-%m-%d %H:%M}", exc)
-            site_state = {q: t["site_state"] for q, t in topology.items()}
-            findings += evaluate(numbers, site_state, flags_cfg, cfg.get("derive", "coverage_min"),
+            queue_status = {q: t["queue_status"] for q, t in topology.items()}
+            findings += evaluate(numbers, queue_status, flags_cfg,
+                                 cfg.get("derive", "coverage_min"),
                                  cfg.get("panda", "time_window"))
         report.findings = findings
         steps = _Steps(alerts.load_flags(parts.engine), rule, slot)

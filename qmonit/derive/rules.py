@@ -108,7 +108,7 @@ def backlog(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
     return worst
 
 
-def evaluate(numbers: Mapping[QueueKey, QueueNumbers], site_state: Mapping[str, str],
+def evaluate(numbers: Mapping[QueueKey, QueueNumbers], queue_status: Mapping[str, str | None],
              cfg: Mapping[str, Any], coverage_min: float,
              time_window_min: int) -> list[Finding]:
     """Every finding for this slot; a stale (silent) queue is reported once, not as drops."""
@@ -117,7 +117,7 @@ def evaluate(numbers: Mapping[QueueKey, QueueNumbers], site_state: Mapping[str, 
     for key in numbers:
         by_queue[key[0]].append(key)
     for queue, keys in sorted(by_queue.items()):
-        meant_to_run = site_state.get(queue, "unknown") not in NOT_RUNNING_STATES
+        meant_to_run = queue_status.get(queue) not in NOT_RUNNING_STATES
         stale = _stale_queue(queue, [numbers[k] for k in keys], cfg, coverage_min)
         if meant_to_run and stale:
             findings.append(stale)

@@ -34,7 +34,8 @@ class QueueInfo:
     cloud: str | None = None
     country: str | None = None
     tier: str | None = None
-    site_state: str | None = None
+    queue_status: str | None = None  # CRIC `status`: online, brokeroff, offline, test
+    site_state: str | None = None  # CRIC `site_state`: ACTIVE, ...
     queue_type: str | None = None
     resource_type: str | None = None
     corecount: int | None = None
@@ -95,7 +96,8 @@ def parse_pandaqueues(data: Any, origin: str) -> tuple[dict[str, QueueInfo], lis
             cloud=_text(record.get("cloud")),
             country=_text(record.get("country")),
             tier=_text(record.get("tier")),
-            site_state=_text(record.get("status")),
+            queue_status=_text(record.get("status")),
+            site_state=_text(record.get("site_state")),
             queue_type=_text(record.get("type")),
             resource_type=_text(record.get("resource_type")),
             corecount=_number(record.get("corecount"), int),

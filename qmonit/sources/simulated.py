@@ -94,7 +94,8 @@ class SimulatedGrid:
                 record = {
                     "panda_resource": name, "atlas_site": site, "cloud": cloud,
                     "country": country, "tier": tier, "tier_level": int(tier[1]),
-                    "status": status, "type": qtype, "resource_type": "GRID",
+                    "status": status, "site_state": "ACTIVE", "type": qtype,
+                    "resource_type": "GRID",
                     "corecount": corecount, "corepower": corepower,
                     "pilot_manager": "Harvester", "harvester": f"CERN_central_{number % 3}",
                     "rc": f"{country}-{site}", "astorages": {"read_lan": [f"{site}_DATADISK"]},

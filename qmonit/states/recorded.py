@@ -172,7 +172,8 @@ def _cric(source, where, text, rules, now, slot, counts, samples, problems) -> N
     problems += found
     for name, queue in queues.items():
         info = {k: v for k, v in asdict(queue).items() if v not in (None, (), "")}
-        counts[(name, "", str(info.get("site_state", "unknown")), str(info.get("cloud", "")))] += 1
+        status = str(info.get("queue_status", "unknown"))
+        counts[(name, "", status, str(info.get("cloud", "")))] += 1
         samples.append(Sample("cric", tuple(sorted((k, str(v)) for k, v in info.items()
                                                    if k != "datadisks")),
                               (("datadisks", ",".join(queue.datadisks)),), slot))
