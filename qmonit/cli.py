@@ -57,6 +57,11 @@ def parser() -> argparse.ArgumentParser:
                         "PanDA, Harvester or CRIC JSON)")
     states.add_argument("--json", action="store_true",
                         help="test: print every sample collect would write, as JSON lines")
+    sub.add_parser("daemon", help="run collect, derive and the roll-ups on their schedule in "
+                   "one process (instead of cron), leading or standing by for another host")
+    status = sub.add_parser("status", help="last runs, source ages, spool, leases, critical "
+                            "alerts; exit code as a Nagios/Icinga check (0 OK ... 3 UNKNOWN)")
+    status.add_argument("--json", action="store_true", help="as JSON")
     spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
     spool.add_argument("action", choices=["status", "replay"])
     boards = sub.add_parser("dashboards", help="build the Grafana dashboards and provisioning "
@@ -89,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             cfg = config.load(args.config, warn=warnings.append)
     except config.ConfigError as exc:
+        if args.command == "status":  # a check: the monitoring plugin's UNKNOWN
+            print(f"QMONIT UNKNOWN - configuration error: {exc}")
+            return 3
         print(f"qmonit: configuration error: {exc}", file=sys.stderr)
         return 2
     redact.register(cfg.secrets())  # every text that leaves: logs, output, stored messages

@@ -35,6 +35,8 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return demo(args, cfg)
     if args.command == "dashboards":
         return dashboards(args, cfg)
+    if args.command == "daemon":
+        return daemon(args, cfg)
     if args.command == "run" and args.at is not None and args.at > datetime.now(UTC) + SLOT:
         print(f"qmonit run {args.job}: --at {args.at:%Y-%m-%dT%H:%MZ} is in the future; a slot "
               "can be collected, derived or rolled up only once it has begun (nothing done)",
@@ -54,7 +56,7 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
             return 1
     handler: Callable[[argparse.Namespace, Components], int] = {
         "init": init, "check": check, "run": run, "spool": spool, "suspicious": suspicious,
-        "states": states,
+        "states": states, "status": status,
     }[args.command]
     return handler(args, parts)
 
@@ -176,6 +178,35 @@ def run_rollup(parts: Components, job: str, now: datetime, since: datetime | Non
              f", {pending} window(s) left for the next run" if pending else "",
              report.duration_s)
     return report.exit_code
+
+
+def daemon(args: argparse.Namespace, cfg: Config) -> int:
+    from qmonit import config
+    from qmonit.daemon import run_daemon
+    from qmonit.stores.sql import make_engine
+
+    engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
+    try:
+        missing = state.missing_tables(engine)
+    except SQLAlchemyError as exc:
+        print(f"qmonit daemon: state store: {describe_db_error(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if missing:
+        print(f"qmonit daemon: the state store {safe_db_url(engine)} lacks tables "
+              f"({', '.join(missing[:3])}): run `qmonit init` first", file=sys.stderr)
+        return 1
+    return run_daemon(args.config, lambda: config.load(args.config) if args.config else cfg,
+                      lambda c: make_engine(c.sql_url, c.get("sql", "password")))
+
+
+def status(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.status import as_json, gather, render
+
+    report = gather(parts)
+    print(as_json(report) if args.json else render(report), end="")
+    return report.code
 
 
 def suspicious(args: argparse.Namespace, parts: Components) -> int:

@@ -275,6 +275,21 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "max_mb": Option("512", "Size cap of the spool; past it new points are refused, "
                          "loudly.", "float", minimum=0, positive=True),
     },
+    "daemon": {
+        "cycle_minute": Option("1", "`qmonit daemon`: collect then derive every 10 minutes at "
+                               "this minute of each slot (0-9, UTC), as cron's 1-59/10.", "int",
+                               minimum=0, maximum=9),
+        "hourly_minute": Option("7", "The hourly roll-up at this minute of every hour (UTC).",
+                                "int", minimum=0, maximum=59),
+        "daily_minute": Option("17", "The daily roll-up at 00:MM UTC.", "int", minimum=0,
+                               maximum=59),
+        "lease_ttl_s": Option("60", "The leader's lease in the SQL state store lasts this long "
+                              "and is renewed every third of it; a standby daemon (a second "
+                              "host on the same stores) takes over once it lapses.", "float",
+                              minimum=5),
+        "stop_grace_s": Option("120", "On SIGTERM/SIGINT, how long a running job may go on "
+                               "before it is stopped.", "float", minimum=0),
+    },
     "logging": {
         "level": Option("INFO", "DEBUG, INFO, WARNING or ERROR.", "choice",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR")),

@@ -424,4 +424,4 @@ def rewind_watermarks(engine: Engine, late: datetime, widths: Mapping[str, int])
 
 # The job-level tables live in their own module but belong to `metadata` too, so that
 # create_tables and `qmonit check` see every table whoever imported this module.
-from qmonit.stores import batch_tables, status_tables  # noqa: E402, F401
+from qmonit.stores import batch_tables, lease, status_tables  # noqa: E402, F401
