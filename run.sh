@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # What cron calls: ./run.sh JOB [ARGS]. Runs jobs/JOB.py under a lock so two runs of one
 # job never overlap, appends its output to a log file, and passes its exit code on.
+# `run.sh daemon` is the watchdog: it starts `qmonit daemon` unless one already runs (then
+# it exits 0 and says nothing), so an hourly cron line keeps the daemon up.
 #   QMONIT_CONFIG   configuration file (default: config.cfg beside this script, if present)
 #   QMONIT_LOG_DIR  where JOB.log and JOB.lock go (default: log/ beside this script)
 #   QMONIT_PYTHON   the Python that has qmonit installed (default: python3)
@@ -20,6 +22,9 @@ if [ -z "${QMONIT_CONFIG:-}" ] && [ -f "$here/config.cfg" ]; then
 fi
 exec 9>"$log_dir/$job.lock"
 if ! flock -n 9; then
+    if [ "$job" = daemon ]; then
+        exit 0  # the watchdog's every call while the daemon runs: nothing to say
+    fi
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) ERROR run.sh: $job is still running from an earlier start; this run is skipped" | tee -a "$log" >&2
     exit 1
 fi

@@ -1,11 +1,14 @@
 """The daemon as it runs for real: jobs as `qmonit run` processes, signals to a real
 `qmonit daemon` process."""
 
+import configparser
+import os
 import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -78,3 +81,53 @@ def test_the_daemon_process_keeps_its_configuration_on_a_bad_sighup_and_exits_0_
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_cron_watchdog_starts_the_daemon_once_and_is_silent_while_it_runs(
+        write_config, tmp_path):
+    cfg = write_config(SIMULATED)
+    subprocess.run([sys.executable, "-m", "qmonit", "-c", str(cfg), "init"], check=True,
+                   capture_output=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QMONIT_")}
+    env.update(QMONIT_CONFIG=str(cfg), QMONIT_LOG_DIR=str(tmp_path / "log"),
+               QMONIT_PYTHON=sys.executable)
+    first = subprocess.Popen([str(ROOT / "run.sh"), "daemon"], env=env)
+    log = tmp_path / "log" / "daemon.log"
+    try:
+        end = time.time() + 20
+        while time.time() < end and not (log.exists() and "started:" in log.read_text()):
+            time.sleep(0.1)
+        assert "started:" in log.read_text()
+        again = subprocess.run([str(ROOT / "run.sh"), "daemon"], env=env, capture_output=True,
+                               text=True, timeout=20)
+        assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+        assert first.poll() is None  # the first is still the one running
+    finally:
+        children = Path(f"/proc/{first.pid}/task/{first.pid}/children").read_text().split()
+        for child in children:  # run.sh's python: the daemon
+            os.kill(int(child), signal.SIGTERM)
+        first.wait(30)
+    assert first.returncode == 0
+    assert log.read_text().count("started:") == 1
+
+
+def test_the_systemd_unit_runs_the_daemon_as_a_service_user_hardened():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(ROOT / "deploy" / "qmonit.service")
+    service = unit["Service"]
+    assert service["ExecStart"] == "/usr/bin/python3 -m qmonit daemon"
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert (service["User"], service["Restart"], service["KillMode"]) == (
+        "qmonit", "on-failure", "mixed")
+    assert float(service["TimeoutStopSec"]) > float(config.SCHEMA["daemon"]["stop_grace_s"]
+                                                    .default)
+    for setting in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices",
+                    "RestrictSUIDSGID", "LockPersonality"):
+        assert service[setting] == "yes", setting
+    assert service["ProtectSystem"] == "strict"
+    assert service["CapabilityBoundingSet"] == ""
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
