@@ -20,7 +20,7 @@ from qmonit.sample import SLOT, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
 from qmonit.sources.panda import PandaJobStats, parse_job_stats
-from qmonit.stores import state
+from qmonit.stores import lease, state
 from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.embedded import EmbeddedStore
 from qmonit.stores.influx import InfluxQueryError, InfluxStore
@@ -45,7 +45,10 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
     parts = build(cfg)
     if args.command in ("run", "suspicious"):
         try:
-            missing = state.missing_tables(parts.engine)
+            # an installation upgraded under cron runs on before `qmonit init` adds the
+            # daemon's tables
+            missing = [t for t in state.missing_tables(parts.engine)
+                       if t not in lease.DAEMON_ONLY]
         except SQLAlchemyError as exc:
             missing = []  # the command itself reports what is wrong with the store
             log.debug("state store not inspected: %s", describe_db_error(exc))

@@ -65,7 +65,8 @@ def gather(parts: Components, now: datetime | None = None) -> Status:
     now = now or datetime.now(UTC)
     status = Status()
     try:
-        missing = state.missing_tables(parts.engine)
+        all_missing = state.missing_tables(parts.engine)
+        missing = [t for t in all_missing if t not in lease.DAEMON_ONLY]
         if missing:
             status.code = UNKNOWN
             status.problems.append(f"UNKNOWN: the state store {safe_db_url(parts.engine)} has "
@@ -73,7 +74,7 @@ def gather(parts: Components, now: datetime | None = None) -> Status:
             return status
         with parts.engine.connect() as conn:
             rows = [r._asdict() for r in conn.execute(select(source_status))]
-        held = lease.held(parts.engine)
+        held = [] if lease.leases.name in all_missing else lease.held(parts.engine)
         open_critical = [a for a in alerts.open_alerts(parts.engine) if a.severity == "critical"]
     except SQLAlchemyError as exc:
         status.code = UNKNOWN
@@ -142,13 +143,15 @@ def _judge_sources(status: Status, rows: list[dict], now: datetime) -> None:
 def _judge_spool(status: Status, parts: Components, now: datetime) -> None:
     files = parts.spool.files()
     damaged = parts.spool.damaged()
-    oldest = min((f.created for f in files), default=None)
+    since = min((f.created for f in files), default=None)
+    oldest = min((f.oldest or f.created for f in files), default=None)
     status.spool = {"files": len(files), "bytes": sum(f.size for f in files),
                     "points": sum(f.points for f in files),
-                    "oldest": oldest.isoformat() if oldest else None, "damaged": len(damaged)}
-    if oldest is not None and now - oldest > SLOT:
+                    "oldest_slot": oldest.isoformat() if oldest else None,
+                    "damaged": len(damaged)}
+    if since is not None and now - since > SLOT:
         status.raise_to(WARNING, f"{status.spool['points']} point(s) spooled since "
-                                 f"{_age(now, oldest)}: a store is not taking writes")
+                                 f"{_age(now, since)}: a store is not taking writes")
     if damaged:
         status.raise_to(WARNING, f"{len(damaged)} damaged spool file(s) set aside (points "
                                  "lost; `qmonit spool status`)")
@@ -187,8 +190,9 @@ def render(status: Status, now: datetime | None = None) -> str:
     spool = status.spool
     lines.append("")
     lines.append(f"spool: {spool['files']} file(s), {spool['points']} point(s), "
-                 f"{spool['bytes']} bytes" + (f", oldest {spool['oldest']}" if spool['oldest']
-                                              else "") +
+                 f"{spool['bytes']} bytes" + (
+                     f", oldest slot {datetime.fromisoformat(spool['oldest_slot']):%Y-%m-%d %H:%M}"
+                     if spool["oldest_slot"] else "") +
                  (f"; {spool['damaged']} damaged" if spool["damaged"] else ""))
     if status.leases:
         lines.append("leases: " + "; ".join(

@@ -210,7 +210,7 @@ def test_init_creates_every_table_a_job_needs(write_config, tmp_path):
     assert tables == {"queues", "queue_stats", "queue_history", "series_seen", "watermarks",
                       "flag_state", "alerts", "ts_series", "ts_tags", "ts_points",
                       "batch_jobs_current", "batch_jobs_ended", "source_status",
-                      "factory_labels"}
+                      "factory_labels", "leases"}
     database = sqlite3.connect(tmp_path / "data" / "qmonit.sqlite")
     for job, at in (("collect", "2026-11-21T23:30"), ("derive", "2026-11-21T23:30"),
                     ("hourly", "2026-11-22T00:30"), ("daily", "2026-11-22T00:30")):
@@ -262,3 +262,13 @@ def test_states_test_panda_on_a_working_panda(write_config, http):
                     "finished": ("completed", counts["finished"]),
                     "running": ("running", counts["running"]),
                     "starting": ("running", counts["starting"])}
+
+
+def test_collect_runs_before_init_adds_the_daemons_tables(write_config, tmp_path):
+    cfg = write_config({"sources": {"enabled": "simulated"}})
+    qmonit("-c", str(cfg), "init")
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "data" / "qmonit.sqlite").execute("DROP TABLE leases")
+    done = qmonit("-c", str(cfg), "run", "collect", "--at", "2026-11-21T10:00")
+    assert done.returncode == 0, done.stderr

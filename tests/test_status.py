@@ -109,7 +109,9 @@ def test_a_failed_source_spooled_points_and_critical_alerts_are_warnings(parts):
     ran(parts, t - timedelta(minutes=10))
     ran(parts, t, panda="failed", message="timed out")
     ran(parts, t + timedelta(minutes=10), panda="failed", message="timed out")
-    parts.spool.put([make_sample("jobs", {"panda_queue": "Q"}, {"jobs": 1.0}, t)], "10m")
+    parts.spool.put([make_sample("jobs", {"panda_queue": "Q"}, {"jobs": 1.0}, t),
+                     make_sample("jobs", {"panda_queue": "Q"}, {"jobs": 2.0},
+                                 t - timedelta(minutes=30))], "10m")
     alerts.record(parts.engine, [(("CERN-PROD", "managed", "SCORE", "drop"), {
         "severity": "critical", "reason": "running 3 vs 400 (median)", "current": 3.0,
         "baseline": 400.0, "score": 9.0})], [], [], t)
@@ -118,10 +120,13 @@ def test_a_failed_source_spooled_points_and_critical_alerts_are_warnings(parts):
     assert status.code == 1
     problems = status.problems
     assert problems[0] == "WARNING: collect's last run failed: panda: timed out"
-    assert problems[1].startswith("WARNING: 1 point(s) spooled since ")
+    assert problems[1].startswith("WARNING: 2 point(s) spooled since ")
     assert problems[1].endswith(": a store is not taking writes")
     assert problems[2:] == ["WARNING: 1 critical suspicious-site alert(s) open"]
-    assert "  CERN-PROD managed SCORE drop: running 3 vs 400 (median)" in render(status, now)
+    text = render(status, now)
+    assert "  CERN-PROD managed SCORE drop: running 3 vs 400 (median)" in text
+    assert f" bytes, oldest slot {t - timedelta(minutes=30):%Y-%m-%d %H:%M}\n" in text
+    assert status.spool["oldest_slot"] == (t - timedelta(minutes=30)).isoformat()
 
 
 def run_status(*args):
@@ -147,3 +152,12 @@ def test_broken_installations_are_unknown(write_config, tmp_path):
     assert run_status("-c", str(bad)) == (3, (
         f"QMONIT UNKNOWN - configuration error: {bad}: [daemon] cycle_minute = '10': must be "
         "at most 9\n"))
+
+
+def test_an_installation_from_before_the_daemon_runs_and_reports_without_leases(parts):
+    with parts.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE leases")
+    ran(parts, T)
+    status = gather(parts, T + timedelta(minutes=3))
+    assert (status.code, status.leases) == (0, [])
+    assert "leases: none (cron, or no daemon has run)" in render(status, T)

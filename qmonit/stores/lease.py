@@ -19,6 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from qmonit.stores.state import metadata
 
+DAEMON_ONLY = frozenset({"leases"})  # a cron installation runs without them
+
 leases = Table(
     "leases", metadata,
     Column("job", String(16), primary_key=True),

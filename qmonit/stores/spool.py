@@ -46,6 +46,7 @@ class SpoolFile:
     retention: str
     points: int
     created: datetime
+    oldest: datetime | None = None  # the time of its oldest point
 
 
 @dataclass
@@ -111,9 +112,11 @@ class Spool:
             try:
                 with gzip.open(path, "rt") as handle:
                     header = json.loads(handle.readline())
+                oldest = header.get("oldest")  # files of versions before have none
                 out.append(SpoolFile(path, path.stat().st_size, header["retention"],
                                      header["points"],
-                                     datetime.fromisoformat(header["created"])))
+                                     datetime.fromisoformat(header["created"]),
+                                     datetime.fromisoformat(oldest) if oldest else None))
             except FileNotFoundError:  # replayed by another run meanwhile
                 continue
             except (*_STREAM_ERRORS, ValueError, KeyError, TypeError) as exc:
@@ -144,7 +147,7 @@ class Spool:
         self._ensure()
         name = f"{time.time_ns():020d}-{retention}{SUFFIX}"
         path = self.directory / name
-        size = _write_atomically(path, [_header(retention, len(samples), datetime.now(UTC)),
+        size = _write_atomically(path, [_header(retention, samples, datetime.now(UTC)),
                                         *map(_dump, samples)])
         total = self.size_bytes()
         if total > self.max_bytes:
@@ -176,7 +179,7 @@ class Spool:
                    f"replayed, {lost} lost")
         self._quarantine(spool_file.path, problem)
         try:
-            _write_atomically(spool_file.path, [_header(spool_file.retention, len(samples),
+            _write_atomically(spool_file.path, [_header(spool_file.retention, samples,
                                                         spool_file.created),
                                                 *map(_dump, samples)])
         except OSError as exc:  # they are replayed from memory; kept only if that succeeds
@@ -215,7 +218,7 @@ class Spool:
 
     def _rewrite(self, spool_file: SpoolFile, remaining: Sequence[Sample]) -> None:
         try:
-            _write_atomically(spool_file.path, [_header(spool_file.retention, len(remaining),
+            _write_atomically(spool_file.path, [_header(spool_file.retention, remaining,
                                                         spool_file.created),
                                                 *map(_dump, remaining)])
         except OSError as exc:  # the whole file stays: its written points come again
@@ -231,10 +234,13 @@ class Spool:
         return None if problem is None else f"{problem}: {len(samples)} points readable"
 
 
-def _header(retention: str, points: int, created: datetime) -> str:
-    """A spool file's first line."""
-    return json.dumps({"retention": retention, "points": points,
-                       "created": created.isoformat()})
+def _header(retention: str, samples: Sequence[Sample], created: datetime) -> str:
+    """A spool file's first line: its policy, how many points, when it was first spooled,
+    and the slot of its oldest point (what `qmonit status` shows)."""
+    oldest = min((sample.time for sample in samples), default=None)
+    return json.dumps({"retention": retention, "points": len(samples),
+                       "created": created.isoformat(),
+                       "oldest": oldest.isoformat() if oldest else None})
 
 
 def _reason(exc: BaseException) -> str:
