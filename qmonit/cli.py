@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("init", help="create the database, retention policies and tables")
     sub.add_parser("check", help="validate the configuration and reach every endpoint")
     run = sub.add_parser("run", help="run one job for one slot")
-    run.add_argument("job", choices=["collect", "derive", "hourly", "daily"])
+    run.add_argument("job", choices=["collect", "derive", "hourly", "daily", "datadisk"])
     run.add_argument("--at", type=_parse_time, help="pin the slot (ISO 8601, UTC if no zone)")
     run.add_argument("--since", type=_parse_time,
                      help="hourly/daily: roll up again from this time (a backfill)")

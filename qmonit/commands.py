@@ -144,6 +144,14 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
 def run(args: argparse.Namespace, parts: Components) -> int:
     if args.job in ("hourly", "daily"):
         return run_rollup(parts, args.job, args.at or datetime.now(UTC), args.since)
+    if args.job == "datadisk":
+        from qmonit.datadisk import run_datadisk
+
+        report = run_datadisk(parts, args.at or datetime.now(UTC))
+        log.info("datadisk %s UTC: %d datadisks%s in %.1f s", f"{report.hour:%Y-%m-%d %H:%M}",
+                 report.datadisks, f"; failed: {report.error}" if report.error else "",
+                 report.duration_s)
+        return report.exit_code
     slot = slot_start(args.at or datetime.now(UTC))
     if args.job == "derive":
         return run_derive(parts, slot)

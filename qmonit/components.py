@@ -13,10 +13,16 @@ from qmonit.config import Config
 from qmonit.sample import Sample, SeriesIds, series_id
 from qmonit.sources.base import Source
 from qmonit.sources.cric import CricTopology, NoTopology
+from qmonit.sources.daod import DaodAccounting
 from qmonit.sources.harvester import HarvesterWorkers
 from qmonit.sources.htcondor import HTCondorSource
 from qmonit.sources.panda import PandaJobStats
-from qmonit.sources.simulated import SimulatedGrid, SimulatedJobStats, SimulatedTopology
+from qmonit.sources.simulated import (
+    SimulatedDaod,
+    SimulatedGrid,
+    SimulatedJobStats,
+    SimulatedTopology,
+)
 from qmonit.sources.slurm import SlurmSource
 from qmonit.states.rules import SOURCES as RULE_SOURCES
 from qmonit.states.rules import RuleSet, load_rules
@@ -45,6 +51,7 @@ class Components:
     rules: dict[str, RuleSet] | None = None
     buffer: RollupBuffer | None = None  # what the hourly roll-up reads instead of the store
     series_ids: Callable[[Sample], int] = series_id  # remembered with the embedded store
+    daod: Any = None  # the datadisk job's DAOD accounting: has volumes(until)
 
 
 def build(cfg: Config) -> Components:
@@ -92,8 +99,13 @@ def build(cfg: Config) -> Components:
         sources.append(_slurm_source(cfg, rules["slurm"], rules["slurm_nodes"]))
     if cfg.get("cric", "url") and grid is None:
         topology = CricTopology(cfg.section("cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
+    daod: Any = None
+    if cfg.get("datadisk", "url"):
+        daod = DaodAccounting(cfg.section("datadisk"))
+    elif grid is not None:
+        daod = SimulatedDaod(grid)
     return Components(cfg, engine, store, spool, DurableWriter(store, spool, buffer), sources,
-                      topology, grid, rules, buffer, series_ids)
+                      topology, grid, rules, buffer, series_ids, daod)
 
 
 def _slurm_source(cfg: Config, rules: RuleSet, node_rules: RuleSet) -> Source:

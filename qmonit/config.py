@@ -275,6 +275,29 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "max_mb": Option("512", "Size cap of the spool; past it new points are refused, "
                          "loudly.", "float", minimum=0, positive=True),
     },
+    "datadisk": {
+        "url": Option("", "The `datadisk` job's search endpoint for the Rucio accounting "
+                      "index: Elasticsearch/OpenSearch itself, or Grafana's datasource proxy "
+                      "(https://monit-grafana.cern.ch/api/datasources/proxy/ID); _msearch is "
+                      "appended. Empty: the job has nothing to do (the simulated grid "
+                      "serves its own placement).", "url"),
+        "token": Option("", "Bearer token (a Grafana API key through the proxy).",
+                        secret=True),
+        "verify_tls": Option("true", "Check the server's TLS certificate.", "bool"),
+        "ca_bundle": Option("", "CA bundle file.", "path"),
+        "timeout_s": Option("120", "Longest the search may take, seconds.", "float",
+                            minimum=0.1),
+        "index": Option("monit_prod_rucioacc_enr_site*", "Index pattern searched.", "str"),
+        "window_h": Option("24", "Accounting documents of this many hours before the job "
+                           "are summed (the index holds one snapshot a day).", "float",
+                           positive=True),
+        "datatype": Option("DAOD", "Datatype counted.", "str"),
+        "time_field": Option("metadata.timestamp", "The documents' time field.", "str"),
+        "datatype_field": Option("data.datatype", "Field holding the datatype.", "str"),
+        "rse_field": Option("data.rse", "Field holding the RSE name.", "str"),
+        "files_field": Option("data.files", "Field holding a document's file count.", "str"),
+        "bytes_field": Option("data.bytes", "Field holding a document's bytes.", "str"),
+    },
     "daemon": {
         "cycle_minute": Option("1", "`qmonit daemon`: collect then derive every 10 minutes at "
                                "this minute of each slot (0-9, UTC), as cron's 1-59/10.", "int",

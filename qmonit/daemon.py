@@ -46,7 +46,7 @@ log = logging.getLogger("qmonit.daemon")
 
 KINDS = ("cycle", "hourly", "daily")  # cycle: collect, then derive
 PERIOD = {"cycle": SLOT, "hourly": timedelta(hours=1), "daily": timedelta(days=1)}
-STEPS = {"cycle": ("collect", "derive"), "hourly": ("hourly",), "daily": ("daily",)}
+STEPS = {"cycle": ("collect", "derive"), "hourly": ("hourly", "datadisk"), "daily": ("daily",)}
 KILL_AFTER_S = 10.0  # after SIGTERM, a job that does not exit gets SIGKILL
 
 
@@ -273,6 +273,9 @@ class Daemon:
 
     def _run(self, due: Due) -> None:
         for job in STEPS[due.kind]:
+            if job == "datadisk" and not (self.cfg.get("datadisk", "url") or {
+                    "simulated", "simulated_batch"} & set(self.cfg.get("sources", "enabled"))):
+                continue  # no DAOD accounting to read here
             if self.stop_requested is not None:  # the running job finished: no new one
                 log.warning("daemon: %s for %s UTC not started: the daemon stops", job,
                             f"{due.at:%Y-%m-%d %H:%M}")

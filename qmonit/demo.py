@@ -12,6 +12,7 @@ from typing import TextIO
 from qmonit import config, report
 from qmonit.collect import collect
 from qmonit.components import build
+from qmonit.datadisk import placement_summary, run_datadisk
 from qmonit.derive.job import derive
 from qmonit.notify import describe
 from qmonit.sample import SLOT, epoch_seconds, slot_start
@@ -61,6 +62,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
                   end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
+    placement = run_datadisk(parts, last)
     elapsed = time.monotonic() - started
     failed = [r for r in reports if any(s.status == "failed" for s in r.sources)]
     written = sum(r.delivery.written for r in reports)
@@ -89,6 +91,8 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
     print(f"Stored in: {cfg.sql_url} (tables ts_points, ts_series, ts_tags; state: queues, "
           f"queue_stats, alerts, batch_jobs_current, batch_jobs_ended, source_status, "
           f"factory_labels)", file=out)
+    print(f"DAOD placement at {placement.hour:%Y-%m-%d %H:%M} UTC (the datadisk job, \"1h\"): "
+          f"{placement_summary(placement)}", file=out)
     print(f"\nSuspicious sites at {last:%Y-%m-%d %H:%M} UTC (derive ran after each of the last "
           f"{DERIVE_HOURS * 6} cycles, {derive_s:.1f} s in all):", file=out)
     print(render_suspicious(parts.engine), end="", file=out)

@@ -26,7 +26,7 @@ OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 STALE_AFTER = 3 * SLOT  # collect, or one of its sources, without success for this long
 LATE_AFTER = {"hourly": timedelta(hours=2), "daily": timedelta(days=2)}
-JOB_ORDER = ("collect", "derive", "hourly", "daily")
+JOB_ORDER = ("collect", "derive", "hourly", "daily", "datadisk")
 
 
 @dataclass

@@ -170,6 +170,12 @@ def test_demo_totals_match_the_simulated_grid(tmp_path):
     assert run_demo(tmp_path / "demo", hours=2, seed=3, now=now, out=out) == 0
     text = out.getvalue()
     grid = SimulatedGrid(seed=3)
+    from qmonit.sources.simulated import SimulatedDaod
+
+    badly = SimulatedDaod(grid).badly_placed
+    assert re.search(r"DAOD placement at 2026-11-21 12:00 UTC \(the datadisk job, \"1h\"\): "
+                     rf"\d+ datadisks; share of analysis / share of DAOD, most under-supplied: "
+                     rf"{badly} \d+\.\d\d, ", text), text
     assert text.startswith(f"qmonit demo: simulated grid (small, seed 3), {len(grid.queues)} "
                            f"PanDA queues, 12 ten-minute cycles from 2026-11-21 10:10 to "
                            f"2026-11-21 12:00 UTC in ")

@@ -142,7 +142,8 @@ def test_sigterm_in_the_middle_lets_the_job_finish_then_exits_0(tmp_path, clock)
     daemon = daemon_with(tmp_path, clock, jobs)
     assert daemon.serve() == 0
     assert [(job, f"{at:%H:%M}") for job, at, _ in jobs.started] == [
-        ("collect", "00:01"), ("derive", "00:01"), ("hourly", "00:07"), ("collect", "00:11"),
+        ("collect", "00:01"), ("derive", "00:01"), ("hourly", "00:07"), ("datadisk", "00:07"),
+        ("collect", "00:11"),
         ("derive", "00:11"), ("daily", "00:17"), ("collect", "00:21")]  # no derive after it
     assert (daemon.runs[-1].job, daemon.runs[-1].exit_code) == ("collect", 0)  # finished
     assert [one.expires_at for one in lease.held(daemon.engine)] == [0, 0, 0]  # given up

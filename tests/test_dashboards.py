@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from qmonit import cli, config
 from qmonit.collect import collect
 from qmonit.components import build
+from qmonit.datadisk import run_datadisk
 from qmonit.derive.job import derive
 from qmonit.downsample import rollup
 from qmonit.grafana.build import build_all
@@ -34,6 +35,10 @@ NO_SOURCES = {"sources": {"enabled": "simulated"}}
 
 def boards() -> list:
     return build_all(config.defaults(NO_SOURCES))
+
+
+def board(name: str):
+    return next(b for b in boards() if b.name == name)
 
 
 def panels(model: dict) -> list[dict]:
@@ -64,6 +69,7 @@ def filled(influxd, mariadb, tmp_path_factory):
     for slot in FILL_SLOTS:
         collect(parts, slot)
         derive(parts, slot)
+    assert run_datadisk(parts, DAY + timedelta(hours=12, minutes=12)).exit_code == 0
     for job in ("hourly", "daily"):
         assert rollup(parts, job, DAY + timedelta(days=1, minutes=5), progress=False).errors == []
     engine = create_engine(make_url(mariadb).set(database=name))
@@ -114,9 +120,11 @@ def run_target(target: dict, view: View, parts, engine) -> int:
 def test_every_dashboard_file_builds_with_a_uid_title_and_panels():
     built = boards()
     assert [(b.name, b.uid) for b in built] == [
-        ("batch", "qmonit-batch"), ("factories", "qmonit-factories"), ("jobs", "qmonit-jobs"),
-        ("pipeline", "qmonit-pipeline"), ("suspicious", "qmonit-suspicious")]
-    assert [b.title for b in built] == ["Batch Clusters", "Pilot Factories", "Jobs Monitoring",
+        ("batch", "qmonit-batch"), ("daod", "qmonit-daod"), ("factories", "qmonit-factories"),
+        ("jobs", "qmonit-jobs"), ("pipeline", "qmonit-pipeline"),
+        ("suspicious", "qmonit-suspicious")]
+    assert [b.title for b in built] == ["Batch Clusters", "DAOD distribution",
+                                        "Pilot Factories", "Jobs Monitoring",
                                         "Pipeline Health", "Suspicious Sites"]
     for board in built:
         assert len(panels(board.model)) >= 6, board.name
@@ -184,7 +192,7 @@ def test_every_link_goes_to_a_dashboard_that_exists_with_the_variables_it_sets()
 
 def test_long_time_ranges_switch_to_the_rolled_up_retention_policies(filled):
     parts, _, _ = filled
-    query = next(v for v in boards()[2].model["templating"]["list"] if v["name"] == "rp")["query"]
+    query = next(v for v in board("jobs").model["templating"]["list"] if v["name"] == "rp")["query"]
     for days, rp in ((0.25, "10m"), (2, "10m"), (3, "1h"), (62, "1h"), (63, "1d"), (3650, "1d")):
         view = View(VIEW_END - timedelta(days=days), VIEW_END)
         assert [row["first"] for row in parts.store.rows(expand_influx(query, view))] == [rp], \
@@ -223,7 +231,7 @@ def test_every_panel_query_runs_and_returns_rows_at_every_resolution(filled):
 
 def test_a_variable_set_to_one_value_narrows_the_panels(filled):
     parts, engine, _ = filled
-    jobs = boards()[2].model
+    jobs = board("jobs").model
     view = make_view(jobs, parts, engine, "10m")
     panel = next(p for p in panels(jobs) if p["title"] == "By PanDA job status")
     everything = parts.store.rows(expand_influx(panel["targets"][0]["query"], view))
@@ -237,7 +245,7 @@ def test_a_variable_set_to_one_value_narrows_the_panels(filled):
 def test_jobs_panels_agree_with_the_queue_stats_table(filled):
     """The InfluxDB panels and the SQL current state count the same jobs in the last slot."""
     parts, engine, _ = filled
-    jobs = boards()[2].model
+    jobs = board("jobs").model
     view = make_view(jobs, parts, engine, "10m")
     (running, failed, finished), = run_sql(
         engine, "SELECT SUM(running), SUM(failed), SUM(finished) FROM queue_stats")
@@ -254,7 +262,7 @@ def test_jobs_panels_agree_with_the_queue_stats_table(filled):
 
 def test_suspicious_sites_show_the_open_stale_flag_and_the_notification(filled):
     parts, engine, hook = filled
-    suspicious = boards()[4].model
+    suspicious = board("suspicious").model
     view = make_view(suspicious, parts, engine, "10m")
     table = next(p for p in panels(suspicious) if p["title"] == "Open alerts"
                  and p["type"] == "table")
@@ -268,7 +276,7 @@ def test_suspicious_sites_show_the_open_stale_flag_and_the_notification(filled):
 
 def test_pilot_factories_show_every_label_with_its_message(filled):
     parts, engine, _ = filled
-    factories = boards()[1].model
+    factories = board("factories").model
     view = make_view(factories, parts, engine, "10m")
     labels = next(p for p in panels(factories) if p["title"] == "Labels")
     rows = run_sql(engine, expand_sql(labels["targets"][0]["rawSql"], view))
@@ -302,7 +310,8 @@ def test_dashboards_build_writes_json_and_provisioning(write_config, tmp_path):
     out = tmp_path / "grafana"
     assert cli.main(["-c", str(cfg), "dashboards", "build", "-o", str(out)]) == 0
     assert sorted(p.name for p in out.glob("*.json")) == [
-        "batch.json", "factories.json", "jobs.json", "pipeline.json", "suspicious.json"]
+        "batch.json", "daod.json", "factories.json", "jobs.json", "pipeline.json",
+        "suspicious.json"]
     assert json.loads((out / "jobs.json").read_text())["uid"] == "qmonit-jobs"
     files = {p.relative_to(out / "provisioning").as_posix(): p.read_text()
              for p in (out / "provisioning").rglob("*.yaml")}
@@ -402,7 +411,7 @@ def test_every_panel_gives_the_same_numbers_from_its_level_as_from_the_per_queue
 
 def test_all_reads_a_level_and_one_queue_the_per_queue_series(filled):
     parts, engine, _ = filled
-    jobs = boards()[2].model
+    jobs = board("jobs").model
     view = make_view(jobs, parts, engine, "10m")
     assert [view.selected[n] for n in ("jobs_m", "jobs_split_m", "jobs_status_m")] == [
         "jobs_grid", "jobs_by_state", "jobs_grid"]  # $group_by starts on cloud
@@ -421,7 +430,7 @@ def test_all_reads_a_level_and_one_queue_the_per_queue_series(filled):
 
 def test_the_flag_panels_read_from_the_flagged_findings_what_all_findings_give(filled):
     parts, engine, _ = filled
-    suspicious = boards()[4].model
+    suspicious = board("suspicious").model
     compared = 0
     for rp in RPS:
         view = make_view(suspicious, parts, engine, rp)
@@ -455,3 +464,17 @@ def test_each_level_variable_comes_after_every_variable_it_reads():
                 (board.name, variable["name"], used)
             checked += 1
     assert checked == len(LEVEL_VARIABLES)
+
+
+def test_daod_distribution_ranks_the_badly_placed_datadisk_first(filled):
+    parts, engine, _ = filled
+    [board] = [b for b in boards() if b.model["uid"] == "qmonit-daod"]
+    view = make_view(board.model, parts, engine, "10m")
+    [panel] = [p for p in panels(board.model) if p["title"] == "Most under-supplied datadisks"]
+    rows = parts.store.rows(expand_influx(panel["targets"][0]["query"], view))
+    assert len(rows) == 10
+    assert max(rows, key=lambda r: r["placement_ratio"])["rse"] == parts.daod.badly_placed
+    [every] = [p for p in panels(board.model) if p["title"] == "Every datadisk"]
+    listed = parts.store.rows(expand_influx(every["targets"][0]["query"], view))
+    assert {r["rse"] for r in listed} == set(parts.daod.bytes)
+    assert sum(r["daod_bytes"] for r in listed) == pytest.approx(sum(parts.daod.bytes.values()))

@@ -18,8 +18,8 @@ from typing import Any
 import requests
 
 from qmonit.files import write_text_atomic
-from qmonit.http import describe_failure, make_session, safe_url
-from qmonit.sources.base import SourceError
+from qmonit.http import make_session, safe_url
+from qmonit.sources.base import SourceError, json_answer
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +130,9 @@ class CricTopology:
         return f"CRIC {safe_url(self.url)}"
 
     def fetch(self) -> Any:
-        try:
-            response = self.session.get(self.url, params={"json": ""}, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise SourceError(f"{self.origin}: {describe_failure(exc, self.timeout)}") from None
-        if response.status_code != 200:
-            raise SourceError(f"{self.origin}: HTTP {response.status_code}")
-        try:
-            return json.loads(response.content)
-        except ValueError as exc:
-            raise SourceError(f"{self.origin}: response is not valid JSON ({exc})") from None
+        return json_answer(
+            lambda: self.session.get(self.url, params={"json": ""}, timeout=self.timeout),
+            self.origin, self.timeout)
 
     def load(self, slot: datetime | None = None) -> Topology:
         """The topology now (`slot` is for simulated sources; CRIC has only the present)."""

@@ -10,7 +10,6 @@ An empty dict means the server failed: it is an error, never a grid with no jobs
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -18,10 +17,10 @@ from typing import Any
 
 import requests
 
-from qmonit.http import describe_failure, make_session, safe_url
+from qmonit.http import make_session, safe_url
 from qmonit.model import PANDA_JOB_STATUSES
 from qmonit.sample import make_sample, or_unknown, shown_path
-from qmonit.sources.base import Collection, SourceError
+from qmonit.sources.base import Collection, SourceError, json_answer
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +116,9 @@ class PandaJobStats:
 
     def get_json(self, params: dict[str, Any]) -> Any:
         """GET the URL with `params`; the decoded JSON, or a SourceError saying what failed."""
-        try:
-            response = self.session.get(self.url, params=params, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise SourceError(f"{self.origin}: {describe_failure(exc, self.timeout)}") from None
-        if response.status_code != 200:
-            raise SourceError(f"{self.origin}: HTTP {response.status_code}: "
-                              f"{response.text.strip()[:200]}")
-        try:
-            return json.loads(response.content)
-        except ValueError as exc:
-            raise SourceError(f"{self.origin}: response is not valid JSON ({exc})") from None
+        return json_answer(
+            lambda: self.session.get(self.url, params=params, timeout=self.timeout),
+            self.origin, self.timeout, lambda response: response.text.strip()[:200])
 
     def fetch(self) -> Any:
         """The job statistics (the v1 envelope removed)."""

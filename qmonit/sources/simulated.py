@@ -215,3 +215,42 @@ class SimulatedTopology:
     def load(self, slot: datetime) -> Topology:
         queues, _ = parse_pandaqueues(self.grid.pandaqueues(slot), "simulated CRIC")
         return Topology(queues, "fresh", slot, f"{len(queues)} simulated queues")
+
+
+BYTES_PER_JOB = 2.0e11  # DAOD bytes a datadisk holds per analysis job its site runs
+BADLY_PLACED_SHARE = 0.15  # the badly placed datadisk holds this share of its fair bytes
+
+
+class SimulatedDaod:
+    """The simulated grid's DAOD placement as the Rucio accounting index answers
+    `_msearch`, parsed by the same code as the real answer: each datadisk holds DAOD in
+    proportion to the analysis its site runs, except one (`badly_placed`: the datadisk of
+    the site with the most analysis) that holds a fraction of it."""
+
+    name = "daod"
+    origin = "simulated DAOD accounting"
+
+    def __init__(self, grid: SimulatedGrid):
+        self.grid = grid
+        analysis: dict[str, float] = {}
+        for queue in grid.queues.values():
+            for disk in queue.record["astorages"]["read_lan"]:
+                weight = queue.capacity if "user" in queue.labels else 0.0
+                analysis[disk] = analysis.get(disk, 0.0) + weight
+        self.badly_placed = max(sorted(analysis), key=lambda disk: analysis[disk])
+        self.bytes = {disk: BYTES_PER_JOB * max(weight, 20.0) *
+                      (BADLY_PLACED_SHARE if disk == self.badly_placed else 1.0)
+                      for disk, weight in analysis.items()}
+
+    def answer(self) -> dict[str, Any]:
+        buckets = [{"key": disk, "doc_count": 1, "1": {"value": round(size / 2.5e9)},
+                    "3": {"value": size}} for disk, size in sorted(self.bytes.items())]
+        return {"responses": [{"status": 200, "timed_out": False, "took": 5,
+                               "_shards": {"total": 1, "successful": 1, "failed": 0},
+                               "hits": {"total": len(buckets), "hits": []},
+                               "aggregations": {"4": {"buckets": buckets}}}]}
+
+    def volumes(self, until: datetime):  # noqa: ANN201 - as DaodAccounting.volumes
+        from qmonit.sources.daod import parse_msearch
+
+        return parse_msearch(self.answer(), self.origin)
