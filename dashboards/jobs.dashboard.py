@@ -2,6 +2,7 @@
 
 from qmonit.grafana.helpers import (
     custom_variable,
+    dashboard_url,
     influx,
     level_variable,
     per_slot,
@@ -81,7 +82,10 @@ dashboard = qmonit_dashboard(
                    "variable: cloud, site, queue, ...",
                    [influx(per_slot(SPLIT, "$metric", f"{NOW_FILTERS} AND \"state\" = "
                                     "'running'", ["$group_by"]), alias="$tag_$group_by")],
-                   stacked=True),
+                   stacked=True,
+                   links=[{"title": "DAOD distribution: is the analysis data where these "
+                                    "jobs run?",
+                           "url": dashboard_url("qmonit-daod", cloud="$cloud")}]),
         timeseries("Pending, split", "Pending jobs split by the 'Split by' variable.",
                    [influx(per_slot(SPLIT, "$metric", f"{NOW_FILTERS} AND \"state\" = "
                                     "'pending'", ["$group_by"]), alias="$tag_$group_by")],

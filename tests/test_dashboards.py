@@ -187,7 +187,8 @@ def test_every_link_goes_to_a_dashboard_that_exists_with_the_variables_it_sets()
                 for name in re.findall(r"&var-(\w+)=", match.group(2)):
                     assert name in names, f"{url}: {match.group(1)} has no variable {name}"
                 links += 1
-    assert links == 7  # suspicious -> jobs (3), factory -> labels -> queue -> jobs (4)
+    assert links == 8  # suspicious -> jobs (3), factory -> labels -> queue -> jobs (4),
+    # jobs -> DAOD distribution (1)
 
 
 def test_long_time_ranges_switch_to_the_rolled_up_retention_policies(filled):

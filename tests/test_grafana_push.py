@@ -8,7 +8,7 @@ from qmonit import cli
 from tests.servers import Reply
 
 TOKEN = "glsa_Secret-Token-123"
-UIDS = ["qmonit-batch", "qmonit-factories", "qmonit-jobs", "qmonit-pipeline",
+UIDS = ["qmonit-batch", "qmonit-daod", "qmonit-factories", "qmonit-jobs", "qmonit-pipeline",
         "qmonit-suspicious"]
 
 
@@ -29,29 +29,29 @@ def push(write_config, http, capsys, **grafana) -> tuple[int, str, str]:
 def test_push_creates_the_folder_and_uploads_every_dashboard(write_config, http, capsys):
     http.routes["/api/folders/qmonit"] = [Reply(404, '{"message": "folder not found"}')]
     http.routes["/api/folders"] = [Reply(200, '{"uid": "qmonit", "title": "QMonit"}')]
-    http.routes["/api/dashboards/db"] = [saved(n) for n in range(5)]
+    http.routes["/api/dashboards/db"] = [saved(n) for n in range(6)]
     code, out, err = push(write_config, http, capsys)
     assert code == 0, err
     assert out.splitlines() == [
         f"pushed {title} to folder QMonit: /d/{uid}/x (version {n + 1})"
         for n, (title, uid) in enumerate(zip(
-            ["Batch Clusters", "Pilot Factories", "Jobs Monitoring", "Pipeline Health",
-             "Suspicious Sites"], UIDS, strict=True))]
+            ["Batch Clusters", "DAOD distribution", "Pilot Factories", "Jobs Monitoring",
+             "Pipeline Health", "Suspicious Sites"], UIDS, strict=True))]
     methods = [(r.method, r.path) for r in http.requests]
     assert methods == [("GET", "/api/folders/qmonit"), ("POST", "/api/folders")] + \
-        [("POST", "/api/dashboards/db")] * 5
+        [("POST", "/api/dashboards/db")] * 6
     assert all(r.headers["Authorization"] == f"Bearer {TOKEN}" for r in http.requests)
     assert json.loads(http.requests[1].body) == {"uid": "qmonit", "title": "QMonit"}
     bodies = [json.loads(r.body) for r in http.requests[2:]]
     assert [b["dashboard"]["uid"] for b in bodies] == UIDS
     assert all(b["folderUid"] == "qmonit" and b["overwrite"] is True
                and b["dashboard"]["id"] is None for b in bodies)
-    assert bodies[2]["message"] == "qmonit dashboards push (jobs.dashboard.py)"
+    assert bodies[3]["message"] == "qmonit dashboards push (jobs.dashboard.py)"
 
 
 def test_an_existing_folder_is_used_and_overwrite_false_is_sent(write_config, http, capsys):
     http.routes["/api/folders/ops"] = [Reply(200, '{"uid": "ops", "title": "Ops"}')]
-    http.routes["/api/dashboards/db"] = [saved(n) for n in range(5)]
+    http.routes["/api/dashboards/db"] = [saved(n) for n in range(6)]
     code, _, _ = push(write_config, http, capsys, folder="Ops", folder_uid="ops",
                       overwrite="false")
     assert code == 0
@@ -94,10 +94,11 @@ def test_a_dashboard_changed_in_grafana_is_412_and_the_others_still_go(write_con
     http.routes["/api/folders/qmonit"] = [Reply(200, "{}")]
     conflict = Reply(412, '{"message": "The dashboard has been changed by someone else", '
                           '"status": "version-mismatch"}')
-    http.routes["/api/dashboards/db"] = [saved(0), conflict, saved(2), saved(3), saved(4)]
+    http.routes["/api/dashboards/db"] = [saved(0), saved(1), conflict, saved(3), saved(4),
+                                         saved(5)]
     code, out, err = push(write_config, http, capsys, overwrite="false")
     assert code == 1
-    assert len(out.splitlines()) == 4
+    assert len(out.splitlines()) == 5
     assert err == ("qmonit dashboards push: dashboard Pilot Factories: 412 precondition failed "
                    "(version-mismatch): the dashboard was changed in Grafana since it was last "
                    "pushed; set [grafana] overwrite = true to replace it, or copy the change "
