@@ -52,6 +52,9 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         except SQLAlchemyError as exc:
             missing = []  # the command itself reports what is wrong with the store
             log.debug("state store not inspected: %s", describe_db_error(exc))
+        else:
+            if not missing and _upgrade_columns(parts):
+                return 1
         if missing:
             print(f"qmonit {args.command}: the state store {safe_db_url(parts.engine)} has no "
                   f"tables yet ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
@@ -62,6 +65,22 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         "states": states, "status": status,
     }[args.command]
     return handler(args, parts)
+
+
+def _upgrade_columns(parts: Components) -> bool:
+    """Add the columns a newer qmonit reads (as `qmonit init` would), so an upgrade under
+    cron goes on without a manual step. True when that failed (said on stderr)."""
+    try:
+        missing = state.missing_columns(parts.engine)
+        if missing:
+            state.create_tables(parts.engine)
+            log.warning("state store %s: added %s (this qmonit reads them; `qmonit init` "
+                        "does the same)", safe_db_url(parts.engine), ", ".join(missing))
+    except SQLAlchemyError as exc:
+        print(f"qmonit: state store: {describe_db_error(exc)}; run `qmonit init`",
+              file=sys.stderr)
+        return True
+    return False
 
 
 def init(_args: argparse.Namespace, parts: Components) -> int:

@@ -278,3 +278,21 @@ def test_collect_runs_before_init_adds_the_daemons_tables(write_config, tmp_path
     sqlite3.connect(tmp_path / "data" / "qmonit.sqlite").execute("DROP TABLE leases")
     done = qmonit("-c", str(cfg), "run", "collect", "--at", "2026-11-21T10:00")
     assert done.returncode == 0, done.stderr
+
+
+def test_a_run_adds_the_columns_a_newer_qmonit_reads(write_config, tmp_path):
+    import sqlite3
+
+    cfg = write_config({"sources": {"enabled": "simulated"}, "logging": {"level": "INFO"}})
+    qmonit("-c", str(cfg), "init")
+    database = sqlite3.connect(tmp_path / "data" / "qmonit.sqlite")
+    database.execute("ALTER TABLE queues DROP COLUMN queue_status")  # as before the column
+    database.execute("ALTER TABLE queue_stats DROP COLUMN queue_status")
+    database.commit()
+    first = qmonit("-c", str(cfg), "run", "collect", "--at", "2026-11-21T10:00")
+    assert first.returncode == 0, first.stderr
+    assert "added queue_stats.queue_status, queues.queue_status (this qmonit reads them; " \
+           "`qmonit init` does the same)" in first.stderr
+    derived = qmonit("-c", str(cfg), "run", "derive", "--at", "2026-11-21T10:00")
+    assert derived.returncode == 0, derived.stderr
+    assert "added" not in derived.stderr  # once

@@ -170,6 +170,20 @@ def missing_tables(engine: Engine) -> list[str]:
     return [table.name for table in metadata.sorted_tables if table.name not in present]
 
 
+def missing_columns(engine: Engine) -> list[str]:
+    """`table.column` of the columns a newer qmonit added to tables that exist."""
+    inspector = inspect(engine)
+    present_tables = set(inspector.get_table_names())
+    missing = []
+    for table in metadata.sorted_tables:
+        if table.name not in present_tables:
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing += [f"{table.name}.{c.name}" for c in table.columns
+                    if c.name not in present and c.nullable]
+    return missing
+
+
 def create_tables(engine: Engine) -> list[str]:
     """Create missing tables, add columns a newer qmonit defines to existing ones, drop the
     indexes it no longer uses; returns what it changed."""
