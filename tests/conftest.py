@@ -116,3 +116,16 @@ def _no_cli_log_handler_left():
     for handler in list(root.handlers):
         if handler.formatter is not None and handler.formatter._fmt == FORMAT:
             root.removeHandler(handler)
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def state_engine(request, tmp_path):
+    """A state store with qmonit's tables, on SQLite and on MariaDB in turn."""
+    from qmonit.stores import state
+
+    url = f"sqlite:///{tmp_path}/state.db" if request.param == "sqlite" else \
+        request.getfixturevalue("mariadb_url")
+    engine = create_engine(url)
+    state.create_tables(engine)
+    yield engine
+    engine.dispose()

@@ -237,3 +237,15 @@ def test_the_simulated_grid_has_one_badly_placed_datadisk(tmp_path):
     fair = {ratios[d] for d in ratios if d != worst and weights[d] >= 20}
     assert max(fair) == pytest.approx(min(fair), rel=1e-9)
     assert ratios[worst] == pytest.approx(min(fair) / 0.15, rel=1e-9)
+
+
+def test_without_a_datadisk_url_the_job_says_so_and_writes_nothing(make_config, http):
+    parts = build(make_config({"sources": {"enabled": "panda"}, "panda": {"url": http.url}}))
+    state.create_tables(parts.engine)
+    parts.store.init({})
+    report = run_datadisk(parts, HOUR)
+    assert (report.exit_code, report.samples) == (1, [])
+    assert report.error == "[datadisk] url is not set: no DAOD accounting to read"
+    with parts.engine.connect() as conn:
+        [row] = conn.execute(state.metadata.tables["source_status"].select()).fetchall()
+    assert (row.job, row.status, row.message) == ("datadisk", "failed", report.error)

@@ -3,9 +3,6 @@ full comparison), on SQLite and on MariaDB."""
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from sqlalchemy import create_engine
-
 from qmonit.sample import Sample, series_id
 from qmonit.stores import state
 
@@ -22,46 +19,36 @@ def jobs(queue: str, count: float = 1.0) -> Sample:
 A, B, C = jobs("A"), jobs("B"), jobs("C")
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def engine(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/state.db" if request.param == "sqlite" else \
-        request.getfixturevalue("mariadb_url")
-    engine = create_engine(url)
-    state.create_tables(engine)
-    yield engine
-    engine.dispose()
-
-
-def seen(engine, samples, slot):
-    vanished = state.seen_and_vanished(engine, "panda", {series_id(s): s for s in samples},
+def seen(state_engine, samples, slot):
+    vanished = state.seen_and_vanished(state_engine, "panda", {series_id(s): s for s in samples},
                                        slot, HORIZON)
     return sorted(dict(s.tags)["panda_queue"] for s in vanished)
 
 
-def test_each_cycle_in_turn_returns_what_vanished_within_the_horizon(engine):
-    assert seen(engine, [A, B, C], T) == []
-    assert seen(engine, [A], T + SLOT) == ["B", "C"]
-    assert seen(engine, [A, C], T + 2 * SLOT) == ["B"]  # C is back
-    assert seen(engine, [A], T + 7 * SLOT) == ["C"]  # B last seen 70 min before: past
-    assert seen(engine, [A, B], T + 8 * SLOT) == ["C"]  # B returns as a new streak
-    [shape] = state.seen_and_vanished(engine, "panda", {series_id(A): A}, T + 9 * SLOT,
+def test_each_cycle_in_turn_returns_what_vanished_within_the_horizon(state_engine):
+    assert seen(state_engine, [A, B, C], T) == []
+    assert seen(state_engine, [A], T + SLOT) == ["B", "C"]
+    assert seen(state_engine, [A, C], T + 2 * SLOT) == ["B"]  # C is back
+    assert seen(state_engine, [A], T + 7 * SLOT) == ["C"]  # B last seen 70 min before: past
+    assert seen(state_engine, [A, B], T + 8 * SLOT) == ["C"]  # B returns as a new streak
+    [shape] = state.seen_and_vanished(state_engine, "panda", {series_id(A): A}, T + 9 * SLOT,
                                       HORIZON)[:1]
     assert (shape.measurement, shape.tags, shape.fields) == ("jobs", B.tags, ("count",))
 
 
-def test_a_rerun_of_the_slot_zero_fills_what_the_rerun_lacks(engine):
-    seen(engine, [A, B], T)
-    assert seen(engine, [A, B], T + SLOT) == []
-    assert seen(engine, [A], T + SLOT) == ["B"]  # re-run: B was there the first time
+def test_a_rerun_of_the_slot_zero_fills_what_the_rerun_lacks(state_engine):
+    seen(state_engine, [A, B], T)
+    assert seen(state_engine, [A, B], T + SLOT) == []
+    assert seen(state_engine, [A], T + SLOT) == ["B"]  # re-run: B was there the first time
 
 
-def test_an_older_slot_after_newer_ones_compares_every_series(engine):
+def test_an_older_slot_after_newer_ones_compares_every_series(state_engine):
     d = jobs("D")
-    seen(engine, [A, B], T)
-    seen(engine, [A, B, d], T + 3 * SLOT)
+    seen(state_engine, [A, B], T)
+    seen(state_engine, [A, B, d], T + 3 * SLOT)
     # a backfill of T + SLOT: B absent then, C reported for the first time then; D was
     # first seen later, so it is no zero at T + SLOT
-    assert seen(engine, [A, C], T + SLOT) == ["B"]
+    assert seen(state_engine, [A, C], T + SLOT) == ["B"]
     # C now counts from T + SLOT; A and B were not moved back
-    assert seen(engine, [A], T + 4 * SLOT) == ["B", "C", "D"]
-    assert seen(engine, [A, B], T + 2 * SLOT) == ["C"]  # D not yet; C seen at T + SLOT
+    assert seen(state_engine, [A], T + 4 * SLOT) == ["B", "C", "D"]
+    assert seen(state_engine, [A, B], T + 2 * SLOT) == ["C"]  # D not yet; C seen at T + SLOT

@@ -19,6 +19,7 @@ from qmonit.model import PANDA_ALWAYS_PRESENT
 from qmonit.sample import epoch_seconds
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.cric import Topology, parse_pandaqueues
+from qmonit.sources.daod import RseVolume, parse_msearch
 from qmonit.sources.panda import parse_job_stats
 
 CLOUDS = {
@@ -250,7 +251,5 @@ class SimulatedDaod:
                                "hits": {"total": len(buckets), "hits": []},
                                "aggregations": {"4": {"buckets": buckets}}}]}
 
-    def volumes(self, until: datetime):  # noqa: ANN201 - as DaodAccounting.volumes
-        from qmonit.sources.daod import parse_msearch
-
+    def volumes(self, until: datetime) -> tuple[list[RseVolume], list[str]]:
         return parse_msearch(self.answer(), self.origin)
