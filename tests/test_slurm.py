@@ -3,6 +3,7 @@ JSON shapes of Slurm 21.08 to 24.x."""
 
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -125,10 +126,17 @@ def test_job_tables_follow_the_queue(slurm, mariadb_url):
     # unchanged jobs are not written again; a job that left moves to batch_jobs_ended
     assert sync_jobs(engine, "qtest", "slurm", source.last_jobs, now, timedelta(days=90)) == \
         {"written": 0, "ended": 0, "expired": 0}
+    # a job whose state or reason changed is written again, and only that one
+    moved = [replace(job, reason="Priority") if job.job_id == ids["B"] else job
+             for job in source.last_jobs]
+    assert sync_jobs(engine, "qtest", "slurm", moved, now, timedelta(days=90)) == \
+        {"written": 1, "ended": 0, "expired": 0}
+    assert {r["job_id"]: r["reason"] for r in current_jobs(engine, "qtest")}[ids["B"]] == \
+        "Priority"
     slurm.run("scancel", ids["C"])
-    source.collect(SLOT)
+    source.collect(SLOT)  # B is listed as it was again: written back
     assert sync_jobs(engine, "qtest", "slurm", source.last_jobs, now, timedelta(days=90)) == \
-        {"written": 0, "ended": 1, "expired": 0}
+        {"written": 1, "ended": 1, "expired": 0}
     assert ids["C"] not in {r["job_id"] for r in current_jobs(engine, "qtest")}
     ended = ended_jobs(engine, "qtest")
     assert [(r["job_id"], r["reason"], r["state"]) for r in ended] == \

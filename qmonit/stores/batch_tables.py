@@ -67,19 +67,28 @@ def _row(job: BatchJob, cluster: str, scheduler: str, now: datetime) -> dict:
             "last_seen": _naive(now)}
 
 
+def _changing(job: BatchJob) -> tuple:
+    """A job's CHANGING columns, as its row holds them."""
+    return (job.state, job.native_state[:32], job.reason[:128], job.worker[:255],
+            _naive(job.start_time), _naive(job.end_time))
+
+
 def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[BatchJob],
               now: datetime, keep: timedelta) -> dict[str, int]:
-    """Make batch_jobs_current match `jobs`; move the jobs that left to batch_jobs_ended."""
+    """Make batch_jobs_current match `jobs`; move the jobs that left to batch_jobs_ended.
+
+    Only the rows of new or changed jobs are built and written (most of a queue's jobs are
+    as they were ten minutes ago)."""
     table = batch_jobs_current
-    rows = {row["job_id"]: row for row in (_row(j, cluster, scheduler, now) for j in jobs)}
+    listed = {job.job_id[:128]: job for job in jobs}
     with engine.begin() as conn:
-        known = {r.job_id: r for r in conn.execute(
+        known = {r[0]: tuple(r[1:]) for r in conn.execute(
             select(table.c.job_id, *(table.c[c] for c in CHANGING))
             .where(table.c.cluster == cluster))}
-        changed = [row for job_id, row in rows.items() if job_id not in known
-                   or tuple(known[job_id][1:]) != tuple(row[c] for c in CHANGING)]
+        changed = [_row(job, cluster, scheduler, now) for job_id, job in listed.items()
+                   if known.get(job_id) != _changing(job)]
         upsert(conn, table, changed, ["cluster", "job_id"])
-        gone = sorted(set(known) - set(rows))
+        gone = sorted(set(known) - set(listed))
         for start in range(0, len(gone), CHUNK):
             chunk = gone[start:start + CHUNK]
             where = (table.c.cluster == cluster) & table.c.job_id.in_(chunk)
