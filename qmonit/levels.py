@@ -34,8 +34,8 @@ from operator import itemgetter
 from qmonit.sample import Sample
 
 
-@dataclass(frozen=True)
-class Level:
+@dataclass(frozen=True, eq=False)  # one object per level: hashed by identity, in C (the
+class Level:                        # generated hash of its fields was a third of the summing)
     measurement: str
     base: str  # the measurement it sums
     tags: tuple[str, ...]  # the tags it keeps
@@ -99,22 +99,7 @@ class Aggregator:
     def add(self, measurement: str, tags: tuple[tuple[str, str], ...],
             fields: Iterable[tuple[str, float | str]], time: datetime) -> None:
         """One point of `measurement`; `tags` sorted by key, as a Sample holds them."""
-        if measurement not in self._levels:
-            return
-        numbers = [(k, v) for k, v in fields if v.__class__ is not str]
-        if not numbers:
-            return
-        sums = self._sums
-        for level, pick in self._pickers_for(measurement, tuple([k for k, _ in tags])):
-            if level.above is not None and not _above(numbers, *level.above):
-                continue
-            key = (level, pick(tags), time)  # add_totals, inlined: ~400,000 calls a cycle
-            totals = sums.get(key)
-            if totals is None:
-                sums[key] = dict(numbers)
-                continue
-            for name, value in numbers:
-                totals[name] = totals.get(name, 0.0) + value
+        self.add_samples([(measurement, tags, tuple(fields), time)])
 
     def add_totals(self, level: Level, group: tuple[tuple[str, str], ...],
                    numbers: Iterable[tuple[str, float]], time: datetime) -> None:
@@ -133,9 +118,33 @@ class Aggregator:
             self.add_totals(level, group, totals.items(), time)
 
     def add_samples(self, samples: Iterable[Sample]) -> Aggregator:
-        for sample in samples:
-            if sample.measurement in self._levels:
-                self.add(*sample)
+        """Every numeric field of these samples into each level of their measurement (one
+        loop, inlined: ~4,000 samples a cycle of the small grid, ~60,000 at ATLAS scale)."""
+        levels, sums, pickers_for = self._levels, self._sums, self._pickers_for
+        pickers: dict[tuple, list[tuple[Level, Callable]]] = {}
+        for measurement, tags, fields, time in samples:
+            if measurement not in levels:
+                continue
+            keys = tuple(map(_first, tags))
+            chosen = pickers.get((measurement, keys))
+            if chosen is None:
+                chosen = pickers[(measurement, keys)] = pickers_for(measurement, keys)
+            for _, value in fields:
+                if value.__class__ is str:  # text fields are not summed
+                    fields = tuple([(k, v) for k, v in fields if v.__class__ is not str])
+                    break
+            if not fields:
+                continue
+            for level, pick in chosen:
+                if level.above is not None and not _above(fields, *level.above):
+                    continue
+                key = (level, pick(tags), time)
+                totals = sums.get(key)
+                if totals is None:
+                    sums[key] = dict(fields)
+                    continue
+                for name, value in fields:
+                    totals[name] = totals.get(name, 0.0) + value
         return self
 
     def samples(self) -> list[Sample]:
@@ -143,6 +152,9 @@ class Aggregator:
         GROUP BY leaves it out of SELECT ... INTO."""
         return [Sample(level.measurement, tags, tuple(sorted(totals.items())), time)
                 for (level, tags, time), totals in self._sums.items()]
+
+
+_first = itemgetter(0)
 
 
 def _above(numbers: list[tuple[str, float]], name: str, floor: float) -> bool:
