@@ -75,9 +75,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # A cycle makes ~100,000 short-lived samples and rows that are not cycles: the default
-    # threshold (700) runs the collector thousands of times a cycle, each walking every
-    # long-lived object. A wider first generation costs a few MB and saves ~15 % of a demo.
+    # collect and derive pause the collector for their cycle (gc_pause); the rest of a run
+    # (roll-ups, dashboards) makes many short-lived rows too: with the default threshold
+    # (700) the collector would run thousands of times, each walking every long-lived object.
     gc.set_threshold(50_000, 20, 100)
     args = parser().parse_args(argv)
     if args.command == "config":

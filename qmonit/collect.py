@@ -20,6 +20,7 @@ from qmonit.downsample import RESOLUTIONS
 from qmonit.enrich import enrich_jobs, enrich_workers
 from qmonit.factory_labels import label_rows
 from qmonit.files import write_text_atomic
+from qmonit.gc_pause import gc_paused
 from qmonit.levels import aggregate
 from qmonit.redact import redact
 from qmonit.sample import Sample, make_sample, slot_start
@@ -121,6 +122,7 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
     return out
 
 
+@gc_paused()  # see gc_pause: the cycle's objects die by reference count
 def collect(parts: Components, slot: datetime) -> CollectReport:
     """Collect the slot holding `slot`; a source or sink failure is reported, not raised."""
     slot = slot_start(slot)

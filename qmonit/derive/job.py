@@ -26,6 +26,7 @@ from qmonit.derive.numbers import (
     gather_daily,
 )
 from qmonit.derive.rules import ALL, Finding, evaluate
+from qmonit.gc_pause import gc_paused
 from qmonit.levels import aggregate
 from qmonit.model import AVERAGED_STATUSES, RULES, UNKNOWN
 from qmonit.notify import NotifyError, build_digest, notifiers
@@ -124,6 +125,7 @@ def _source_findings(parts: Components, slot: datetime) -> tuple[list[Finding], 
     return findings, stale
 
 
+@gc_paused()  # see gc_pause: the cycle's objects die by reference count
 def derive(parts: Components, slot: datetime) -> DeriveReport:
     """Derive one slot; never raises for a store, rule or notifier failure (see the report)."""
     slot = slot_start(slot)
