@@ -10,7 +10,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Double, Engine, Index, String, Table, delete, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Double,
+    Engine,
+    Index,
+    String,
+    Table,
+    column,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.dialects import mysql, sqlite
 
 from qmonit.batchjobs import BatchJob
 from qmonit.stores.sql import upsert
@@ -67,10 +82,13 @@ def _row(job: BatchJob, cluster: str, scheduler: str, now: datetime) -> dict:
             "last_seen": _naive(now)}
 
 
-def _changing(job: BatchJob) -> tuple:
-    """A job's CHANGING columns, as its row holds them."""
-    return (job.state, job.native_state[:32], job.reason[:128], job.worker[:255],
-            _naive(job.start_time), _naive(job.end_time))
+def _changing(job: BatchJob, store: list) -> tuple:
+    """A job's CHANGING columns as the driver holds them (`store`: each column's bind
+    processor or None; SQLite keeps a datetime as SQLAlchemy's string)."""
+    values = (job.state, job.native_state[:32], job.reason[:128], job.worker[:255],
+              _naive(job.start_time), _naive(job.end_time))
+    return tuple(value if convert is None else convert(value)
+                 for value, convert in zip(values, store, strict=True))
 
 
 def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[BatchJob],
@@ -78,29 +96,51 @@ def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[Batch
     """Make batch_jobs_current match `jobs`; move the jobs that left to batch_jobs_ended.
 
     Only the rows of new or changed jobs are built and written (most of a queue's jobs are
-    as they were ten minutes ago)."""
+    as they were ten minutes ago), compared as the driver holds them (no datetime parsed
+    back); the jobs that left move in one INSERT ... SELECT."""
     table = batch_jobs_current
     listed = {job.job_id[:128]: job for job in jobs}
     with engine.begin() as conn:
+        dialect = conn.dialect
+        store = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+                 for c in CHANGING]
+        raw = [column(c) for c in CHANGING]  # untyped: the driver's values, unconverted
         known = {r[0]: tuple(r[1:]) for r in conn.execute(
-            select(table.c.job_id, *(table.c[c] for c in CHANGING))
+            select(column("job_id"), *raw).select_from(table)
             .where(table.c.cluster == cluster))}
         changed = [_row(job, cluster, scheduler, now) for job_id, job in listed.items()
-                   if known.get(job_id) != _changing(job)]
+                   if known.get(job_id) != _changing(job, store)]
         upsert(conn, table, changed, ["cluster", "job_id"])
         gone = sorted(set(known) - set(listed))
         for start in range(0, len(gone), CHUNK):
-            chunk = gone[start:start + CHUNK]
-            where = (table.c.cluster == cluster) & table.c.job_id.in_(chunk)
-            ended = [dict(r._mapping) for r in conn.execute(select(table).where(where))]
-            for row in ended:
-                row["end_time"] = row["end_time"] or row["last_seen"]
-            upsert(conn, batch_jobs_ended, ended, ["cluster", "job_id"])
+            where = (table.c.cluster == cluster) & table.c.job_id.in_(gone[start:start + CHUNK])
+            _move_ended(conn, where)
             conn.execute(delete(table).where(where))
         expired = conn.execute(delete(batch_jobs_ended).where(
             batch_jobs_ended.c.cluster == cluster,
             batch_jobs_ended.c.end_time < _naive(now - keep))).rowcount
     return {"written": len(changed), "ended": len(gone), "expired": expired}
+
+
+def _move_ended(conn: Connection, where: ColumnElement) -> None:
+    """Copy the rows of batch_jobs_current matching `where` to batch_jobs_ended (replacing a
+    row of the same job), a missing end time taken as the last time it was seen."""
+    names = [c.name for c in batch_jobs_current.columns]
+    picked = select(*[func.coalesce(batch_jobs_current.c.end_time,
+                                    batch_jobs_current.c.last_seen).label("end_time")
+                      if name == "end_time" else batch_jobs_current.c[name]
+                      for name in names]).where(where)
+    key = {"cluster", "job_id"}
+    if conn.dialect.name == "sqlite":
+        insert = sqlite.insert(batch_jobs_ended).from_select(names, picked)
+        insert = insert.on_conflict_do_update(
+            index_elements=sorted(key),
+            set_={n: insert.excluded[n] for n in names if n not in key})
+    else:
+        insert = mysql.insert(batch_jobs_ended).from_select(names, picked)
+        insert = insert.on_duplicate_key_update(
+            {n: insert.inserted[n] for n in names if n not in key})
+    conn.execute(insert)
 
 
 def current_jobs(engine: Engine, cluster: str) -> list[dict]:
