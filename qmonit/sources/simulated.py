@@ -61,6 +61,8 @@ class SimulatedGrid:
         self.queues = self._make_queues(random.Random(f"qmonit-topology:{seed}:{scale}"))
         # the topology depends on the scale, not on how many sites are cut from it
         self.incidents = self._make_incidents(random.Random(f"qmonit-incidents:{seed}"))
+        self._stats: tuple[datetime, dict[str, Any]] | None = None  # the last slot's, kept:
+        # PanDA and Harvester both read it each cycle
 
     # -- topology ---------------------------------------------------------------------------
 
@@ -142,9 +144,15 @@ class SimulatedGrid:
     # -- job statistics ---------------------------------------------------------------------
 
     def job_stats(self, slot: datetime) -> dict[str, Any]:
-        """PanDA's inner statistics dict at `slot`; raises SourceError during an outage."""
+        """PanDA's inner statistics dict at `slot` (not to be changed: the next reader of the
+        same slot gets it too); raises SourceError during an outage."""
         if self.incident("outage").active(slot):
             raise SourceError("simulated PanDA: HTTP 503: service unavailable (simulated outage)")
+        if self._stats is None or self._stats[0] != slot:
+            self._stats = (slot, self._job_stats(slot))
+        return self._stats[1]
+
+    def _job_stats(self, slot: datetime) -> dict[str, Any]:
         hour = slot.hour + slot.minute / 60
         rhythm = 1 + 0.15 * math.sin(2 * math.pi * (hour - 9) / 24)
         stamp = epoch_seconds(slot)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from qmonit.sample import epoch_seconds
@@ -33,30 +34,32 @@ WORKER_SHARE = {"running": 0.85, "submitted": 0.1, "idle": 0.03, "finished": 0.2
                 "failed": 0.02, "missed": 0.005}
 
 
-def _job(k: int) -> tuple[random.Random, int, int]:
-    """A job's own random stream, its wait and its run time in slots."""
+@lru_cache(maxsize=4096)  # a job is listed for up to 31 slots: drawn once, not each slot
+def _job(k: int) -> tuple[int, int, int, str, str, str]:
+    """Job k's wait and run time in slots, cpus, partition, owner and pending reason, from
+    its own random stream."""
     rng = random.Random(k)
-    return rng, rng.choice((0, 0, 1, 1, 2, 6)), rng.randint(1, 24)
+    wait, run = rng.choice((0, 0, 1, 1, 2, 6)), rng.randint(1, 24)
+    cpus, partition, owner = rng.choice((1, 1, 8, 8, 16)), rng.choice(PARTITIONS), \
+        rng.choice(OWNERS)
+    return wait, run, cpus, partition, owner, rng.choice(REASONS)
 
 
 def squeue_text(slot: datetime) -> str:
     now = epoch_seconds(slot) // 600
     lines = []
     for k in range(max(0, (now - 31) * JOBS_PER_SLOT), (now + 1) * JOBS_PER_SLOT):
-        rng, wait, run = _job(k)
+        wait, run, cpus, partition, owner, reason = _job(k)
         submitted = k // JOBS_PER_SLOT
         if not submitted <= now < submitted + wait + run:
             continue
         running = now >= submitted + wait
-        cpus = rng.choice((1, 1, 8, 8, 16))
-        partition = rng.choice(PARTITIONS)
-        owner = rng.choice(OWNERS)
         gpus = ",gres/gpu=1" if partition == "gpu" else ""
         submit = datetime.fromtimestamp(submitted * 600, UTC).replace(tzinfo=None)
         start = submit + timedelta(minutes=10 * wait) if running else None
         lines.append("|".join([
             str(k), "RUNNING" if running else "PENDING",
-            "None" if running else rng.choice(REASONS), partition, owner, "grid",
+            "None" if running else reason, partition, owner, "grid",
             f"acct{OWNERS.index(owner) % 6}", str(cpus),
             f"cpu={cpus},mem={cpus * 2000}M,node=1,billing={cpus}{gpus}",
             f"wn{k % NODES:02d}" if running else "", submit.isoformat(),
