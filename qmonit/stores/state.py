@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import (
     BigInteger,
@@ -290,9 +291,21 @@ def _shapes(conn: Connection, ids: Sequence[int]) -> list[SeenSeries]:
         rows = conn.exec_driver_sql(  # our own integers, written in: see _next_slot
             "SELECT measurement, tags, fields FROM series_seen WHERE series_id IN "
             f"({','.join(map(str, map(int, chunk)))})")
-        out.extend(SeenSeries(r.measurement, tuple(map(tuple, json.loads(r.tags))),
-                              tuple(json.loads(r.fields))) for r in rows)
+        out.extend(SeenSeries(r.measurement, _tag_pairs(r.tags), _field_names(r.fields))
+                   for r in rows)
     return out
+
+
+# A vanished series is written as zeros every cycle of the zero-fill horizon (48 h): its
+# shape is read back each time, and parsed once per process.
+@lru_cache(maxsize=65536)
+def _tag_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple(map(tuple, json.loads(text)))
+
+
+@lru_cache(maxsize=4096)
+def _field_names(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
 
 
 def upsert_queues(engine: Engine, rows: Sequence[dict]) -> None:
