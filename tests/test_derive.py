@@ -154,6 +154,11 @@ def test_draining_site_flagged_within_three_cycles_and_closed_after_recovery(par
     assert alerts.utc(alert.closed_at) == T + 5 * SLOT
     assert alerts.open_alerts(parts.engine) == []
     assert stats_row(parts, "D").drop_flag is None
+    # closed, it is still one of the alerts opened in the hour (the detection replay's read)
+    assert [(a.key, a.opened_at, a.closed_at) for a in alerts.opened_between(
+        parts.engine, T, T + 6 * SLOT)] == [(("D", "managed", "SCORE", "drop"), T + SLOT,
+                                             T + 5 * SLOT)]
+    assert alerts.opened_between(parts.engine, T + 2 * SLOT, T + 6 * SLOT) == []
 
 
 def test_low_volume_noise_never_flags(parts_with):

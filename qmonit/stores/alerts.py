@@ -95,6 +95,15 @@ def open_alerts(engine: Engine) -> list[Alert]:
         return [_row_to_alert(r) for r in rows]
 
 
+def opened_between(engine: Engine, start: datetime, end: datetime) -> list[Alert]:
+    """Every alert opened in [start, end), open or closed, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(alerts).where(alerts.c.opened_at >= start,
+                                                 alerts.c.opened_at < end)
+                            .order_by(alerts.c.opened_at, alerts.c.id))
+        return [_row_to_alert(r) for r in rows]
+
+
 def closed_since(engine: Engine, since: datetime) -> list[Alert]:
     with engine.connect() as conn:
         rows = conn.execute(select(alerts).where(alerts.c.closed_at >= since)
