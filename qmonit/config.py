@@ -174,6 +174,9 @@ SCHEMA: dict[str, dict[str, Option]] = {
                                    "float", minimum=0),
         "stale_min_jobs": Option("20", "stale: a queue that stopped reporting is flagged when "
                                  "its median of all jobs was at least this.", "float", minimum=0),
+        "stale_critical_jobs": Option("500", "stale: critical when the queue that stopped "
+                                      "reporting had at least this many jobs on average (a "
+                                      "big queue gone silent).", "float", minimum=0),
         "open_cycles": Option("2", "A flag opens when this many of the last window_cycles "
                               "cycles violate.", "int", minimum=1),
         "window_cycles": Option("3", "See open_cycles.", "int", minimum=1),

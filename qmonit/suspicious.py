@@ -23,7 +23,8 @@ def open_flags(engine: Engine) -> list[dict]:
             "panda_queue": queue, "prod_source": label, "resource": resource,
             "atlas_site": where.get("atlas_site") or UNKNOWN,
             "cloud": where.get("cloud") or UNKNOWN, "rule": rule, "severity": alert.severity,
-            "current": alert.current, "baseline": alert.baseline, "score": alert.score,
+            "metric": alert.metric, "current": alert.current, "baseline": alert.baseline,
+            "score": alert.score,
             "reason": alert.reason, "open_since": alert.opened_at.isoformat(),
         })
     rows.sort(key=lambda r: (SEVERITY_ORDER.get(r["severity"], 2), r["open_since"],
@@ -39,7 +40,13 @@ def render(engine: Engine, as_json: bool = False) -> str:
         return "No open suspicious-site flags.\n"
     body = [[r["panda_queue"], f"{r['prod_source']}/{r['resource']}", r["atlas_site"],
              r["cloud"], r["rule"], r["severity"],
-             f"{r['current']:.0f} vs {r['baseline']:.0f}", r["open_since"][:16].replace("T", " "),
-             r["reason"]] for r in rows]
+             r["metric"] or "", f"{_number(r['current'])} vs {_number(r['baseline'])}",
+             r["open_since"][:16].replace("T", " "), r["reason"]] for r in rows]
     return table(["panda_queue", "prod_source/resource", "site", "cloud", "rule", "severity",
-                  "current vs baseline", "open since (UTC)", "reason"], body) + "\n"
+                  "metric", "current vs baseline", "open since (UTC)", "reason"], body) + "\n"
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value == int(value) or abs(value) >= 100 else f"{value:.1f}"

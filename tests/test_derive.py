@@ -325,22 +325,25 @@ def test_suspicious_command_table_and_json(parts_with, write_config, mariadb_url
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines() == [
         "panda_queue  prod_source/resource  site    cloud  rule     severity  "
-        "current vs baseline  open since (UTC)  reason",
+        "metric                  current vs baseline  open since (UTC)  reason",
         "-----------  --------------------  ------  -----  -------  --------  "
-        "-------------------  ----------------  "
+        "----------------------  -------------------  ----------------  "
         + "-" * len("running 40 vs 400 (median of the baseline window), 90% lower"),
         "D            managed/SCORE         D-SITE  US     drop     critical  "
-        "          40 vs 400  2026-11-21 12:10  "
+        "running jobs                      40 vs 400  2026-11-21 12:10  "
         "running 40 vs 400 (median of the baseline window), 90% lower",
         "F            managed/SCORE         F-SITE  US     failing  critical  "
-        "          90 vs 100  2026-11-21 12:10  "
+        "failed % of ended jobs            90 vs 5.1  2026-11-21 12:10  "
         "90 of 100 ended jobs failed (90%) in the last 60 min",
     ]
     flags = json.loads(run("--json").stdout)
-    assert [(f["panda_queue"], f["rule"], f["severity"], f["current"], f["baseline"],
-             f["open_since"]) for f in flags] == [
-        ("D", "drop", "critical", 40.0, 400.0, "2026-11-21T12:10:00+00:00"),
-        ("F", "failing", "critical", 90.0, 100.0, "2026-11-21T12:10:00+00:00")]
+    # failing: the failed share of ended jobs in %, now and in the baseline window, which
+    # holds the first failing cycle: (143 + 90) / 144 failed of (143 * 31 + 100) / 144 ended
+    assert [(f["panda_queue"], f["rule"], f["severity"], f["metric"], f["current"],
+             f["baseline"], f["open_since"]) for f in flags] == [
+        ("D", "drop", "critical", "running jobs", 40.0, 400.0, "2026-11-21T12:10:00+00:00"),
+        ("F", "failing", "critical", "failed % of ended jobs", 90.0, 5.1,
+         "2026-11-21T12:10:00+00:00")]
 
 
 def test_open_critical_alerts_are_repeated_at_most_every_n_hours():

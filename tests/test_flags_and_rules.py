@@ -85,12 +85,17 @@ def test_drop_reason_is_readable():
 @pytest.mark.parametrize("activated, running, violated, severity", [
     (120, 2, True, "warning"),
     (300, 0, True, "critical"),
+    (200, 1, True, "critical"),  # hundreds waiting for one running: not a warning
+    (200, 3, True, "warning"),
+    (199, 0, True, "warning"),
     (120, 30, False, "none"),
     (30, 0, False, "none"),  # too few waiting
 ])
 def test_starving(activated, running, violated, severity):
-    finding = starving(KEY, numbers({"activated": activated, "running": running}), CFG)
+    finding = starving(KEY, numbers({"activated": activated, "running": running}, 400), CFG)
     assert (finding.violated, finding.severity) == (violated, severity)
+    # current and baseline in one unit: running now, and the median of the baseline window
+    assert (finding.metric, finding.current, finding.baseline) == ("running jobs", running, 400)
 
 
 @pytest.mark.parametrize("failed, finished, violated, severity", [
@@ -100,8 +105,13 @@ def test_starving(activated, running, violated, severity):
     (9, 1, False, "none"),  # 90 % but only 10 ended jobs
 ])
 def test_failing(failed, finished, violated, severity):
-    finding = failing(KEY, numbers({"failed": failed, "finished": finished}), CFG, 60)
+    n = numbers({"failed": failed, "finished": finished}, 3, status="failed")
+    n.baseline["finished"] = Stats(57, 144, 50, 57, 60)
+    finding = failing(KEY, n, CFG, 60)
     assert (finding.violated, finding.severity) == (violated, severity)
+    # the failed share of ended jobs in %, now and over the baseline window (3 of 60: 5 %)
+    assert (finding.metric, finding.current, finding.baseline) == \
+        ("failed % of ended jobs", round(100 * failed / (failed + finished), 1), 5.0)
     if violated:
         assert finding.reason == (f"{failed} of {failed + finished} ended jobs failed "
                                   f"({failed / (failed + finished):.0%}) in the last 60 min")
@@ -139,3 +149,9 @@ def test_a_queue_that_stopped_reporting_is_one_stale_finding_not_drops():
     assert [(f.key, f.rule) for f in violated] == [(("Q", "all", "all"), "stale")]
     assert violated[0].reason == ("no jobs reported at all, 900 on average in the baseline "
                                   "window (queue stopped reporting)")
+    assert (violated[0].metric, violated[0].current, violated[0].baseline,
+            violated[0].severity) == ("jobs reported (all states)", 0, 900, "critical")
+    # a small queue gone silent is a warning (below [suspicious] stale_critical_jobs, 500)
+    small = {key: numbers({"running": 0}, 100, 95, 105) for key in silent}
+    [finding] = [f for f in evaluate(small, {"Q": "online"}, CFG, 0.7, 60) if f.violated]
+    assert (finding.rule, finding.severity, finding.baseline) == ("stale", "warning", 200)

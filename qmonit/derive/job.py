@@ -30,7 +30,7 @@ from qmonit.gc_pause import gc_paused
 from qmonit.levels import aggregate
 from qmonit.model import AVERAGED_STATUSES, RULES, UNKNOWN
 from qmonit.notify import NotifyError, build_digest, notifiers
-from qmonit.sample import Sample, make_sample, slot_start
+from qmonit.sample import SLOT, Sample, make_sample, slot_start
 from qmonit.stores import alerts, state, status_tables
 from qmonit.stores.alerts import FlagKey
 from qmonit.stores.base import StoreUnavailable
@@ -40,6 +40,10 @@ from qmonit.stores.sql import describe_db_error
 from qmonit.stores.status_tables import record_run_samples
 
 log = logging.getLogger(__name__)
+
+# a source's stale finding: minutes since its last successful collect, against one cycle
+SINCE_COLLECT = "minutes since the last successful collect"
+CYCLE_MIN = SLOT.total_seconds() / 60
 
 
 @dataclass
@@ -86,7 +90,8 @@ class _Steps:
             self.gone.append(key)
         details = None if finding is None else {
             "severity": finding.severity, "reason": finding.reason, "current": finding.current,
-            "baseline": finding.baseline, "score": finding.score}
+            "baseline": finding.baseline, "score": finding.score,
+            "metric": finding.metric or None}
         if is_open and not was_open and details:
             self.opened.append((key, details))
         elif is_open and violated and details:
@@ -110,7 +115,8 @@ def _source_findings(parts: Components, slot: datetime) -> tuple[list[Finding], 
         last_ok = last_ok_of.get(name)
         key = (f"source:{name}", ALL, ALL)
         if last_ok is not None and last_ok >= slot:
-            findings.append(Finding(key, "stale", False, "none", 0.0, 0.0, 0.0, "reporting"))
+            findings.append(Finding(key, "stale", False, "none", 0.0, CYCLE_MIN, 0.0,
+                                    "reporting", SINCE_COLLECT))
             continue
         stale.append(name)
         when = "" if last_ok is None else f" since {last_ok:%Y-%m-%d %H:%M} UTC"
@@ -121,7 +127,8 @@ def _source_findings(parts: Components, slot: datetime) -> tuple[list[Finding], 
         else:
             since = f"no successful collect{when}" if when else "never collected successfully"
             reason = f"source {name}: {since}; its queues are not judged until it reports again"
-        findings.append(Finding(key, "stale", True, "critical", minutes, 0.0, minutes, reason))
+        findings.append(Finding(key, "stale", True, "critical", minutes, CYCLE_MIN, minutes,
+                                reason, SINCE_COLLECT))
     return findings, stale
 
 

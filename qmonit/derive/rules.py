@@ -29,6 +29,7 @@ class Finding:
     baseline: float
     score: float
     reason: str
+    metric: str = ""  # what current and baseline measure, in one unit ("running jobs")
 
 
 def spread(numbers: QueueNumbers, status: str, side: str) -> float:
@@ -61,31 +62,45 @@ def drop(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
     return Finding(key, "drop", violated, "critical" if critical else "warning" if violated
                    else "none", now, median, round(fall / noise, 2),
                    f"running {now:.0f} vs {median:.0f} (median of the baseline window), "
-                   f"{share:.0%} lower")
+                   f"{share:.0%} lower", "running jobs")
 
 
 def starving(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
+    """Jobs waiting for pilots that do not come. Current and baseline are running jobs (now,
+    and the median of the baseline window, 0 without one); critical once hundreds wait for
+    (almost) nothing running: "200 activated, 1 running" is not a warning."""
     activated, running = n.now("activated"), n.now("running")
     violated = (activated >= cfg["starving_min_activated"]
                 and running < cfg["starving_running_ratio"] * activated)
-    critical = violated and running == 0 and activated >= 5 * cfg["starving_min_activated"]
+    critical = violated and activated >= 4 * cfg["starving_min_activated"] and \
+        running <= max(1.0, 0.01 * activated)
     return Finding(key, "starving", violated, "critical" if critical else "warning" if violated
-                   else "none", activated, running, round(activated / max(running, 1.0), 2),
+                   else "none", running, _median(n, "running"),
+                   round(activated / max(running, 1.0), 2),
                    f"{activated:.0f} activated jobs waiting, {running:.0f} running "
-                   f"(pilots not arriving?)")
+                   f"(pilots not arriving?)", "running jobs")
+
+
+def _failed_share(failed: float, finished: float) -> float:
+    ended = failed + finished
+    return failed / ended if ended else 0.0
 
 
 def failing(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any],
             time_window_min: int) -> Finding:
+    """Current and baseline are the failed share of ended jobs in %, now and over the
+    baseline window (its mean failed and finished counts; 0 without one)."""
     failed, finished = n.now("failed"), n.now("finished")
     ended = failed + finished
-    ratio = failed / ended if ended else 0.0
+    ratio = _failed_share(failed, finished)
     violated = ended >= cfg["failing_min_ended"] and ratio > cfg["failing_ratio"]
     critical = violated and ratio > cfg["failing_critical"]
+    before = n.baseline.get("failed"), n.baseline.get("finished")
+    usual = _failed_share(before[0].mean, before[1].mean) if all(before) else 0.0
     return Finding(key, "failing", violated, "critical" if critical else "warning" if violated
-                   else "none", failed, ended, round(ratio, 3),
+                   else "none", round(100 * ratio, 1), round(100 * usual, 1), round(ratio, 3),
                    f"{failed:.0f} of {ended:.0f} ended jobs failed ({ratio:.0%}) in the last "
-                   f"{time_window_min} min")
+                   f"{time_window_min} min", "failed % of ended jobs")
 
 
 def backlog(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
@@ -101,7 +116,8 @@ def backlog(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
         finding = Finding(key, "backlog", violated, "critical" if critical else
                           "warning" if violated else "none", now, median,
                           round(excess / noise, 2),
-                          f"{status} {now:.0f} vs {median:.0f} (median of the baseline window)")
+                          f"{status} {now:.0f} vs {median:.0f} (median of the baseline window)",
+                          f"{status} jobs")
         if worst is None or (finding.violated, finding.score) > (worst.violated, worst.score):
             worst = finding
     assert worst is not None
@@ -145,7 +161,8 @@ def _stale_queue(queue: str, all_numbers: list[QueueNumbers], cfg: Mapping[str, 
     now = sum(sum(n.current.values()) for n in all_numbers)
     before = sum(s.mean for n in all_numbers for s in n.baseline.values())
     violated = now == 0 and before >= cfg["stale_min_jobs"]
-    return Finding((queue, ALL, ALL), "stale", violated, "warning" if violated else "none",
-                   now, before, 1.0 if violated else 0.0,
+    critical = violated and before >= cfg["stale_critical_jobs"]  # a big queue went silent
+    return Finding((queue, ALL, ALL), "stale", violated, "critical" if critical else
+                   "warning" if violated else "none", now, before, 1.0 if violated else 0.0,
                    f"no jobs reported at all, {before:.0f} on average in the baseline window "
-                   f"(queue stopped reporting)")
+                   f"(queue stopped reporting)", "jobs reported (all states)")

@@ -40,6 +40,7 @@ class Alert:
     last_notified_at: datetime | None
     notified_open: bool
     notified_close: bool
+    metric: str | None = None  # what current and baseline measure, in one unit
 
 
 def load_flags(engine: Engine) -> dict[FlagKey, FlagState]:
@@ -65,7 +66,7 @@ def _row_to_alert(row) -> Alert:
     return Alert(row.id, (row.panda_queue, row.prod_source, row.resource, row.rule),
                  row.severity, row.reason, row.current, row.baseline, row.score,
                  utc(row.opened_at), utc(row.closed_at), utc(row.last_notified_at),
-                 bool(row.notified_open), bool(row.notified_close))
+                 bool(row.notified_open), bool(row.notified_close), row.metric)
 
 
 def _key_filter(key: FlagKey):

@@ -131,6 +131,7 @@ alerts = Table(
     Column("current", Double),
     Column("baseline", Double),
     Column("score", Double),
+    Column("metric", String(64)),  # what current and baseline measure ("running jobs")
     Column("opened_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True)),
     Column("last_notified_at", DateTime(timezone=True)),
