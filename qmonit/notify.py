@@ -19,55 +19,114 @@ from urllib.parse import urlsplit
 import requests
 
 from qmonit.http import describe_failure, make_session
+from qmonit.incidents import SEVERITY_RANK, group, split
 from qmonit.redact import redact
 from qmonit.stores.alerts import Alert
 
 
 @dataclass
 class Digest:
+    """What to tell, per alert (each is marked as told), rendered per incident: the alerts of
+    one queue open, change and close as one (see incidents)."""
+
     slot: datetime
     opened: list[Alert] = field(default_factory=list)
     closed: list[Alert] = field(default_factory=list)
     repeated: list[Alert] = field(default_factory=list)
+    open: list[Alert] = field(default_factory=list)  # every open alert, told or not
 
     def __bool__(self) -> bool:
         return bool(self.opened or self.closed or self.repeated)
 
+    def sections(self) -> dict[str, list[str]]:
+        """Opened, Updated, Closed and Still open (critical): one line per incident."""
+        new = {a.id for a in self.opened}
+        closing = {a.id for a in self.closed}
+        told_open = {a.key[0] for a in self.open if a.id not in new and a.notified_open}
+        still_open = {a.key[0] for a in self.open}
+        out: dict[str, list[str]] = {"Opened": [], "Updated": [], "Closed": [],
+                                     "Still open (critical)": []}
+        for incident in group([*self.opened, *self.closed]):
+            queue = incident.panda_queue
+            opened = [a for a in incident.alerts if a.id in new]
+            cleared = [a for a in incident.alerts if a.id in closing]
+            if opened and queue not in told_open:
+                line = describe(opened[0])
+                if opened[1:]:
+                    line += "; also " + "; ".join(_evidence(a) for a in opened[1:])
+                out["Opened"].append(line)
+            elif opened or queue in still_open:
+                changes = [f"now also {_evidence(a)}" for a in opened]
+                changes += [f"cleared {a.key[3]}{_split(a)}" for a in cleared]
+                worst = min(opened + [a for a in self.open if a.key[0] == queue],
+                            key=lambda a: SEVERITY_RANK.get(a.severity, 2))
+                out["Updated"].append(f"[{worst.severity}] {queue}: " + "; ".join(changes))
+            if cleared and queue not in still_open:
+                if len(cleared) == 1:
+                    out["Closed"].append(describe(cleared[0]))
+                else:
+                    rules = ", ".join(f"{a.key[3]}{_split(a)}" for a in cleared)
+                    since = min(a.opened_at for a in cleared)
+                    until = max(a.closed_at for a in cleared if a.closed_at)
+                    out["Closed"].append(f"[{cleared[0].severity}] {queue}: {rules} "
+                                         f"(since {since:%Y-%m-%d %H:%M}, closed {until:%H:%M})")
+        for incident in group(self.repeated):
+            line = describe(incident.principal)
+            if incident.evidence:
+                line += "; also " + "; ".join(_evidence(a) for a in incident.evidence)
+            out["Still open (critical)"].append(line)
+        return out
+
     @property
     def subject(self) -> str:
+        counts = {title: len(lines) for title, lines in self.sections().items()}
         parts = []
-        if self.opened:
-            critical = sum(a.severity == "critical" for a in self.opened)
-            parts.append(f"{len(self.opened)} opened" + (f" ({critical} critical)"
+        if counts["Opened"]:
+            critical = sum(i.severity == "critical" for i in group(self.opened)
+                           if i.panda_queue not in self._told_open())
+            parts.append(f"{counts['Opened']} opened" + (f" ({critical} critical)"
                                                          if critical else ""))
-        if self.closed:
-            parts.append(f"{len(self.closed)} closed")
-        if self.repeated:
-            parts.append(f"{len(self.repeated)} critical still open")
+        if counts["Updated"]:
+            parts.append(f"{counts['Updated']} updated")
+        if counts["Closed"]:
+            parts.append(f"{counts['Closed']} closed")
+        if counts["Still open (critical)"]:
+            parts.append(f"{counts['Still open (critical)']} critical still open")
         return f"qmonit: {', '.join(parts)} at {self.slot:%Y-%m-%d %H:%M} UTC"
+
+    def _told_open(self) -> set[str]:
+        new = {a.id for a in self.opened}
+        return {a.key[0] for a in self.open if a.id not in new and a.notified_open}
 
     def text(self) -> str:
         lines = [self.subject, ""]
-        for title, alerts in (("Opened", self.opened), ("Closed", self.closed),
-                              ("Still open (critical)", self.repeated)):
-            if alerts:
+        for title, entries in self.sections().items():
+            if entries:
                 lines.append(f"{title}:")
-                lines.extend(f"  {describe(a)}" for a in alerts)
+                lines.extend(f"  {entry}" for entry in entries)
                 lines.append("")
         return "\n".join(lines).rstrip() + "\n"
 
 
+def _split(alert: Alert) -> str:
+    where = split(alert)
+    return f" {where}" if where else ""
+
+
+def _evidence(alert: Alert) -> str:
+    return f"{alert.key[3]}{_split(alert)}: {alert.reason}"
+
+
 def describe(alert: Alert) -> str:
-    queue, label, resource, rule = alert.key
-    where = queue if (label, resource) == ("all", "all") else f"{queue} {label}/{resource}"
+    queue, _, _, rule = alert.key
     since = f"since {alert.opened_at:%Y-%m-%d %H:%M}"
     if alert.closed_at:
         since += f", closed {alert.closed_at:%H:%M}"
-    return f"[{alert.severity}] {rule} {where}: {alert.reason} ({since})"
+    return f"[{alert.severity}] {rule} {queue}{_split(alert)}: {alert.reason} ({since})"
 
 
 def build_digest(candidates: list[Alert], slot: datetime, repeat_hours: float) -> Digest:
-    digest = Digest(slot)
+    digest = Digest(slot, open=[a for a in candidates if a.closed_at is None])
     for alert in candidates:
         if alert.closed_at is not None:
             if alert.notified_open and not alert.notified_close:

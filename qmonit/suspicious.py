@@ -1,4 +1,5 @@
-"""`qmonit suspicious`: the open flags as an aligned table for a shifter, or as JSON."""
+"""`qmonit suspicious`: the open incidents (one per queue) as an aligned table for a
+shifter, or as JSON."""
 
 from __future__ import annotations
 
@@ -6,29 +7,34 @@ import json
 
 from sqlalchemy import Engine
 
+from qmonit.incidents import group
 from qmonit.model import UNKNOWN
 from qmonit.report import table
 from qmonit.stores import alerts, state
 
-SEVERITY_ORDER = {"critical": 0, "warning": 1}
+
+def _fields(alert: alerts.Alert) -> dict:
+    queue, label, resource, rule = alert.key
+    return {"prod_source": label, "resource": resource, "rule": rule,
+            "severity": alert.severity, "metric": alert.metric, "current": alert.current,
+            "baseline": alert.baseline, "score": alert.score, "reason": alert.reason,
+            "open_since": alert.opened_at.isoformat()}
 
 
 def open_flags(engine: Engine) -> list[dict]:
+    """The open incidents, most urgent first: one per queue, its principal alert's fields,
+    and the queue's other open alerts as `evidence` (see incidents)."""
     topology = state.queue_topology(engine)
     rows = []
-    for alert in alerts.open_alerts(engine):
-        queue, label, resource, rule = alert.key
-        where = topology.get(queue, {})
+    for incident in group(alerts.open_alerts(engine)):
+        where = topology.get(incident.panda_queue, {})
         rows.append({
-            "panda_queue": queue, "prod_source": label, "resource": resource,
+            "panda_queue": incident.panda_queue,
             "atlas_site": where.get("atlas_site") or UNKNOWN,
-            "cloud": where.get("cloud") or UNKNOWN, "rule": rule, "severity": alert.severity,
-            "metric": alert.metric, "current": alert.current, "baseline": alert.baseline,
-            "score": alert.score,
-            "reason": alert.reason, "open_since": alert.opened_at.isoformat(),
+            "cloud": where.get("cloud") or UNKNOWN,
+            **_fields(incident.principal),
+            "evidence": [_fields(a) for a in incident.evidence],
         })
-    rows.sort(key=lambda r: (SEVERITY_ORDER.get(r["severity"], 2), r["open_since"],
-                             r["panda_queue"], r["rule"]))
     return rows
 
 
@@ -41,9 +47,15 @@ def render(engine: Engine, as_json: bool = False) -> str:
     body = [[r["panda_queue"], f"{r['prod_source']}/{r['resource']}", r["atlas_site"],
              r["cloud"], r["rule"], r["severity"],
              r["metric"] or "", f"{_number(r['current'])} vs {_number(r['baseline'])}",
-             r["open_since"][:16].replace("T", " "), r["reason"]] for r in rows]
+             r["open_since"][:16].replace("T", " "), _reason(r)] for r in rows]
     return table(["panda_queue", "prod_source/resource", "site", "cloud", "rule", "severity",
                   "metric", "current vs baseline", "open since (UTC)", "reason"], body) + "\n"
+
+
+def _reason(row: dict) -> str:
+    also = "; ".join(f"{e['rule']} {e['prod_source']}/{e['resource']}: {e['reason']}"
+                     for e in row["evidence"])
+    return row["reason"] + (f"; also {also}" if also else "")
 
 
 def _number(value: float | None) -> str:

@@ -3,6 +3,7 @@
 import email
 import email.policy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -351,8 +352,8 @@ def test_open_critical_alerts_are_repeated_at_most_every_n_hours():
     from qmonit.stores.alerts import Alert
 
     def alert(id, severity, notified_at, closed=None, notified_open=True, notified_close=False):
-        return Alert(id, ("Q", "managed", "SCORE", "drop"), severity, "why", 1.0, 2.0, 3.0,
-                     T - timedelta(hours=10), closed, notified_at, notified_open,
+        return Alert(id, (f"Q{id}", "managed", "SCORE", "drop"), severity, "why", 1.0, 2.0,
+                     3.0, T - timedelta(hours=10), closed, notified_at, notified_open,
                      notified_close)
 
     candidates = [
@@ -379,3 +380,68 @@ def test_starving_needs_two_cycles_even_when_flags_open_on_one(parts_with):
     assert [a.key[3] for a in alerts.open_alerts(parts.engine)] == ["drop"]  # one cycle is enough
     cycle(parts, T + SLOT, waiting)
     assert sorted(a.key[3] for a in alerts.open_alerts(parts.engine)) == ["drop", "starving"]
+
+
+def test_the_digest_tells_one_incident_per_queue_opened_updated_and_closed():
+    """A queue whose pilots stopped: starving and drop on two splits are one incident, its
+    principal the cause (starving), the drops its evidence; a later split is an update, a
+    split that clears while others stay open too; the incident closes with its last alert."""
+    from qmonit.notify import build_digest
+    from qmonit.stores.alerts import Alert
+
+    def alert(id, rule, resource, severity="warning", reason="why", told=False, closed=None,
+              told_close=False):
+        return Alert(id, ("Q", "managed", resource, rule), severity, reason, 1.0, 2.0, 3.0,
+                     T, closed, T if told else None, told, told_close)
+
+    starving = alert(1, "starving", "SCORE", "critical", "400 activated jobs waiting, 1 running")
+    drop = alert(2, "drop", "SCORE", "critical", "running 1 vs 400")
+    drop_mcore = alert(3, "drop", "MCORE", reason="running 10 vs 80")
+    digest = build_digest([drop, starving, drop_mcore], T, repeat_hours=6)
+    assert digest.subject == "qmonit: 1 opened (1 critical) at 2026-11-21 12:00 UTC"
+    assert digest.text().splitlines()[2:] == [
+        "Opened:",
+        "  [critical] starving Q managed/SCORE: 400 activated jobs waiting, 1 running "
+        "(since 2026-11-21 12:00); also drop managed/SCORE: running 1 vs 400; "
+        "drop managed/MCORE: running 10 vs 80"]
+    # told; then a third split opens and the MCORE drop clears: one update line
+    told = [replace(a, notified_open=True, last_notified_at=T) for a in (starving, drop)]
+    later = T + timedelta(minutes=30)
+    cleared = replace(drop_mcore, notified_open=True, closed_at=later)
+    himem = alert(4, "drop", "SCORE_HIMEM", reason="running 0 vs 30")
+    digest = build_digest([*told, cleared, himem], later, repeat_hours=6)
+    assert digest.subject == "qmonit: 1 updated at 2026-11-21 12:30 UTC"
+    assert digest.text().splitlines()[2:] == [
+        "Updated:",
+        "  [critical] Q: now also drop managed/SCORE_HIMEM: running 0 vs 30; "
+        "cleared drop managed/MCORE"]
+    assert ([a.id for a in digest.opened], [a.id for a in digest.closed]) == ([4], [3])
+    # the rest clear together: the incident closes, once
+    end = T + timedelta(hours=2)
+    done = [replace(a, notified_open=True, closed_at=end) for a in (starving, drop, himem)]
+    digest = build_digest(done, end, repeat_hours=6)
+    assert digest.subject == "qmonit: 1 closed at 2026-11-21 14:00 UTC"
+    assert digest.text().splitlines()[2:] == [
+        "Closed:",
+        "  [critical] Q: starving managed/SCORE, drop managed/SCORE, drop managed/SCORE_HIMEM "
+        "(since 2026-11-21 12:00, closed 14:00)"]
+
+
+def test_qmonit_suspicious_shows_a_starving_queue_as_one_incident(parts_with):
+    from qmonit.suspicious import open_flags, render
+
+    parts = parts_with()
+    history(parts, T, {"P": 400})
+    for n in range(2):
+        cycle(parts, T + n * SLOT, {"P": {**STEADY, "running": 1, "activated": 400}})
+    assert sorted(a.key[3] for a in alerts.open_alerts(parts.engine)) == ["drop", "starving"]
+    [incident] = open_flags(parts.engine)
+    assert (incident["panda_queue"], incident["rule"], incident["severity"],
+            incident["metric"], incident["current"], incident["baseline"]) == \
+        ("P", "starving", "critical", "running jobs", 1.0, 400.0)
+    assert [(e["rule"], e["severity"], e["current"], e["baseline"])
+            for e in incident["evidence"]] == [("drop", "critical", 1.0, 400.0)]
+    [_, _, row] = render(parts.engine).splitlines()
+    assert row.endswith("400 activated jobs waiting, 1 running (pilots not arriving?); also "
+                        "drop managed/SCORE: running 1 vs 400 (median of the baseline window), "
+                        "100% lower")
