@@ -71,10 +71,12 @@ dashboard = qmonit_dashboard(
               overrides=[link_column("factory", "Labels of this factory", TO_FACTORY),
                          threshold_column("in_trouble", ((None, "green"), (1, "red")))],
               height=7),
-        table("Labels", "Per factory and label (PanDA queue) the latest message: activated "
-              "jobs, pilots and what the factory does next. Queues in trouble first and red.",
+        table("Labels", "Per factory (AutoPyFactory and Harvester) and label (PanDA queue) "
+              "the latest message: activated jobs, pilots and what the factory does next. "
+              "Queues in trouble first and red.",
               [sql(f"SELECT factory, label, atlas_site, cloud, in_trouble, "
-                   f"{', '.join(COUNTS)}, activated, message, updated_at FROM factory_labels "
+                   f"{', '.join(COUNTS)}, activated, message, updated_at, factory_type "
+                   "FROM factory_labels "
                    f"WHERE {LABEL_FILTER} ORDER BY in_trouble DESC, factory, label")],
               overrides=[TROUBLE, link_column("factory", "Labels of this factory", TO_FACTORY),
                          link_column("label", "This queue's pilots", TO_QUEUE),

@@ -4,8 +4,8 @@ A draining queue whose pilots stopped arriving opens `starving` and `drop`, ofte
 several of its prod_source × resource splits; a PanDA outage opens a stale alert per
 source PanDA serves. The flags stay per rule and split (each has its own hysteresis and
 history), but the shift crew is shown one incident per panda_queue: a principal alert,
-the most severe and, among equals, the rule nearest the cause (a queue with no pilots
-drops because it starves), with the others as its evidence. The digest opens, updates
+the rule nearest the cause (a queue with no pilots drops because it starves), with the
+others as its evidence, and one severity, the highest of them. The digest opens, updates
 and closes incidents, and `qmonit suspicious` lists them.
 """
 
@@ -24,8 +24,13 @@ SEVERITY_RANK = {"critical": 0, "warning": 1}
 
 
 def _rank(alert: Alert) -> tuple:
-    return (SEVERITY_RANK.get(alert.severity, 2), RULE_PRIORITY.get(alert.key[3], 9),
+    return (RULE_PRIORITY.get(alert.key[3], 9), SEVERITY_RANK.get(alert.severity, 2),
             alert.opened_at, alert.id)
+
+
+def worst(alerts: Iterable[Alert]) -> str:
+    """The highest severity among these alerts."""
+    return min((a.severity for a in alerts), key=lambda s: SEVERITY_RANK.get(s, 2))
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Incident:
 
     @property
     def severity(self) -> str:
-        return self.principal.severity
+        return worst(self.alerts)
 
     @property
     def opened_at(self) -> datetime:
@@ -64,7 +69,8 @@ def group(alerts: Iterable[Alert]) -> list[Incident]:
         by_queue.setdefault(alert.key[0], []).append(alert)
     incidents = [Incident(queue, tuple(sorted(members, key=_rank)))
                  for queue, members in by_queue.items()]
-    return sorted(incidents, key=lambda i: (_rank(i.principal)[0], i.opened_at, i.panda_queue))
+    return sorted(incidents, key=lambda i: (SEVERITY_RANK.get(i.severity, 2), i.opened_at,
+                                            i.panda_queue))
 
 
 def split(alert: Alert) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import requests
 
 from qmonit.http import describe_failure, make_session
-from qmonit.incidents import SEVERITY_RANK, group, split
+from qmonit.incidents import group, split, worst
 from qmonit.redact import redact
 from qmonit.stores.alerts import Alert
 
@@ -51,16 +51,15 @@ class Digest:
             opened = [a for a in incident.alerts if a.id in new]
             cleared = [a for a in incident.alerts if a.id in closing]
             if opened and queue not in told_open:
-                line = describe(opened[0])
+                line = describe(opened[0], worst(opened))
                 if opened[1:]:
                     line += "; also " + "; ".join(_evidence(a) for a in opened[1:])
                 out["Opened"].append(line)
             elif opened or queue in still_open:
                 changes = [f"now also {_evidence(a)}" for a in opened]
                 changes += [f"cleared {a.key[3]}{_split(a)}" for a in cleared]
-                worst = min(opened + [a for a in self.open if a.key[0] == queue],
-                            key=lambda a: SEVERITY_RANK.get(a.severity, 2))
-                out["Updated"].append(f"[{worst.severity}] {queue}: " + "; ".join(changes))
+                severity = worst(opened + [a for a in self.open if a.key[0] == queue])
+                out["Updated"].append(f"[{severity}] {queue}: " + "; ".join(changes))
             if cleared and queue not in still_open:
                 if len(cleared) == 1:
                     out["Closed"].append(describe(cleared[0]))
@@ -68,10 +67,10 @@ class Digest:
                     rules = ", ".join(f"{a.key[3]}{_split(a)}" for a in cleared)
                     since = min(a.opened_at for a in cleared)
                     until = max(a.closed_at for a in cleared if a.closed_at)
-                    out["Closed"].append(f"[{cleared[0].severity}] {queue}: {rules} "
+                    out["Closed"].append(f"[{worst(cleared)}] {queue}: {rules} "
                                          f"(since {since:%Y-%m-%d %H:%M}, closed {until:%H:%M})")
         for incident in group(self.repeated):
-            line = describe(incident.principal)
+            line = describe(incident.principal, incident.severity)
             if incident.evidence:
                 line += "; also " + "; ".join(_evidence(a) for a in incident.evidence)
             out["Still open (critical)"].append(line)
@@ -117,12 +116,13 @@ def _evidence(alert: Alert) -> str:
     return f"{alert.key[3]}{_split(alert)}: {alert.reason}"
 
 
-def describe(alert: Alert) -> str:
+def describe(alert: Alert, severity: str | None = None) -> str:
+    """One alert in a line; `severity`: its incident's, where that is higher."""
     queue, _, _, rule = alert.key
     since = f"since {alert.opened_at:%Y-%m-%d %H:%M}"
     if alert.closed_at:
         since += f", closed {alert.closed_at:%H:%M}"
-    return f"[{alert.severity}] {rule} {queue}{_split(alert)}: {alert.reason} ({since})"
+    return f"[{severity or alert.severity}] {rule} {queue}{_split(alert)}: {alert.reason} ({since})"
 
 
 def build_digest(candidates: list[Alert], slot: datetime, repeat_hours: float) -> Digest:

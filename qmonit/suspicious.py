@@ -33,6 +33,7 @@ def open_flags(engine: Engine) -> list[dict]:
             "atlas_site": where.get("atlas_site") or UNKNOWN,
             "cloud": where.get("cloud") or UNKNOWN,
             **_fields(incident.principal),
+            "severity": incident.severity,  # the incident's: the highest of its alerts
             "evidence": [_fields(a) for a in incident.evidence],
         })
     return rows

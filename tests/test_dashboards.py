@@ -282,11 +282,17 @@ def test_pilot_factories_show_every_label_with_its_message(filled):
     labels = next(p for p in panels(factories) if p["title"] == "Labels")
     rows = run_sql(engine, expand_sql(labels["targets"][0]["rawSql"], view))
     assert len(rows) == len(run_sql(engine, "SELECT * FROM factory_labels")) > 0
+    assert {row[13] for row in rows} == {"apf", "harvester"}  # both factories' labels
     for row in rows:
         created, running, exiting, done, fault, activated, message = row[5:12]
-        assert message.startswith(f"{activated:.0f} activated jobs, {created:.0f} pilots queued, "
-                                  f"{running:.0f} running, {exiting:.0f} exiting; last hour "
-                                  f"{done:.0f} done, {fault:.0f} fault.")
+        if row[13] == "harvester":
+            assert message.startswith(f"{activated:.0f} activated jobs, {created:.0f} workers "
+                                      f"queued, {running:.0f} running; ended recently "
+                                      f"{done:.0f} finished, {fault:.0f} failed or missed.")
+        else:
+            assert message.startswith(f"{activated:.0f} activated jobs, {created:.0f} pilots "
+                                      f"queued, {running:.0f} running, {exiting:.0f} exiting; "
+                                      f"last hour {done:.0f} done, {fault:.0f} fault.")
         assert ("In trouble:" in message) == bool(row[4])
 
 

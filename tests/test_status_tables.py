@@ -40,8 +40,14 @@ def test_each_label_gets_its_counts_a_message_and_trouble():
                + pilots("apf-1", "FAULTY", created=5, running=1, exiting=0, done=2, fault=9)
                + pilots("apf-2", "NOPILOTS", created=0, running=0, exiting=0, done=0, fault=0)
                + [make_sample("workers", {"factory": "harvester-1", "factory_type": "harvester",
-                                          "panda_queue": "GOOD", "worker_status": "running"},
-                              {"workers": 7.0}, SLOT)])
+                                          "panda_queue": "GOOD", "worker_status": status,
+                                          "state": state}, {"workers": n}, SLOT)
+                  for status, state, n in (("running", "running", 7.0),
+                                           ("submitted", "pending", 3.0),
+                                           ("idle", "pending", 1.0),
+                                           ("missed", "failed", 2.0),
+                                           ("failed", "failed", 4.0),
+                                           ("finished", "completed", 5.0))])
     rows = label_rows(workers, activated("GOOD", 703) + activated("NOPILOTS", 12), NOW)
     assert [(r["factory"], r["label"], r["in_trouble"], r["message"]) for r in rows] == [
         ("apf-1", "FAULTY", True, "0 activated jobs, 5 pilots queued, 1 running, 0 exiting; "
@@ -52,6 +58,10 @@ def test_each_label_gets_its_counts_a_message_and_trouble():
         ("apf-2", "NOPILOTS", True, "12 activated jobs, 0 pilots queued, 0 running, 0 exiting; "
          "last hour 0 done, 0 fault. In trouble: 12 activated jobs but no pilot queued or "
          "running."),
+        # Harvester's workers by their common state, as the APF status they correspond to
+        ("harvester-1", "GOOD", True, "703 activated jobs, 4 workers queued, 7 running; ended "
+         "recently 5 finished, 6 failed or missed. In trouble: 6 workers failed or missed and "
+         "5 finished recently."),
     ]
     good = rows[1]
     assert {k: good[k] for k in ("created", "running", "exiting", "done", "fault", "activated",
