@@ -56,10 +56,11 @@ dashboard = qmonit_dashboard(
                   "FROM queue_stats")], unit="m",
              steps=((None, "green"), (30, "red")), width=6),
         table("Open alerts", "Every open flag: since when, why, the value that tripped it "
-              "and its baseline, both in the unit the metric names. The queue links to its "
-              "jobs.",
+              "and its baseline, both in the unit the metric names, and the layer likely at "
+              "fault with its evidence. The queue links to its jobs.",
               [sql("SELECT panda_queue, prod_source, resource, rule, severity, opened_at AS "
-                   "since, reason, metric, current, baseline, score FROM alerts WHERE "
+                   "since, reason, layer, layer_evidence, metric, current, baseline, score "
+                   "FROM alerts WHERE "
                    "closed_at IS "
                    "NULL ORDER BY FIELD(severity, 'critical', 'warning'), opened_at")],
               overrides=[SEVERITY, link_column("panda_queue", "Jobs of this queue",

@@ -122,7 +122,9 @@ def describe(alert: Alert, severity: str | None = None) -> str:
     since = f"since {alert.opened_at:%Y-%m-%d %H:%M}"
     if alert.closed_at:
         since += f", closed {alert.closed_at:%H:%M}"
-    return f"[{severity or alert.severity}] {rule} {queue}{_split(alert)}: {alert.reason} ({since})"
+    layer = f"; likely layer {alert.layer}: {alert.layer_evidence}" if alert.layer else ""
+    return (f"[{severity or alert.severity}] {rule} {queue}{_split(alert)}: {alert.reason}"
+            f"{layer} ({since})")
 
 
 def build_digest(candidates: list[Alert], slot: datetime, repeat_hours: float) -> Digest:

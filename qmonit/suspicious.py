@@ -18,6 +18,7 @@ def _fields(alert: alerts.Alert) -> dict:
     return {"prod_source": label, "resource": resource, "rule": rule,
             "severity": alert.severity, "metric": alert.metric, "current": alert.current,
             "baseline": alert.baseline, "score": alert.score, "reason": alert.reason,
+            "layer": alert.layer or "unknown", "layer_evidence": alert.layer_evidence or "",
             "open_since": alert.opened_at.isoformat()}
 
 
@@ -46,17 +47,19 @@ def render(engine: Engine, as_json: bool = False) -> str:
     if not rows:
         return "No open suspicious-site flags.\n"
     body = [[r["panda_queue"], f"{r['prod_source']}/{r['resource']}", r["atlas_site"],
-             r["cloud"], r["rule"], r["severity"],
+             r["cloud"], r["rule"], r["severity"], r["layer"],
              r["metric"] or "", f"{_number(r['current'])} vs {_number(r['baseline'])}",
              r["open_since"][:16].replace("T", " "), _reason(r)] for r in rows]
     return table(["panda_queue", "prod_source/resource", "site", "cloud", "rule", "severity",
-                  "metric", "current vs baseline", "open since (UTC)", "reason"], body) + "\n"
+                  "likely layer", "metric", "current vs baseline", "open since (UTC)",
+                  "reason"], body) + "\n"
 
 
 def _reason(row: dict) -> str:
     also = "; ".join(f"{e['rule']} {e['prod_source']}/{e['resource']}: {e['reason']}"
                      for e in row["evidence"])
-    return row["reason"] + (f"; also {also}" if also else "")
+    why = f" [{row['layer']}: {row['layer_evidence']}]" if row["layer_evidence"] else ""
+    return row["reason"] + why + (f"; also {also}" if also else "")
 
 
 def _number(value: float | None) -> str:

@@ -241,7 +241,8 @@ def test_digest_reaches_smtp_and_webhook(parts_with, smtp, http):
                                     ["shift@example.org", "expert@example.org"])
     subject = "qmonit: 1 opened (1 critical) at 2026-11-21 12:10 UTC"
     line = ("  [critical] drop D managed/SCORE: running 40 vs 400 (median of the baseline "
-            "window), 90% lower (since 2026-11-21 12:10)")
+            "window), 90% lower; likely layer unknown: no pilot factory reports this queue "
+            "(since 2026-11-21 12:10)")
     message = email.message_from_string(content, policy=email.policy.default)
     assert message["Subject"] == subject
     assert message.get_content() == f"{subject}\n\nOpened:\n{line}\n"
@@ -254,7 +255,8 @@ def test_digest_reaches_smtp_and_webhook(parts_with, smtp, http):
     closed = email.message_from_string(inbox.messages[1][2], policy=email.policy.default)
     assert closed["Subject"] == "qmonit: 1 closed at 2026-11-21 12:50 UTC"
     assert "  [critical] drop D managed/SCORE: running 40 vs 400 (median of the baseline " \
-           "window), 90% lower (since 2026-11-21 12:10, closed 12:50)" in closed.get_content()
+           "window), 90% lower; likely layer unknown: no pilot factory reports this queue " \
+           "(since 2026-11-21 12:10, closed 12:50)" in closed.get_content()
 
 
 def test_failing_notifier_leaves_the_derived_data_written(parts_with):
@@ -324,18 +326,19 @@ def test_suspicious_command_table_and_json(parts_with, write_config, mariadb_url
 
     table = run()
     assert table.returncode == 0, table.stderr
+    why = " [unknown: no pilot factory reports this queue]"
+    drop_reason = "running 40 vs 400 (median of the baseline window), 90% lower" + why
     assert table.stdout.splitlines() == [
-        "panda_queue  prod_source/resource  site    cloud  rule     severity  "
+        "panda_queue  prod_source/resource  site    cloud  rule     severity  likely layer  "
         "metric                  current vs baseline  open since (UTC)  reason",
-        "-----------  --------------------  ------  -----  -------  --------  "
+        "-----------  --------------------  ------  -----  -------  --------  ------------  "
         "----------------------  -------------------  ----------------  "
-        + "-" * len("running 40 vs 400 (median of the baseline window), 90% lower"),
-        "D            managed/SCORE         D-SITE  US     drop     critical  "
-        "running jobs                      40 vs 400  2026-11-21 12:10  "
-        "running 40 vs 400 (median of the baseline window), 90% lower",
-        "F            managed/SCORE         F-SITE  US     failing  critical  "
+        + "-" * len(drop_reason),
+        "D            managed/SCORE         D-SITE  US     drop     critical  unknown       "
+        "running jobs                      40 vs 400  2026-11-21 12:10  " + drop_reason,
+        "F            managed/SCORE         F-SITE  US     failing  critical  unknown       "
         "failed % of ended jobs            90 vs 5.1  2026-11-21 12:10  "
-        "90 of 100 ended jobs failed (90%) in the last 60 min",
+        "90 of 100 ended jobs failed (90%) in the last 60 min" + why,
     ]
     flags = json.loads(run("--json").stdout)
     # failing: the failed share of ended jobs in %, now and in the baseline window, which
@@ -428,20 +431,31 @@ def test_the_digest_tells_one_incident_per_queue_opened_updated_and_closed():
 
 
 def test_qmonit_suspicious_shows_a_starving_queue_as_one_incident(parts_with):
+    """Starving and drop on one queue: one incident, starving its principal; its pilots
+    wait in the batch system (Harvester's workers queued, none running): batch/site."""
+    from qmonit.stores.status_tables import replace_factory_labels
     from qmonit.suspicious import open_flags, render
 
     parts = parts_with()
     history(parts, T, {"P": 400})
+    replace_factory_labels(parts.engine, [{
+        "factory": "CERN_central_A", "label": "P", "factory_type": "harvester",
+        "atlas_site": "P-SITE", "cloud": "US", "created": 30.0, "running": 0.0,
+        "exiting": 0.0, "done": 0.0, "fault": 0.0, "activated": 400.0, "in_trouble": False,
+        "message": "", "updated_at": T.replace(tzinfo=None)}])
     for n in range(2):
         cycle(parts, T + n * SLOT, {"P": {**STEADY, "running": 1, "activated": 400}})
     assert sorted(a.key[3] for a in alerts.open_alerts(parts.engine)) == ["drop", "starving"]
     [incident] = open_flags(parts.engine)
+    why = ("pilots wait in the batch system: CERN_central_A (harvester): 30 pilots queued, "
+           "0 running, 0 done, 0 failed")
     assert (incident["panda_queue"], incident["rule"], incident["severity"],
-            incident["metric"], incident["current"], incident["baseline"]) == \
-        ("P", "starving", "critical", "running jobs", 1.0, 400.0)
-    assert [(e["rule"], e["severity"], e["current"], e["baseline"])
-            for e in incident["evidence"]] == [("drop", "critical", 1.0, 400.0)]
+            incident["metric"], incident["current"], incident["baseline"], incident["layer"],
+            incident["layer_evidence"]) == \
+        ("P", "starving", "critical", "running jobs", 1.0, 400.0, "batch/site", why)
+    assert [(e["rule"], e["severity"], e["current"], e["baseline"], e["layer"])
+            for e in incident["evidence"]] == [("drop", "critical", 1.0, 400.0, "batch/site")]
     [_, _, row] = render(parts.engine).splitlines()
-    assert row.endswith("400 activated jobs waiting, 1 running (pilots not arriving?); also "
-                        "drop managed/SCORE: running 1 vs 400 (median of the baseline window), "
-                        "100% lower")
+    assert row.endswith(f"400 activated jobs waiting, 1 running (pilots not arriving?) "
+                        f"[batch/site: {why}]; also drop managed/SCORE: running 1 vs 400 "
+                        "(median of the baseline window), 100% lower")

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
 from qmonit.derive.flags import FlagState, Hysteresis, advance
+from qmonit.derive.layers import Layer, Pilots, attribute
 from qmonit.derive.numbers import (
     DAILY_WINDOWS,
     HOURLY_WINDOWS,
@@ -78,7 +79,8 @@ class _Steps:
         self.closed: list[FlagKey] = []
         self.open_now: set[FlagKey] = set()
 
-    def step(self, key: FlagKey, violated: bool, finding: Finding | None) -> None:
+    def step(self, key: FlagKey, violated: bool, finding: Finding | None,
+             layer: Layer | None = None) -> None:
         rule = self.rule
         if key[3] == "starving" and rule.open_cycles < 2:  # never on a single cycle
             rule = Hysteresis(2, max(2, rule.window_cycles), rule.close_cycles)
@@ -91,7 +93,9 @@ class _Steps:
         details = None if finding is None else {
             "severity": finding.severity, "reason": finding.reason, "current": finding.current,
             "baseline": finding.baseline, "score": finding.score,
-            "metric": finding.metric or None}
+            "metric": finding.metric or None,
+            "layer": layer.name if layer else None,
+            "layer_evidence": layer.evidence[:2000] if layer else None}
         if is_open and not was_open and details:
             self.opened.append((key, details))
         elif is_open and violated and details:
@@ -166,9 +170,11 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
                                  cfg.get("derive", "coverage_min"),
                                  cfg.get("panda", "time_window"))
         report.findings = findings
+        layers = _layers(parts, findings, numbers, topology, report.stale_sources)
         steps = _Steps(alerts.load_flags(parts.engine), rule, slot)
         for finding in findings:
-            steps.step((*finding.key, finding.rule), finding.violated, finding)
+            key = (*finding.key, finding.rule)
+            steps.step(key, finding.violated, finding, layers.get(key))
         if judged_now:  # flags nothing judged this time: a clean cycle
             judged = {(*f.key, f.rule) for f in findings}
             for key in steps.before.keys() - judged:
@@ -196,6 +202,26 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
     report.delivery = parts.writer.write(samples + aggregate(samples) + runs)
     record_run_samples(parts.engine, runs, report.slot)
     return report
+
+
+def _layers(parts: Components, findings: list[Finding],
+            numbers: dict[QueueKey, QueueNumbers], topology: dict[str, dict[str, str]],
+            stale_sources: list[str]) -> dict[FlagKey, Layer]:
+    """The likely layer of every violated finding, from CRIC's status and the pilots of
+    its queue this cycle (factory_labels)."""
+    violated = [f for f in findings if f.violated]
+    if not violated:
+        return {}
+    pilots = status_tables.pilots_by_label(parts.engine)
+    # a pilot source that did not answer: its queues' pilot data is not this cycle's
+    pilots_stale = bool(set(stale_sources) - {"panda", "sinks"})
+    running: dict[str, float] = {}
+    for (queue, _, _), n in numbers.items():
+        running[queue] = running.get(queue, 0.0) + n.now("running")
+    return {(*f.key, f.rule): attribute(
+        f, topology.get(f.key[0], {}).get("queue_status"),
+        None if pilots_stale else Pilots.of(pilots.get(f.key[0], ())), pilots_stale,
+        running.get(f.key[0], 0.0)) for f in violated}
 
 
 def _day(slot: datetime) -> datetime:

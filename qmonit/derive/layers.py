@@ -74,7 +74,7 @@ def attribute(finding: Finding, queue_status: str | None, pilots: Pilots | None,
     if p.failed >= FAULTS_MANY and p.failed > p.done:
         return Layer(FACTORY, f"pilots fail: {counts}")
     if rule == "failing":
-        return Layer(SITE, f"jobs fail at the site while its pilots run: {counts}")
+        return Layer(SITE, f"jobs fail at the site, its pilots do not: {counts}")
     if p.queued + p.running == 0:
         return Layer(FACTORY, f"no pilots submitted: {counts}")
     if p.queued > p.running:

@@ -128,6 +128,10 @@ class SimulatedGrid:
         """The first incident of a kind (the earliest in the day)."""
         return next(i for i in self.incidents if i.kind == kind)
 
+    def active_incidents(self, queue: str, slot: datetime) -> set[str]:
+        """The kinds of incident on `queue` at `slot`."""
+        return self._active(queue, slot)
+
     def _active(self, queue: str, slot: datetime) -> set[str]:
         return {i.kind for i in self.incidents if i.panda_queue == queue and i.active(slot)}
 

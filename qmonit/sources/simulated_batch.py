@@ -106,11 +106,15 @@ class SimulatedHarvester:
         for number, (queue, by_label) in enumerate(sorted(running.items())[::3]):
             rng = random.Random(f"{queue}:{epoch_seconds(slot)}")
             harvester = HARVESTERS[number % len(HARVESTERS)]
+            # the pilots stopped: the factory submits none (the no_pilots incident's layer)
+            stopped = "no_pilots" in self.grid.active_incidents(queue, slot)
             for label, by_resource in by_label.items():
                 job_type = "managed" if label == "managed" else "user"
                 for resource, counts in by_resource.items():
                     level = counts.get("running", 0)
-                    statuses = {status: int(level * share * rng.uniform(0.8, 1.2))
+                    statuses = {status: 0 if stopped and status in ("submitted", "running",
+                                                                    "idle") else
+                                int(level * share * rng.uniform(0.8, 1.2))
                                 for status, share in WORKER_SHARE.items()}
                     stats.setdefault(queue, {}).setdefault(harvester, {}).setdefault(
                         job_type, {})[resource] = {s: n for s, n in statuses.items() if n}
@@ -136,6 +140,8 @@ class _FactoryPool:
         ads = []
         for number, queue in enumerate(sorted(self.grid.queues)[:40]):
             rng = random.Random(f"apf:{queue}:{epoch_seconds(self.slot)}")
+            if "no_pilots" in self.grid.active_incidents(queue, self.slot):
+                continue  # the factory submits no pilots for it
             if ended:
                 states = [(4, 0)] * rng.randint(5, 40) + [(4, 1)] * rng.randint(0, 3)
             else:

@@ -41,6 +41,8 @@ class Alert:
     notified_open: bool
     notified_close: bool
     metric: str | None = None  # what current and baseline measure, in one unit
+    layer: str | None = None  # the layer likely at fault, and the evidence for it
+    layer_evidence: str | None = None
 
 
 def load_flags(engine: Engine) -> dict[FlagKey, FlagState]:
@@ -66,7 +68,8 @@ def _row_to_alert(row) -> Alert:
     return Alert(row.id, (row.panda_queue, row.prod_source, row.resource, row.rule),
                  row.severity, row.reason, row.current, row.baseline, row.score,
                  utc(row.opened_at), utc(row.closed_at), utc(row.last_notified_at),
-                 bool(row.notified_open), bool(row.notified_close), row.metric)
+                 bool(row.notified_open), bool(row.notified_close), row.metric, row.layer,
+                 row.layer_evidence)
 
 
 def _key_filter(key: FlagKey):

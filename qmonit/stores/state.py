@@ -132,6 +132,8 @@ alerts = Table(
     Column("baseline", Double),
     Column("score", Double),
     Column("metric", String(64)),  # what current and baseline measure ("running jobs")
+    Column("layer", String(32)),  # the layer likely at fault (derive.layers) and why
+    Column("layer_evidence", Text),
     Column("opened_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True)),
     Column("last_notified_at", DateTime(timezone=True)),

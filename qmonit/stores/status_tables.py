@@ -119,6 +119,15 @@ def record_run_samples(engine: Engine, runs: Sequence[Sample], slot: datetime) -
     return ""
 
 
+def pilots_by_label(engine: Engine) -> dict[str, list[dict]]:
+    """The factory_labels rows of each label (panda_queue): every factory serving it."""
+    out: dict[str, list[dict]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(select(factory_labels).order_by(factory_labels.c.factory)):
+            out.setdefault(row.label, []).append(dict(row._mapping))
+    return out
+
+
 def replace_factory_labels(engine: Engine, rows: Sequence[dict]) -> None:
     """Upsert this cycle's labels; a factory's labels not in this cycle are removed."""
     table = factory_labels

@@ -1,0 +1,69 @@
+"""derive.layers: the likely layer of a finding, from CRIC's status and the queue's pilots."""
+
+import pytest
+
+from qmonit.derive.layers import Pilots, attribute
+from qmonit.derive.rules import Finding
+
+
+def finding(rule="drop", queue="Q", metric="running jobs", reason="running 10 vs 400"):
+    return Finding((queue, "managed", "SCORE"), rule, True, "warning", 10.0, 400.0, 5.0,
+                   reason, metric)
+
+
+def pilots(created=0.0, running=0.0, exiting=0.0, done=0.0, fault=0.0, factory="apf-1",
+           kind="apf"):
+    return {"factory": factory, "factory_type": kind, "created": created, "running": running,
+            "exiting": exiting, "done": done, "fault": fault}
+
+
+def counts(queued, running, done, failed, factories="apf-1 (apf)"):
+    return f"{factories}: {queued} pilots queued, {running} running, {done} done, {failed} failed"
+
+
+@pytest.mark.parametrize("rule, status, rows, layer, evidence", [
+    ("drop", "brokeroff", [pilots(running=50)], "panda",
+     "CRIC status brokeroff: PanDA does not broker jobs to it"),
+    ("drop", "online", [], "unknown", "no pilot factory reports this queue"),
+    ("starving", "online", [pilots()], "pilot factory",
+     "no pilots submitted: " + counts(0, 0, 0, 0)),
+    ("starving", "online", [pilots(created=3, fault=9, done=2)], "pilot factory",
+     "pilots fail: " + counts(3, 0, 2, 9)),
+    ("starving", "online", [pilots(created=30, running=2)], "batch/site",
+     "pilots wait in the batch system: " + counts(30, 2, 0, 0)),
+    ("drop", "online", [pilots(created=2, running=40, exiting=5)], "batch/site",
+     "pilots run but PanDA runs 12 jobs: " + counts(2, 45, 0, 0)),
+    ("failing", "online", [pilots(running=40, done=30)], "batch/site",
+     "jobs fail at the site, its pilots do not: " + counts(0, 40, 30, 0)),
+    ("failing", "online", [pilots(running=4, done=1, fault=20)], "pilot factory",
+     "pilots fail: " + counts(0, 4, 1, 20)),
+    # every factory serving the queue, summed and named
+    ("starving", "online", [pilots(created=10, factory="apf-1"),
+                            pilots(created=5, running=1, factory="CERN_central_A",
+                                   kind="harvester")], "batch/site",
+     "pilots wait in the batch system: "
+     + counts(15, 1, 0, 0, "CERN_central_A (harvester), apf-1 (apf)")),
+])
+def test_the_layer_and_its_evidence(rule, status, rows, layer, evidence):
+    got = attribute(finding(rule), status, Pilots.of(rows), False, 12.0)
+    assert (got.name, got.evidence) == (layer, evidence)
+
+
+def test_stale_sources_backlogs_and_a_silent_queue():
+    source = finding("stale", "source:harvester", reason="source harvester: no successful "
+                     "collect since 2026-11-21 11:50 UTC")
+    got = attribute(source, None, None, True, 0.0)
+    assert (got.name, got.evidence) == (
+        "monitoring", "qmonit cannot read harvester: source harvester: no successful collect "
+        "since 2026-11-21 11:50 UTC")
+    assigned = attribute(finding("backlog", metric="assigned jobs"), "online", None, False, 0)
+    assert assigned.name == "panda"
+    transferring = attribute(finding("backlog", metric="transferring jobs"), "online", None,
+                             False, 0)
+    assert transferring.name == "batch/site"
+    silent = attribute(finding("stale"), "online", Pilots.of([pilots(running=9)]), False, 0)
+    assert (silent.name, silent.evidence) == ("panda", "PanDA lists no jobs for the queue any "
+                                                       "more")
+    # a pilot source that did not answer this cycle: unknown, never a guess
+    unjudged = attribute(finding("starving"), "online", None, True, 0.0)
+    assert (unjudged.name, unjudged.evidence) == ("unknown", "pilot data stale this cycle")
