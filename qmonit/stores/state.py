@@ -300,8 +300,9 @@ def _shapes(conn: Connection, ids: Sequence[int]) -> list[SeenSeries]:
 
 
 # A vanished series is written as zeros every cycle of the zero-fill horizon (48 h): its
-# shape is read back each time, and parsed once per process.
-@lru_cache(maxsize=65536)
+# shape is read back each time, and parsed once per process. Bounded: an entry holds its
+# text and tags (~2.5 kB), so 8,192 of them ~20 MB (the small grid has ~1,000 vanished).
+@lru_cache(maxsize=8192)
 def _tag_pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(map(tuple, json.loads(text)))
 
