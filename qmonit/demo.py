@@ -101,7 +101,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
         print("\nClosed during the run:", file=out)
         for alert in closed:
             print(f"  {describe(alert)}", file=out)
-    print("\nGrafana: `qmonit dashboards build -o DIR` writes the five dashboards and their "
+    print("\nGrafana: `qmonit dashboards build -o DIR` writes every dashboard and its "
           "provisioning files; `qmonit dashboards push` uploads them (see README, "
           "Dashboards).", file=out)
     return 0
