@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import NamedTuple
 
 from qmonit.model import TAG_LIMIT, TAG_LIMITS
@@ -128,8 +129,19 @@ def from_epoch(seconds: float) -> datetime:
 
 
 def series_id(sample: Sample) -> int:
-    """A stable signed 64-bit id of the sample's series (measurement and tag set)."""
-    return stable_id(json.dumps([sample.measurement, sample.tags], separators=(",", ":")))
+    """A stable signed 64-bit id of the sample's series (measurement and tag set): the hash
+    of json.dumps([measurement, tags]) in compact form. Where no name holds what JSON
+    escapes (quotes, backslashes, anything but printable ASCII: all names, in practice) the
+    same text is put together directly, ~4 times cheaper."""
+    measurement, tags = sample[0], sample[1]
+    names = "".join([measurement, *chain.from_iterable(tags)])
+    if tags and names.isascii() and names.isprintable() and '"' not in names \
+            and "\\" not in names:
+        text = "".join(['["', measurement, '",[["', '"],["'.join(map('","'.join, tags)),
+                        '"]]]'])
+    else:
+        text = json.dumps([measurement, tags], separators=(",", ":"))
+    return stable_id(text)
 
 
 class SeriesIds:

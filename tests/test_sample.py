@@ -1,8 +1,10 @@
 """Series ids: stable across processes, and the same when remembered."""
 
+import json
+import random
 from datetime import UTC, datetime
 
-from qmonit.sample import SeriesIds, make_sample, series_id
+from qmonit.sample import Sample, SeriesIds, make_sample, series_id, stable_id
 
 T = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -13,6 +15,22 @@ def test_a_series_id_is_a_hash_of_measurement_and_tags_the_same_in_every_process
     later = sample._replace(fields=(("jobs", 2.0),), time=T.replace(hour=11))
     assert series_id(later) == series_id(sample)
     assert series_id(sample._replace(measurement="workers")) != series_id(sample)
+
+
+def test_the_direct_text_is_the_json_text_for_every_name_whatever_it_holds():
+    """The id was, and must stay, the hash of the compact JSON: ids stored in series_seen
+    by earlier versions name the same series. Names drawn from what JSON escapes."""
+    letters = 'aZ0_-.:/ ,=[]{}~"\\\x00\x01\t\n\x7f\x80é€\u2028\U0001f600'
+    rng = random.Random(7)
+
+    def name(shortest: int) -> str:
+        return "".join(rng.choices(letters, k=rng.randint(shortest, 5)))
+
+    for _ in range(20_000):
+        tags = tuple((name(1), name(0)) for _ in range(rng.randint(0, 4)))
+        sample = Sample(name(1), tags, (("jobs", 1.0),), T)
+        expected = stable_id(json.dumps([sample.measurement, tags], separators=(",", ":")))
+        assert series_id(sample) == expected, sample
 
 
 def test_remembered_ids_are_the_same_ids_and_the_memory_is_bounded():

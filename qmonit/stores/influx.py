@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -142,18 +142,30 @@ class InfluxStore:
 
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
         result = WriteResult()
-        lines: list[str] = []
-        encoded: list[Sample] = []
-        for sample in samples:
-            try:
-                lines.append(encode(sample))
-                encoded.append(sample)
-            except ValueError as exc:
-                result.rejected.append(Rejection(str(exc), repr(sample), 1))
-        size = self.batch_size
-        batches = (lines[start : start + size] for start in range(0, len(lines), size))
-        for number in self._post_batches(batches, retention, result):
-            result.unwritten.extend(encoded[number * size : (number + 1) * size])
+        encoded: list[list[Sample]] = []  # the samples of each batch, by its number
+
+        def batches() -> Iterator[list[str]]:
+            """Encoded a batch at a time, so that the first is posted while the rest are
+            encoded (InfluxDB works on one while this process makes the next)."""
+            lines: list[str] = []
+            members: list[Sample] = []
+            for sample in samples:
+                try:
+                    lines.append(encode(sample))
+                except ValueError as exc:
+                    result.rejected.append(Rejection(str(exc), repr(sample), 1))
+                    continue
+                members.append(sample)
+                if len(lines) == self.batch_size:
+                    encoded.append(members)
+                    yield lines
+                    lines, members = [], []
+            if lines:
+                encoded.append(members)
+                yield lines
+
+        for number in self._post_batches(batches(), retention, result):
+            result.unwritten.extend(encoded[number])
         return result
 
     def write_lines(self, lines: Iterable[str], retention: str) -> WriteResult:
