@@ -55,12 +55,16 @@ dashboard = qmonit_dashboard(
              [sql("SELECT TIMESTAMPDIFF(MINUTE, MAX(derived_at), UTC_TIMESTAMP()) AS minutes "
                   "FROM queue_stats")], unit="m",
              steps=((None, "green"), (30, "red")), width=6),
-        table("Open alerts", "Every open flag: since when, why, the value that tripped it "
-              "and its baseline, both in the unit the metric names, and the layer likely at "
-              "fault with its evidence. The queue links to its jobs.",
-              [sql("SELECT panda_queue, prod_source, resource, rule, severity, opened_at AS "
-                   "since, reason, layer, layer_evidence, metric, current, baseline, score "
-                   "FROM alerts WHERE "
+        table("Open alerts", "Every open flag: its state (open: violated at its as-of "
+              "slot; recovering: clean since, closing; unjudged: its source is stale, the "
+              "numbers are of the as-of slot), since when and for how long, why, the value "
+              "that tripped it and its baseline, both in the unit the metric names, and the "
+              "layer likely at fault with its evidence. The queue links to its jobs.",
+              [sql("SELECT panda_queue, prod_source, resource, rule, severity, "
+                   "COALESCE(status, 'open') AS state, opened_at AS since, "
+                   "TIMESTAMPDIFF(MINUTE, opened_at, UTC_TIMESTAMP()) AS open_min, "
+                   "reason, layer, layer_evidence, metric, current, baseline, "
+                   "as_of, score FROM alerts WHERE "
                    "closed_at IS "
                    "NULL ORDER BY FIELD(severity, 'critical', 'warning'), opened_at")],
               overrides=[SEVERITY, link_column("panda_queue", "Jobs of this queue",

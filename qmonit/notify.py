@@ -122,6 +122,11 @@ def describe(alert: Alert, severity: str | None = None) -> str:
     since = f"since {alert.opened_at:%Y-%m-%d %H:%M}"
     if alert.closed_at:
         since += f", closed {alert.closed_at:%H:%M}"
+    elif alert.state() == "recovering":
+        since += ", recovering: clean at its last cycle"
+    elif alert.state() == "unjudged":
+        as_of = f" since {alert.as_of:%H:%M}" if alert.as_of else ""
+        since += f", unjudged{as_of}: its source is stale"
     layer = f"; likely layer {alert.layer}: {alert.layer_evidence}" if alert.layer else ""
     return (f"[{severity or alert.severity}] {rule} {queue}{_split(alert)}: {alert.reason}"
             f"{layer} ({since})")

@@ -4,6 +4,7 @@ shifter, or as JSON."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -13,19 +14,23 @@ from qmonit.report import table
 from qmonit.stores import alerts, state
 
 
-def _fields(alert: alerts.Alert) -> dict:
+def _fields(alert: alerts.Alert, now: datetime) -> dict:
     queue, label, resource, rule = alert.key
     return {"prod_source": label, "resource": resource, "rule": rule,
             "severity": alert.severity, "metric": alert.metric, "current": alert.current,
             "baseline": alert.baseline, "score": alert.score, "reason": alert.reason,
             "layer": alert.layer or "unknown", "layer_evidence": alert.layer_evidence or "",
-            "open_since": alert.opened_at.isoformat()}
+            "state": alert.state(), "as_of": alert.as_of.isoformat() if alert.as_of else None,
+            "open_since": alert.opened_at.isoformat(),
+            "open_minutes": alert.open_minutes(now)}
 
 
-def open_flags(engine: Engine) -> list[dict]:
+def open_flags(engine: Engine, now: datetime | None = None) -> list[dict]:
     """The open incidents, most urgent first: one per queue, its principal alert's fields,
-    and the queue's other open alerts as `evidence` (see incidents)."""
+    and the queue's other open alerts as `evidence` (see incidents). Open minutes count to
+    `now`: the newest slot the state tables describe, else the clock."""
     topology = state.queue_topology(engine)
+    now = now or state.newest_slot(engine) or datetime.now(UTC)
     rows = []
     for incident in group(alerts.open_alerts(engine)):
         where = topology.get(incident.panda_queue, {})
@@ -33,9 +38,9 @@ def open_flags(engine: Engine) -> list[dict]:
             "panda_queue": incident.panda_queue,
             "atlas_site": where.get("atlas_site") or UNKNOWN,
             "cloud": where.get("cloud") or UNKNOWN,
-            **_fields(incident.principal),
+            **_fields(incident.principal, now),
             "severity": incident.severity,  # the incident's: the highest of its alerts
-            "evidence": [_fields(a) for a in incident.evidence],
+            "evidence": [_fields(a, now) for a in incident.evidence],
         })
     return rows
 
@@ -47,12 +52,22 @@ def render(engine: Engine, as_json: bool = False) -> str:
     if not rows:
         return "No open suspicious-site flags.\n"
     body = [[r["panda_queue"], f"{r['prod_source']}/{r['resource']}", r["atlas_site"],
-             r["cloud"], r["rule"], r["severity"], r["layer"],
+             r["cloud"], r["rule"], r["severity"], r["state"], r["layer"],
              r["metric"] or "", f"{_number(r['current'])} vs {_number(r['baseline'])}",
-             r["open_since"][:16].replace("T", " "), _reason(r)] for r in rows]
+             (r["as_of"] or r["open_since"])[11:16], r["open_since"][:16].replace("T", " "),
+             duration(r["open_minutes"]), _reason(r)] for r in rows]
     return table(["panda_queue", "prod_source/resource", "site", "cloud", "rule", "severity",
-                  "likely layer", "metric", "current vs baseline", "open since (UTC)",
-                  "reason"], body) + "\n"
+                  "state", "likely layer", "metric", "current vs baseline", "as of",
+                  "open since (UTC)", "open for", "reason"], body) + "\n"
+
+
+def duration(minutes: int) -> str:
+    """45m, 3h10m, 2d4h: how long an alert has been open."""
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 24 * 60:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    return f"{minutes // 1440}d{minutes % 1440 // 60}h"
 
 
 def _reason(row: dict) -> str:

@@ -269,8 +269,10 @@ def test_suspicious_sites_show_the_open_stale_flag_and_the_notification(filled):
                  and p["type"] == "table")
     rows = run_sql(engine, expand_sql(table["targets"][0]["rawSql"], view))
     stale = [r for r in rows if r[0] == "source:panda"]
-    assert [(r[3], r[4]) for r in stale] == [("stale", "critical")]
-    assert "source panda: no successful collect since" in stale[0][6]
+    assert [(r[3], r[4], r[5]) for r in stale] == [("stale", "critical", "open")]
+    assert "source panda: no successful collect since" in stale[0][8]
+    assert stale[0][7] >= 0  # open minutes, to the database's clock
+    assert stale[0][14] == stale[0][6]  # as of: opened now, the numbers of its first slot
     assert any(r.path == "/hook" for r in hook.requests)
     assert run_sql(engine, OPEN_FLAGS_SQL)[0][0] == sum(1 for r in rows if r[4] == "critical")
 

@@ -162,6 +162,50 @@ def test_draining_site_flagged_within_three_cycles_and_closed_after_recovery(par
     assert alerts.opened_between(parts.engine, T + 2 * SLOT, T + 6 * SLOT) == []
 
 
+def test_an_alert_says_open_unjudged_recovering_and_closed_with_the_numbers_as_of(parts_with):
+    """Its numbers are refreshed on every judged cycle, not only the violating ones; while
+    PanDA is stale the flag keeps its state and says it is unjudged since its as-of slot."""
+    from qmonit.suspicious import open_flags
+
+    parts = parts_with()
+    history(parts, T, {"D": 400, "OK": 300})
+    drained = {"D": {**STEADY, "running": 40}, "OK": {**STEADY, "running": 300}}
+    seen = []
+
+    def look(slot):
+        [alert] = alert_rows(parts)
+        [flag] = [f for f in open_flags(parts.engine, slot) if f["panda_queue"] == "D"] or [{}]
+        seen.append((alert.status, alerts.utc(alert.as_of), alert.current, alert.severity,
+                     flag.get("state"), flag.get("open_minutes")))
+
+    for n in range(2):  # opens at the second violating cycle
+        cycle(parts, T + n * SLOT, drained)
+    look(T + SLOT)
+    cycle(parts, T + 2 * SLOT, {}, ok=False)  # PanDA stale: nothing judged
+    look(T + 2 * SLOT)
+    cycle(parts, T + 3 * SLOT, {**drained, "D": {**STEADY, "running": 390}})  # clean
+    look(T + 3 * SLOT)
+    cycle(parts, T + 4 * SLOT, {**drained, "D": {**STEADY, "running": 398}})
+    look(T + 4 * SLOT)
+    cycle(parts, T + 5 * SLOT, {**drained, "D": {**STEADY, "running": 401}})  # 3rd clean
+    [alert] = alert_rows(parts)
+    assert seen == [
+        ("open", T + SLOT, 40.0, "critical", "open", 0),
+        ("unjudged", T + SLOT, 40.0, "critical", "unjudged", 10),
+        ("recovering", T + 3 * SLOT, 390.0, "critical", "recovering", 20),
+        ("recovering", T + 4 * SLOT, 398.0, "critical", "recovering", 30),
+    ]
+    assert (alert.status, alerts.utc(alert.as_of), alerts.utc(alert.closed_at)) == \
+        ("closed", T + 5 * SLOT, T + 5 * SLOT)
+    told = alerts.Alert(*[getattr(alert, c) for c in ("id",)], ("D", "managed", "SCORE",
+                                                                "drop"), "critical", "why",
+                        1.0, 2.0, 3.0, T, None, None, True, False, status="unjudged",
+                        as_of=T + SLOT)
+    from qmonit.notify import describe
+    assert describe(told) == ("[critical] drop D managed/SCORE: why (since 2026-11-21 12:00, "
+                              "unjudged since 12:10: its source is stale)")
+
+
 def test_low_volume_noise_never_flags(parts_with):
     parts = parts_with()
     noisy = [0, 40, 5, 35, 12, 28, 0, 44, 3]
@@ -329,25 +373,29 @@ def test_suspicious_command_table_and_json(parts_with, write_config, mariadb_url
     why = " [unknown: no pilot factory reports this queue]"
     drop_reason = "running 40 vs 400 (median of the baseline window), 90% lower" + why
     assert table.stdout.splitlines() == [
-        "panda_queue  prod_source/resource  site    cloud  rule     severity  likely layer  "
-        "metric                  current vs baseline  open since (UTC)  reason",
-        "-----------  --------------------  ------  -----  -------  --------  ------------  "
-        "----------------------  -------------------  ----------------  "
-        + "-" * len(drop_reason),
-        "D            managed/SCORE         D-SITE  US     drop     critical  unknown       "
-        "running jobs                      40 vs 400  2026-11-21 12:10  " + drop_reason,
-        "F            managed/SCORE         F-SITE  US     failing  critical  unknown       "
-        "failed % of ended jobs            90 vs 5.1  2026-11-21 12:10  "
-        "90 of 100 ended jobs failed (90%) in the last 60 min" + why,
+        "panda_queue  prod_source/resource  site    cloud  rule     severity  state  "
+        "likely layer  metric                  current vs baseline  as of  open since (UTC)  "
+        "open for  reason",
+        "-----------  --------------------  ------  -----  -------  --------  -----  "
+        "------------  ----------------------  -------------------  -----  ----------------  "
+        "--------  " + "-" * len(drop_reason),
+        "D            managed/SCORE         D-SITE  US     drop     critical  open   "
+        "unknown       running jobs                      40 vs 400  12:10  2026-11-21 12:10  "
+        "0m        " + drop_reason,
+        "F            managed/SCORE         F-SITE  US     failing  critical  open   "
+        "unknown       failed % of ended jobs            90 vs 5.1  12:10  2026-11-21 12:10  "
+        "0m        90 of 100 ended jobs failed (90%) in the last 60 min" + why,
     ]
     flags = json.loads(run("--json").stdout)
     # failing: the failed share of ended jobs in %, now and in the baseline window, which
     # holds the first failing cycle: (143 + 90) / 144 failed of (143 * 31 + 100) / 144 ended
+    opened = "2026-11-21T12:10:00+00:00"
     assert [(f["panda_queue"], f["rule"], f["severity"], f["metric"], f["current"],
-             f["baseline"], f["open_since"]) for f in flags] == [
-        ("D", "drop", "critical", "running jobs", 40.0, 400.0, "2026-11-21T12:10:00+00:00"),
-        ("F", "failing", "critical", "failed % of ended jobs", 90.0, 5.1,
-         "2026-11-21T12:10:00+00:00")]
+             f["baseline"], f["open_since"], f["state"], f["as_of"], f["open_minutes"])
+            for f in flags] == [
+        ("D", "drop", "critical", "running jobs", 40.0, 400.0, opened, "open", opened, 0),
+        ("F", "failing", "critical", "failed % of ended jobs", 90.0, 5.1, opened, "open",
+         opened, 0)]
 
 
 def test_open_critical_alerts_are_repeated_at_most_every_n_hours():

@@ -99,11 +99,23 @@ class _Steps:
         if is_open and not was_open and details:
             self.opened.append((key, details))
         elif is_open and violated and details:
-            self.updated.append((key, details))
-        elif was_open and not is_open:
+            self.updated.append((key, {**details, "status": "open", "as_of": self.slot}))
+        elif is_open:  # clean, not closed yet: this cycle's numbers, where it was judged
+            self.updated.append((key, {**self._numbers(finding), "status": "recovering"}))
+        elif was_open:
+            self.updated.append((key, self._numbers(finding)))  # the numbers it closed on
             self.closed.append(key)
         if is_open:
             self.open_now.add(key)
+
+
+    def _numbers(self, finding: Finding | None) -> dict:
+        """current, baseline and score of a finding, as of this slot (none where the queue
+        reported nothing this cycle: the alert keeps its last)."""
+        if finding is None:
+            return {}
+        return {"current": finding.current, "baseline": finding.baseline,
+                "score": finding.score, "as_of": self.slot}
 
 
 def _source_findings(parts: Components, slot: datetime) -> tuple[list[Finding], list[str]]:
@@ -181,6 +193,8 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
                 steps.step(key, False, None)
         alerts.save_flags(parts.engine, steps.after, steps.gone)
         alerts.record(parts.engine, steps.opened, steps.updated, steps.closed, slot)
+        if not judged_now:  # the queues' flags keep their state, and say they are unjudged
+            alerts.mark_unjudged(parts.engine)
         report.opened = [k for k, _ in steps.opened]
         report.closed = steps.closed
         by_key = {(*f.key, f.rule): f for f in findings}

@@ -43,6 +43,19 @@ class Alert:
     metric: str | None = None  # what current and baseline measure, in one unit
     layer: str | None = None  # the layer likely at fault, and the evidence for it
     layer_evidence: str | None = None
+    status: str | None = None  # open | recovering | unjudged | closed
+    as_of: datetime | None = None  # the slot current and baseline are from
+
+    def state(self) -> str:
+        """open, recovering, unjudged or closed (an alert of an older version: from
+        closed_at)."""
+        if self.closed_at is not None:
+            return "closed"
+        return self.status or "open"
+
+    def open_minutes(self, now: datetime) -> int:
+        """How long it has been open: until it closed, or until `now`."""
+        return max(0, int(((self.closed_at or now) - self.opened_at).total_seconds() // 60))
 
 
 def load_flags(engine: Engine) -> dict[FlagKey, FlagState]:
@@ -69,7 +82,7 @@ def _row_to_alert(row) -> Alert:
                  row.severity, row.reason, row.current, row.baseline, row.score,
                  utc(row.opened_at), utc(row.closed_at), utc(row.last_notified_at),
                  bool(row.notified_open), bool(row.notified_close), row.metric, row.layer,
-                 row.layer_evidence)
+                 row.layer_evidence, row.status, utc(row.as_of))
 
 
 def _key_filter(key: FlagKey):
@@ -81,15 +94,27 @@ def record(engine: Engine, opened: list[tuple[FlagKey, dict]], updated: list[tup
     """Open new alerts (idempotent per slot), refresh open ones, close the ones that cleared."""
     with engine.begin() as conn:
         rows = [dict(zip(KEY_COLUMNS, key, strict=True), opened_at=slot, notified_open=False,
-                     notified_close=False, **details) for key, details in opened]
+                     notified_close=False, status="open", as_of=slot, **details)
+                for key, details in opened]
         upsert(conn, alerts, rows, ["panda_queue", "prod_source", "resource", "rule",
                                     "opened_at"])
         for key, details in updated:
+            if not details:
+                continue
             conn.execute(update(alerts).where(_key_filter(key), alerts.c.closed_at.is_(None))
                          .values(**details))
         for key in closed:
             conn.execute(update(alerts).where(_key_filter(key), alerts.c.closed_at.is_(None))
-                         .values(closed_at=slot))
+                         .values(closed_at=slot, status="closed"))
+
+
+def mark_unjudged(engine: Engine) -> int:
+    """The open alerts of queues (not of sources), while the source they are judged on is
+    stale: their numbers are of their as_of slot, and nothing says whether they still hold."""
+    with engine.begin() as conn:
+        return conn.execute(update(alerts).where(
+            alerts.c.closed_at.is_(None), ~alerts.c.panda_queue.startswith("source:"))
+            .values(status="unjudged")).rowcount
 
 
 def open_alerts(engine: Engine) -> list[Alert]:

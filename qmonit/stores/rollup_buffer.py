@@ -163,7 +163,8 @@ class RollupBuffer:
                 plan = plans[names] = _plan(names)
             numeric, chunks, width = plan
             if str in set(map(type, values)):  # a text field: skipped, its numbers kept
-                numeric = tuple(n for n, v in zip(numeric, values, strict=True) if v.__class__ is not str)
+                numeric = tuple(n for n, v in zip(numeric, values, strict=True)
+                                if v.__class__ is not str)
                 chunks, width = _plan(numeric)[1:]
                 if not numeric:
                     continue

@@ -134,6 +134,10 @@ alerts = Table(
     Column("metric", String(64)),  # what current and baseline measure ("running jobs")
     Column("layer", String(32)),  # the layer likely at fault (derive.layers) and why
     Column("layer_evidence", Text),
+    # open (violated at as_of), recovering (open, its last judged cycle clean), unjudged
+    # (open, its source stale: not judged since as_of), closed
+    Column("status", String(16)),
+    Column("as_of", DateTime(timezone=True)),  # the slot current and baseline are from
     Column("opened_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True)),
     Column("last_notified_at", DateTime(timezone=True)),
