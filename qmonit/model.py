@@ -18,6 +18,8 @@ AVERAGE_WINDOWS = ("1h", "6h", "12h", "24h", "7d", "30d")
 RULES = ("drop", "starving", "failing", "backlog", "stale")
 # Counts the derive job reads from the SQL history (queue_history columns).
 HISTORY_STATUSES = ("assigned", "activated", "running", "failed", "finished", "transferring")
+# the statuses whose 10-minute noise the drop and backlog rules read (sums of squares)
+NOISE_STATUSES = ("assigned", "running", "transferring")
 
 
 # The longest value a tag may have: the SQL column it is kept in (state tables, batch

@@ -217,6 +217,31 @@ def test_low_volume_noise_never_flags(parts_with):
     assert alert_rows(parts) == []
 
 
+def test_mid_volume_noise_is_read_at_ten_minutes_and_a_real_drain_still_flags(parts_with):
+    """~55 running, 40 and 70 in turn every 10 minutes: every hourly mean is 55, so the
+    quartiles of hourly means see no noise at all; each hour's 10-minute counts have a
+    sample standard deviation of 16.4. A cycle at 24 (31 below the median) is noise: not
+    two of them in a row flag. A fall to 5 (50 below, 3 σ) is a drop."""
+    from qmonit.derive.numbers import gather
+
+    parts = parts_with()
+    wobble = {"NOISY": lambda n: 40 if n % 2 else 70, "DRAIN": lambda n: 40 if n % 2 else 70}
+    history(parts, T, wobble)
+    numbers, _ = gather(parts.engine, T, 0.5, 24)
+    noisy = numbers[("NOISY", "managed", "SCORE")]
+    assert noisy.baseline["running"].median == 55.0
+    assert noisy.baseline["running"].p75 == 55.0  # the hourly means: no spread at all
+    assert round(noisy.noise["running"], 2) == round((6 * 15 ** 2 / 5) ** 0.5, 2) == 16.43
+    for n in range(3):
+        report = cycle(parts, T + n * SLOT, {"NOISY": {**STEADY, "running": 24},
+                                             "DRAIN": {**STEADY, "running": 5}})
+        [drop_noisy] = [f for f in report.findings if f.key[0] == "NOISY" and f.rule == "drop"]
+        assert not drop_noisy.violated
+        assert drop_noisy.score == round(31 / 16.43, 2)
+    assert [a.key for a in alerts.open_alerts(parts.engine)] == [("DRAIN", "managed", "SCORE",
+                                                                  "drop")]
+
+
 def test_panda_outage_is_one_stale_alert_and_no_drops(parts_with):
     parts = parts_with()
     queues = {f"Q{i}": 200 + i for i in range(20)}

@@ -14,7 +14,11 @@ A window's coverage is the share of its 10-minute slots that have counts (a fail
 cycle writes none); below the minimum coverage an average is None: insufficient,
 and it feeds no flag. The robust baseline of a status is the median and quartiles
 of its hourly means over [derive] baseline_hours: it stays put until half of those
-hours are anomalous.
+hours are anomalous. Hourly means smooth the 10-minute noise a rule judges (by about √6),
+so the noise of the drop and backlog statuses is also read at that resolution: per hour,
+the standard deviation of its 10-minute counts (from sums of squares, in the same query),
+and the median of those over the baseline hours (an hour holding a drain's step is one
+hour of many).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from qmonit.model import AVERAGED_STATUSES, HISTORY_STATUSES
+from qmonit.model import AVERAGED_STATUSES, HISTORY_STATUSES, NOISE_STATUSES
 from qmonit.sample import SLOT
 from qmonit.stores import state
 from qmonit.stores.aggregate import GroupedQuery, Stats
@@ -44,6 +48,7 @@ class QueueNumbers:
     coverage: dict[str, float] = field(default_factory=dict)  # window -> share of slots
     baseline: dict[str, Stats] = field(default_factory=dict)  # status -> robust stats
     baseline_coverage: float = 0.0
+    noise: dict[str, float] = field(default_factory=dict)  # status -> 10-minute noise (σ)
 
     def now(self, status: str) -> float:
         return self.current.get(status, 0.0)
@@ -80,6 +85,24 @@ def _window(buckets: dict[int, tuple[int, list[float]]], hours: int) -> tuple[in
 
 
 AVERAGED_AT = [HISTORY_STATUSES.index(s) for s in AVERAGED_STATUSES]
+NOISE_AT = [HISTORY_STATUSES.index(s) for s in NOISE_STATUSES]
+
+
+def ten_minute_noise(buckets: dict[int, tuple[int, list[float]]],
+                     squares: dict[int, list[float]], hours: int) -> dict[str, float]:
+    """Per NOISE_STATUSES status, the median over the baseline hours of each hour's sample
+    standard deviation of its 10-minute counts (hours with fewer than 3 counts pass)."""
+    per_status: list[list[float]] = [[] for _ in NOISE_STATUSES]
+    for bucket in range(hours):
+        entry, sq = buckets.get(bucket), squares.get(bucket)
+        if not entry or not sq or entry[0] < 3:
+            continue
+        slots, sums = entry
+        for n, at in enumerate(NOISE_AT):
+            variance = (sq[n] - sums[at] * sums[at] / slots) / (slots - 1)
+            per_status[n].append(max(0.0, variance) ** 0.5)
+    return {status: median(sorted(values)) for status, values in
+            zip(NOISE_STATUSES, per_status, strict=True) if values}
 
 
 def gather(engine: Engine, slot: datetime, coverage_min: float,
@@ -87,9 +110,13 @@ def gather(engine: Engine, slot: datetime, coverage_min: float,
     """Every queue's current counts, 1h-24h averages and robust baseline: one query."""
     hours = max(max(HOURLY_WINDOWS.values()), baseline_hours)
     buckets: dict[QueueKey, dict[int, tuple[int, list[float]]]] = defaultdict(dict)
+    squares: dict[QueueKey, dict[int, list[float]]] = defaultdict(dict)
+    width = len(HISTORY_STATUSES)
     for row in state.history_buckets(engine, slot, hours):
         queue, label, resource, bucket, slots, *sums = row
-        buckets[(queue, label, resource)][bucket] = (slots, [float(x) for x in sums])
+        numbers_of = [float(x or 0.0) for x in sums]
+        buckets[(queue, label, resource)][bucket] = (slots, numbers_of[:width])
+        squares[(queue, label, resource)][bucket] = numbers_of[width:]
     numbers = {}
     for key, by_bucket in buckets.items():
         n = QueueNumbers()
@@ -106,6 +133,7 @@ def gather(engine: Engine, slot: datetime, coverage_min: float,
         n.baseline_coverage = slots / (baseline_hours * SLOTS_PER_HOUR)
         n.baseline = {status: robust([entry[1][i] / entry[0] for entry in base], sums[i], slots)
                       for i, status in enumerate(HISTORY_STATUSES)}
+        n.noise = ten_minute_noise(by_bucket, squares[key], baseline_hours)
         numbers[key] = n
     return numbers, 1
 

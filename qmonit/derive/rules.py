@@ -33,17 +33,22 @@ class Finding:
 
 
 def spread(numbers: QueueNumbers, status: str, side: str) -> float:
-    """A robust, one-sided noise scale in standard deviations (at least 1).
+    """A robust, one-sided noise scale of one 10-minute count, in jobs (at least 1).
 
-    A drop fills the low tail of its own baseline window, so its noise is read from
-    the upper half ((p75 - median) / 0.6745), which stays clean until half of the
-    window is anomalous; a backlog fills the high tail, so it reads the lower half.
+    Two parts, added in quadrature: how the hourly means move over the baseline window,
+    and the 10-minute noise within an hour (numbers.ten_minute_noise), which the hourly
+    means smooth away and which is what one cycle's count carries. A drop fills the low
+    tail of its own baseline window, so the hourly part is read from the upper half
+    ((p75 - median) / 0.6745), which stays clean until half of the window is anomalous; a
+    backlog fills the high tail, so it reads the lower half.
     """
     stats = numbers.baseline.get(status)
-    if not stats or None in (stats.p25, stats.median, stats.p75):
-        return 1.0
-    half = stats.p75 - stats.median if side == "upper" else stats.median - stats.p25
-    return max(1.0, half / HALF_IQR_TO_SIGMA)
+    hourly = 0.0
+    if stats and None not in (stats.p25, stats.median, stats.p75):
+        half = stats.p75 - stats.median if side == "upper" else stats.median - stats.p25
+        hourly = half / HALF_IQR_TO_SIGMA
+    within = numbers.noise.get(status, 0.0)
+    return max(1.0, (hourly * hourly + within * within) ** 0.5)
 
 
 def _median(numbers: QueueNumbers, status: str) -> float:

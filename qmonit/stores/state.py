@@ -43,6 +43,7 @@ from qmonit.model import (
     AVERAGE_WINDOWS,
     AVERAGED_STATUSES,
     HISTORY_STATUSES,
+    NOISE_STATUSES,
     PANDA_JOB_STATUSES,
     RULES,
 )
@@ -402,8 +403,9 @@ def record_history(engine: Engine, counts: QueueCounts, slot: datetime,
 
 
 def history_buckets(engine: Engine, slot: datetime, hours: int) -> list:
-    """Per key, hourly sums and counts over the `hours` before `slot` (bucket 0 = the last
-    hour), and the slot itself as bucket -1: one aggregation query for every queue."""
+    """Per key, hourly counts, sums (HISTORY_STATUSES) and sums of squares (NOISE_STATUSES)
+    over the `hours` before `slot` (bucket 0 = the last hour), and the slot itself as bucket
+    -1: one aggregation query for every queue."""
     end = epoch_seconds(slot)
     bucket = ((end - 1 - queue_history.c.slot) // 3600).label("bucket")
     now = queue_history.c.slot == end
@@ -411,7 +413,9 @@ def history_buckets(engine: Engine, slot: datetime, hours: int) -> list:
     query = (select(queue_history.c.panda_queue, queue_history.c.prod_source,
                     queue_history.c.resource, bucket_or_now.label("bucket"),
                     func.count().label("n"),
-                    *(func.sum(queue_history.c[s]).label(s) for s in HISTORY_STATUSES))
+                    *(func.sum(queue_history.c[s]).label(s) for s in HISTORY_STATUSES),
+                    *(func.sum(queue_history.c[s] * queue_history.c[s]).label(f"{s}_sq")
+                      for s in NOISE_STATUSES))
              .where(queue_history.c.slot >= end - hours * 3600, queue_history.c.slot <= end)
              .group_by(queue_history.c.panda_queue, queue_history.c.prod_source,
                        queue_history.c.resource, bucket_or_now))
