@@ -242,6 +242,56 @@ def test_mid_volume_noise_is_read_at_ten_minutes_and_a_real_drain_still_flags(pa
                                                                   "drop")]
 
 
+def test_a_unified_queue_is_judged_on_its_total_across_resource_types(parts_with):
+    """U runs SCORE and MCORE jobs from one pilot stream: 300 + 100, each with its own
+    10-minute noise (±10 and ±20 in turn). Jobs moving to MCORE (SCORE 100, MCORE 300) are
+    no drop; the total falling to 60 is one drop, on the queue's total."""
+    from qmonit.derive.numbers import gather
+
+    parts = parts_with()
+    for n in range(144, 0, -1):
+        when = T - n * SLOT
+        record(parts, when, [collected(when),
+                             *jobs(when, "U", {**STEADY, "running": 300 + (10 if n % 2 else -10)}),
+                             *jobs(when, "U", {**STEADY, "running": 100 + (20 if n % 2 else -20)},
+                                   resource="MCORE")])
+    state.upsert_queues(parts.engine, [queue_row("U")])
+    numbers, _ = gather(parts.engine, T, 0.5, 24)
+    total = numbers[("U", "managed", "all")]
+    assert total.parts == ("MCORE", "SCORE")
+    assert total.baseline["running"].median == 400.0
+    sigma = [round(numbers[("U", "managed", r)].noise["running"], 3) for r in ("SCORE", "MCORE")]
+    assert sigma == [round((6 * 10 ** 2 / 5) ** 0.5, 3), round((6 * 20 ** 2 / 5) ** 0.5, 3)]
+    assert round(total.noise["running"], 3) == round((6 * (10 ** 2 + 20 ** 2) / 5) ** 0.5, 3)
+
+    def both(score, mcore):
+        when = T + len(reports) * SLOT
+        samples = [collected(when), *jobs(when, "U", {**STEADY, "running": score}),
+                   *jobs(when, "U", {**STEADY, "running": mcore}, resource="MCORE")]
+        record(parts, when, samples)
+        reports.append(derive(parts, when))
+
+    reports = []
+    for _ in range(3):  # SCORE 300 -> 100: a 67 % fall of the SCORE split alone
+        both(100, 300)
+    assert [(f.key, f.rule) for r in reports for f in r.findings if f.violated] == []
+    assert {f.key for r in reports for f in r.findings if f.rule != "stale"} == \
+        {("U", "managed", "all")}  # not per resource
+    for _ in range(2):
+        both(40, 20)
+    assert [a.key for a in alerts.open_alerts(parts.engine)] == [("U", "managed", "all",
+                                                                  "drop")]
+    assert [(a.current, a.baseline) for a in alerts.open_alerts(parts.engine)] == [(60.0, 400.0)]
+    assert sorted((row.resource, row.drop_flag) for row in _stats_rows(parts, "U")) == [
+        ("MCORE", "warning"), ("SCORE", "warning")]  # 85 % lower: a warning, on both rows
+
+
+def _stats_rows(parts, queue):
+    with parts.engine.connect() as conn:
+        return conn.execute(select(state.queue_stats).where(
+            state.queue_stats.c.panda_queue == queue)).all()
+
+
 def test_panda_outage_is_one_stale_alert_and_no_drops(parts_with):
     parts = parts_with()
     queues = {f"Q{i}": 200 + i for i in range(20)}

@@ -231,7 +231,8 @@ def _layers(parts: Components, findings: list[Finding],
     pilots_stale = bool(set(stale_sources) - {"panda", "sinks"})
     running: dict[str, float] = {}
     for (queue, _, _), n in numbers.items():
-        running[queue] = running.get(queue, 0.0) + n.now("running")
+        if not n.parts:  # a total counts its resources again
+            running[queue] = running.get(queue, 0.0) + n.now("running")
     return {(*f.key, f.rule): attribute(
         f, topology.get(f.key[0], {}).get("queue_status"),
         None if pilots_stale else Pilots.of(pilots.get(f.key[0], ())), pilots_stale,
@@ -249,8 +250,8 @@ def _queue_stats_rows(numbers: dict[QueueKey, QueueNumbers], daily: dict | None,
     when they were recomputed (once a day), so the upsert leaves them alone otherwise."""
     rows = []
     for (queue, label, resource), n in numbers.items():
-        if not n.current:
-            continue  # not written by collect for this slot
+        if not n.current or n.parts:
+            continue  # not written by collect for this slot; a unified queue's total
         row: dict[str, Any] = {"panda_queue": queue, "prod_source": label,
                                "resource": resource, "slot_time": slot, "derived_at": slot}
         windows = {name: (n.averages.get(name), n.coverage.get(name, 0.0))
@@ -265,9 +266,10 @@ def _queue_stats_rows(numbers: dict[QueueKey, QueueNumbers], daily: dict | None,
                 row[f"{status}_avg_{window}"] = (averages or {}).get(status)
         reasons = []
         for rule_name in RULES:
-            key = (queue, ALL, ALL, rule_name) if rule_name == "stale" else \
-                (queue, label, resource, rule_name)
-            open_finding = findings.get(key) if key in open_now else None
+            keys = [(queue, ALL, ALL, rule_name)] if rule_name == "stale" else \
+                [(queue, label, resource, rule_name), (queue, label, ALL, rule_name)]
+            open_finding = next((findings[k] for k in keys if k in open_now and k in findings),
+                                None)  # a unified queue's flag is on its total
             row[f"{rule_name}_flag"] = open_finding.severity if open_finding else None
             if open_finding:
                 reasons.append(f"{rule_name}: {open_finding.reason}")

@@ -36,6 +36,7 @@ from qmonit.stores.aggregate import GroupedQuery, Stats
 
 KEY_TAGS = ("panda_queue", "prod_source", "resource", "job_status")
 QueueKey = tuple[str, str, str]  # panda_queue, prod_source, resource
+ALL = "all"  # prod_source / resource of numbers or a finding about a whole queue or source
 SLOTS_PER_HOUR = 6
 HOURLY_WINDOWS = {"1h": 1, "6h": 6, "12h": 12, "24h": 24}
 DAILY_WINDOWS = {"7d": 7, "30d": 30}
@@ -49,6 +50,7 @@ class QueueNumbers:
     baseline: dict[str, Stats] = field(default_factory=dict)  # status -> robust stats
     baseline_coverage: float = 0.0
     noise: dict[str, float] = field(default_factory=dict)  # status -> 10-minute noise (σ)
+    parts: tuple[str, ...] = ()  # a queue's total over these resources (see _totals)
 
     def now(self, status: str) -> float:
         return self.current.get(status, 0.0)
@@ -105,6 +107,52 @@ def ten_minute_noise(buckets: dict[int, tuple[int, list[float]]],
             zip(NOISE_STATUSES, per_status, strict=True) if values}
 
 
+def _totals(buckets: dict[QueueKey, dict[int, tuple[int, list[float]]]],
+            squares: dict[QueueKey, dict[int, list[float]]]
+            ) -> dict[QueueKey, dict[int, tuple[int, list[float]]]]:
+    """The buckets of (queue, prod_source, ALL) for every queue and prod_source with more
+    than one resource (a unified queue: SCORE, MCORE, ... of one pilot stream): its jobs
+    move between the resource types, so it is judged on their total. Per hour, the slots
+    are those of the resource with the most (a series zero-filled is counted), the sums
+    and the squares of the total are summed over the slots: squares of a total are not
+    the sum of squares, so the total's noise comes from its resources' in quadrature."""
+    resources: dict[tuple[str, str], list[QueueKey]] = defaultdict(list)
+    for key in buckets:
+        resources[key[:2]].append(key)
+    out = {}
+    for (queue, label), keys in resources.items():
+        if len(keys) < 2:
+            continue
+        total: dict[int, tuple[int, list[float]]] = {}
+        squared: dict[int, list[float]] = {}
+        for bucket in {b for key in keys for b in buckets[key]}:
+            entries = [buckets[key][bucket] for key in keys if bucket in buckets[key]]
+            slots = max(entry[0] for entry in entries)
+            total[bucket] = (slots, [sum(column) for column in
+                                     zip(*(entry[1] for entry in entries), strict=True)])
+            squared[bucket] = _summed_squares(
+                [(buckets[key][bucket], squares[key].get(bucket)) for key in keys
+                 if bucket in buckets[key]], slots)
+        out[(queue, label, ALL)] = total
+        squares[(queue, label, ALL)] = squared
+    return out
+
+
+def _summed_squares(parts: list[tuple[tuple[int, list[float]], list[float] | None]],
+                    slots: int) -> list[float]:
+    """Sums of squares for a total whose 10-minute variance is the sum of its parts'
+    (independent noise): slots · mean² + (slots - 1) · Σ variance, per NOISE_STATUSES."""
+    out = []
+    for n, at in enumerate(NOISE_AT):
+        mean = sum(entry[1][at] for entry, _ in parts) / slots
+        variance = 0.0
+        for (count, sums), sq in parts:
+            if sq is not None and count > 1:
+                variance += max(0.0, (sq[n] - sums[at] * sums[at] / count) / (count - 1))
+        out.append(slots * mean * mean + (slots - 1) * variance)
+    return out
+
+
 def gather(engine: Engine, slot: datetime, coverage_min: float,
            baseline_hours: int) -> tuple[dict[QueueKey, QueueNumbers], int]:
     """Every queue's current counts, 1h-24h averages and robust baseline: one query."""
@@ -117,9 +165,13 @@ def gather(engine: Engine, slot: datetime, coverage_min: float,
         numbers_of = [float(x or 0.0) for x in sums]
         buckets[(queue, label, resource)][bucket] = (slots, numbers_of[:width])
         squares[(queue, label, resource)][bucket] = numbers_of[width:]
+    buckets.update(_totals(buckets, squares))  # (and their squares, into squares)
     numbers = {}
     for key, by_bucket in buckets.items():
         n = QueueNumbers()
+        if key[2] == ALL:
+            n.parts = tuple(sorted(r for q, label, r in buckets if (q, label) == key[:2]
+                                   and r != ALL))
         if -1 in by_bucket:
             n.current = dict(zip(HISTORY_STATUSES, by_bucket[-1][1], strict=True))
         for name, span in HOURLY_WINDOWS.items():

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qmonit.derive.numbers import QueueKey, QueueNumbers
+from qmonit.derive.numbers import ALL, QueueKey, QueueNumbers
 
 NOT_RUNNING_STATES = ("offline", "test", "brokeroff")
-ALL = "all"  # prod_source / resource of a finding about a whole queue or source
 HALF_IQR_TO_SIGMA = 0.6745  # p75 - median (or median - p25) of a normal distribution
 
 
@@ -139,10 +138,13 @@ def evaluate(numbers: Mapping[QueueKey, QueueNumbers], queue_status: Mapping[str
         by_queue[key[0]].append(key)
     for queue, keys in sorted(by_queue.items()):
         meant_to_run = queue_status.get(queue) not in NOT_RUNNING_STATES
-        stale = _stale_queue(queue, [numbers[k] for k in keys], cfg, coverage_min)
+        splits = [k for k in keys if not numbers[k].parts]
+        stale = _stale_queue(queue, [numbers[k] for k in splits], cfg, coverage_min)
         if meant_to_run and stale:
             findings.append(stale)
-        for key in sorted(keys):
+        # a unified queue is judged on its total (numbers._totals), not per resource
+        totalled = {(k[1], r) for k in keys for r in numbers[k].parts}
+        for key in sorted(k for k in keys if k[1:] not in totalled):
             n = numbers[key]
             has_now = bool(n.current)
             has_baseline = n.baseline_coverage >= coverage_min
