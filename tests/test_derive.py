@@ -128,6 +128,8 @@ def test_moving_averages_equal_hand_computed_values(parts_with):
 
 
 def test_draining_site_flagged_within_three_cycles_and_closed_after_recovery(parts_with):
+    """A 90 % fall (beyond twice the noise guard) opens on its first cycle: a sharp
+    change; see the next test for one that waits for the second."""
     parts = parts_with()
     history(parts, T, {"D": lambda n: 395 + n % 11, "OK": 300})
     open_after = []
@@ -135,19 +137,18 @@ def test_draining_site_flagged_within_three_cycles_and_closed_after_recovery(par
         cycle(parts, T + n * SLOT, {"D": {**STEADY, "running": 40}, "OK": {**STEADY,
                                                                            "running": 300}})
         open_after.append([a.key for a in alerts.open_alerts(parts.engine)])
-    assert open_after[0] == []
-    assert open_after[1] == [("D", "managed", "SCORE", "drop")]
+    assert open_after == [[("D", "managed", "SCORE", "drop")]] * 3
     [alert] = alert_rows(parts)
     assert (alert.severity, alert.current, alert.baseline) == ("critical", 40.0, 400.0)
     assert alert.reason == "running 40 vs 400 (median of the baseline window), 90% lower"
-    assert alerts.utc(alert.opened_at) == T + SLOT
+    assert alerts.utc(alert.opened_at) == T
     assert stats_row(parts, "D").drop_flag == "critical"
     assert stats_row(parts, "OK").drop_flag is None
     flagged = parts.store.rows if hasattr(parts.store, "rows") else None
     if flagged:
         points = flagged('SELECT "flagged", "current" FROM "10m"."suspicious" WHERE '
                          "panda_queue = 'D' AND rule = 'drop'")
-        assert [(p["flagged"], p["current"]) for p in points] == [(0, 40), (1, 40), (1, 40)]
+        assert [(p["flagged"], p["current"]) for p in points] == [(1, 40), (1, 40), (1, 40)]
     for n in range(3, 6):  # recovered: closes after three clean cycles
         cycle(parts, T + n * SLOT, {"D": {**STEADY, "running": 400}, "OK": {**STEADY,
                                                                             "running": 300}})
@@ -157,9 +158,21 @@ def test_draining_site_flagged_within_three_cycles_and_closed_after_recovery(par
     assert stats_row(parts, "D").drop_flag is None
     # closed, it is still one of the alerts opened in the hour (the detection replay's read)
     assert [(a.key, a.opened_at, a.closed_at) for a in alerts.opened_between(
-        parts.engine, T, T + 6 * SLOT)] == [(("D", "managed", "SCORE", "drop"), T + SLOT,
+        parts.engine, T, T + 6 * SLOT)] == [(("D", "managed", "SCORE", "drop"), T,
                                              T + 5 * SLOT)]
-    assert alerts.opened_between(parts.engine, T + 2 * SLOT, T + 6 * SLOT) == []
+    assert alerts.opened_between(parts.engine, T + SLOT, T + 6 * SLOT) == []
+
+
+def test_a_fall_short_of_sharp_waits_for_its_second_cycle(parts_with):
+    """60 % lower is a drop but not a sharp one (> 80 %): it opens on the second cycle, as
+    [suspicious] open_cycles says; 85 % lower opens on the first."""
+    parts = parts_with()
+    history(parts, T, {"D": 400, "S": 400})
+    cycle(parts, T, {"D": {**STEADY, "running": 160}, "S": {**STEADY, "running": 60}})
+    assert [a.key[0] for a in alerts.open_alerts(parts.engine)] == ["S"]
+    cycle(parts, T + SLOT, {"D": {**STEADY, "running": 160}, "S": {**STEADY, "running": 60}})
+    assert sorted((a.key[0], alerts.utc(a.opened_at)) for a in alerts.open_alerts(
+        parts.engine)) == [("D", T + SLOT), ("S", T)]
 
 
 def test_an_alert_says_open_unjudged_recovering_and_closed_with_the_numbers_as_of(parts_with):
@@ -169,7 +182,7 @@ def test_an_alert_says_open_unjudged_recovering_and_closed_with_the_numbers_as_o
 
     parts = parts_with()
     history(parts, T, {"D": 400, "OK": 300})
-    drained = {"D": {**STEADY, "running": 40}, "OK": {**STEADY, "running": 300}}
+    drained = {"D": {**STEADY, "running": 160}, "OK": {**STEADY, "running": 300}}  # not sharp
     seen = []
 
     def look(slot):
@@ -190,10 +203,10 @@ def test_an_alert_says_open_unjudged_recovering_and_closed_with_the_numbers_as_o
     cycle(parts, T + 5 * SLOT, {**drained, "D": {**STEADY, "running": 401}})  # 3rd clean
     [alert] = alert_rows(parts)
     assert seen == [
-        ("open", T + SLOT, 40.0, "critical", "open", 0),
-        ("unjudged", T + SLOT, 40.0, "critical", "unjudged", 10),
-        ("recovering", T + 3 * SLOT, 390.0, "critical", "recovering", 20),
-        ("recovering", T + 4 * SLOT, 398.0, "critical", "recovering", 30),
+        ("open", T + SLOT, 160.0, "warning", "open", 0),
+        ("unjudged", T + SLOT, 160.0, "warning", "unjudged", 10),
+        ("recovering", T + 3 * SLOT, 390.0, "warning", "recovering", 20),
+        ("recovering", T + 4 * SLOT, 398.0, "warning", "recovering", 30),
     ]
     assert (alert.status, alerts.utc(alert.as_of), alerts.utc(alert.closed_at)) == \
         ("closed", T + 5 * SLOT, T + 5 * SLOT)
@@ -353,15 +366,16 @@ def test_digest_reaches_smtp_and_webhook(parts_with, smtp, http):
     history(parts, T, {"D": 400, "OK": 300})
     drained = {"D": {**STEADY, "running": 40}, "OK": {**STEADY, "running": 300}}
     reports = [cycle(parts, T + n * SLOT, drained) for n in range(3)]
-    assert [r.notified for r in reports] == [{}, {"email": None, "webhook": None}, {}]
-    assert len(inbox.messages) == 1  # one digest; nothing new in the third cycle
+    # a 90 % fall opens on its first cycle (sharp)
+    assert [r.notified for r in reports] == [{"email": None, "webhook": None}, {}, {}]
+    assert len(inbox.messages) == 1  # one digest; nothing new in the later cycles
     sender, recipients, content = inbox.messages[0]
     assert (sender, recipients) == ("qmonit@example.org",
                                     ["shift@example.org", "expert@example.org"])
-    subject = "qmonit: 1 opened (1 critical) at 2026-11-21 12:10 UTC"
+    subject = "qmonit: 1 opened (1 critical) at 2026-11-21 12:00 UTC"
     line = ("  [critical] drop D managed/SCORE: running 40 vs 400 (median of the baseline "
             "window), 90% lower; likely layer unknown: no pilot factory reports this queue "
-            "(since 2026-11-21 12:10)")
+            "(since 2026-11-21 12:00)")
     message = email.message_from_string(content, policy=email.policy.default)
     assert message["Subject"] == subject
     assert message.get_content() == f"{subject}\n\nOpened:\n{line}\n"
@@ -375,7 +389,7 @@ def test_digest_reaches_smtp_and_webhook(parts_with, smtp, http):
     assert closed["Subject"] == "qmonit: 1 closed at 2026-11-21 12:50 UTC"
     assert "  [critical] drop D managed/SCORE: running 40 vs 400 (median of the baseline " \
            "window), 90% lower; likely layer unknown: no pilot factory reports this queue " \
-           "(since 2026-11-21 12:10, closed 12:50)" in closed.get_content()
+           "(since 2026-11-21 12:00, closed 12:50)" in closed.get_content()
 
 
 def test_failing_notifier_leaves_the_derived_data_written(parts_with):
@@ -384,7 +398,7 @@ def test_failing_notifier_leaves_the_derived_data_written(parts_with):
                                "smtp_port": str(closed_port), "timeout_s": "2"})
     history(parts, T, {"D": 400})
     reports = [cycle(parts, T + n * SLOT, {"D": {**STEADY, "running": 40}}) for n in range(2)]
-    assert [r.exit_code for r in reports] == [0, 1]
+    assert [r.exit_code for r in reports] == [1, 1]  # opened at once (sharp), told never
     error = reports[1].notified["email"]
     assert error.startswith(f"SMTP 127.0.0.1:{closed_port}: ConnectionRefusedError")
     assert stats_row(parts, "D").drop_flag == "critical"
@@ -394,7 +408,8 @@ def test_failing_notifier_leaves_the_derived_data_written(parts_with):
     if hasattr(parts.store, "rows"):
         runs = parts.store.rows('SELECT * FROM "10m"."qmonit_run" WHERE "job" = \'derive\'')
         email = [r for r in runs if r["source"] == "email"]
-        assert [(r["status"], r["message"]) for r in email] == [("failed", error)]
+        assert [(r["status"], r["message"]) for r in email] == [
+            ("failed", reports[0].notified["email"]), ("failed", error)]
 
 
 def test_simulated_grid_incidents_flag_and_its_noise_does_not(make_config, tmp_path):
@@ -455,8 +470,8 @@ def test_suspicious_command_table_and_json(parts_with, write_config, mariadb_url
         "------------  ----------------------  -------------------  -----  ----------------  "
         "--------  " + "-" * len(drop_reason),
         "D            managed/SCORE         D-SITE  US     drop     critical  open   "
-        "unknown       running jobs                      40 vs 400  12:10  2026-11-21 12:10  "
-        "0m        " + drop_reason,
+        "unknown       running jobs                      40 vs 400  12:10  2026-11-21 12:00  "
+        "10m       " + drop_reason,
         "F            managed/SCORE         F-SITE  US     failing  critical  open   "
         "unknown       failed % of ended jobs            90 vs 5.1  12:10  2026-11-21 12:10  "
         "0m        90 of 100 ended jobs failed (90%) in the last 60 min" + why,
@@ -468,7 +483,8 @@ def test_suspicious_command_table_and_json(parts_with, write_config, mariadb_url
     assert [(f["panda_queue"], f["rule"], f["severity"], f["metric"], f["current"],
              f["baseline"], f["open_since"], f["state"], f["as_of"], f["open_minutes"])
             for f in flags] == [
-        ("D", "drop", "critical", "running jobs", 40.0, 400.0, opened, "open", opened, 0),
+        ("D", "drop", "critical", "running jobs", 40.0, 400.0, "2026-11-21T12:00:00+00:00",
+         "open", opened, 10),  # sharp: opened on its first cycle
         ("F", "failing", "critical", "failed % of ended jobs", 90.0, 5.1, opened, "open",
          opened, 0)]
 

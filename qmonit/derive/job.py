@@ -84,6 +84,8 @@ class _Steps:
         rule = self.rule
         if key[3] == "starving" and rule.open_cycles < 2:  # never on a single cycle
             rule = Hysteresis(2, max(2, rule.window_cycles), rule.close_cycles)
+        elif finding is not None and finding.sharp:  # no reason to wait for a second cycle
+            rule = Hysteresis(1, rule.window_cycles, rule.close_cycles)
         was_open, new = advance(self.before.get(key), violated, self.slot, rule)
         is_open = bool(new and new.is_open)
         if new is not None:

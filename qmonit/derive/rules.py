@@ -16,6 +16,7 @@ from qmonit.derive.numbers import ALL, QueueKey, QueueNumbers
 
 NOT_RUNNING_STATES = ("offline", "test", "brokeroff")
 HALF_IQR_TO_SIGMA = 0.6745  # p75 - median (or median - p25) of a normal distribution
+SHARP = 0.8  # a change of more than this share in one cycle (of the baseline, or the backlog)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Finding:
     score: float
     reason: str
     metric: str = ""  # what current and baseline measure, in one unit ("running jobs")
+    sharp: bool = False  # > 80 % off a real baseline in one cycle, twice the noise guard:
+    #                      it opens on its first cycle (derive.job._Steps)
 
 
 def spread(numbers: QueueNumbers, status: str, side: str) -> float:
@@ -63,10 +66,11 @@ def drop(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
                 and fall >= cfg["drop_relative"] * median and fall >= cfg["drop_spread"] * noise)
     critical = violated and fall >= cfg["drop_critical"] * median
     share = fall / median if median else 0.0
+    sharp = violated and share > SHARP and fall >= 2 * cfg["drop_spread"] * noise
     return Finding(key, "drop", violated, "critical" if critical else "warning" if violated
                    else "none", now, median, round(fall / noise, 2),
                    f"running {now:.0f} vs {median:.0f} (median of the baseline window), "
-                   f"{share:.0%} lower", "running jobs")
+                   f"{share:.0%} lower", "running jobs", sharp)
 
 
 def starving(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
@@ -117,11 +121,12 @@ def backlog(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
                     and now > cfg["backlog_factor"] * median
                     and excess >= cfg["drop_spread"] * noise)
         critical = violated and now > 2 * cfg["backlog_factor"] * max(median, 1.0)
+        sharp = violated and excess > SHARP * now and excess >= 2 * cfg["drop_spread"] * noise
         finding = Finding(key, "backlog", violated, "critical" if critical else
                           "warning" if violated else "none", now, median,
                           round(excess / noise, 2),
                           f"{status} {now:.0f} vs {median:.0f} (median of the baseline window)",
-                          f"{status} jobs")
+                          f"{status} jobs", sharp)
         if worst is None or (finding.violated, finding.score) > (worst.violated, worst.score):
             worst = finding
     assert worst is not None
