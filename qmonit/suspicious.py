@@ -13,6 +13,8 @@ from qmonit.model import UNKNOWN
 from qmonit.report import table
 from qmonit.stores import alerts, state
 
+CRIC_FIELDS = ("tier", "queue_status", "pilot_manager", "harvester")
+
 
 def _fields(alert: alerts.Alert, now: datetime) -> dict:
     queue, label, resource, rule = alert.key
@@ -38,6 +40,8 @@ def open_flags(engine: Engine, now: datetime | None = None) -> list[dict]:
             "panda_queue": incident.panda_queue,
             "atlas_site": where.get("atlas_site") or UNKNOWN,
             "cloud": where.get("cloud") or UNKNOWN,
+            # CRIC's, as the last topology load had them (queues): what the shifter checks
+            **{name: where.get(name) or UNKNOWN for name in CRIC_FIELDS},
             **_fields(incident.principal, now),
             "severity": incident.severity,  # the incident's: the highest of its alerts
             "evidence": [_fields(a, now) for a in incident.evidence],
@@ -52,13 +56,22 @@ def render(engine: Engine, as_json: bool = False) -> str:
     if not rows:
         return "No open suspicious-site flags.\n"
     body = [[r["panda_queue"], f"{r['prod_source']}/{r['resource']}", r["atlas_site"],
-             r["cloud"], r["rule"], r["severity"], r["state"], r["layer"],
+             r["cloud"], r["tier"], r["queue_status"], _pilots(r), r["rule"], r["severity"],
+             r["state"], r["layer"],
              r["metric"] or "", f"{_number(r['current'])} vs {_number(r['baseline'])}",
              (r["as_of"] or r["open_since"])[11:16], r["open_since"][:16].replace("T", " "),
              duration(r["open_minutes"]), _reason(r)] for r in rows]
-    return table(["panda_queue", "prod_source/resource", "site", "cloud", "rule", "severity",
-                  "state", "likely layer", "metric", "current vs baseline", "as of",
-                  "open since (UTC)", "open for", "reason"], body) + "\n"
+    return table(["panda_queue", "prod_source/resource", "site", "cloud", "tier", "CRIC status",
+                  "pilot manager", "rule", "severity", "state", "likely layer", "metric",
+                  "current vs baseline", "as of", "open since (UTC)", "open for", "reason"],
+                 body) + "\n"
+
+
+def _pilots(row: dict) -> str:
+    """CRIC's pilot manager, with the Harvester instance where CRIC names one."""
+    if row["harvester"] != UNKNOWN:
+        return f"{row['pilot_manager']} ({row['harvester']})"
+    return row["pilot_manager"]
 
 
 def duration(minutes: int) -> str:

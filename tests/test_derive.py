@@ -37,7 +37,9 @@ def collected(slot, status="ok"):
 
 def queue_row(name, queue_status="online"):
     return {"panda_queue": name, "panda_resource": name, "atlas_site": f"{name}-SITE",
-            "cloud": "US", "queue_status": queue_status, "site_state": "ACTIVE", "updated_at": T}
+            "cloud": "US", "queue_status": queue_status, "site_state": "ACTIVE", "updated_at": T,
+            "tier": "T2", "pilot_manager": "Harvester",
+            "harvester": "CERN_central_A" if name == "D" else None}
 
 
 @pytest.fixture(params=["influxdb", "embedded"])
@@ -463,22 +465,29 @@ def test_suspicious_command_table_and_json(parts_with, write_config, mariadb_url
     why = " [unknown: no pilot factory reports this queue]"
     drop_reason = "running 40 vs 400 (median of the baseline window), 90% lower" + why
     assert table.stdout.splitlines() == [
-        "panda_queue  prod_source/resource  site    cloud  rule     severity  state  "
+        "panda_queue  prod_source/resource  site    cloud  tier  CRIC status  pilot manager"
+        + " " * 15 + "rule     severity  state  "
         "likely layer  metric                  current vs baseline  as of  open since (UTC)  "
         "open for  reason",
-        "-----------  --------------------  ------  -----  -------  --------  -----  "
+        "-----------  --------------------  ------  -----  ----  -----------  " + "-" * 26 +
+        "  -------  --------  -----  "
         "------------  ----------------------  -------------------  -----  ----------------  "
         "--------  " + "-" * len(drop_reason),
-        "D            managed/SCORE         D-SITE  US     drop     critical  open   "
+        "D            managed/SCORE         D-SITE  US     T2    online       "
+        "Harvester (CERN_central_A)  drop     critical  open   "
         "unknown       running jobs                      40 vs 400  12:10  2026-11-21 12:00  "
         "10m       " + drop_reason,
-        "F            managed/SCORE         F-SITE  US     failing  critical  open   "
+        "F            managed/SCORE         F-SITE  US     T2    online       Harvester"
+        + " " * 19 + "failing  critical  open   "
         "unknown       failed % of ended jobs            90 vs 5.1  12:10  2026-11-21 12:10  "
         "0m        90 of 100 ended jobs failed (90%) in the last 60 min" + why,
     ]
     flags = json.loads(run("--json").stdout)
     # failing: the failed share of ended jobs in %, now and in the baseline window, which
     # holds the first failing cycle: (143 + 90) / 144 failed of (143 * 31 + 100) / 144 ended
+    assert [(f["tier"], f["queue_status"], f["pilot_manager"], f["harvester"])
+            for f in flags] == [("T2", "online", "Harvester", "CERN_central_A"),
+                                ("T2", "online", "Harvester", "unknown")]
     opened = "2026-11-21T12:10:00+00:00"
     assert [(f["panda_queue"], f["rule"], f["severity"], f["metric"], f["current"],
              f["baseline"], f["open_since"], f["state"], f["as_of"], f["open_minutes"])

@@ -366,15 +366,15 @@ def upsert_queue_stats(engine: Engine, counts: QueueCounts, slot: datetime) -> i
 
 
 def queue_topology(engine: Engine) -> dict[str, dict[str, str]]:
-    """queue_status, site_state, atlas_site and cloud of every queue, by CRIC name and by
-    panda_resource."""
+    """queue_status, site_state, atlas_site, cloud, tier, pilot_manager and harvester (the
+    instance) of every queue, by CRIC name and by panda_resource."""
     out: dict[str, dict[str, str]] = {}
+    names = ("queue_status", "site_state", "atlas_site", "cloud", "tier", "pilot_manager",
+             "harvester")
     with engine.connect() as conn:
         for row in conn.execute(select(queues.c.panda_queue, queues.c.panda_resource,
-                                       queues.c.queue_status, queues.c.site_state,
-                                       queues.c.atlas_site, queues.c.cloud)):
-            where = {"queue_status": row.queue_status, "site_state": row.site_state,
-                     "atlas_site": row.atlas_site, "cloud": row.cloud}
+                                       *(queues.c[name] for name in names))):
+            where = {name: getattr(row, name) for name in names}
             if row.panda_resource:
                 out.setdefault(row.panda_resource, where)
             out[row.panda_queue] = where
