@@ -109,20 +109,23 @@ def ten_minute_noise(buckets: dict[int, tuple[int, list[float]]],
 
 def _totals(buckets: dict[QueueKey, dict[int, tuple[int, list[float]]]],
             squares: dict[QueueKey, dict[int, list[float]]]
-            ) -> dict[QueueKey, dict[int, tuple[int, list[float]]]]:
+            ) -> tuple[dict[QueueKey, dict[int, tuple[int, list[float]]]],
+                       dict[QueueKey, tuple[str, ...]]]:
     """The buckets of (queue, prod_source, ALL) for every queue and prod_source with more
     than one resource (a unified queue: SCORE, MCORE, ... of one pilot stream): its jobs
     move between the resource types, so it is judged on their total. Per hour, the slots
     are those of the resource with the most (a series zero-filled is counted), the sums
     and the squares of the total are summed over the slots: squares of a total are not
-    the sum of squares, so the total's noise comes from its resources' in quadrature."""
+    the sum of squares, so the total's noise comes from its resources' in quadrature.
+    Returns the totals' buckets (their squares go into `squares`) and their resources."""
     resources: dict[tuple[str, str], list[QueueKey]] = defaultdict(list)
     for key in buckets:
         resources[key[:2]].append(key)
-    out = {}
+    out, parts = {}, {}
     for (queue, label), keys in resources.items():
         if len(keys) < 2:
             continue
+        parts[(queue, label, ALL)] = tuple(sorted(key[2] for key in keys))
         total: dict[int, tuple[int, list[float]]] = {}
         squared: dict[int, list[float]] = {}
         for bucket in {b for key in keys for b in buckets[key]}:
@@ -135,7 +138,7 @@ def _totals(buckets: dict[QueueKey, dict[int, tuple[int, list[float]]]],
                  if bucket in buckets[key]], slots)
         out[(queue, label, ALL)] = total
         squares[(queue, label, ALL)] = squared
-    return out
+    return out, parts
 
 
 def _summed_squares(parts: list[tuple[tuple[int, list[float]], list[float] | None]],
@@ -165,13 +168,12 @@ def gather(engine: Engine, slot: datetime, coverage_min: float,
         numbers_of = [float(x or 0.0) for x in sums]
         buckets[(queue, label, resource)][bucket] = (slots, numbers_of[:width])
         squares[(queue, label, resource)][bucket] = numbers_of[width:]
-    buckets.update(_totals(buckets, squares))  # (and their squares, into squares)
+    totals, parts = _totals(buckets, squares)
+    buckets.update(totals)
     numbers = {}
     for key, by_bucket in buckets.items():
         n = QueueNumbers()
-        if key[2] == ALL:
-            n.parts = tuple(sorted(r for q, label, r in buckets if (q, label) == key[:2]
-                                   and r != ALL))
+        n.parts = parts.get(key, ())
         if -1 in by_bucket:
             n.current = dict(zip(HISTORY_STATUSES, by_bucket[-1][1], strict=True))
         for name, span in HOURLY_WINDOWS.items():
