@@ -155,3 +155,10 @@ def test_a_queue_that_stopped_reporting_is_one_stale_finding_not_drops():
     small = {key: numbers({"running": 0}, 100, 95, 105) for key in silent}
     [finding] = [f for f in evaluate(small, {"Q": "online"}, CFG, 0.7, 60) if f.violated]
     assert (finding.rule, finding.severity, finding.baseline) == ("stale", "warning", 200)
+
+
+def test_open_durations_read_in_minutes_hours_and_days():
+    from qmonit.suspicious import duration
+
+    assert [duration(m) for m in (0, 59, 60, 190, 1439, 1440, 3125)] == [
+        "0m", "59m", "1h00m", "3h10m", "23h59m", "1d0h", "2d4h"]

@@ -110,7 +110,6 @@ class _Steps:
         if is_open:
             self.open_now.add(key)
 
-
     def _numbers(self, finding: Finding | None) -> dict:
         """current, baseline and score of a finding, as of this slot (none where the queue
         reported nothing this cycle: the alert keeps its last)."""

@@ -99,10 +99,8 @@ def ten_minute_noise(buckets: dict[int, tuple[int, list[float]]],
         entry, sq = buckets.get(bucket), squares.get(bucket)
         if not entry or not sq or entry[0] < 3:
             continue
-        slots, sums = entry
         for n, at in enumerate(NOISE_AT):
-            variance = (sq[n] - sums[at] * sums[at] / slots) / (slots - 1)
-            per_status[n].append(max(0.0, variance) ** 0.5)
+            per_status[n].append(_variance(entry, sq, n, at) ** 0.5)
     return {status: median(sorted(values)) for status, values in
             zip(NOISE_STATUSES, per_status, strict=True) if values}
 
@@ -148,12 +146,17 @@ def _summed_squares(parts: list[tuple[tuple[int, list[float]], list[float] | Non
     out = []
     for n, at in enumerate(NOISE_AT):
         mean = sum(entry[1][at] for entry, _ in parts) / slots
-        variance = 0.0
-        for (count, sums), sq in parts:
-            if sq is not None and count > 1:
-                variance += max(0.0, (sq[n] - sums[at] * sums[at] / count) / (count - 1))
+        variance = sum(_variance(entry, sq, n, at) for entry, sq in parts
+                       if sq is not None and entry[0] > 1)
         out.append(slots * mean * mean + (slots - 1) * variance)
     return out
+
+
+def _variance(entry: tuple[int, list[float]], squares: list[float], n: int, at: int) -> float:
+    """The sample variance of one hour's 10-minute counts of a status (at: its index in
+    HISTORY_STATUSES, n: in NOISE_STATUSES), from their count, sum and sum of squares."""
+    slots, sums = entry
+    return max(0.0, (squares[n] - sums[at] * sums[at] / slots) / (slots - 1))
 
 
 def gather(engine: Engine, slot: datetime, coverage_min: float,

@@ -161,13 +161,13 @@ class RollupBuffer:
             plan = plans.get(names)
             if plan is None:
                 plan = plans[names] = _plan(names)
-            numeric, chunks, width = plan
+            chunks, width = plan
             if str in set(map(type, values)):  # a text field: skipped, its numbers kept
-                numeric = tuple(n for n, v in zip(numeric, values, strict=True)
-                                if v.__class__ is not str)
-                chunks, width = _plan(numeric)[1:]
-                if not numeric:
+                names = tuple(n for n, v in zip(names, values, strict=True)
+                              if v.__class__ is not str)
+                if not names:
                     continue
+                chunks, width = _plan(names)
                 values = tuple(v for v in values if v.__class__ is not str)
             if widths.get(measurement, 0) < width:
                 widths[measurement] = width
@@ -464,12 +464,12 @@ def _lines(rows: Iterable[tuple], suffix: str, levels: Aggregator | None = None,
 _first, _second = itemgetter(0), itemgetter(1)
 
 
-def _plan(names: tuple[str, ...]) -> tuple[tuple[str, ...], list[tuple[str, int, tuple]], int]:
-    """How a sample with these numeric field names is stored: the names, the chunks of at
-    most WIDTH of them (their repr, the index of their first, their names), the row width."""
+def _plan(names: tuple[str, ...]) -> tuple[list[tuple[str, int, tuple]], int]:
+    """How a sample with these numeric field names is stored: the chunks of at most WIDTH
+    of them (their repr, the index of their first, their names) and the row width."""
     chunks = [(repr(names[n:n + WIDTH]), n, names[n:n + WIDTH])
               for n in range(0, len(names), WIDTH)]
-    return names, chunks, min(len(names), WIDTH)
+    return chunks, min(len(names), WIDTH)
 
 
 def _slots(samples: Iterable[Sample]) -> list[tuple[str, int]]:
