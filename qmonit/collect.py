@@ -310,7 +310,9 @@ def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slo
         counts = state.counts_per_queue(jobs)
         if counts:  # the derive job's history; backfilled slots belong in it too
             keep = timedelta(hours=max(24, parts.cfg.get("derive", "baseline_hours")) + 1)
-            state.record_history(parts.engine, counts, slot, keep)
+            days = parts.cfg.get("derive", "seasonal_days")  # whole days before today's
+            state.record_history(parts.engine, counts, slot, keep,
+                                 timedelta(days=days + 1) if days else timedelta(0))
         newest = state.newest_slot(parts.engine)
         if newest is not None and slot < newest:
             log.info("slot %s is older than the current state (%s): queues and queue_stats "

@@ -145,6 +145,12 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "insufficient: no average shown, no flag raised.", "float", minimum=0, maximum=1),
         "baseline_hours": Option("24", "Window of the robust baseline (median and quartiles) "
                                  "the drop and backlog rules compare with.", "int", minimum=1),
+        "seasonal_days": Option("7", "Days of hourly counts kept per queue (queue_hourly) for "
+                                "the time-of-day baseline of the drop and backlog rules; 0 "
+                                "turns it off.", "int", minimum=0),
+        "seasonal_min_days": Option("3", "The time-of-day baseline is used once this many of "
+                                    "those days are covered (before, the baseline window's "
+                                    "quartiles).", "int", minimum=1),
     },
     "suspicious": {
         "drop_min_baseline": Option("50", "drop: a queue whose running median is below this is "

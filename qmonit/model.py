@@ -20,6 +20,7 @@ RULES = ("drop", "starving", "failing", "backlog", "stale")
 HISTORY_STATUSES = ("assigned", "activated", "running", "failed", "finished", "transferring")
 # the statuses whose 10-minute noise the drop and backlog rules read (sums of squares)
 NOISE_STATUSES = ("assigned", "running", "transferring")
+SEASONAL_STATUSES = NOISE_STATUSES  # the ones judged against a baseline median (drop, backlog)
 
 
 # The longest value a tag may have: the SQL column it is kept in (state tables, batch

@@ -125,8 +125,8 @@ def test_moving_averages_equal_hand_computed_values(parts_with):
     assert row.running_avg_30d is None  # 7 of 30 days: insufficient
     assert row.coverage_30d == pytest.approx(7 / 30)
     assert (row.running, row.drop_flag) == (None, None)  # counts are collect's, not derive's
-    assert report.queries == 3  # the SQL history, then 7d and 30d from the "1d" data
-    assert cycle(parts, T + SLOT, {"Q": {**STEADY, "running": 500}}).queries == 1  # once a day
+    assert report.queries == 4  # the SQL history and the days' shapes, then 7d and 30d
+    assert cycle(parts, T + SLOT, {"Q": {**STEADY, "running": 500}}).queries == 2  # once a day
 
 
 def test_draining_site_flagged_within_three_cycles_and_closed_after_recovery(parts_with):
@@ -607,3 +607,63 @@ def test_qmonit_suspicious_shows_a_starving_queue_as_one_incident(parts_with):
     assert row.endswith(f"400 activated jobs waiting, 1 running (pilots not arriving?) "
                         f"[batch/site: {why}]; also drop managed/SCORE: running 1 vs 400 "
                         "(median of the baseline window), 100% lower")
+
+
+def test_a_daily_rhythm_is_judged_against_the_same_hour_of_previous_days(parts_with):
+    """RHYTHM runs 300 ± 100 over the day (peak at noon) on four days; ITS_TWIN the same. At
+    noon RHYTHM falls to 160: 60 % below what noon runs, but only 47 % below the day's median
+    and within the rhythm's quartiles, so the 24 h baseline sees noise. Against the same hour
+    of the previous days it is a drop; its twin, at its usual noon, is not."""
+    import math
+
+    from qmonit.derive.numbers import gather
+
+    def running(when):
+        hour = (when.hour + when.minute / 60) - 12
+        return round(300 + 100 * math.cos(2 * math.pi * hour / 24))
+
+    parts = parts_with()
+    first = T - 4 * DAY - 12 * timedelta(hours=1)  # four whole days before T's, and T's morning
+    slots = [first + n * SLOT for n in range((T - first) // SLOT)]
+    for when in slots:
+        counts = {}
+        for name in ("RHYTHM", "ITS_TWIN"):
+            counts.update(state.counts_per_queue(jobs(when, name, {**STEADY,
+                                                                   "running": running(when)})))
+        state.record_history(parts.engine, counts, when, timedelta(hours=25), 8 * DAY)
+    state.record_history(parts.engine, counts, slots[-1], timedelta(hours=25), 8 * DAY)  # re-run
+    with parts.engine.connect() as conn:
+        hours = conn.execute(select(state.queue_hourly.c.slots).where(
+            state.queue_hourly.c.panda_queue == "RHYTHM")).scalars().all()
+    assert len(hours) == 4 * 24 + 12 and set(hours) == {6}  # the re-run counted once
+    state.upsert_queues(parts.engine, [queue_row("RHYTHM"), queue_row("ITS_TWIN")])
+
+    last_day = [running(when) for when in slots[-144:]]
+    midnight = T - timedelta(hours=12)
+    day_before = [running(when) for when in slots if midnight - DAY <= when < midnight]
+    noon = sum(day_before[72:78]) / 6
+    expected = sum(last_day) / 144 * noon / (sum(day_before) / 144)
+    numbers, queries = gather(parts.engine, T, 0.7, 24, 7, 3)
+    rhythm = numbers[("RHYTHM", "managed", "SCORE")]
+    assert queries == 2 and rhythm.seasonal["running"] == 4
+    assert round(rhythm.baseline["running"].median, 6) == round(expected, 6)
+    assert round(expected) == 399
+    old, _ = gather(parts.engine, T, 0.7, 24)
+    assert old[("RHYTHM", "managed", "SCORE")].seasonal == {}
+
+    from qmonit.derive.rules import drop
+    cfg = parts.cfg.section("suspicious")
+    old_rhythm = replace(old[("RHYTHM", "managed", "SCORE")], current={"running": 160.0})
+    assert not drop(("RHYTHM", "managed", "SCORE"), old_rhythm, cfg).violated
+
+    reports = [cycle(parts, T + n * SLOT, {"RHYTHM": {**STEADY, "running": 160},
+                                           "ITS_TWIN": {**STEADY, "running": running(T)}})
+               for n in range(2)]
+    [finding] = [f for f in reports[0].findings if f.violated]
+    assert (finding.key, finding.rule, finding.current, round(finding.baseline)) == (
+        ("RHYTHM", "managed", "SCORE"), "drop", 160.0, 399)
+    assert finding.reason == ("running 160 vs 399 (expected at this hour from 4 previous "
+                              "days), 60% lower")
+    assert [f for f in reports[1].findings if f.violated and f.key[0] == "ITS_TWIN"] == []
+    assert [a.key for a in alerts.open_alerts(parts.engine)] == [("RHYTHM", "managed", "SCORE",
+                                                                  "drop")]

@@ -170,7 +170,9 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
         if judged_now:
             coverage_min = cfg.get("derive", "coverage_min")
             numbers, report.queries = gather(parts.engine, slot, coverage_min,
-                                             cfg.get("derive", "baseline_hours"))
+                                             cfg.get("derive", "baseline_hours"),
+                                             cfg.get("derive", "seasonal_days"),
+                                             cfg.get("derive", "seasonal_min_days"))
             if state.daily_for(parts.engine) != _day(slot):
                 try:
                     daily, queries = gather_daily(parts.store, slot, coverage_min)

@@ -19,6 +19,15 @@ so the noise of the drop and backlog statuses is also read at that resolution: p
 the standard deviation of its 10-minute counts (from sums of squares, in the same query),
 and the median of those over the baseline hours (an hour holding a drain's step is one
 hour of many).
+
+A daily rhythm is neither noise nor an incident: where queue_hourly holds at least
+[derive] seasonal_min_days whole days of the last seasonal_days, the drop and backlog
+statuses are judged against the time of day. On each such day, the slot's clock hour's
+mean over that day's mean is a ratio (1.3: this hour runs 30 % above the day); the
+expected count now is the last 24 h's mean times the median ratio, and the quartiles of
+the ratios (times the same mean) are its hourly spread. The 24 h mean averages the
+rhythm out over a whole day and follows a lasting change of level within a day; the
+ratios change only when the shape of the day does.
 """
 
 from __future__ import annotations
@@ -29,7 +38,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from qmonit.model import AVERAGED_STATUSES, HISTORY_STATUSES, NOISE_STATUSES
+from qmonit.model import (
+    AVERAGED_STATUSES,
+    HISTORY_STATUSES,
+    NOISE_STATUSES,
+    SEASONAL_STATUSES,
+)
 from qmonit.sample import SLOT
 from qmonit.stores import state
 from qmonit.stores.aggregate import GroupedQuery, Stats
@@ -51,6 +65,8 @@ class QueueNumbers:
     baseline_coverage: float = 0.0
     noise: dict[str, float] = field(default_factory=dict)  # status -> 10-minute noise (σ)
     parts: tuple[str, ...] = ()  # a queue's total over these resources (see _totals)
+    seasonal: dict[str, int] = field(default_factory=dict)  # status -> days of its time-of-day
+    #                                                         baseline (see seasonal)
 
     def now(self, status: str) -> float:
         return self.current.get(status, 0.0)
@@ -159,9 +175,11 @@ def _variance(entry: tuple[int, list[float]], squares: list[float], n: int, at: 
     return max(0.0, (squares[n] - sums[at] * sums[at] / slots) / (slots - 1))
 
 
-def gather(engine: Engine, slot: datetime, coverage_min: float,
-           baseline_hours: int) -> tuple[dict[QueueKey, QueueNumbers], int]:
-    """Every queue's current counts, 1h-24h averages and robust baseline: one query."""
+def gather(engine: Engine, slot: datetime, coverage_min: float, baseline_hours: int,
+           seasonal_days: int = 0, seasonal_min_days: int = 3
+           ) -> tuple[dict[QueueKey, QueueNumbers], int]:
+    """Every queue's current counts, 1h-24h averages and robust baseline (time-of-day aware
+    where enough whole days are kept): one query, and one more for the days' shapes."""
     hours = max(max(HOURLY_WINDOWS.values()), baseline_hours)
     buckets: dict[QueueKey, dict[int, tuple[int, list[float]]]] = defaultdict(dict)
     squares: dict[QueueKey, dict[int, list[float]]] = defaultdict(dict)
@@ -192,7 +210,48 @@ def gather(engine: Engine, slot: datetime, coverage_min: float,
                       for i, status in enumerate(HISTORY_STATUSES)}
         n.noise = ten_minute_noise(by_bucket, squares[key], baseline_hours)
         numbers[key] = n
-    return numbers, 1
+    if not seasonal_days:
+        return numbers, 1
+    seasonal(numbers, state.day_shapes(engine, slot, seasonal_days), coverage_min,
+             seasonal_min_days)
+    return numbers, 2
+
+
+def seasonal(numbers: dict[QueueKey, QueueNumbers], rows: list, coverage_min: float,
+             min_days: int) -> None:
+    """The time-of-day baseline of SEASONAL_STATUSES (see the module's text) in place of the
+    24 h quartiles, for every key with `min_days` days whose hours and whose slot's clock
+    hour are covered. `rows` are state.day_shapes'; a unified queue's total sums its
+    resources' means per day."""
+    width = len(SEASONAL_STATUSES)
+    days: dict[QueueKey, dict[int, list[float]]] = defaultdict(dict)
+    summed: dict[tuple[QueueKey, int], int] = defaultdict(int)  # a total's resources per day
+    for queue, label, resource, day, hours, slots_at_hour, *means in rows:
+        if hours < coverage_min * 24 or (slots_at_hour or 0) < coverage_min * SLOTS_PER_HOUR:
+            continue
+        values = [float(x or 0.0) for x in means]
+        days[(queue, label, resource)][day] = values
+        total = (queue, label, ALL)
+        if total in numbers and resource in numbers[total].parts:
+            before = days[total].get(day, [0.0] * 2 * width)
+            days[total][day] = [a + b for a, b in zip(before, values, strict=True)]
+            summed[(total, day)] += 1
+    for (total, day), count in summed.items():
+        if count < len(numbers[total].parts):  # a resource uncovered that day: no total
+            del days[total][day]
+    for key, by_day in days.items():
+        n = numbers.get(key)
+        if n is None or len(by_day) < min_days:
+            continue
+        for i, status in enumerate(SEASONAL_STATUSES):
+            ratios = sorted(v[width + i] / v[i] for v in by_day.values() if v[i] > 0)
+            base = n.baseline.get(status)
+            if len(ratios) < min_days or base is None:
+                continue
+            level = base.mean
+            n.baseline[status] = Stats(base.mean, base.count, level * percentile(ratios, 25),
+                                       level * median(ratios), level * percentile(ratios, 75))
+            n.seasonal[status] = len(ratios)
 
 
 def gather_daily(store, slot: datetime, coverage_min: float

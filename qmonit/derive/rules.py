@@ -53,6 +53,13 @@ def spread(numbers: QueueNumbers, status: str, side: str) -> float:
     return max(1.0, (hourly * hourly + within * within) ** 0.5)
 
 
+def _expected(numbers: QueueNumbers, status: str) -> str:
+    """What the baseline a rule compares with is, in the row's words."""
+    days = numbers.seasonal.get(status)
+    return f"expected at this hour from {days} previous days" if days \
+        else "median of the baseline window"
+
+
 def _median(numbers: QueueNumbers, status: str) -> float:
     stats = numbers.baseline.get(status)
     return stats.median if stats and stats.median is not None else 0.0
@@ -69,7 +76,7 @@ def drop(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
     sharp = violated and share > SHARP and fall >= 2 * cfg["drop_spread"] * noise
     return Finding(key, "drop", violated, "critical" if critical else "warning" if violated
                    else "none", now, median, round(fall / noise, 2),
-                   f"running {now:.0f} vs {median:.0f} (median of the baseline window), "
+                   f"running {now:.0f} vs {median:.0f} ({_expected(n, 'running')}), "
                    f"{share:.0%} lower", "running jobs", sharp)
 
 
@@ -125,7 +132,7 @@ def backlog(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
         finding = Finding(key, "backlog", violated, "critical" if critical else
                           "warning" if violated else "none", now, median,
                           round(excess / noise, 2),
-                          f"{status} {now:.0f} vs {median:.0f} (median of the baseline window)",
+                          f"{status} {now:.0f} vs {median:.0f} ({_expected(n, status)})",
                           f"{status} jobs", sharp)
         if worst is None or (finding.violated, finding.score) > (worst.violated, worst.score):
             worst = finding

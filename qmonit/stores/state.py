@@ -34,6 +34,7 @@ from sqlalchemy import (
     delete,
     func,
     inspect,
+    literal,
     select,
     text,
     update,
@@ -46,6 +47,7 @@ from qmonit.model import (
     NOISE_STATUSES,
     PANDA_JOB_STATUSES,
     RULES,
+    SEASONAL_STATUSES,
 )
 from qmonit.sample import SLOT, Sample, epoch_seconds, from_epoch
 from qmonit.stores.sql import upsert
@@ -94,6 +96,19 @@ queue_history = Table(
     Column("slot", BigInteger, primary_key=True, autoincrement=False),
     *(Column(status, Double) for status in HISTORY_STATUSES),
     Index("ix_queue_history_slot", "slot"),
+)
+# The same counts per clock hour, kept for [derive] seasonal_days: its slots and sums per
+# status, recomputed from queue_history on every cycle of the hour (a re-run counts once).
+# derive reads it for the time-of-day shape of each queue's day (numbers.seasonal).
+queue_hourly = Table(
+    "queue_hourly", metadata,
+    Column("panda_queue", String(128), primary_key=True),
+    Column("prod_source", String(64), primary_key=True),
+    Column("resource", String(64), primary_key=True),
+    Column("hour", BigInteger, primary_key=True, autoincrement=False),
+    Column("slots", Integer, nullable=False),
+    *(Column(status, Double) for status in HISTORY_STATUSES),
+    Index("ix_queue_hourly_hour", "hour"),
 )
 # Downsampling progress: the end of the last window rolled up, per measurement and policy.
 watermarks = Table(
@@ -388,8 +403,9 @@ def update_derived(engine: Engine, rows: Sequence[dict]) -> None:
 
 
 def record_history(engine: Engine, counts: QueueCounts, slot: datetime,
-                   keep: timedelta) -> int:
-    """This slot's counts per queue × prod_source × resource; forget rows older than `keep`."""
+                   keep: timedelta, keep_hourly: timedelta = timedelta(0)) -> int:
+    """This slot's counts per queue × prod_source × resource, and its clock hour's sums in
+    queue_hourly; forget rows older than `keep` (`keep_hourly` for the hourly ones)."""
     when = epoch_seconds(slot)
     rows = {key: {"panda_queue": key[0], "prod_source": key[1], "resource": key[2],
                   "slot": when, **{s: by_status.get(s, 0.0) for s in HISTORY_STATUSES}}
@@ -399,7 +415,45 @@ def record_history(engine: Engine, counts: QueueCounts, slot: datetime,
                ["panda_queue", "prod_source", "resource", "slot"])
         conn.execute(delete(queue_history).where(
             queue_history.c.slot < epoch_seconds(slot - keep)))
+        if keep_hourly:
+            _record_hour(conn, when - when % 3600, epoch_seconds(slot - keep_hourly))
     return len(rows)
+
+
+def _record_hour(conn: Connection, hour: int, forget_before: int) -> None:
+    """The clock hour's slots and sums from queue_history, in SQL: the hour's rows are
+    replaced, so a re-run of a slot or a late cycle of the hour counts once."""
+    history = queue_history.c
+    conn.execute(delete(queue_hourly).where(queue_hourly.c.hour == hour))
+    keys = (history.panda_queue, history.prod_source, history.resource)
+    conn.execute(queue_hourly.insert().from_select(
+        [*(c.name for c in keys), "hour", "slots", *HISTORY_STATUSES],
+        select(*keys, literal(hour, BigInteger), func.count(),
+               *(func.sum(history[s]) for s in HISTORY_STATUSES))
+        .where(history.slot >= hour, history.slot < hour + 3600).group_by(*keys)))
+    conn.execute(delete(queue_hourly).where(queue_hourly.c.hour < forget_before))
+
+
+def day_shapes(engine: Engine, slot: datetime, days: int) -> list:
+    """Per key and each of the `days` whole UTC days before `slot`'s: hours with counts and
+    the mean hourly mean over them, and the slot's clock hour's slots and mean of that
+    day, per SEASONAL_STATUSES: one aggregation query, the days' shapes in the database."""
+    when = epoch_seconds(slot)
+    today = when - when % 86400
+    hour_of_day = when % 86400 - when % 3600
+    h = queue_hourly.c
+    day = (h.hour - h.hour % 86400).label("day")
+    at_hour = (h.hour % 86400) == hour_of_day
+    query = (select(h.panda_queue, h.prod_source, h.resource, day,
+                    func.count().label("hours"),
+                    func.sum(case((at_hour, h.slots), else_=0)).label("slots_at_hour"),
+                    *(func.avg(h[s] / h.slots).label(f"{s}_day") for s in SEASONAL_STATUSES),
+                    *(func.sum(case((at_hour, h[s] / h.slots), else_=0)).label(f"{s}_at_hour")
+                      for s in SEASONAL_STATUSES))
+             .where(h.hour >= today - days * 86400, h.hour < today)
+             .group_by(h.panda_queue, h.prod_source, h.resource, day))
+    with engine.connect() as conn:
+        return conn.execute(query).all()
 
 
 def history_buckets(engine: Engine, slot: datetime, hours: int) -> list:
