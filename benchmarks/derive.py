@@ -66,7 +66,8 @@ def fill(parts, tags: list, rng: random.Random) -> int:
         written += parts.store.write(samples).written
         record_run_samples(parts.engine, samples[-1:], when)  # source_status, as collect does
     day = SLOT.replace(hour=0)
-    keys = {key: by_status for key, (_, by_status) in state.counts_per_queue(samples).items()}
+    jobs = samples[:-1]  # the last slot's, without its qmonit_run
+    keys = {key: by_status for key, (_, by_status) in state.counts_per_queue(jobs).items()}
     hours = range(int((day - timedelta(days=7)).timestamp()), int(day.timestamp()), 3600)
     with parts.engine.begin() as conn:  # a week per clock hour, as collect leaves queue_hourly
         conn.execute(state.queue_hourly.insert(), [

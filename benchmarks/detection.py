@@ -4,8 +4,12 @@
 The simulated grid has, every UTC day at fixed hours, labelled incidents: four draining
 queues (expected rule: drop), three queues whose pilots stop arriving (starving), six
 failure bursts (failing), a 20-minute PanDA outage (stale on source:panda) and a trap, a
-queue that goes offline (nothing may be flagged: it is not meant to run). Everything else
-is noise (the grid's daily rhythm and per-slot noise) and its test/brokeroff queues.
+queue that goes offline (nothing may be flagged: it is not meant to run). The replay adds
+its scenarios (SimulatedGrid.scenario_incidents): a sharp drain (running to 2 % at once),
+a slow one (to 10 % over an hour; its latency counts from the slot it is 50 % down) and
+a second trap, a mid-volume queue whose counts swing 45 % either way at random every
+cycle. Everything else is noise (the grid's daily rhythm and per-slot noise) and its
+test/brokeroff queues.
 
 A day of collect builds the baseline; then collect and derive run every cycle of the next
 day (and two hours more, so the last incidents close), as cron runs them. Each alert is
@@ -45,18 +49,22 @@ from qmonit.derive.job import derive  # noqa: E402
 from qmonit.incidents import group  # noqa: E402
 from qmonit.sample import SLOT  # noqa: E402
 from qmonit.sources.base import SourceError  # noqa: E402
-from qmonit.sources.simulated import Incident  # noqa: E402
+from qmonit.sources.simulated import SLOW_RAMP_H, Incident  # noqa: E402
 from qmonit.stores import alerts, state  # noqa: E402
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)  # derive runs through this UTC day
 EXPECTED = {"drain": {"drop"}, "no_pilots": {"starving", "drop"}, "failures": {"failing"},
-            "outage": {"stale"}, "offline": set()}  # offline: a trap, nothing may open
+            "outage": {"stale"}, "sharp_drain": {"drop"}, "slow_drain": {"drop"},
+            "offline": set(), "noisy": set()}  # offline, noisy: traps, nothing may open
 PRINCIPAL = {"drain": "drop", "no_pilots": "starving", "failures": "failing",
-             "outage": "stale"}
+             "outage": "stale", "sharp_drain": "drop", "slow_drain": "drop"}
 # the layer at fault in the simulation: a draining site, a factory that submits no pilots,
 # jobs failing at the site, PanDA unreadable; "unknown" where no factory reports the queue
 LAYER = {"drain": "batch/site", "no_pilots": "pilot factory", "failures": "batch/site",
-         "outage": "monitoring"}
+         "outage": "monitoring", "sharp_drain": "batch/site", "slow_drain": "batch/site"}
+# A slow drain is a drop once running is 50 % below its level ([suspicious] drop_relative):
+# its latency counts from the first slot at which it is (0.5 / 0.9 of its ramp), not before
+DETECTABLE_AFTER = {"slow_drain": timedelta(hours=SLOW_RAMP_H * 0.5 / 0.9)}
 
 
 @dataclass
@@ -76,9 +84,15 @@ class Case:
     def queue(self) -> str:
         return self.incident.panda_queue or "source:panda"
 
+    @property
+    def detectable(self) -> datetime:
+        """The first slot the incident is detectable at (its start, but for a slow one)."""
+        after = DETECTABLE_AFTER.get(self.incident.kind, timedelta(0))
+        return self.start + SLOT * -(-after // SLOT)
+
     def latency(self) -> int | None:
         opened = [a.opened_at for a in self.alerts if a.key[3] in EXPECTED[self.incident.kind]]
-        return None if not opened else int((min(opened) - self.start) / SLOT)
+        return None if not opened else int((min(opened) - self.detectable) / SLOT)
 
 
 class Served:
@@ -133,6 +147,7 @@ def main() -> int:
     try:
         cfg = demo_config(directory / "data", "small", args.seed)
         parts = build(cfg)
+        parts.grid.incidents += parts.grid.scenario_incidents()
         state.create_tables(parts.engine)
         parts.store.init({})
         first = DAY - timedelta(hours=24)
@@ -164,18 +179,18 @@ def report(labelled: list[Case], all_alerts: list, false_alarms: list, parts, el
     print(f"detection replay: simulated grid ({len(parts.grid.queues)} PanDA queues), "
           f"{len(labelled)} labelled incidents on {DAY:%Y-%m-%d}, "
           f"{len(all_alerts)} alerts opened, {elapsed:.0f} s\n")
-    print(f"{'incident':<10} {'queue':<22} {'from':>5} {'to':>5}  alerts (rule/severity/layer, "
-          "opened after N cycles, closed after the end)")
+    print(f"{'incident':<11} {'queue':<22} {'from':>5} {'to':>5}  alerts (rule/severity/layer, "
+          "opened N cycles after it is detectable, closed after the end)")
     detected, latencies, right_rule, right_layer, rows_per_incident = 0, [], 0, 0, []
     to_catch = [c for c in labelled if EXPECTED[c.incident.kind]]
     for case in labelled:
         shown = ", ".join(
             f"{a.key[3]}/{a.severity}/{a.layer or 'unknown'} "
-            f"+{int((a.opened_at - case.start) / SLOT)}"
+            f"+{int((a.opened_at - case.detectable) / SLOT)}"
             + ("" if a.closed_at is None else
                f" closed +{int((a.closed_at - case.end) / SLOT)}")
             for a in sorted(case.alerts, key=lambda a: a.opened_at)) or "none"
-        print(f"{case.incident.kind:<10} {case.queue:<22} {case.start:%H:%M} "
+        print(f"{case.incident.kind:<11} {case.queue:<22} {case.start:%H:%M} "
               f"{case.end:%H:%M}  {shown}")
         if not EXPECTED[case.incident.kind]:
             continue

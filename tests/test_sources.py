@@ -156,6 +156,35 @@ def test_simulated_grid_is_deterministic_and_shaped_like_panda():
                 assert {"assigned", "activated", "running", "finished", "failed"} <= set(counts)
 
 
+def test_scenario_incidents_shape_only_their_own_queues():
+    """The detection replay's scenarios: a sharp drain at 2 %, a slow one 0.55 of its level
+    half-way down its ramp, a noisy queue 45 % off its level either way; every other queue
+    answers as the plain grid does."""
+    plain, replay = SimulatedGrid(seed=1), SimulatedGrid(seed=1)
+    sharp, slow, noisy = extra = replay.scenario_incidents()
+    replay.incidents += extra
+    assert {i.panda_queue for i in extra}.isdisjoint(i.panda_queue for i in plain.incidents)
+    day = datetime(2026, 11, 21, tzinfo=UTC)
+
+    def running(grid, slot, queue):
+        return sum(c["running"] for r in grid.job_stats(slot)[queue].values() for c in r.values())
+
+    for incident, hours_in, low, high in ((sharp, 1.0, 0.0, 0.05), (slow, 0.5, 0.45, 0.65)):
+        at = day + timedelta(hours=incident.start_h + hours_in)
+        share = running(replay, at, incident.panda_queue) / running(plain, at,
+                                                                    incident.panda_queue)
+        assert low <= share <= high, (incident.kind, share)
+    at = day + timedelta(hours=5)
+    shares = sorted(round(running(replay, at + n * timedelta(minutes=10), noisy.panda_queue)
+                          / running(plain, at + n * timedelta(minutes=10), noisy.panda_queue), 1)
+                    for n in range(12))
+    assert all(share < 0.75 or share > 1.25 for share in shares) and shares[0] < 1 < shares[-1]
+    at = day + timedelta(hours=3, minutes=30)
+    touched = {i.panda_queue for i in extra}
+    assert {q: v for q, v in replay.job_stats(at).items() if q not in touched} == \
+        {q: v for q, v in plain.job_stats(at).items() if q not in touched}
+
+
 def test_simulated_incidents_happen():
     grid = SimulatedGrid(seed=1)
     day = datetime(2026, 11, 21, tzinfo=UTC)

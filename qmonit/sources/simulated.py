@@ -35,7 +35,8 @@ OFFLINE_STATES = ("offline", "test", "brokeroff")
 
 @dataclass(frozen=True)
 class Incident:
-    kind: str  # drain | offline | failures | no_pilots | outage
+    kind: str  # drain | offline | failures | no_pilots | outage; scenarios (see
+    #            scenario_incidents): sharp_drain | slow_drain | noisy
     panda_queue: str | None
     start_h: float  # hour of every UTC day
     hours: float
@@ -51,6 +52,9 @@ class SimQueue:
     capacity: int  # running jobs at the daily mean
     labels: tuple[str, ...]
     resources: tuple[str, ...]
+
+
+SLOW_RAMP_H = 1.0  # a slow drain takes this long to reach 10 % of its running
 
 
 class SimulatedGrid:
@@ -121,6 +125,21 @@ class SimulatedGrid:
         incidents.append(Incident("outage", None, 12.0, 1 / 3))
         return incidents
 
+    def scenario_incidents(self) -> list[Incident]:
+        """More labelled incidents, for the detection replay (benchmarks/detection.py), on
+        queues none of the daily ones use: a sharp drain (running to 2 % at once), a slow
+        one (to 10 % over SLOW_RAMP_H), and a trap: a mid-volume queue (50-150 running)
+        whose every count is 45 % above or below its level at random, all day."""
+        taken = {i.panda_queue for i in self.incidents}
+        rng = random.Random(f"qmonit-scenarios:{self.seed}")
+        online = sorted(n for n, q in self.queues.items() if q.record["status"] == "online"
+                        and n not in taken)
+        big = [n for n in online if self.queues[n].capacity >= 200]
+        middle = [n for n in online if 50 <= self.queues[n].capacity <= 150]
+        sharp, slow = rng.sample(big, 2)
+        return [Incident("sharp_drain", sharp, 3.0, 4.0), Incident("slow_drain", slow, 14.0, 5.0),
+                Incident("noisy", rng.choice(middle), 0.0, 24.0)]
+
     def incidents_at(self, kind: str, slot: datetime) -> list[Incident]:
         return [i for i in self.incidents if i.kind == kind and i.active(slot)]
 
@@ -166,25 +185,41 @@ class SimulatedGrid:
             if "offline" in active:
                 continue  # an offline queue drops out of PanDA's answer
             rng = random.Random(f"{self.seed}:{name}:{stamp}")
+            factor = self._scenario_factor(name, slot, hour, rng) if active else 1.0
             by_label: dict[str, Any] = {}
             for label in queue.labels:
                 by_resource = {}
                 for resource in queue.resources:
                     level = queue.capacity * rhythm / len(queue.resources) / len(queue.labels)
-                    by_resource[resource] = self._statuses(rng, level, active, queue.record)
+                    by_resource[resource] = self._statuses(rng, level, active, queue.record,
+                                                           factor)
                 by_label[label] = by_resource
             data[name] = by_label
         return data
 
+    def _scenario_factor(self, queue: str, slot: datetime, hour: float,
+                         rng: random.Random) -> float:
+        """Running's share of its level under a scenario incident (1 without one)."""
+        for incident in self.incidents:
+            if incident.panda_queue != queue or not incident.active(slot):
+                continue
+            if incident.kind == "sharp_drain":
+                return 0.02
+            if incident.kind == "slow_drain":
+                return 1 - 0.9 * min(1.0, (hour - incident.start_h) / SLOW_RAMP_H)
+            if incident.kind == "noisy":
+                return rng.choice((0.55, 1.45))
+        return 1.0
+
     @staticmethod
     def _statuses(rng: random.Random, level: float, active: set[str],
-                  record: dict[str, Any]) -> dict[str, int]:
+                  record: dict[str, Any], factor: float = 1.0) -> dict[str, int]:
         def around(mean: float, spread: float = 0.05) -> int:
             return max(0, round(rng.gauss(mean, max(1.0, mean * spread) ** 0.5 + mean * spread)))
 
         if record["status"] != "online":
             level *= 0.02
-        running = around(level)
+        running = around(level * factor)
         activated = around(level * 0.25)
         if "drain" in active:
             running = around(level * 0.1)
