@@ -8,10 +8,13 @@ queue that goes offline (nothing may be flagged: it is not meant to run). The re
 its scenarios (SimulatedGrid.scenario_incidents): a sharp drain (running to 2 % at once),
 a slow one (to 10 % over an hour; its latency counts from the slot it is 50 % down) and
 a second trap, a mid-volume queue whose counts swing 45 % either way at random every
-cycle. Everything else is noise (the grid's daily rhythm and per-slot noise) and its
-test/brokeroff queues.
+cycle, and two queues with a strong daily rhythm (a third trap), one of which falls to
+40 % around its peak (60 % below what that hour runs, 47 % below its day's median). The
+incidents happen on the judged day only, after three whole days of baseline (what the
+time-of-day baseline needs); the rhythm and the noise every day. Everything else is
+noise (the grid's daily rhythm and per-slot noise) and its test/brokeroff queues.
 
-A day of collect builds the baseline; then collect and derive run every cycle of the next
+Three days of collect build the baseline; then collect and derive run every cycle of the next
 day (and two hours more, so the last incidents close), as cron runs them. Each alert is
 matched to the incident on its queue that was active when it opened (or ended within the
 close cycles before); the rest are false alarms. Prints, per incident, the alerts it got
@@ -35,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,15 +56,20 @@ from qmonit.sources.simulated import SLOW_RAMP_H, Incident  # noqa: E402
 from qmonit.stores import alerts, state  # noqa: E402
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)  # derive runs through this UTC day
+BASELINE_DAYS = 3  # of collect before it: [derive] seasonal_min_days
+EVERY_DAY = ("rhythmic", "noisy")  # a queue's nature, not an incident of the judged day
 EXPECTED = {"drain": {"drop"}, "no_pilots": {"starving", "drop"}, "failures": {"failing"},
             "outage": {"stale"}, "sharp_drain": {"drop"}, "slow_drain": {"drop"},
-            "offline": set(), "noisy": set()}  # offline, noisy: traps, nothing may open
+            "rhythm_drain": {"drop"}, "offline": set(), "noisy": set(), "rhythmic": set()}
+# offline, noisy and rhythmic: traps, nothing may open
 PRINCIPAL = {"drain": "drop", "no_pilots": "starving", "failures": "failing",
-             "outage": "stale", "sharp_drain": "drop", "slow_drain": "drop"}
+             "outage": "stale", "sharp_drain": "drop", "slow_drain": "drop",
+             "rhythm_drain": "drop"}
 # the layer at fault in the simulation: a draining site, a factory that submits no pilots,
 # jobs failing at the site, PanDA unreadable; "unknown" where no factory reports the queue
 LAYER = {"drain": "batch/site", "no_pilots": "pilot factory", "failures": "batch/site",
-         "outage": "monitoring", "sharp_drain": "batch/site", "slow_drain": "batch/site"}
+         "outage": "monitoring", "sharp_drain": "batch/site", "slow_drain": "batch/site",
+         "rhythm_drain": "batch/site"}
 # A slow drain is a drop once running is 50 % below its level ([suspicious] drop_relative):
 # its latency counts from the first slot at which it is (0.5 / 0.9 of its ramp), not before
 DETECTABLE_AFTER = {"slow_drain": timedelta(hours=SLOW_RAMP_H * 0.5 / 0.9)}
@@ -129,8 +137,10 @@ def match(all_alerts: list[alerts.Alert], labelled: list[Case], close_grace: tim
     for alert in all_alerts:
         # Harvester's statistics come from the PanDA server: its stale source is the outage
         queue = "source:panda" if alert.key[0] == "source:harvester" else alert.key[0]
-        case = next((c for c in labelled if c.queue == queue
-                     and c.start <= alert.opened_at < c.end + close_grace), None)
+        # an incident before the trap it happens on (a rhythmic queue's drain)
+        case = next((c for c in sorted(labelled, key=lambda c: not EXPECTED[c.incident.kind])
+                     if c.queue == queue and c.start <= alert.opened_at < c.end + close_grace),
+                    None)
         if case is None:
             unmatched.append(alert)
         else:
@@ -147,10 +157,15 @@ def main() -> int:
     try:
         cfg = demo_config(directory / "data", "small", args.seed)
         parts = build(cfg)
-        parts.grid.incidents += parts.grid.scenario_incidents()
+        # every incident on the judged day only (a daily one would be the queue's rhythm to
+        # a time-of-day baseline), but the traps that are a queue's nature (its rhythm, its
+        # noise) every day; three whole days of baseline first
+        parts.grid.incidents = [
+            i if i.kind in EVERY_DAY else replace(i, only_on=DAY.date())
+            for i in parts.grid.incidents + parts.grid.scenario_incidents()]
         state.create_tables(parts.engine)
         parts.store.init({})
-        first = DAY - timedelta(hours=24)
+        first = DAY - timedelta(days=BASELINE_DAYS)
         last = DAY + timedelta(hours=26)
         started = time.monotonic()
         slot = first

@@ -213,8 +213,9 @@ def test_init_creates_every_table_a_job_needs(write_config, tmp_path):
     assert done.returncode == 0, done.stderr
     tables = {name for (name,) in sqlite3.connect(tmp_path / "data" / "qmonit.sqlite").execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"queues", "queue_stats", "queue_history", "queue_hourly", "series_seen",
-                      "watermarks", "flag_state", "alerts", "ts_series", "ts_tags", "ts_points",
+    assert tables == {"queues", "queue_stats", "queue_history", "queue_hourly", "queue_days",
+                      "series_seen", "watermarks", "flag_state", "alerts", "ts_series",
+                      "ts_tags", "ts_points",
                       "batch_jobs_current", "batch_jobs_ended", "source_status",
                       "factory_labels", "leases"}
     database = sqlite3.connect(tmp_path / "data" / "qmonit.sqlite")

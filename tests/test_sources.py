@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -158,10 +159,11 @@ def test_simulated_grid_is_deterministic_and_shaped_like_panda():
 
 def test_scenario_incidents_shape_only_their_own_queues():
     """The detection replay's scenarios: a sharp drain at 2 %, a slow one 0.55 of its level
-    half-way down its ramp, a noisy queue 45 % off its level either way; every other queue
-    answers as the plain grid does."""
+    half-way down its ramp, a noisy queue 45 % off its level either way, a rhythmic one 35 %
+    above at 15:00 and below at 03:00, and one drained to 40 % on top of it, on its day
+    only when one is given; every other queue answers as the plain grid does."""
     plain, replay = SimulatedGrid(seed=1), SimulatedGrid(seed=1)
-    sharp, slow, noisy = extra = replay.scenario_incidents()
+    sharp, slow, noisy, rhythmic, _, drained = extra = replay.scenario_incidents()
     replay.incidents += extra
     assert {i.panda_queue for i in extra}.isdisjoint(i.panda_queue for i in plain.incidents)
     day = datetime(2026, 11, 21, tzinfo=UTC)
@@ -179,6 +181,15 @@ def test_scenario_incidents_shape_only_their_own_queues():
                           / running(plain, at + n * timedelta(minutes=10), noisy.panda_queue), 1)
                     for n in range(12))
     assert all(share < 0.75 or share > 1.25 for share in shares) and shares[0] < 1 < shares[-1]
+    peak, night = day + timedelta(hours=15), day + timedelta(hours=3)  # sin(±π/2): ±35 %
+    assert 1.25 <= running(replay, peak, rhythmic.panda_queue) / running(
+        plain, peak, rhythmic.panda_queue) <= 1.45
+    assert 0.55 <= running(replay, night, rhythmic.panda_queue) / running(
+        plain, night, rhythmic.panda_queue) <= 0.75
+    assert 0.5 <= running(replay, peak, drained.panda_queue) / running(
+        plain, peak, drained.panda_queue) <= 0.6  # 1.35 x 0.4
+    judged = replace(drained, only_on=(day + timedelta(days=1)).date())
+    assert judged.active(peak + timedelta(days=1)) and not judged.active(peak)
     at = day + timedelta(hours=3, minutes=30)
     touched = {i.panda_queue for i in extra}
     assert {q: v for q, v in replay.job_stats(at).items() if q not in touched} == \

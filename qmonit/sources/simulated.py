@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from qmonit.model import PANDA_ALWAYS_PRESENT
@@ -36,12 +36,15 @@ OFFLINE_STATES = ("offline", "test", "brokeroff")
 @dataclass(frozen=True)
 class Incident:
     kind: str  # drain | offline | failures | no_pilots | outage; scenarios (see
-    #            scenario_incidents): sharp_drain | slow_drain | noisy
+    #            scenario_incidents): sharp_drain | slow_drain | noisy | rhythmic | rhythm_drain
     panda_queue: str | None
     start_h: float  # hour of every UTC day
     hours: float
+    only_on: date | None = None  # that UTC day only (a replay's judged day), not every day
 
     def active(self, slot: datetime) -> bool:
+        if self.only_on is not None and slot.date() != self.only_on:
+            return False
         hour = slot.hour + slot.minute / 60
         return self.start_h <= hour < self.start_h + self.hours
 
@@ -55,6 +58,7 @@ class SimQueue:
 
 
 SLOW_RAMP_H = 1.0  # a slow drain takes this long to reach 10 % of its running
+RHYTHM_AMPLITUDE = 0.35  # a rhythmic scenario queue's daily swing
 
 
 class SimulatedGrid:
@@ -129,16 +133,22 @@ class SimulatedGrid:
         """More labelled incidents, for the detection replay (benchmarks/detection.py), on
         queues none of the daily ones use: a sharp drain (running to 2 % at once), a slow
         one (to 10 % over SLOW_RAMP_H), and a trap: a mid-volume queue (50-150 running)
-        whose every count is 45 % above or below its level at random, all day."""
+        whose every count is 45 % above or below its level at random, all day; two queues
+        with a strong daily rhythm (RHYTHM_AMPLITUDE, peak at 15:00; a trap) of which one
+        falls to 40 % of its level around its peak (rhythm_drain: 47 % below its day's
+        median, 60 % below what that hour runs). A replay makes the incidents but the
+        rhythm happen on its judged day only (Incident.only_on)."""
         taken = {i.panda_queue for i in self.incidents}
         rng = random.Random(f"qmonit-scenarios:{self.seed}")
         online = sorted(n for n, q in self.queues.items() if q.record["status"] == "online"
                         and n not in taken)
         big = [n for n in online if self.queues[n].capacity >= 200]
         middle = [n for n in online if 50 <= self.queues[n].capacity <= 150]
-        sharp, slow = rng.sample(big, 2)
+        sharp, slow, rhythmic, drained = rng.sample(big, 4)
         return [Incident("sharp_drain", sharp, 3.0, 4.0), Incident("slow_drain", slow, 14.0, 5.0),
-                Incident("noisy", rng.choice(middle), 0.0, 24.0)]
+                Incident("noisy", rng.choice(middle), 0.0, 24.0),
+                Incident("rhythmic", rhythmic, 0.0, 24.0), Incident("rhythmic", drained, 0.0, 24.0),
+                Incident("rhythm_drain", drained, 14.0, 3.0)]
 
     def incidents_at(self, kind: str, slot: datetime) -> list[Incident]:
         return [i for i in self.incidents if i.kind == kind and i.active(slot)]
@@ -199,17 +209,22 @@ class SimulatedGrid:
 
     def _scenario_factor(self, queue: str, slot: datetime, hour: float,
                          rng: random.Random) -> float:
-        """Running's share of its level under a scenario incident (1 without one)."""
+        """Running's share of its level under scenario incidents (1 without one)."""
+        factor = 1.0
         for incident in self.incidents:
             if incident.panda_queue != queue or not incident.active(slot):
                 continue
             if incident.kind == "sharp_drain":
-                return 0.02
-            if incident.kind == "slow_drain":
-                return 1 - 0.9 * min(1.0, (hour - incident.start_h) / SLOW_RAMP_H)
-            if incident.kind == "noisy":
-                return rng.choice((0.55, 1.45))
-        return 1.0
+                factor *= 0.02
+            elif incident.kind == "slow_drain":
+                factor *= 1 - 0.9 * min(1.0, (hour - incident.start_h) / SLOW_RAMP_H)
+            elif incident.kind == "noisy":
+                factor *= rng.choice((0.55, 1.45))
+            elif incident.kind == "rhythmic":  # on top of the grid's own 15 %
+                factor *= 1 + RHYTHM_AMPLITUDE * math.sin(2 * math.pi * (hour - 9) / 24)
+            elif incident.kind == "rhythm_drain":
+                factor *= 0.4
+        return factor
 
     @staticmethod
     def _statuses(rng: random.Random, level: float, active: set[str],

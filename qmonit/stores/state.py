@@ -110,6 +110,18 @@ queue_hourly = Table(
     *(Column(status, Double) for status in HISTORY_STATUSES),
     Index("ix_queue_hourly_hour", "hour"),
 )
+# Per key and UTC day of queue_hourly: its hours and the mean of its hourly means, made once
+# when the day is first read (a day's hours are complete by then; see day_shapes).
+queue_days = Table(
+    "queue_days", metadata,
+    Column("panda_queue", String(128), primary_key=True),
+    Column("prod_source", String(64), primary_key=True),
+    Column("resource", String(64), primary_key=True),
+    Column("day", BigInteger, primary_key=True, autoincrement=False),
+    Column("hours", Integer, nullable=False),
+    *(Column(status, Double) for status in SEASONAL_STATUSES),
+    Index("ix_queue_days_day", "day"),
+)
 # Downsampling progress: the end of the last window rolled up, per measurement and policy.
 watermarks = Table(
     "watermarks", metadata,
@@ -436,24 +448,45 @@ def _record_hour(conn: Connection, hour: int, forget_before: int) -> None:
 
 def day_shapes(engine: Engine, slot: datetime, days: int) -> list:
     """Per key and each of the `days` whole UTC days before `slot`'s: hours with counts and
-    the mean hourly mean over them, and the slot's clock hour's slots and mean of that
-    day, per SEASONAL_STATUSES: one aggregation query, the days' shapes in the database."""
+    the mean hourly mean over them (queue_days), and the slot's clock hour's slots and mean
+    of that day, per SEASONAL_STATUSES. A day not yet in queue_days is summed from
+    queue_hourly first (each day once: the first derive of the next day does it; a slot of
+    an older day backfilled later does not change it); then one join reads one row per key
+    and day, not the week of hours."""
     when = epoch_seconds(slot)
     today = when - when % 86400
-    hour_of_day = when % 86400 - when % 3600
-    h = queue_hourly.c
-    day = (h.hour - h.hour % 86400).label("day")
-    at_hour = (h.hour % 86400) == hour_of_day
-    query = (select(h.panda_queue, h.prod_source, h.resource, day,
-                    func.count().label("hours"),
-                    func.sum(case((at_hour, h.slots), else_=0)).label("slots_at_hour"),
-                    *(func.avg(h[s] / h.slots).label(f"{s}_day") for s in SEASONAL_STATUSES),
-                    *(func.sum(case((at_hour, h[s] / h.slots), else_=0)).label(f"{s}_at_hour")
-                      for s in SEASONAL_STATUSES))
-             .where(h.hour >= today - days * 86400, h.hour < today)
-             .group_by(h.panda_queue, h.prod_source, h.resource, day))
+    first = today - days * 86400
+    d, h = queue_days.c, queue_hourly.c
+    with engine.begin() as conn:
+        done = set(conn.execute(select(d.day).distinct().where(d.day >= first, d.day < today))
+                   .scalars())
+        for day in range(first, today, 86400):
+            if day not in done and conn.execute(select(h.hour).where(
+                    h.hour >= day, h.hour < day + 86400).limit(1)).first():
+                _record_day(conn, day)
+        conn.execute(delete(queue_days).where(d.day < first - 86400))
+    query = (select(d.panda_queue, d.prod_source, d.resource, d.day, d.hours, h.slots,
+                    *(d[s] for s in SEASONAL_STATUSES),
+                    *((h[s] / h.slots).label(f"{s}_at_hour") for s in SEASONAL_STATUSES))
+             .select_from(queue_days.join(queue_hourly, (h.panda_queue == d.panda_queue)
+                                          & (h.prod_source == d.prod_source)
+                                          & (h.resource == d.resource)
+                                          & (h.hour == d.day + (when % 86400 - when % 3600))))
+             .where(d.day >= first, d.day < today))
     with engine.connect() as conn:
         return conn.execute(query).all()
+
+
+def _record_day(conn: Connection, day: int) -> None:
+    """One UTC day's hours per key and the mean of its hourly means, from queue_hourly."""
+    h = queue_hourly.c
+    keys = (h.panda_queue, h.prod_source, h.resource)
+    conn.execute(delete(queue_days).where(queue_days.c.day == day))
+    conn.execute(queue_days.insert().from_select(
+        [*(c.name for c in keys), "day", "hours", *SEASONAL_STATUSES],
+        select(*keys, literal(day, BigInteger), func.count(),
+               *(func.avg(h[s] / h.slots) for s in SEASONAL_STATUSES))
+        .where(h.hour >= day, h.hour < day + 86400).group_by(*keys)))
 
 
 def history_buckets(engine: Engine, slot: datetime, hours: int) -> list:
