@@ -24,10 +24,10 @@ A daily rhythm is neither noise nor an incident: where queue_hourly holds at lea
 [derive] seasonal_min_days whole days of the last seasonal_days, the drop and backlog
 statuses are judged against the time of day. On each such day, the slot's clock hour's
 mean over that day's mean is a ratio (1.3: this hour runs 30 % above the day); the
-expected count now is the last 24 h's mean times the median ratio, and the quartiles of
-the ratios (times the same mean) are its hourly spread. The 24 h mean averages the
-rhythm out over a whole day and follows a lasting change of level within a day; the
-ratios change only when the shape of the day does.
+expected count now is the last 24 h's mean times the median ratio, and the wider half of
+the ratios' quartiles (times the same mean) is its hourly spread on either side. The 24 h
+mean averages the rhythm out over a whole day and follows a lasting change of level within
+a day; the ratios change only when the shape of the day does.
 """
 
 from __future__ import annotations
@@ -248,9 +248,15 @@ def seasonal(numbers: dict[QueueKey, QueueNumbers], rows: list, coverage_min: fl
             base = n.baseline.get(status)
             if len(ratios) < min_days or base is None:
                 continue
-            level = base.mean
-            n.baseline[status] = Stats(base.mean, base.count, level * percentile(ratios, 25),
-                                       level * median(ratios), level * percentile(ratios, 75))
+            level, middle = base.mean, median(ratios)
+            # the wider half of the ratios' quartiles, on both sides: they are previous days',
+            # which today's anomaly does not touch, and of 3 ratios the nearest-rank p75 is
+            # the median itself (no spread at all above it)
+            low, high = (percentile(ratios, q) for q in (25, 75))  # None of one ratio
+            half = max(middle - (middle if low is None else low),
+                       (middle if high is None else high) - middle)
+            n.baseline[status] = Stats(base.mean, base.count, level * (middle - half),
+                                       level * middle, level * (middle + half))
             n.seasonal[status] = len(ratios)
 
 
