@@ -88,11 +88,16 @@ queue_stats = Table(
 )
 # The last day of 10-minute counts per queue × prod_source × resource, for the derive job:
 # one row per key and slot, no topology tags (a CRIC change never splits a queue's history).
+def _queue_key() -> list[Column]:
+    """panda_queue × prod_source × resource: the key of the derive job's history tables."""
+    return [Column("panda_queue", String(128), primary_key=True),
+            Column("prod_source", String(64), primary_key=True),
+            Column("resource", String(64), primary_key=True)]
+
+
 queue_history = Table(
     "queue_history", metadata,
-    Column("panda_queue", String(128), primary_key=True),
-    Column("prod_source", String(64), primary_key=True),
-    Column("resource", String(64), primary_key=True),
+    *_queue_key(),
     Column("slot", BigInteger, primary_key=True, autoincrement=False),
     *(Column(status, Double) for status in HISTORY_STATUSES),
     Index("ix_queue_history_slot", "slot"),
@@ -102,9 +107,7 @@ queue_history = Table(
 # derive reads it for the time-of-day shape of each queue's day (numbers.seasonal).
 queue_hourly = Table(
     "queue_hourly", metadata,
-    Column("panda_queue", String(128), primary_key=True),
-    Column("prod_source", String(64), primary_key=True),
-    Column("resource", String(64), primary_key=True),
+    *_queue_key(),
     Column("hour", BigInteger, primary_key=True, autoincrement=False),
     Column("slots", Integer, nullable=False),
     *(Column(status, Double) for status in HISTORY_STATUSES),
@@ -114,9 +117,7 @@ queue_hourly = Table(
 # when the day is first read (a day's hours are complete by then; see day_shapes).
 queue_days = Table(
     "queue_days", metadata,
-    Column("panda_queue", String(128), primary_key=True),
-    Column("prod_source", String(64), primary_key=True),
-    Column("resource", String(64), primary_key=True),
+    *_queue_key(),
     Column("day", BigInteger, primary_key=True, autoincrement=False),
     Column("hours", Integer, nullable=False),
     *(Column(status, Double) for status in SEASONAL_STATUSES),
@@ -433,17 +434,25 @@ def record_history(engine: Engine, counts: QueueCounts, slot: datetime,
 
 
 def _record_hour(conn: Connection, hour: int, forget_before: int) -> None:
-    """The clock hour's slots and sums from queue_history, in SQL: the hour's rows are
-    replaced, so a re-run of a slot or a late cycle of the hour counts once."""
+    """The clock hour's slots and sums from queue_history: the hour's rows are replaced,
+    so a re-run of a slot or a late cycle of the hour counts once."""
     history = queue_history.c
-    conn.execute(delete(queue_hourly).where(queue_hourly.c.hour == hour))
-    keys = (history.panda_queue, history.prod_source, history.resource)
-    conn.execute(queue_hourly.insert().from_select(
-        [*(c.name for c in keys), "hour", "slots", *HISTORY_STATUSES],
-        select(*keys, literal(hour, BigInteger), func.count(),
-               *(func.sum(history[s]) for s in HISTORY_STATUSES))
-        .where(history.slot >= hour, history.slot < hour + 3600).group_by(*keys)))
+    _replace_sums(conn, queue_hourly, "hour", "slots", hour, history.slot, 3600,
+                  {s: func.sum(history[s]) for s in HISTORY_STATUSES})
     conn.execute(delete(queue_hourly).where(queue_hourly.c.hour < forget_before))
+
+
+def _replace_sums(conn: Connection, target: Table, when: str, count: str, start: int,
+                  source_time: Column, width: int, values: dict) -> None:
+    """Replace `target`'s rows at `start` by one row per queue key of the source rows in
+    [start, start + width): their count and `values` (column -> aggregate), in SQL."""
+    source = source_time.table.c
+    keys = (source.panda_queue, source.prod_source, source.resource)
+    conn.execute(delete(target).where(target.c[when] == start))
+    conn.execute(target.insert().from_select(
+        [*(c.name for c in keys), when, count, *values],
+        select(*keys, literal(start, BigInteger), func.count(), *values.values())
+        .where(source_time >= start, source_time < start + width).group_by(*keys)))
 
 
 def day_shapes(engine: Engine, slot: datetime, days: int) -> list:
@@ -480,13 +489,8 @@ def day_shapes(engine: Engine, slot: datetime, days: int) -> list:
 def _record_day(conn: Connection, day: int) -> None:
     """One UTC day's hours per key and the mean of its hourly means, from queue_hourly."""
     h = queue_hourly.c
-    keys = (h.panda_queue, h.prod_source, h.resource)
-    conn.execute(delete(queue_days).where(queue_days.c.day == day))
-    conn.execute(queue_days.insert().from_select(
-        [*(c.name for c in keys), "day", "hours", *SEASONAL_STATUSES],
-        select(*keys, literal(day, BigInteger), func.count(),
-               *(func.avg(h[s] / h.slots) for s in SEASONAL_STATUSES))
-        .where(h.hour >= day, h.hour < day + 86400).group_by(*keys)))
+    _replace_sums(conn, queue_days, "day", "hours", day, h.hour, 86400,
+                  {s: func.avg(h[s] / h.slots) for s in SEASONAL_STATUSES})
 
 
 def history_buckets(engine: Engine, slot: datetime, hours: int) -> list:
