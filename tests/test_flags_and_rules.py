@@ -162,3 +162,43 @@ def test_open_durations_read_in_minutes_hours_and_days():
 
     assert [duration(m) for m in (0, 59, 60, 190, 1439, 1440, 3125)] == [
         "0m", "59m", "1h00m", "3h10m", "23h59m", "1d0h", "2d4h"]
+
+
+def test_time_of_day_spread_is_the_wider_half_of_unequal_day_ratios():
+    """The slot's clock hour ran 1.2, 1.1, 1.5, 1.3 and 1.4 times its day's mean on five days:
+    median 1.3; nearest-rank quartiles 1.1 and 1.4, so the spread is the wider half, 0.2, on
+    both sides. A day with too few hours, or too few slots at that hour, is no evidence. A
+    unified total's ratio is of its resources' summed means (60+40 -> 66+54 is 1.2, not the
+    median of 1.1 and 1.35), and a day one of its resources did not cover has no total."""
+    from qmonit.derive.numbers import ALL, seasonal
+
+    def shape(key, day, hours, slots, running_day, running_hour):
+        return (*key, day, hours, slots, 0.0, running_day, 0.0, 0.0, running_hour, 0.0)
+
+    numbers_of = {key: QueueNumbers(baseline={"running": Stats(200.0, 144, 150.0, 190.0, 250.0)})
+                  for key in (KEY, ("U", "managed", "SCORE"), ("U", "managed", "MCORE"),
+                              ("U", "managed", ALL))}
+    numbers_of[("U", "managed", ALL)].parts = ("MCORE", "SCORE")
+    rows = [shape(KEY, day, 24, 6, 100.0, hour) for day, hour in
+            enumerate((120.0, 110.0, 150.0, 130.0, 140.0))]
+    rows += [shape(KEY, 5, 16, 6, 100.0, 300.0),  # 16 of 24 hours: below 0.7 coverage
+             shape(KEY, 6, 24, 4, 100.0, 300.0)]  # 4 of 6 slots at the hour
+    score, mcore = ("U", "managed", "SCORE"), ("U", "managed", "MCORE")
+    rows += [shape(score, 0, 24, 6, 60.0, 66.0), shape(mcore, 0, 24, 6, 40.0, 54.0),
+             shape(score, 1, 24, 6, 50.0, 50.0), shape(mcore, 1, 24, 6, 50.0, 80.0),
+             shape(score, 2, 24, 6, 100.0, 150.0), shape(mcore, 2, 24, 6, 1.0, 0.0),
+             shape(score, 3, 24, 6, 100.0, 100.0), shape(mcore, 3, 10, 6, 1.0, 9.0)]
+    seasonal(numbers_of, rows, 0.7, 3)
+
+    q = numbers_of[KEY]
+    assert q.seasonal == {"running": 5}  # assigned and transferring: day means 0, no ratio
+    assert (q.baseline["running"].mean, q.baseline["running"].count) == (200.0, 144)
+    assert [q.baseline["running"].p25, q.baseline["running"].median,
+            q.baseline["running"].p75] == pytest.approx([200 * 1.1, 200 * 1.3, 200 * 1.5])
+    total = numbers_of[("U", "managed", ALL)]
+    # ratios 1.2, 1.3, 150/101: median 1.3, p25 1.2, p75 (rank 2 of 3) 1.3: half 0.1
+    assert total.seasonal == {"running": 3}
+    assert [total.baseline["running"].p25, total.baseline["running"].median,
+            total.baseline["running"].p75] == pytest.approx([200 * 1.2, 200 * 1.3, 200 * 1.4])
+    assert numbers_of[mcore].seasonal == {"running": 3}  # its day 3 uncovered; 0/1 counts
+    assert [numbers_of[mcore].baseline["running"].median] == pytest.approx([200 * 1.35])
