@@ -9,10 +9,14 @@ its scenarios (SimulatedGrid.scenario_incidents): a sharp drain (running to 2 % 
 a slow one (to 10 % over an hour; its latency counts from the slot it is 50 % down) and
 a second trap, a mid-volume queue whose counts swing 45 % either way at random every
 cycle, and two queues with a strong daily rhythm (a third trap), one of which falls to
-40 % around its peak (60 % below what that hour runs, 47 % below its day's median). The
-incidents happen on the judged day only, after three whole days of baseline (what the
-time-of-day baseline needs); the rhythm and the noise every day. Everything else is
-noise (the grid's daily rhythm and per-slot noise) and its test/brokeroff queues.
+40 % around its peak (60 % below what that hour runs, 47 % below its day's median); one
+incident per layer failing on its own (PanDA brokers a queue no work, or its assigned
+jobs wait for input; outputs wait for transfer at a site; a factory's pilots fail, or wait
+in the batch system) and a fourth trap, a unified queue whose jobs move from one resource
+type to another. The incidents happen on the judged day only, after three whole days of
+baseline (what the time-of-day baseline needs); the rhythm and the noise every day
+(SimulatedGrid.stage_replay). Everything else is noise (the grid's daily rhythm and
+per-slot noise) and its test/brokeroff queues.
 
 Three days of collect build the baseline; then collect and derive run every cycle of the next
 day (and two hours more, so the last incidents close), as cron runs them. Each alert is
@@ -22,9 +26,8 @@ close cycles before); the rest are false alarms. Prints, per incident, the alert
 worst detection latency, the right-rule rate (the principal alert of the incident the
 crew is shown, see qmonit/incidents.py) and the incidents shown per labelled incident.
 Targets (issue 17): recall 100 %, precision >= 98 %, median latency <= 2 cycles and none
-beyond 3, right layer >= 90 % (the principal alert's layer against the simulated one:
-drain and failures the site, no_pilots the factory, the outage the monitoring; "unknown"
-where no simulated factory reports the queue).
+beyond 3, right layer >= 90 % (the principal alert's layer against the simulated one,
+LAYER; "unknown" where no simulated factory reports the queue and the layer needs one).
 
 Run from the repository root: python3 benchmarks/detection.py [--seed N]
 """
@@ -38,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,28 +54,38 @@ from qmonit.demo import demo_config  # noqa: E402
 from qmonit.derive.job import derive  # noqa: E402
 from qmonit.incidents import group  # noqa: E402
 from qmonit.sample import SLOT  # noqa: E402
-from qmonit.sources.base import SourceError  # noqa: E402
 from qmonit.sources.simulated import SLOW_RAMP_H, Incident  # noqa: E402
 from qmonit.stores import alerts, state  # noqa: E402
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)  # derive runs through this UTC day
 BASELINE_DAYS = 3  # of collect before it: [derive] seasonal_min_days
-EVERY_DAY = ("rhythmic", "noisy")  # a queue's nature, not an incident of the judged day
-EXPECTED = {"drain": {"drop"}, "no_pilots": {"starving", "drop"}, "failures": {"failing"},
+STARVING = {"starving", "drop"}
+EXPECTED = {"drain": {"drop"}, "no_pilots": STARVING, "failures": {"failing"},
             "outage": {"stale"}, "sharp_drain": {"drop"}, "slow_drain": {"drop"},
-            "rhythm_drain": {"drop"}, "offline": set(), "noisy": set(), "rhythmic": set()}
-# offline, noisy and rhythmic: traps, nothing may open
+            "rhythm_drain": {"drop"}, "no_work": {"drop"}, "assigned_backlog": {"backlog"},
+            "transfer_backlog": {"backlog"}, "pilots_failing": STARVING,
+            "pilots_queued": STARVING,
+            "offline": set(), "noisy": set(), "rhythmic": set(), "resource_shift": set()}
+# offline, noisy, rhythmic and resource_shift: traps, nothing may open
 PRINCIPAL = {"drain": "drop", "no_pilots": "starving", "failures": "failing",
              "outage": "stale", "sharp_drain": "drop", "slow_drain": "drop",
-             "rhythm_drain": "drop"}
-# the layer at fault in the simulation: a draining site, a factory that submits no pilots,
-# jobs failing at the site, PanDA unreadable; "unknown" where no factory reports the queue
-LAYER = {"drain": "batch/site", "no_pilots": "pilot factory", "failures": "batch/site",
-         "outage": "monitoring", "sharp_drain": "batch/site", "slow_drain": "batch/site",
-         "rhythm_drain": "batch/site"}
+             "rhythm_drain": "drop", "no_work": "drop", "assigned_backlog": "backlog",
+             "transfer_backlog": "backlog", "pilots_failing": "starving",
+             "pilots_queued": "starving"}
+# the layer at fault in the simulation: a draining site, a factory that submits no pilots
+# or whose pilots fail, pilots waiting in the batch system, jobs failing or outputs waiting
+# at the site, PanDA brokering no work or jobs waiting for input, PanDA unreadable
+SITE, FACTORY, PANDA = "batch/site", "pilot factory", "panda"
+LAYER = {"drain": SITE, "no_pilots": FACTORY, "failures": SITE, "outage": "monitoring",
+         "sharp_drain": SITE, "slow_drain": SITE, "rhythm_drain": SITE, "no_work": PANDA,
+         "assigned_backlog": PANDA, "transfer_backlog": SITE, "pilots_failing": FACTORY,
+         "pilots_queued": SITE}
+# told by PanDA's own counts (or qmonit's): known without the queue's pilots
+WITHOUT_PILOTS = ("outage", "no_work", "assigned_backlog", "transfer_backlog")
 # A slow drain is a drop once running is 50 % below its level ([suspicious] drop_relative):
 # its latency counts from the first slot at which it is (0.5 / 0.9 of its ramp), not before
-DETECTABLE_AFTER = {"slow_drain": timedelta(hours=SLOW_RAMP_H * 0.5 / 0.9)}
+DETECTABLE_AFTER = {kind: timedelta(hours=SLOW_RAMP_H * 0.5 / 0.9)
+                    for kind in ("slow_drain", "no_work")}
 
 
 @dataclass
@@ -86,7 +99,7 @@ class Case:
     @property
     def layer(self) -> str:
         kind = self.incident.kind
-        return LAYER[kind] if self.has_pilots or kind == "outage" else "unknown"
+        return LAYER[kind] if self.has_pilots or kind in WITHOUT_PILOTS else "unknown"
 
     @property
     def queue(self) -> str:
@@ -103,23 +116,9 @@ class Case:
         return None if not opened else int((min(opened) - self.detectable) / SLOT)
 
 
-class Served:
-    """The queues the simulated factories report at a slot: Harvester every third queue
-    PanDA lists, AutoPyFactory the first 40 (qmonit.sources.simulated_batch)."""
-
-    def __init__(self, grid):
-        self.grid = grid
-        self.apf = set(sorted(grid.queues)[:40])
-        self.known: dict[datetime, set[str]] = {}
-
-    def at(self, slot: datetime) -> set[str]:
-        if slot not in self.known:
-            try:
-                listed = sorted(self.grid.job_stats(slot))
-            except SourceError:  # the outage: nothing reported
-                listed = []
-            self.known[slot] = set(listed[::3]) | self.apf
-        return self.known[slot]
+def served(grid) -> set[str]:
+    """The queues a simulated factory reports (qmonit.sources.simulated_batch)."""
+    return set(grid.harvester_queues) | set(grid.apf_queues)
 
 
 def cases(incidents: list[Incident]) -> list[Case]:
@@ -157,12 +156,7 @@ def main() -> int:
     try:
         cfg = demo_config(directory / "data", "small", args.seed)
         parts = build(cfg)
-        # every incident on the judged day only (a daily one would be the queue's rhythm to
-        # a time-of-day baseline), but the traps that are a queue's nature (its rhythm, its
-        # noise) every day; three whole days of baseline first
-        parts.grid.incidents = [
-            i if i.kind in EVERY_DAY else replace(i, only_on=DAY.date())
-            for i in parts.grid.incidents + parts.grid.scenario_incidents()]
+        parts.grid.stage_replay(DAY.date())  # three whole days of baseline first
         state.create_tables(parts.engine)
         parts.store.init({})
         first = DAY - timedelta(days=BASELINE_DAYS)
@@ -177,11 +171,9 @@ def main() -> int:
         elapsed = time.monotonic() - started
         close_cycles = cfg.get("suspicious", "close_cycles")
         labelled = cases(parts.grid.incidents)
-        served = Served(parts.grid)
-        for case in labelled:  # a factory reported the queue in the day before (zero-fill
-            # keeps its row, at 0, for the 48 h horizon once it stops)
-            case.has_pilots = any(case.queue in served.at(case.start - n * SLOT)
-                                  for n in range(1, 145))
+        with_pilots = served(parts.grid)
+        for case in labelled:
+            case.has_pilots = case.queue in with_pilots
         all_alerts = alerts.opened_between(parts.engine, DAY, DAY + timedelta(hours=24))
         false_alarms = match(all_alerts, labelled, close_cycles * SLOT * 2)
         return report(labelled, all_alerts, false_alarms, parts, elapsed)
@@ -194,7 +186,7 @@ def report(labelled: list[Case], all_alerts: list, false_alarms: list, parts, el
     print(f"detection replay: simulated grid ({len(parts.grid.queues)} PanDA queues), "
           f"{len(labelled)} labelled incidents on {DAY:%Y-%m-%d}, "
           f"{len(all_alerts)} alerts opened, {elapsed:.0f} s\n")
-    print(f"{'incident':<11} {'queue':<22} {'from':>5} {'to':>5}  alerts (rule/severity/layer, "
+    print(f"{'incident':<16} {'queue':<22} {'from':>5} {'to':>5}  alerts (rule/severity/layer, "
           "opened N cycles after it is detectable, closed after the end)")
     detected, latencies, right_rule, right_layer, rows_per_incident = 0, [], 0, 0, []
     to_catch = [c for c in labelled if EXPECTED[c.incident.kind]]
@@ -205,7 +197,7 @@ def report(labelled: list[Case], all_alerts: list, false_alarms: list, parts, el
             + ("" if a.closed_at is None else
                f" closed +{int((a.closed_at - case.end) / SLOT)}")
             for a in sorted(case.alerts, key=lambda a: a.opened_at)) or "none"
-        print(f"{case.incident.kind:<11} {case.queue:<22} {case.start:%H:%M} "
+        print(f"{case.incident.kind:<16} {case.queue:<22} {case.start:%H:%M} "
               f"{case.end:%H:%M}  {shown}")
         if not EXPECTED[case.incident.kind]:
             continue

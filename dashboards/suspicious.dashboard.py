@@ -16,6 +16,7 @@ from qmonit.grafana.helpers import (
     tag_filter,
     timeseries,
 )
+from qmonit.incidents import OPEN_INCIDENTS_SQL
 from qmonit.model import RULES
 
 SQL_FILTERS = ("cloud IN (${cloud:sqlstring}) AND atlas_site IN (${site:sqlstring}) "
@@ -42,12 +43,14 @@ dashboard = qmonit_dashboard(
     ],
     panels=[
         row("Now"),
-        stat("Open alerts", "Flags open now (critical and warning).",
-             [sql("SELECT COUNT(*) AS open_alerts FROM alerts WHERE closed_at IS NULL")],
-             steps=((None, "green"), (1, "orange")), width=6),
-        stat("Critical", "Open flags of critical severity.",
-             [sql("SELECT COUNT(*) AS critical FROM alerts WHERE closed_at IS NULL AND "
-                  "severity = 'critical'")], steps=((None, "green"), (1, "red")), width=6),
+        stat("Open incidents", "Queues (or sources) with an open flag now: one incident "
+             "each, however many of its rules and splits are flagged.",
+             [sql("SELECT COUNT(DISTINCT panda_queue) AS open_incidents FROM alerts WHERE "
+                  "closed_at IS NULL")], steps=((None, "green"), (1, "orange")), width=6),
+        stat("Critical", "Open incidents of critical severity (one of its flags is).",
+             [sql("SELECT COUNT(DISTINCT panda_queue) AS critical FROM alerts WHERE closed_at "
+                  "IS NULL AND severity = 'critical'")], steps=((None, "green"), (1, "red")),
+             width=6),
         stat("Queues flagged", "Queue × prod_source × resource rows with at least one flag.",
              [sql(f"SELECT COUNT(*) AS flagged FROM queue_stats WHERE ({FLAGGED}) AND "
                   f"{SQL_FILTERS}")], steps=((None, "green"), (1, "orange")), width=6),
@@ -55,18 +58,16 @@ dashboard = qmonit_dashboard(
              [sql("SELECT TIMESTAMPDIFF(MINUTE, MAX(derived_at), UTC_TIMESTAMP()) AS minutes "
                   "FROM queue_stats")], unit="m",
              steps=((None, "green"), (30, "red")), width=6),
-        table("Open alerts", "Every open flag: its state (open: violated at its as-of "
-              "slot; recovering: clean since, closing; unjudged: its source is stale, the "
-              "numbers are of the as-of slot), since when and for how long, why, the value "
-              "that tripped it and its baseline, both in the unit the metric names, and the "
-              "layer likely at fault with its evidence. The queue links to its jobs.",
-              [sql("SELECT panda_queue, prod_source, resource, rule, severity, "
-                   "COALESCE(status, 'open') AS state, opened_at AS since, "
-                   "TIMESTAMPDIFF(MINUTE, opened_at, UTC_TIMESTAMP()) AS open_min, "
-                   "reason, layer, layer_evidence, metric, current, baseline, "
-                   "as_of, score FROM alerts WHERE "
-                   "closed_at IS "
-                   "NULL ORDER BY FIELD(severity, 'critical', 'warning'), opened_at")],
+        table("Open incidents", "One row per queue with open flags, as `qmonit suspicious` "
+              "shows them: CRIC's site, tier, status and pilot manager (with the Harvester "
+              "instance); the principal rule (nearest the cause: a starving queue drops too) "
+              "and its split; the incident's severity (the highest of its flags) and state "
+              "(open: violated at its as-of slot; recovering: clean since, closing; unjudged: "
+              "its source is stale, the numbers are of the as-of slot); since when and for "
+              "how long; the layer likely at fault with its evidence; the value that tripped "
+              "it and its baseline, both in the unit the metric names; and the queue's other "
+              "open flags as `also`. The queue links to its jobs.",
+              [sql(OPEN_INCIDENTS_SQL)],
               overrides=[SEVERITY, link_column("panda_queue", "Jobs of this queue",
                                                QUEUE_LINK)]),
         table("Queue statistics", "queue_stats: current counts of the last slot against the "
@@ -91,7 +92,8 @@ dashboard = qmonit_dashboard(
                    [influx(f'SELECT max("score") {FLAGS} WHERE $timeFilter AND "flagged" > 0'
                            f'{FLAG_FILTERS} GROUP BY time($rp), "panda_queue", "rule" fill(none)',
                            alias="$tag_panda_queue $tag_rule")]),
-        table("Alerts in the time range", "Every alert opened in the time range, closed or not.",
+        table("Flags in the time range", "Every flag opened in the time range, closed or not, "
+              "one row per rule and split (an incident's flags each).",
               [sql("SELECT panda_queue, prod_source, resource, rule, severity, opened_at, "
                    "closed_at, reason, notified_open, notified_close FROM alerts WHERE "
                    "$__timeFilter(opened_at) ORDER BY opened_at DESC")],

@@ -77,3 +77,46 @@ def split(alert: Alert) -> str:
     """"managed/SCORE", or "" for an alert about the whole queue or source."""
     _, label, resource, _ = alert.key
     return "" if (label, resource) == ("all", "all") else f"{label}/{resource}"
+
+
+def _field_rank(column: str, ranks: dict[str, int], other: int) -> str:
+    """An SQL rank of `column` in the order of `ranks` (`other` for a value not in it)."""
+    ordered = ", ".join(f"'{name}'" for name in sorted(ranks, key=ranks.get))
+    return f"COALESCE(NULLIF(FIELD({column}, {ordered}), 0), {other + 1})"
+
+
+def _alert_rank(alias: str) -> str:
+    """_rank in SQL: rule nearest the cause, severity, opened first, lowest id."""
+    return (f"{_field_rank(f'{alias}.rule', RULE_PRIORITY, 9)}, "
+            f"{_field_rank(f'{alias}.severity', SEVERITY_RANK, 2)}, {alias}.opened_at, "
+            f"{alias}.id")
+
+
+# `group` in SQL, for the Suspicious Sites dashboard (Grafana's MySQL datasource cannot call
+# Python): one row per queue with open alerts, its principal alert's fields, the incident's
+# severity and opening, CRIC's status, tier and pilot manager (with the Harvester instance),
+# and the queue's other open alerts as `also`, in `qmonit suspicious`'s words.
+OPEN_INCIDENTS_SQL = f"""
+SELECT i.panda_queue, COALESCE(q.atlas_site, 'unknown') AS atlas_site,
+ COALESCE(q.cloud, 'unknown') AS cloud, COALESCE(q.tier, 'unknown') AS tier,
+ COALESCE(q.queue_status, 'unknown') AS cric_status,
+ CONCAT(COALESCE(q.pilot_manager, 'unknown'), COALESCE(CONCAT(' (', q.harvester, ')'), ''))
+ AS pilot_manager,
+ i.rule, CONCAT(i.prod_source, '/', i.resource) AS split, i.incident_severity AS severity,
+ COALESCE(i.status, 'open') AS state, i.incident_opened AS since,
+ TIMESTAMPDIFF(MINUTE, i.incident_opened, UTC_TIMESTAMP()) AS open_min,
+ COALESCE(i.layer, 'unknown') AS layer, i.layer_evidence, i.metric, i.current, i.baseline,
+ i.as_of, i.reason,
+ COALESCE((SELECT GROUP_CONCAT(CONCAT(e.rule, ' ', e.prod_source, '/', e.resource, ': ',
+ e.reason) ORDER BY {_alert_rank('e')} SEPARATOR '; ') FROM alerts e
+ WHERE e.closed_at IS NULL AND e.panda_queue = i.panda_queue AND e.id <> i.id), '') AS also
+FROM (SELECT a.*, ROW_NUMBER() OVER (PARTITION BY a.panda_queue ORDER BY {_alert_rank('a')})
+ AS n, FIRST_VALUE(a.severity) OVER (PARTITION BY a.panda_queue
+ ORDER BY {_field_rank('a.severity', SEVERITY_RANK, 2)}) AS incident_severity,
+ MIN(a.opened_at) OVER (PARTITION BY a.panda_queue) AS incident_opened
+ FROM alerts a WHERE a.closed_at IS NULL) i
+LEFT JOIN queues q ON q.panda_queue = i.panda_queue
+WHERE i.n = 1
+ORDER BY {_field_rank('i.incident_severity', SEVERITY_RANK, 2)}, i.incident_opened,
+ i.panda_queue
+"""

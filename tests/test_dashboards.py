@@ -265,16 +265,79 @@ def test_suspicious_sites_show_the_open_stale_flag_and_the_notification(filled):
     parts, engine, hook = filled
     suspicious = board("suspicious").model
     view = make_view(suspicious, parts, engine, "10m")
-    table = next(p for p in panels(suspicious) if p["title"] == "Open alerts"
+    table = next(p for p in panels(suspicious) if p["title"] == "Open incidents"
                  and p["type"] == "table")
     rows = run_sql(engine, expand_sql(table["targets"][0]["rawSql"], view))
     stale = [r for r in rows if r[0] == "source:panda"]
-    assert [(r[3], r[4], r[5]) for r in stale] == [("stale", "critical", "open")]
-    assert "source panda: no successful collect since" in stale[0][8]
-    assert stale[0][7] >= 0  # open minutes, to the database's clock
-    assert stale[0][14] == stale[0][6]  # as of: opened now, the numbers of its first slot
+    assert [(r[6], r[7], r[8], r[9], r[12]) for r in stale] == [
+        ("stale", "all/all", "critical", "open", "monitoring")]
+    assert "source panda: no successful collect since" in stale[0][18]
+    assert stale[0][11] >= 0  # open minutes, to the database's clock
+    assert stale[0][17] == stale[0][10]  # as of: opened now, the numbers of its first slot
     assert any(r.path == "/hook" for r in hook.requests)
-    assert run_sql(engine, OPEN_FLAGS_SQL)[0][0] == sum(1 for r in rows if r[4] == "critical")
+    assert run_sql(engine, OPEN_FLAGS_SQL)[0][0] == sum(1 for r in rows if r[8] == "critical")
+
+
+def test_the_open_incidents_panel_shows_what_qmonit_suspicious_shows(mariadb_url):
+    """Grafana cannot call Python: the panel's SQL groups the open alerts as incidents.group
+    does. Q starves (warning) and drops on two splits (critical): one critical row, starving
+    its principal, the drops as `also`; R's backlog and the PanDA source's stale each one."""
+    from sqlalchemy import insert
+
+    from qmonit.incidents import OPEN_INCIDENTS_SQL
+    from qmonit.stores import state
+    from qmonit.suspicious import open_flags
+
+    engine = create_engine(mariadb_url)
+    state.create_tables(engine)
+    t0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(state.queues), [
+            {"panda_queue": "Q", "atlas_site": "Q-SITE", "cloud": "US", "tier": "T2",
+             "queue_status": "online", "pilot_manager": "Harvester",
+             "harvester": "CERN_central_A", "updated_at": t0},
+            {"panda_queue": "R", "atlas_site": "R-SITE", "cloud": "DE", "tier": "T1",
+             "queue_status": "online", "pilot_manager": "APF", "harvester": None,
+             "updated_at": t0}])
+
+        def alert(queue, label, resource, rule, severity, opened, closed=None, **more):
+            return {"panda_queue": queue, "prod_source": label, "resource": resource,
+                    "rule": rule, "severity": severity, "reason": f"{rule} of {queue}",
+                    "current": 1.0, "baseline": 400.0, "metric": "running jobs",
+                    "layer": "batch/site", "layer_evidence": "pilots wait",
+                    "as_of": t0 + opened, "opened_at": t0 + opened,
+                    "closed_at": None if closed is None else t0 + closed, "status": None,
+                    **more}
+        conn.execute(insert(state.alerts), [
+            alert("Q", "managed", "SCORE", "drop", "critical", SLOT),
+            alert("Q", "managed", "SCORE", "starving", "warning", 2 * SLOT),
+            alert("Q", "managed", "MCORE", "drop", "critical", 0 * SLOT),
+            alert("Q", "managed", "SCORE", "failing", "critical", -SLOT, SLOT),  # closed
+            alert("R", "managed", "SCORE", "backlog", "warning", 0 * SLOT, status="recovering"),
+            alert("source:panda", "all", "all", "stale", "critical", 3 * SLOT,
+                  layer="monitoring")])
+    rows = run_sql(engine, OPEN_INCIDENTS_SQL)
+    expected = open_flags(engine, now=t0 + 3 * SLOT)
+    assert [r[0] for r in rows] == [e["panda_queue"] for e in expected] == \
+        ["Q", "source:panda", "R"]  # critical first, then by opening
+    assert [(r[6], r[7], r[8], r[9], r[10].replace(tzinfo=UTC)) for r in rows] == [
+        ("starving", "managed/SCORE", "critical", "open", t0),
+        ("stale", "all/all", "critical", "open", t0 + 3 * SLOT),
+        ("backlog", "managed/SCORE", "warning", "recovering", t0)]
+    assert [(e["rule"], f"{e['prod_source']}/{e['resource']}", e["severity"], e["state"])
+            for e in expected] == [r[6:10] for r in rows]
+    assert [r[1:6] for r in rows] == [
+        ("Q-SITE", "US", "T2", "online", "Harvester (CERN_central_A)"),
+        ("unknown", "unknown", "unknown", "unknown", "unknown"),
+        ("R-SITE", "DE", "T1", "online", "APF")]
+    also = "; ".join(f"{e['rule']} {e['prod_source']}/{e['resource']}: {e['reason']}"
+                     for e in expected[0]["evidence"])
+    assert rows[0][19] == also == ("drop managed/MCORE: drop of Q; "
+                                   "drop managed/SCORE: drop of Q")
+    assert (rows[1][19], rows[2][19]) == ("", "")
+    assert [(r[12], r[13], r[14], r[15], r[16], r[18]) for r in rows][1] == (
+        "monitoring", "pilots wait", "running jobs", 1.0, 400.0, "stale of source:panda")
+    engine.dispose()
 
 
 def test_pilot_factories_show_every_label_with_its_message(filled):

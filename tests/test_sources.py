@@ -163,7 +163,7 @@ def test_scenario_incidents_shape_only_their_own_queues():
     above at 15:00 and below at 03:00, and one drained to 40 % on top of it, on its day
     only when one is given; every other queue answers as the plain grid does."""
     plain, replay = SimulatedGrid(seed=1), SimulatedGrid(seed=1)
-    sharp, slow, noisy, rhythmic, _, drained = extra = replay.scenario_incidents()
+    sharp, slow, noisy, rhythmic, _, drained, *_ = extra = replay.scenario_incidents()
     replay.incidents += extra
     assert {i.panda_queue for i in extra}.isdisjoint(i.panda_queue for i in plain.incidents)
     day = datetime(2026, 11, 21, tzinfo=UTC)
@@ -194,6 +194,72 @@ def test_scenario_incidents_shape_only_their_own_queues():
     touched = {i.panda_queue for i in extra}
     assert {q: v for q, v in replay.job_stats(at).items() if q not in touched} == \
         {q: v for q, v in plain.job_stats(at).items() if q not in touched}
+
+
+def test_a_staged_replay_makes_each_layer_fail_on_its_own_on_the_judged_day():
+    """stage_replay: the scenarios on the judged day only (but a queue's nature, its noise
+    and rhythm, every day); PanDA brokers no work (nothing activated or assigned), assigned
+    jobs pile up 20 times, transferring 50 times; a Harvester queue's workers fail, or wait
+    in the batch system, while jobs wait for them; a unified queue's jobs move to
+    its _HIMEM twin (the total stays). The day before, every such queue runs as it does plainly."""
+    from qmonit.sources.simulated_batch import SimulatedHarvester
+
+    plain, replay = SimulatedGrid(seed=1), SimulatedGrid(seed=1)
+    judged = datetime(2026, 11, 22, tzinfo=UTC)
+    replay.stage_replay(judged.date())
+    kinds = {i.kind: i for i in replay.incidents}
+    assert {i.kind for i in replay.incidents if i.only_on is None} == {"noisy", "rhythmic"}
+    assert kinds["drain"].only_on == judged.date() == kinds["resource_shift"].only_on
+    layered = [kinds[k] for k in ("no_work", "assigned_backlog", "transfer_backlog",
+                                  "pilots_failing", "pilots_queued", "resource_shift")]
+    queues = {i.panda_queue for i in layered}
+    assert len(queues) == 6 and queues <= set(replay.harvester_queues) - set(replay.apf_queues)
+    shifted = kinds["resource_shift"].panda_queue
+    [resource] = plain.queues[shifted].resources
+    assert replay.queues[shifted].resources == (resource, f"{resource}_HIMEM")
+
+    def counts(grid, incident, status, day=judged, hours_in=1.0):
+        at = day + timedelta(hours=incident.start_h + hours_in)
+        return sum(c.get(status, 0) for r in grid.job_stats(at)[incident.panda_queue].values()
+                   for c in r.values())
+
+    no_work = kinds["no_work"]
+    assert counts(replay, no_work, "activated") == counts(replay, no_work, "assigned") == 0
+    assert counts(replay, no_work, "running") < 0.15 * counts(plain, no_work, "running")
+    for kind, status, low, high in (("assigned_backlog", "assigned", 12, 30),
+                                    ("transfer_backlog", "transferring", 30, 80)):
+        ratio = counts(replay, kinds[kind], status) / counts(plain, kinds[kind], status)
+        assert low <= ratio <= high, (kind, ratio)
+    score = counts(replay, kinds["resource_shift"], "running")
+    at = judged + timedelta(hours=kinds["resource_shift"].start_h + 1)
+    split = {r: c["running"] for r, c in replay.job_stats(at)[shifted]["managed"].items()}
+    assert split[resource] < 0.3 * split[f"{resource}_HIMEM"]
+    assert 0.85 <= score / counts(plain, kinds["resource_shift"], "running") <= 1.15
+
+    harvester = SimulatedHarvester(replay, None)
+
+    def workers(incident, day=judged):
+        at = day + timedelta(hours=incident.start_h + 1)
+        out: dict[str, int] = {}
+        for by_type in harvester.worker_stats(at)[incident.panda_queue].values():
+            for by_resource in by_type.values():
+                for statuses in by_resource.values():
+                    for status, n in statuses.items():
+                        out[status] = out.get(status, 0) + n
+        return out
+
+    failing, queued = workers(kinds["pilots_failing"]), workers(kinds["pilots_queued"])
+    assert "running" not in failing and failing["failed"] > 5 * failing.get("finished", 0) > 0
+    assert queued["submitted"] > 10 * queued["running"]
+    assert counts(replay, kinds["pilots_queued"], "activated") > 20 * counts(
+        replay, kinds["pilots_queued"], "running")
+    day_before = judged - timedelta(days=1)
+    for incident in layered:
+        at = day_before + timedelta(hours=incident.start_h + 1)
+        if incident.kind != "resource_shift":
+            assert replay.job_stats(at)[incident.panda_queue] == \
+                plain.job_stats(at)[incident.panda_queue]
+    assert workers(kinds["pilots_failing"], day_before)["running"] > 0
 
 
 def test_simulated_incidents_happen():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
 from qmonit.derive.flags import FlagState, Hysteresis, advance
-from qmonit.derive.layers import Layer, Pilots, attribute
+from qmonit.derive.layers import LAYER_STATUSES, Layer, Pilots, attribute
 from qmonit.derive.numbers import (
     DAILY_WINDOWS,
     HOURLY_WINDOWS,
@@ -232,14 +233,15 @@ def _layers(parts: Components, findings: list[Finding],
     pilots = status_tables.pilots_by_label(parts.engine)
     # a pilot source that did not answer: its queues' pilot data is not this cycle's
     pilots_stale = bool(set(stale_sources) - {"panda", "sinks"})
-    running: dict[str, float] = {}
+    panda: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for (queue, _, _), n in numbers.items():
         if not n.parts:  # a total counts its resources again
-            running[queue] = running.get(queue, 0.0) + n.now("running")
+            for status in LAYER_STATUSES:
+                panda[queue][status] += n.now(status)
     return {(*f.key, f.rule): attribute(
         f, topology.get(f.key[0], {}).get("queue_status"),
         None if pilots_stale else Pilots.of(pilots.get(f.key[0], ())), pilots_stale,
-        running.get(f.key[0], 0.0)) for f in violated}
+        panda[f.key[0]]) for f in violated}
 
 
 def _day(slot: datetime) -> datetime:

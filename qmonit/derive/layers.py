@@ -1,6 +1,7 @@
 """Which layer under PanDA is likely at fault for a finding, with the evidence that says so.
 
-A shifter has to send a ticket to the right people: PanDA (the queue is not brokered to),
+A shifter has to send a ticket to the right people: PanDA (the queue is not brokered to, or
+no work is: running falls with no job activated for it),
 the pilot factory (Harvester or AutoPyFactory submits no pilots, or they fail), the batch
 system or site (pilots wait in its queue, or run while PanDA's jobs do not, or jobs fail
 there) or qmonit's own monitoring (a source it cannot read). The evidence is what qmonit
@@ -20,6 +21,7 @@ PANDA, FACTORY, SITE, MONITORING, UNKNOWN = ("panda", "pilot factory", "batch/si
                                              "monitoring", "unknown")
 LAYERS = (PANDA, FACTORY, SITE, MONITORING, UNKNOWN)
 FAULTS_MANY = 5  # at least this many failed pilots, and more than finished: the factory's
+LAYER_STATUSES = ("running", "activated", "assigned")  # the queue's counts attribute reads
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class Pilots:
 
 
 def attribute(finding: Finding, queue_status: str | None, pilots: Pilots | None,
-              pilots_stale: bool, panda_running: float) -> Layer:
-    """The likely layer of a violated finding (see the module's docstring)."""
+              pilots_stale: bool, panda: Mapping[str, float]) -> Layer:
+    """The likely layer of a violated finding (see the module's docstring); `panda`: the
+    queue's job counts this cycle per job_status, over its prod_sources and resources."""
     queue, rule = finding.key[0], finding.rule
     if queue.startswith("source:"):
         return Layer(MONITORING, f"qmonit cannot read {queue[len('source:'):]}: "
@@ -65,6 +68,11 @@ def attribute(finding: Finding, queue_status: str | None, pilots: Pilots | None,
                          "dispatch")
         return Layer(SITE, "jobs wait for their outputs to be transferred (the site's "
                      "storage)")
+    activated = panda.get("activated", 0.0)
+    if rule == "drop" and activated == 0:
+        # no job waits for the queue's pilots: they run out of work, the site is not at fault
+        return Layer(PANDA, f"no work brokered: {activated:.0f} jobs activated for the queue, "
+                     f"{panda.get('assigned', 0.0):.0f} assigned")
     if pilots is None:
         return Layer(UNKNOWN, "pilot data stale this cycle" if pilots_stale else
                      "no pilot factory reports this queue")
@@ -79,4 +87,5 @@ def attribute(finding: Finding, queue_status: str | None, pilots: Pilots | None,
         return Layer(FACTORY, f"no pilots submitted: {counts}")
     if p.queued > p.running:
         return Layer(SITE, f"pilots wait in the batch system: {counts}")
-    return Layer(SITE, f"pilots run but PanDA runs {panda_running:.0f} jobs: {counts}")
+    return Layer(SITE, f"pilots run but PanDA runs {panda.get('running', 0.0):.0f} jobs: "
+                 f"{counts}")

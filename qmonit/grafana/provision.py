@@ -17,8 +17,8 @@ from qmonit.config import Config
 
 STALE_MINUTES = 30
 # The alert rules' queries (MySQL); the tests run them against a filled database.
-OPEN_FLAGS_SQL = ("SELECT COUNT(*) AS open_critical_flags FROM alerts WHERE closed_at IS NULL "
-                  "AND severity = 'critical'")
+OPEN_FLAGS_SQL = ("SELECT COUNT(DISTINCT panda_queue) AS open_critical_incidents FROM alerts "
+                  "WHERE closed_at IS NULL AND severity = 'critical'")
 STALE_SQL = (f"SELECT COUNT(*) AS stale_sources FROM source_status WHERE job = 'collect' AND "
              f"(last_ok_slot IS NULL OR TIMESTAMPDIFF(MINUTE, last_ok_slot, UTC_TIMESTAMP()) > "
              f"{STALE_MINUTES})")
@@ -99,8 +99,9 @@ def alert_rules(cfg: Config) -> dict[str, Any]:
         "orgId": 1, "name": "qmonit", "folder": cfg.get("grafana", "folder"),
         "interval": "5m",
         "rules": [
-            _rule("qmonit-open-flags", "Open critical suspicious-site flags", OPEN_FLAGS_SQL,
-                  datasource, "OK", "{{ $$values.B.Value }} critical suspicious-site flag(s) open: "
+            _rule("qmonit-open-flags", "Open critical suspicious-site incidents", OPEN_FLAGS_SQL,
+                  datasource, "OK", "{{ $$values.B.Value }} critical suspicious-site incident(s) "
+                  "open: "
                   "see the Suspicious Sites dashboard", "critical"),
             _rule("qmonit-stale-data", "Stale monitoring data", STALE_SQL, datasource,
                   "Alerting", f"{{{{ $$values.B.Value }}}} source(s) with no successful write for "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -36,7 +36,9 @@ OFFLINE_STATES = ("offline", "test", "brokeroff")
 @dataclass(frozen=True)
 class Incident:
     kind: str  # drain | offline | failures | no_pilots | outage; scenarios (see
-    #            scenario_incidents): sharp_drain | slow_drain | noisy | rhythmic | rhythm_drain
+    #            scenario_incidents): sharp_drain | slow_drain | noisy | rhythmic |
+    #            rhythm_drain | resource_shift | no_work | assigned_backlog |
+    #            transfer_backlog | pilots_failing | pilots_queued
     panda_queue: str | None
     start_h: float  # hour of every UTC day
     hours: float
@@ -57,8 +59,12 @@ class SimQueue:
     resources: tuple[str, ...]
 
 
-SLOW_RAMP_H = 1.0  # a slow drain takes this long to reach 10 % of its running
+SLOW_RAMP_H = 1.0  # a slow drain (and a queue out of work) takes this long to reach 10 %
 RHYTHM_AMPLITUDE = 0.35  # a rhythmic scenario queue's daily swing
+SHIFTED = 0.2  # a resource_shift leaves this share of a unified queue's first resource's jobs
+# PanDA's side of the incidents whose pilots do not arrive (the factory's side differs)
+STARVED = ("no_pilots", "pilots_failing", "pilots_queued")
+EVERY_DAY = ("noisy", "rhythmic")  # scenarios that are a queue's nature, not one day's
 
 
 class SimulatedGrid:
@@ -129,6 +135,32 @@ class SimulatedGrid:
         incidents.append(Incident("outage", None, 12.0, 1 / 3))
         return incidents
 
+    @property
+    def harvester_queues(self) -> list[str]:
+        """The queues Harvester serves (every third by name; while PanDA lists them)."""
+        return sorted(self.queues)[::3]
+
+    @property
+    def apf_queues(self) -> list[str]:
+        """The queues the AutoPyFactory schedd serves: the first 40 by name."""
+        return sorted(self.queues)[:40]
+
+    def stage_replay(self, day: date) -> None:
+        """Set the grid up for a detection replay judged on `day`: the scenario incidents
+        added, every incident on that day only (a daily one would be the queue's rhythm to a
+        time-of-day baseline) but the ones that are a queue's nature (EVERY_DAY), and the
+        resource_shift queue made unified: two resources (its own and its _HIMEM) every
+        day."""
+        scenarios = self.scenario_incidents()
+        self.incidents = [i if i.kind in EVERY_DAY else replace(i, only_on=day)
+                          for i in self.incidents + scenarios]
+        for incident in scenarios:
+            if incident.kind == "resource_shift":
+                queue = self.queues[incident.panda_queue]
+                [resource] = queue.resources  # the small grid's: one per queue
+                self.queues[incident.panda_queue] = replace(
+                    queue, resources=(resource, f"{resource}_HIMEM"))
+
     def scenario_incidents(self) -> list[Incident]:
         """More labelled incidents, for the detection replay (benchmarks/detection.py), on
         queues none of the daily ones use: a sharp drain (running to 2 % at once), a slow
@@ -136,8 +168,15 @@ class SimulatedGrid:
         whose every count is 45 % above or below its level at random, all day; two queues
         with a strong daily rhythm (RHYTHM_AMPLITUDE, peak at 15:00; a trap) of which one
         falls to 40 % of its level around its peak (rhythm_drain: 47 % below its day's
-        median, 60 % below what that hour runs). A replay makes the incidents but the
-        rhythm happen on its judged day only (Incident.only_on)."""
+        median, 60 % below what that hour runs). Then one incident per layer that fails on
+        its own, on queues only Harvester serves (its workers tell the layer): PanDA brokers
+        no work (no_work: activated and assigned 0, running falls as slow_drain's), jobs
+        assigned wait for their input (assigned_backlog: 20 times the usual), outputs wait
+        for transfer (transfer_backlog: 50 times), pilots fail (pilots_failing) or wait in
+        the batch system (pilots_queued) while jobs wait for them; and a trap on a unified
+        queue: its jobs move from one resource to the other (resource_shift; the total
+        stays).
+        A replay makes them happen on its judged day (stage_replay)."""
         taken = {i.panda_queue for i in self.incidents}
         rng = random.Random(f"qmonit-scenarios:{self.seed}")
         online = sorted(n for n, q in self.queues.items() if q.record["status"] == "online"
@@ -145,10 +184,21 @@ class SimulatedGrid:
         big = [n for n in online if self.queues[n].capacity >= 200]
         middle = [n for n in online if 50 <= self.queues[n].capacity <= 150]
         sharp, slow, rhythmic, drained = rng.sample(big, 4)
-        return [Incident("sharp_drain", sharp, 3.0, 4.0), Incident("slow_drain", slow, 14.0, 5.0),
-                Incident("noisy", rng.choice(middle), 0.0, 24.0),
-                Incident("rhythmic", rhythmic, 0.0, 24.0), Incident("rhythmic", drained, 0.0, 24.0),
-                Incident("rhythm_drain", drained, 14.0, 3.0)]
+        noisy = rng.choice(middle)
+        out = [Incident("sharp_drain", sharp, 3.0, 4.0), Incident("slow_drain", slow, 14.0, 5.0),
+               Incident("noisy", noisy, 0.0, 24.0),
+               Incident("rhythmic", rhythmic, 0.0, 24.0), Incident("rhythmic", drained, 0.0, 24.0),
+               Incident("rhythm_drain", drained, 14.0, 3.0)]
+        used = {sharp, slow, noisy, rhythmic, drained}
+        apf = set(self.apf_queues)
+        harvested = sorted(set(self.harvester_queues) & set(big) - apf - used)
+        no_work, assigned, transfer, failing, queued, shifted = rng.sample(harvested, 6)
+        return out + [Incident("no_work", no_work, 5.0, 4.0),
+                      Incident("assigned_backlog", assigned, 9.0, 3.0),
+                      Incident("transfer_backlog", transfer, 17.0, 3.0),
+                      Incident("pilots_failing", failing, 7.0, 4.0),
+                      Incident("pilots_queued", queued, 19.0, 4.0),
+                      Incident("resource_shift", shifted, 10.0, 6.0)]
 
     def incidents_at(self, kind: str, slot: datetime) -> list[Incident]:
         return [i for i in self.incidents if i.kind == kind and i.active(slot)]
@@ -199,10 +249,14 @@ class SimulatedGrid:
             by_label: dict[str, Any] = {}
             for label in queue.labels:
                 by_resource = {}
-                for resource in queue.resources:
+                for number, resource in enumerate(queue.resources):
                     level = queue.capacity * rhythm / len(queue.resources) / len(queue.labels)
+                    shift = 1.0
+                    if "resource_shift" in active:  # the first resource's jobs move on
+                        shift = SHIFTED if number == 0 else \
+                            1 + (1 - SHIFTED) / (len(queue.resources) - 1)
                     by_resource[resource] = self._statuses(rng, level, active, queue.record,
-                                                           factor)
+                                                           factor * shift)
                 by_label[label] = by_resource
             data[name] = by_label
         return data
@@ -216,7 +270,7 @@ class SimulatedGrid:
                 continue
             if incident.kind == "sharp_drain":
                 factor *= 0.02
-            elif incident.kind == "slow_drain":
+            elif incident.kind in ("slow_drain", "no_work"):
                 factor *= 1 - 0.9 * min(1.0, (hour - incident.start_h) / SLOW_RAMP_H)
             elif incident.kind == "noisy":
                 factor *= rng.choice((0.55, 1.45))
@@ -238,8 +292,10 @@ class SimulatedGrid:
         activated = around(level * 0.25)
         if "drain" in active:
             running = around(level * 0.1)
-        if "no_pilots" in active:
+        if active & set(STARVED):
             running, activated = around(level * 0.03), around(level * 1.5)
+        if "no_work" in active:
+            activated = 0
         finished = around(level / 6)
         failed = around(finished * 0.04)
         if "failures" in active:
@@ -252,6 +308,12 @@ class SimulatedGrid:
             "defined": around(level * 0.01), "sent": around(level * 0.003),
             "cancelled": around(level * 0.002), "closed": around(level * 0.001),
         }
+        if "no_work" in active:
+            counts["assigned"] = 0
+        if "assigned_backlog" in active:
+            counts["assigned"] = around(level)
+        if "transfer_backlog" in active:
+            counts["transferring"] = around(level * 0.5)
         return {status: n for status, n in counts.items() if n or status in PANDA_ALWAYS_PRESENT}
 
 

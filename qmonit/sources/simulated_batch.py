@@ -103,19 +103,19 @@ class SimulatedHarvester:
             raise SourceError("simulated Harvester: the PanDA server is down (simulated "
                               "outage)") from None
         # a third of the queues get their pilots from Harvester
-        for number, (queue, by_label) in enumerate(sorted(running.items())[::3]):
+        for number, queue in enumerate(self.grid.harvester_queues):
+            if queue not in running:
+                continue  # PanDA does not list it (offline)
             rng = random.Random(f"{queue}:{epoch_seconds(slot)}")
             harvester = HARVESTERS[number % len(HARVESTERS)]
-            # the pilots stopped: the factory submits none (the no_pilots incident's layer)
-            stopped = "no_pilots" in self.grid.active_incidents(queue, slot)
-            for label, by_resource in by_label.items():
+            active = self.grid.active_incidents(queue, slot)
+            for label, by_resource in running[queue].items():
                 job_type = "managed" if label == "managed" else "user"
                 for resource, counts in by_resource.items():
                     level = counts.get("running", 0)
-                    statuses = {status: 0 if stopped and status in ("submitted", "running",
-                                                                    "idle") else
-                                int(level * share * rng.uniform(0.8, 1.2))
+                    statuses = {status: int(level * share * rng.uniform(0.8, 1.2))
                                 for status, share in WORKER_SHARE.items()}
+                    _factory_side(statuses, active, counts.get("activated", 0), rng)
                     stats.setdefault(queue, {}).setdefault(harvester, {}).setdefault(
                         job_type, {})[resource] = {s: n for s, n in statuses.items() if n}
         return stats
@@ -123,6 +123,21 @@ class SimulatedHarvester:
     def collect(self, slot: datetime) -> Collection:
         return parse_worker_stats(self.worker_stats(slot), self.rules, slot,
                                   "simulated Harvester")
+
+
+def _factory_side(statuses: dict[str, int], active: set[str], activated: int,
+                  rng: random.Random) -> None:
+    """A queue's Harvester workers under its incidents whose layer is the factory's or the
+    batch system's: the factory submits none (no_pilots), submits them and they fail
+    (pilots_failing), or they wait in the batch system (pilots_queued); in proportion to the
+    jobs activated for them."""
+    if "no_pilots" in active:
+        statuses.update(submitted=0, running=0, idle=0)
+    if "pilots_failing" in active:
+        statuses.update(running=0, idle=0, submitted=int(activated * 0.1 * rng.uniform(0.8, 1.2)),
+                        failed=int(activated * 0.5 * rng.uniform(0.8, 1.2)))
+    if "pilots_queued" in active:
+        statuses["submitted"] = int(activated * rng.uniform(0.8, 1.2))
 
 
 class _FactoryPool:
@@ -138,14 +153,21 @@ class _FactoryPool:
 
     def _pilots(self, ended: bool) -> list[Mapping[str, Any]]:
         ads = []
-        for number, queue in enumerate(sorted(self.grid.queues)[:40]):
+        for number, queue in enumerate(self.grid.apf_queues):
             rng = random.Random(f"apf:{queue}:{epoch_seconds(self.slot)}")
-            if "no_pilots" in self.grid.active_incidents(queue, self.slot):
+            active = self.grid.active_incidents(queue, self.slot)
+            if "no_pilots" in active:
                 continue  # the factory submits no pilots for it
             if ended:
                 states = [(4, 0)] * rng.randint(5, 40) + [(4, 1)] * rng.randint(0, 3)
+                if "pilots_failing" in active:  # they fail: removed by the factory
+                    states = [(4, 0)] * rng.randint(0, 2) + [(3, 1)] * rng.randint(20, 60)
+            elif "pilots_failing" in active:
+                states = [(1, None)] * rng.randint(0, 20)
             else:
-                states = [(1, None)] * rng.randint(0, 20) + [(2, None)] * rng.randint(5, 60) \
+                running = 0 if "pilots_queued" in active else rng.randint(5, 60)
+                idle = rng.randint(40, 80) if "pilots_queued" in active else rng.randint(0, 20)
+                states = [(1, None)] * idle + [(2, None)] * running \
                     + [(5, None)] * rng.randint(0, 2)
             for proc, (status, code) in enumerate(states):
                 ads.append({"ClusterId": number, "ProcId": proc, "JobStatus": status,
