@@ -53,8 +53,12 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
             missing = []  # the command itself reports what is wrong with the store
             log.debug("state store not inspected: %s", describe_db_error(exc))
         else:
-            if not missing and _upgrade_columns(parts):
-                return 1
+            every = [t.name for t in state.metadata.sorted_tables
+                     if t.name not in lease.DAEMON_ONLY]
+            if len(missing) < len(every):  # initialised, perhaps by an older qmonit
+                if _upgrade(parts, missing):
+                    return 1
+                missing = []
         if missing:
             print(f"qmonit {args.command}: the state store {safe_db_url(parts.engine)} has no "
                   f"tables yet ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
@@ -67,11 +71,12 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
     return handler(args, parts)
 
 
-def _upgrade_columns(parts: Components) -> bool:
-    """Add the columns a newer qmonit reads (as `qmonit init` would), so an upgrade under
-    cron goes on without a manual step. True when that failed (said on stderr)."""
+def _upgrade(parts: Components, tables: list[str]) -> bool:
+    """Add the tables and columns a newer qmonit reads, and move what it moved (as `qmonit
+    init` would), so an upgrade under cron goes on without a manual step. True when that
+    failed (said on stderr)."""
     try:
-        missing = state.missing_columns(parts.engine)
+        missing = tables + state.missing_columns(parts.engine)
         if missing:
             state.create_tables(parts.engine)
             log.warning("state store %s: added %s (this qmonit reads them; `qmonit init` "

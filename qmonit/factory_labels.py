@@ -30,9 +30,10 @@ FAULTS_IN_TROUBLE = 5
 def activated_per_queue(job_samples: Iterable[Sample]) -> dict[str, float]:
     out: dict[str, float] = {}
     for s in job_samples:
-        if s.measurement == "jobs" and s.tag("job_status") == "activated":
-            queue = s.tag("panda_queue")
-            out[queue] = out.get(queue, 0.0) + float(s.field("jobs") or 0.0)
+        if s.measurement != "jobs" or ("job_status", "activated") not in s.tags:
+            continue  # a sample's tags are (key, value) pairs: no dict for the ~70,000 others
+        queue = s.tag("panda_queue")
+        out[queue] = out.get(queue, 0.0) + float(s.field("jobs") or 0.0)
     return out
 
 
@@ -72,8 +73,10 @@ def label_rows(worker_samples: Sequence[Sample], job_samples: Sequence[Sample],
     activated = activated_per_queue(job_samples)
     labels: dict[tuple[str, str], dict] = {}
     for s in worker_samples:
+        if s.measurement != "workers":  # the cycle's other samples, passed over cheaply
+            continue
         kind = s.tag("factory_type")
-        if s.measurement != "workers" or kind not in ("apf", "harvester"):
+        if kind not in ("apf", "harvester"):
             continue
         key = (s.tag("factory"), s.tag("panda_queue"))
         row = labels.setdefault(key, {

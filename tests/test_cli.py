@@ -214,8 +214,8 @@ def test_init_creates_every_table_a_job_needs(write_config, tmp_path):
     tables = {name for (name,) in sqlite3.connect(tmp_path / "data" / "qmonit.sqlite").execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"queues", "queue_stats", "queue_history", "queue_hourly", "queue_days",
-                      "series_seen", "watermarks", "flag_state", "alerts", "ts_series",
-                      "ts_tags", "ts_points",
+                      "series_seen", "series_shapes", "watermarks", "flag_state", "alerts",
+                      "ts_series", "ts_tags", "ts_points",
                       "batch_jobs_current", "batch_jobs_ended", "source_status",
                       "factory_labels", "leases"}
     database = sqlite3.connect(tmp_path / "data" / "qmonit.sqlite")
@@ -279,6 +279,49 @@ def test_collect_runs_before_init_adds_the_daemons_tables(write_config, tmp_path
     sqlite3.connect(tmp_path / "data" / "qmonit.sqlite").execute("DROP TABLE leases")
     done = qmonit("-c", str(cfg), "run", "collect", "--at", "2026-11-21T10:00")
     assert done.returncode == 0, done.stderr
+
+
+def test_a_run_upgrades_a_store_an_older_qmonit_initialised(write_config, tmp_path):
+    """A store from before queue_days and series_shapes (series_seen held every series'
+    measurement, tags and fields): a run under cron creates the table, moves the shapes,
+    and zero-fills a series seen before the upgrade from them."""
+    import sqlite3
+
+    cfg = write_config({"sources": {"enabled": "simulated"}, "logging": {"level": "INFO"}})
+    qmonit("-c", str(cfg), "init")
+    assert qmonit("-c", str(cfg), "run", "collect", "--at", "2026-11-21T10:00").returncode == 0
+    database = sqlite3.connect(tmp_path / "data" / "qmonit.sqlite")
+    before = dict(database.execute("SELECT series_id, tags FROM series_shapes").fetchall())
+    database.executescript("""
+        CREATE TABLE old_seen (series_id BIGINT NOT NULL, source VARCHAR(64) NOT NULL,
+            measurement VARCHAR(64) NOT NULL, tags TEXT NOT NULL, fields TEXT NOT NULL,
+            first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL, PRIMARY KEY (series_id));
+        INSERT INTO old_seen SELECT s.series_id, s.source, h.measurement, h.tags, h.fields,
+            s.first_seen, s.last_seen FROM series_seen s JOIN series_shapes h USING (series_id);
+        DROP TABLE series_seen; DROP TABLE series_shapes; DROP TABLE queue_days;
+        ALTER TABLE old_seen RENAME TO series_seen;
+        CREATE INDEX ix_series_seen_source ON series_seen (source);
+        INSERT INTO series_seen VALUES (42, 'panda', 'jobs',
+            '[["job_status","sent"],["panda_queue","GONE"],["prod_source","managed"],'
+            || '["resource","SCORE"]]', '["jobs"]', 1795254600,
+            1795254600);""")
+    database.commit()
+    done = qmonit("-c", str(cfg), "run", "collect", "--at", "2026-11-21T10:10")
+    assert done.returncode == 0, done.stderr
+    assert "added queue_days, series_shapes, series_seen's shapes (moved to series_shapes) " \
+           "(this qmonit reads them; `qmonit init` does the same)" in done.stderr
+    columns = {row[1] for row in database.execute("PRAGMA table_info(series_seen)")}
+    assert columns == {"series_id", "source", "first_seen", "last_seen"}
+    after = dict(database.execute("SELECT series_id, tags FROM series_shapes").fetchall())
+    assert {k: after[k] for k in before} == before and 42 in after
+    zero = database.execute(
+        "SELECT p.value FROM ts_points p JOIN ts_tags t ON t.series_id = p.series_id AND "
+        "t.tag = 'panda_queue' AND t.value = 'GONE' WHERE p.measurement = 'jobs' AND "
+        "p.field = 'jobs' AND "
+        "p.time = 1795255800").fetchall()
+    assert zero == [(0.0,)]  # GONE vanished: its zero written from the moved shape
+    again = qmonit("-c", str(cfg), "run", "collect", "--at", "2026-11-21T10:20")
+    assert again.returncode == 0 and "added" not in again.stderr  # once
 
 
 def test_a_run_adds_the_columns_a_newer_qmonit_reads(write_config, tmp_path):

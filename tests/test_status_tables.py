@@ -120,3 +120,34 @@ def test_init_drops_the_series_seen_index_no_query_uses(mariadb_url):
     assert "ix_series_seen_last_seen" not in {
         i["name"] for i in inspect(engine).get_indexes("series_seen")}
     assert state.create_tables(engine) == []
+
+
+def test_init_moves_the_series_shapes_out_of_series_seen_on_mariadb(mariadb_url):
+    """series_seen of versions before held each series' measurement, tags and fields: init
+    moves them into series_shapes once (DROP COLUMN in place), and the zero-fill reads them."""
+    from sqlalchemy import inspect, text
+
+    engine = create_engine(mariadb_url)
+    state.create_tables(engine)
+    with engine.begin() as conn:  # as versions before made it
+        conn.execute(text("DROP TABLE series_seen"))
+        conn.execute(text("DROP TABLE series_shapes"))
+        conn.execute(text(
+            "CREATE TABLE series_seen (series_id BIGINT NOT NULL PRIMARY KEY, source "
+            "VARCHAR(64) NOT NULL, measurement VARCHAR(64) NOT NULL, tags TEXT NOT NULL, "
+            "fields TEXT NOT NULL, first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL)"))
+        conn.execute(text(
+            "INSERT INTO series_seen VALUES (7, 'slurm', 'batch_jobs', "
+            "'[[\"cluster\",\"c\"],[\"state\",\"running\"]]', '[\"cores\",\"jobs\"]', "
+            "1795254600, 1795254600)"))
+    assert state.missing_columns(engine) == ["series_seen's shapes (moved to series_shapes)"]
+    assert state.create_tables(engine) == ["series_seen: the shapes of 1 series moved to "
+                                           "series_shapes"]
+    assert {c["name"] for c in inspect(engine).get_columns("series_seen")} == {
+        "series_id", "source", "first_seen", "last_seen"}
+    assert state.create_tables(engine) == [] and state.missing_columns(engine) == []
+    fresh = create_engine(mariadb_url)  # another process: nothing of it remembered
+    slot = datetime(2026, 11, 21, 10, 10, tzinfo=UTC)
+    [gone] = state.seen_and_vanished(fresh, "slurm", {}, slot, timedelta(hours=48))
+    assert gone == state.SeenSeries("batch_jobs", (("cluster", "c"), ("state", "running")),
+                                    ("cores", "jobs"))

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     BigInteger,
@@ -179,14 +180,22 @@ series_seen = Table(
     "series_seen", metadata,
     Column("series_id", BigInteger, primary_key=True, autoincrement=False),
     Column("source", String(64), nullable=False, index=True),
-    Column("measurement", String(64), nullable=False),
-    Column("tags", Text, nullable=False),
-    Column("fields", Text, nullable=False),
     Column("first_seen", BigInteger, nullable=False),
     # no index on last_seen: every cycle moves it on all of a source's series (52,000 rows
     # at ATLAS scale), and each query reads one source's rows through its own index anyway
     Column("last_seen", BigInteger, nullable=False),
 )
+# What a series is, for writing its zeros: apart from series_seen, whose every present row
+# each cycle rewrites (with the ~330 bytes of tags beside them, 52,000 updates at ATLAS
+# scale cost 3-4 times as much); written once, read only for the series that vanished.
+series_shapes = Table(
+    "series_shapes", metadata,
+    Column("series_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("measurement", String(64), nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("fields", Text, nullable=False),
+)
+SHAPE_COLUMNS = ("measurement", "tags", "fields")  # in series_seen before series_shapes
 UNUSED_INDEXES = {"series_seen": "ix_series_seen_last_seen"}  # made by versions before
 
 
@@ -208,7 +217,8 @@ def missing_tables(engine: Engine) -> list[str]:
 
 
 def missing_columns(engine: Engine) -> list[str]:
-    """`table.column` of the columns a newer qmonit added to tables that exist."""
+    """`table.column` of the columns a newer qmonit added to tables that exist, and the
+    columns it moved out of them (`series_seen`'s shapes, into series_shapes)."""
     inspector = inspect(engine)
     present_tables = set(inspector.get_table_names())
     missing = []
@@ -218,6 +228,8 @@ def missing_columns(engine: Engine) -> list[str]:
         present = {c["name"] for c in inspector.get_columns(table.name)}
         missing += [f"{table.name}.{c.name}" for c in table.columns
                     if c.name not in present and c.nullable]
+        if table is series_seen and "tags" in present:
+            missing.append("series_seen's shapes (moved to series_shapes)")
     return missing
 
 
@@ -240,7 +252,19 @@ def create_tables(engine: Engine) -> list[str]:
                     kind = column.type.compile(dialect=engine.dialect)
                     conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
                     added.append(f"{table.name}.{column.name}")
+            if table is series_seen and "tags" in present:
+                added.append(_move_shapes(conn))
     return added
+
+
+def _move_shapes(conn: Connection) -> str:
+    """series_seen of an older qmonit held each series' shape: into series_shapes, once."""
+    moved = conn.execute(text(
+        f"INSERT INTO series_shapes (series_id, {', '.join(SHAPE_COLUMNS)}) SELECT series_id, "
+        f"{', '.join(SHAPE_COLUMNS)} FROM series_seen")).rowcount
+    for column in SHAPE_COLUMNS:  # SQLite 3.35 and later, MariaDB: in place
+        conn.execute(text(f"ALTER TABLE series_seen DROP COLUMN {column}"))
+    return f"series_seen: the shapes of {moved} series moved to series_shapes"
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -265,9 +289,12 @@ def seen_and_vanished(engine: Engine, source: str, present: Mapping[int, Sample]
             vanished = _next_slot(conn, source, present, now, epoch_seconds(slot - horizon))
         else:
             vanished = _any_slot(conn, source, present, now, epoch_seconds(slot - horizon))
-        conn.execute(delete(series_seen).where(
+        forgotten = conn.execute(delete(series_seen).where(
             series_seen.c.source == source,
-            series_seen.c.last_seen < epoch_seconds(slot - horizon - FORGET_AFTER)))
+            series_seen.c.last_seen < epoch_seconds(slot - horizon - FORGET_AFTER))).rowcount
+        if forgotten:
+            conn.execute(delete(series_shapes).where(series_shapes.c.series_id.not_in(
+                select(series_seen.c.series_id))))
         return _shapes(conn, vanished)
 
 
@@ -312,24 +339,43 @@ def _any_slot(conn: Connection, source: str, present: Mapping[int, Sample], now:
 
 def _insert_new(conn: Connection, source: str, present: Mapping[int, Sample],
                 new: Sequence[int], now: int) -> None:
-    upsert(conn, series_seen, [{
-        "series_id": sid, "source": source, "measurement": present[sid].measurement,
-        "tags": json.dumps(present[sid].tags),
-        "fields": json.dumps([k for k, _ in present[sid].fields]),
-        "first_seen": now, "last_seen": now,
-    } for sid in new], ["series_id"])
+    upsert(conn, series_seen, [{"series_id": sid, "source": source, "first_seen": now,
+                                "last_seen": now} for sid in new], ["series_id"])
+    shapes = [{"series_id": sid, "measurement": present[sid].measurement,
+               "tags": json.dumps(present[sid].tags),
+               "fields": json.dumps([k for k, _ in present[sid].fields])} for sid in new]
+    upsert(conn, series_shapes, shapes, ["series_id"])
+    known = _known_shapes(conn)
+    for row in shapes:
+        known[row["series_id"]] = SeenSeries(row["measurement"], _tag_pairs(row["tags"]),
+                                             _field_names(row["fields"]))
+
+
+# The shapes this process wrote or read, per engine (a test's database is not another's):
+# a series vanished is written as zeros every cycle of the 48 h horizon (~24,000 of them at
+# ATLAS scale), and its shape, fixed by its id, need not be read again each time. Bounded.
+_SHAPES: WeakKeyDictionary[Engine, dict[int, SeenSeries]] = WeakKeyDictionary()
+SHAPES_KEPT = 200_000
+
+
+def _known_shapes(conn: Connection) -> dict[int, SeenSeries]:
+    known = _SHAPES.setdefault(conn.engine, {})
+    if len(known) > SHAPES_KEPT:
+        known.clear()
+    return known
 
 
 def _shapes(conn: Connection, ids: Sequence[int]) -> list[SeenSeries]:
     """The measurement, tags and fields of these series (only the vanished: few)."""
-    out = []
-    for chunk in _chunks(ids):
+    known = _known_shapes(conn)
+    for chunk in _chunks([sid for sid in ids if sid not in known]):
         rows = conn.exec_driver_sql(  # our own integers, written in: see _next_slot
-            "SELECT measurement, tags, fields FROM series_seen WHERE series_id IN "
-            f"({','.join(map(str, map(int, chunk)))})")
-        out.extend(SeenSeries(r.measurement, _tag_pairs(r.tags), _field_names(r.fields))
-                   for r in rows)
-    return out
+            "SELECT series_id, measurement, tags, fields FROM series_shapes WHERE series_id "
+            f"IN ({','.join(map(str, map(int, chunk)))})")
+        for r in rows:
+            known[r.series_id] = SeenSeries(r.measurement, _tag_pairs(r.tags),
+                                            _field_names(r.fields))
+    return [known[sid] for sid in ids if sid in known]
 
 
 # A vanished series is written as zeros every cycle of the zero-fill horizon (48 h): its
