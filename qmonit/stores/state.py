@@ -3,8 +3,8 @@
 `queues` is the CRIC snapshot in use; `queue_stats` holds one row per
 panda_queue × prod_source × resource with the latest count of every PanDA job
 status (the table the Suspicious sites dashboard reads); `series_seen` remembers
-every series a source produced and when, so a series that vanishes is written
-as an explicit 0 for a while instead of simply stopping.
+every series a source produced and when (and `series_shapes` what it is), so a series
+that vanishes is written as an explicit 0 for a while instead of simply stopping.
 """
 
 from __future__ import annotations
