@@ -346,16 +346,16 @@ def _insert_new(conn: Connection, source: str, present: Mapping[int, Sample],
                "fields": json.dumps([k for k, _ in present[sid].fields])} for sid in new]
     upsert(conn, series_shapes, shapes, ["series_id"])
     known = _known_shapes(conn)
-    for row in shapes:
-        known[row["series_id"]] = SeenSeries(row["measurement"], _tag_pairs(row["tags"]),
-                                             _field_names(row["fields"]))
+    for sid in new:  # a series forgotten and back may carry other fields now
+        known.pop(sid, None)
 
 
-# The shapes this process wrote or read, per engine (a test's database is not another's):
-# a series vanished is written as zeros every cycle of the 48 h horizon (~24,000 of them at
-# ATLAS scale), and its shape, fixed by its id, need not be read again each time. Bounded.
+# The shapes this process read, per engine (a test's database is not another's): a series
+# vanished is written as zeros every cycle of the 48 h horizon (~24,000 of them at ATLAS
+# scale), and its shape, fixed by its id, need not be read again each time (in a running
+# process: the daemon, the demo). Only the vanished, and bounded: ~1.3 kB an entry.
 _SHAPES: WeakKeyDictionary[Engine, dict[int, SeenSeries]] = WeakKeyDictionary()
-SHAPES_KEPT = 200_000
+SHAPES_KEPT = 32_768
 
 
 def _known_shapes(conn: Connection) -> dict[int, SeenSeries]:
