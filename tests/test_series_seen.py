@@ -52,3 +52,40 @@ def test_an_older_slot_after_newer_ones_compares_every_series(state_engine):
     # C now counts from T + SLOT; A and B were not moved back
     assert seen(state_engine, [A], T + 4 * SLOT) == ["B", "C", "D"]
     assert seen(state_engine, [A, B], T + 2 * SLOT) == ["C"]  # D not yet; C seen at T + SLOT
+
+
+def test_a_running_process_reads_a_vanished_shape_once_and_a_fresh_one_reads_it(state_engine):
+    """From a source's second cycle in the process on, the shapes of the vanished are kept
+    (read once, not every cycle of the horizon); a series written anew with other fields is
+    read again; another engine (another process) reads them from series_shapes."""
+    from sqlalchemy import create_engine, event
+
+    statements = []
+    event.listen(state_engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: statements.append(sql))
+
+    def reads():
+        shapes = [s for s in statements if "FROM series_shapes" in s]
+        statements.clear()
+        return len(shapes)
+
+    seen(state_engine, [A, B, C], T)
+    assert seen(state_engine, [A], T + SLOT) == ["B", "C"] and reads() == 1  # kept now
+    assert seen(state_engine, [A], T + 2 * SLOT) == ["B", "C"] and reads() == 0
+    with state_engine.begin() as conn:  # B forgotten, then back with another field set
+        conn.exec_driver_sql(f"DELETE FROM series_seen WHERE series_id = {series_id(B)}")
+    wider = Sample("jobs", B.tags, (("cores", 8.0), ("count", 1.0)), T)
+    assert seen(state_engine, [A, wider], T + 3 * SLOT) == ["C"]
+    statements.clear()
+    vanished = state.seen_and_vanished(state_engine, "panda", {series_id(A): A},
+                                       T + 4 * SLOT, HORIZON)
+    assert sorted((dict(v.tags)["panda_queue"], v.fields) for v in vanished) == [
+        ("B", ("cores", "count")), ("C", ("count",))]
+    assert reads() == 1  # B's new shape; C's kept
+    other = create_engine(state_engine.url)  # another process: nothing of it remembered
+    vanished = state.seen_and_vanished(other, "panda", {series_id(A): A}, T + 5 * SLOT,
+                                       HORIZON)
+    assert sorted((dict(v.tags)["panda_queue"], v.fields) for v in vanished) == [
+        ("B", ("cores", "count")), ("C", ("count",))]
+    assert state._SHAPES[other].known == {}  # its first cycle (a cron run's only): none kept
+    other.dispose()
