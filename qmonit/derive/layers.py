@@ -68,10 +68,9 @@ def attribute(finding: Finding, queue_status: str | None, pilots: Pilots | None,
                          "dispatch")
         return Layer(SITE, "jobs wait for their outputs to be transferred (the site's "
                      "storage)")
-    activated = panda.get("activated", 0.0)
-    if rule == "drop" and activated == 0:
+    if rule == "drop" and panda.get("activated", 0.0) == 0:
         # no job waits for the queue's pilots: they run out of work, the site is not at fault
-        return Layer(PANDA, f"no work brokered: {activated:.0f} jobs activated for the queue, "
+        return Layer(PANDA, "no work brokered: 0 jobs activated for the queue, "
                      f"{panda.get('assigned', 0.0):.0f} assigned")
     if pilots is None:
         return Layer(UNKNOWN, "pilot data stale this cycle" if pilots_stale else

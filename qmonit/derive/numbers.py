@@ -108,9 +108,6 @@ def _windows(buckets: dict[int, tuple[int, list[float]]], spans: set[int]
 
 AVERAGED_AT = [HISTORY_STATUSES.index(s) for s in AVERAGED_STATUSES]
 NOISE_AT = [HISTORY_STATUSES.index(s) for s in NOISE_STATUSES]
-# the statuses whose baseline median and quartiles a rule reads (drop, starving, backlog);
-# of the others it reads the mean, and ~12,600 keys' sorts a cycle are not spent on them
-QUARTILES_OF = frozenset(NOISE_STATUSES)
 
 
 def ten_minute_noise(buckets: dict[int, tuple[int, list[float]]],
@@ -216,7 +213,9 @@ def gather(engine: Engine, slot: datetime, coverage_min: float, baseline_hours: 
         slots, sums = windows[baseline_hours]
         n.baseline_coverage = slots / (baseline_hours * SLOTS_PER_HOUR)
         n.baseline = {status: robust([entry[1][i] / entry[0] for entry in base], sums[i], slots)
-                      if status in QUARTILES_OF else Stats(sums[i] / slots if slots else 0.0,
+                      # a rule reads the median and quartiles of these only (the others'
+                      # mean): ~12,600 keys' sorts a cycle are not spent on the rest
+                      if status in SEASONAL_STATUSES else Stats(sums[i] / slots if slots else 0.0,
                                                            slots)
                       for i, status in enumerate(HISTORY_STATUSES)}
         n.noise = ten_minute_noise(by_bucket, squares[key], baseline_hours)

@@ -63,7 +63,7 @@ SLOW_RAMP_H = 1.0  # a slow drain (and a queue out of work) takes this long to r
 RHYTHM_AMPLITUDE = 0.35  # a rhythmic scenario queue's daily swing
 SHIFTED = 0.2  # a resource_shift leaves this share of a unified queue's first resource's jobs
 # PanDA's side of the incidents whose pilots do not arrive (the factory's side differs)
-STARVED = ("no_pilots", "pilots_failing", "pilots_queued")
+STARVED = frozenset({"no_pilots", "pilots_failing", "pilots_queued"})
 EVERY_DAY = ("noisy", "rhythmic")  # scenarios that are a queue's nature, not one day's
 
 
@@ -292,7 +292,7 @@ class SimulatedGrid:
         activated = around(level * 0.25)
         if "drain" in active:
             running = around(level * 0.1)
-        if active & set(STARVED):
+        if active & STARVED:
             running, activated = around(level * 0.03), around(level * 1.5)
         if "no_work" in active:
             activated = 0

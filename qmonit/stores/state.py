@@ -359,7 +359,7 @@ def _insert_new(conn: Connection, source: str, present: Mapping[int, Sample],
 @dataclass
 class _ShapeMemory:
     known: dict[int, SeenSeries] = field(default_factory=dict)
-    cycles: dict[str, int] = field(default_factory=dict)  # source -> its reads so far
+    sources: set[str] = field(default_factory=set)  # those that had a cycle here already
 
 
 _SHAPES: WeakKeyDictionary[Engine, _ShapeMemory] = WeakKeyDictionary()
@@ -376,20 +376,18 @@ def _known_shapes(conn: Connection) -> _ShapeMemory:
 def _shapes(conn: Connection, source: str, ids: Sequence[int]) -> list[SeenSeries]:
     """The measurement, tags and fields of these series (only the vanished: few)."""
     memory = _known_shapes(conn)
-    known = memory.known
-    keep = memory.cycles.get(source, 0) > 0
-    memory.cycles[source] = memory.cycles.get(source, 0) + 1
-    read = {}
-    for chunk in _chunks([sid for sid in ids if sid not in known]):
+    found = {sid: memory.known[sid] for sid in ids if sid in memory.known}
+    for chunk in _chunks([sid for sid in ids if sid not in found]):
         rows = conn.exec_driver_sql(  # our own integers, written in: see _next_slot
             "SELECT series_id, measurement, tags, fields FROM series_shapes WHERE series_id "
             f"IN ({','.join(map(str, map(int, chunk)))})")
         for r in rows:
-            read[r.series_id] = SeenSeries(r.measurement, _tag_pairs(r.tags),
-                                           _field_names(r.fields))
-    if keep:
-        known.update(read)
-    return [known.get(sid) or read[sid] for sid in ids if sid in known or sid in read]
+            found[r.series_id] = SeenSeries(r.measurement, _tag_pairs(r.tags),
+                                            _field_names(r.fields))
+    if source in memory.sources:
+        memory.known.update(found)
+    memory.sources.add(source)
+    return [found[sid] for sid in ids if sid in found]
 
 
 # A vanished series is written as zeros every cycle of the zero-fill horizon (48 h): its
