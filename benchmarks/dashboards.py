@@ -178,10 +178,11 @@ def view_for(model: dict, parts, engine, span: timedelta, selection: dict[str, l
     variables = {v["name"]: v for v in model["templating"]["list"]}
     view = View(END + SLOT - span, END + SLOT, interval=grafana_interval(span.total_seconds()),
                 variables=variables, selected=dict(selection))
-    rp_query = expand_influx(variables["rp"]["query"], view)
-    took, _ = timed_rows(parts, engine, "influx", rp_query)
-    timings.append(("$rp", took))
-    view.selected["rp"] = parts.store.rows(rp_query)[0]["first"]
+    if "rp" in variables:  # the DAOD dashboard reads one resolution: it has none
+        rp_query = expand_influx(variables["rp"]["query"], view)
+        took, _ = timed_rows(parts, engine, "influx", rp_query)
+        timings.append(("$rp", took))
+        view.selected["rp"] = parts.store.rows(rp_query)[0]["first"]
     for name, variable in variables.items():
         if variable["type"] == "custom":
             view.values[name] = variable["query"].split(",")
