@@ -305,6 +305,43 @@ def test_simulated_factories_and_cluster_go_through_the_real_parsers():
     assert any(before[k] == "PENDING" and after[k] == "RUNNING" for k in before.keys() & after)
     assert before.keys() - after.keys()
 
+    # the factory's pilots too, as a schedd keeps them: one id from submission to the end
+    factory = sources["htcondor"]
+    factory.collect(when)
+    pilots_before = {j.job_id: j.native_state for j in factory.last_jobs}
+    factory.collect(when + timedelta(minutes=10))
+    pilots_after = {j.job_id: j.native_state for j in factory.last_jobs}
+    stayed = pilots_before.keys() & pilots_after.keys()
+    assert len(stayed) > 0.6 * len(pilots_before)
+    assert any(pilots_before[k] == "Idle" and pilots_after[k] == "Running" for k in stayed)
+    assert not any(pilots_before[k] == "Running" and pilots_after[k] != "Running"
+                   for k in stayed)  # a running pilot runs on until it leaves the queue
+
+
+def test_a_simulated_pilot_is_idle_then_runs_then_goes_to_the_history_with_its_id():
+    from qmonit.sources.simulated_batch import HISTORY_SLOTS, _FactoryPool, _submitted
+
+    grid = SimulatedGrid(seed=1)
+    pool = _FactoryPool(grid)
+    start = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
+    number = next(n for n, q in enumerate(grid.apf_queues)
+                  if not any(i.panda_queue == q for i in grid.incidents))
+    queue = grid.apf_queues[number]
+    slot_number = int(start.timestamp()) // 600
+    wait, run, end, code = _submitted(queue, slot_number)[0]
+    cluster = slot_number * len(grid.apf_queues) + number
+    seen = []
+    for age in range(wait + run + HISTORY_SLOTS + 1):
+        pool.slot = start + timedelta(minutes=10 * age)
+        listed = [(ad["JobStatus"], ad["ExitCode"]) for ad in pool.query("true", [])
+                  if (ad["ClusterId"], ad["ProcId"]) == (cluster, 0)]
+        ended = [(ad["JobStatus"], ad["ExitCode"]) for ad in pool.history("", [])
+                 if (ad["ClusterId"], ad["ProcId"]) == (cluster, 0)]
+        seen.append((listed, ended))
+    running = 5 if end == 5 else 2  # a pilot to be held is held where it would run
+    assert seen == ([([(1, None)], [])] * wait + [([(running, None)], [])] * run
+                    + [([], [(4 if end == 4 else 3, code)])] * HISTORY_SLOTS + [([], [])])
+
 
 @pytest.mark.skipif(not SHARED_SAMPLES.is_dir(), reason="../shared/samples is absent")
 def test_a_real_cric_record_lists_only_its_datadisk():

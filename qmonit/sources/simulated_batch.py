@@ -140,8 +140,32 @@ def _factory_side(statuses: dict[str, int], active: set[str], activated: int,
         statuses["submitted"] = int(activated * rng.uniform(0.8, 1.2))
 
 
+# A pilot of the simulated factory: slots idle, slots running, then how it ends.
+PILOT_WAIT = (0, 0, 0, 1, 1, 2)
+PILOT_RUN = (1, 12)  # slots, uniform
+PILOT_ENDS = ((4, 0), (4, 1), (5, 1))  # done, failed (exit code 1), held then removed
+PILOT_END_WEIGHTS = (92, 5, 3)
+PILOT_LIFE = max(PILOT_WAIT) + PILOT_RUN[1]  # the oldest submission still listed, in slots
+HISTORY_SLOTS = 6  # the schedd's history answers the last hour
+
+
+@lru_cache(maxsize=16384)  # a submission is listed for up to PILOT_LIFE + an hour of slots
+def _submitted(queue: str, number: int) -> tuple[tuple[int, int, int, int], ...]:
+    """The pilots the factory submitted for `queue` in slot `number` (slots since the epoch),
+    from their own random stream: (slots idle, slots running or held, end status, exit
+    code) each."""
+    rng = random.Random(f"apf:{queue}:{number}")
+    return tuple((rng.choice(PILOT_WAIT), rng.randint(*PILOT_RUN),
+                  *rng.choices(PILOT_ENDS, PILOT_END_WEIGHTS)[0])
+                 for _ in range(rng.randint(2, 8)))
+
+
 class _FactoryPool:
-    """An AutoPyFactory schedd of the simulated grid: its pilot ads, as a schedd answers."""
+    """An AutoPyFactory schedd of the simulated grid: its pilot ads, as a schedd answers.
+
+    A pilot keeps its id from submission to its end, as on a real schedd: the factory submits
+    a few per queue every slot; each waits idle, runs (or is held) and leaves the queue for
+    the history. A queue under a pilot-layer incident gets that incident's pilots instead."""
 
     def __init__(self, grid: SimulatedGrid):
         self.grid = grid
@@ -153,27 +177,50 @@ class _FactoryPool:
 
     def _pilots(self, ended: bool) -> list[Mapping[str, Any]]:
         ads = []
-        for number, queue in enumerate(self.grid.apf_queues):
-            rng = random.Random(f"apf:{queue}:{epoch_seconds(self.slot)}")
+        now = epoch_seconds(self.slot) // 600
+        queues = self.grid.apf_queues
+        for number, queue in enumerate(queues):
             active = self.grid.active_incidents(queue, self.slot)
             if "no_pilots" in active:
                 continue  # the factory submits no pilots for it
-            if ended:
-                states = [(4, 0)] * rng.randint(5, 40) + [(4, 1)] * rng.randint(0, 3)
-                if "pilots_failing" in active:  # they fail: removed by the factory
-                    states = [(4, 0)] * rng.randint(0, 2) + [(3, 1)] * rng.randint(20, 60)
-            elif "pilots_failing" in active:
-                states = [(1, None)] * rng.randint(0, 20)
-            else:
-                running = 0 if "pilots_queued" in active else rng.randint(5, 60)
-                idle = rng.randint(40, 80) if "pilots_queued" in active else rng.randint(0, 20)
-                states = [(1, None)] * idle + [(2, None)] * running \
-                    + [(5, None)] * rng.randint(0, 2)
-            for proc, (status, code) in enumerate(states):
-                ads.append({"ClusterId": number, "ProcId": proc, "JobStatus": status,
-                            "ExitCode": code, "Owner": "apf", "MATCH_APF_QUEUE": queue,
-                            "RequestCpus": 1, "RequestMemory": 2000})
+            if active & {"pilots_failing", "pilots_queued"}:
+                ads += self._incident_pilots(number, queue, active, ended)
+                continue
+            for submitted in range(now - PILOT_LIFE - HISTORY_SLOTS, now + 1):
+                cluster = submitted * len(queues) + number
+                for proc, (wait, run, end, code) in enumerate(_submitted(queue, submitted)):
+                    age = now - submitted
+                    if age >= wait + run:  # it left the queue at submitted + wait + run
+                        if not ended or age - (wait + run) >= HISTORY_SLOTS:
+                            continue
+                        status = 4 if end == 4 else 3
+                    elif ended:
+                        continue
+                    else:
+                        status, code = (1 if age < wait else end if end == 5 else 2), None
+                    ads.append(self._ad(cluster, proc, status, code, queue))
         return ads
+
+    def _incident_pilots(self, number: int, queue: str, active: set[str],
+                         ended: bool) -> list[Mapping[str, Any]]:
+        rng = random.Random(f"apf:{queue}:{epoch_seconds(self.slot)}")
+        if ended:
+            states = [(4, 0)] * rng.randint(5, 40) + [(4, 1)] * rng.randint(0, 3)
+            if "pilots_failing" in active:  # they fail: removed by the factory
+                states = [(4, 0)] * rng.randint(0, 2) + [(3, 1)] * rng.randint(20, 60)
+        elif "pilots_failing" in active:
+            states = [(1, None)] * rng.randint(0, 20)
+        else:  # pilots_queued: they wait in the batch system
+            states = [(1, None)] * rng.randint(40, 80) + [(5, None)] * rng.randint(0, 2)
+        return [self._ad(number, proc, status, code, queue)
+                for proc, (status, code) in enumerate(states)]
+
+    @staticmethod
+    def _ad(cluster: int, proc: int, status: int, code: int | None,
+            queue: str) -> Mapping[str, Any]:
+        return {"ClusterId": cluster, "ProcId": proc, "JobStatus": status, "ExitCode": code,
+                "Owner": "apf", "MATCH_APF_QUEUE": queue, "RequestCpus": 1,
+                "RequestMemory": 2000}
 
     def query(self, constraint: str, projection) -> list:
         return self._pilots(ended=False)
