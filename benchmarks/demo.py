@@ -69,7 +69,7 @@ def run_demo(arguments: list[str]) -> tuple[float, float, float]:
                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
         _, status, usage = os.wait4(child.pid, 0)  # this child's own usage
         wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     if child.returncode:
         raise SystemExit(f"qmonit demo {' '.join(arguments)} exited with {child.returncode}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024

@@ -186,19 +186,15 @@ class _FactoryPool:
             if active & {"pilots_failing", "pilots_queued"}:
                 ads += self._incident_pilots(number, queue, active, ended)
                 continue
-            for submitted in range(now - PILOT_LIFE - HISTORY_SLOTS, now + 1):
-                cluster = submitted * len(queues) + number
+            for submitted in range(now - PILOT_LIFE - (HISTORY_SLOTS if ended else 0), now + 1):
+                age, cluster = now - submitted, submitted * len(queues) + number
                 for proc, (wait, run, end, code) in enumerate(_submitted(queue, submitted)):
-                    age = now - submitted
-                    if age >= wait + run:  # it left the queue at submitted + wait + run
-                        if not ended or age - (wait + run) >= HISTORY_SLOTS:
-                            continue
-                        status = 4 if end == 4 else 3
-                    elif ended:
-                        continue
-                    else:
-                        status, code = (1 if age < wait else end if end == 5 else 2), None
-                    ads.append(self._ad(cluster, proc, status, code, queue))
+                    gone = age - (wait + run)  # slots since it left the queue (< 0: listed)
+                    if ended and 0 <= gone < HISTORY_SLOTS:  # held ones were removed (3)
+                        ads.append(self._ad(cluster, proc, 4 if end == 4 else 3, code, queue))
+                    elif not ended and gone < 0:  # idle, then running (or held)
+                        status = 1 if age < wait else 5 if end == 5 else 2
+                        ads.append(self._ad(cluster, proc, status, None, queue))
         return ads
 
     def _incident_pilots(self, number: int, queue: str, active: set[str],
