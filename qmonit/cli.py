@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--dir", type=Path, help="where the demo database goes "
                       "(default: <data_dir>/demo)")
+    demo.add_argument("--serial", action="store_true",
+                      help="ask the sources in this process too (default: a second process "
+                           "asks them, slots ahead)")
     suspicious = sub.add_parser("suspicious", help="the open suspicious-site flags")
     suspicious.add_argument("--json", action="store_true", help="as JSON")
     states = sub.add_parser("states", help="the state rules: show them, or test them on the "

@@ -17,16 +17,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
 from qmonit.downsample import RESOLUTIONS
-from qmonit.enrich import enrich_jobs, enrich_workers
 from qmonit.factory_labels import label_rows
+from qmonit.fetch import SlotFetch, SourceAnswer, fetch
 from qmonit.files import write_text_atomic
 from qmonit.gc_pause import gc_paused
 from qmonit.levels import aggregate
 from qmonit.redact import redact
 from qmonit.sample import Sample, make_sample, slot_start
-from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
-from qmonit.states.rules import with_state_tag
 from qmonit.stores import state
 from qmonit.stores.batch_tables import sync_jobs
 from qmonit.stores.durable import Delivery
@@ -123,9 +121,14 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
 
 
 @gc_paused()  # see gc_pause: the cycle's objects die by reference count
-def collect(parts: Components, slot: datetime) -> CollectReport:
-    """Collect the slot holding `slot`; a source or sink failure is reported, not raised."""
+def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
+            ) -> CollectReport:
+    """Collect the slot holding `slot`; a source or sink failure is reported, not raised.
+    `fetched`: the sources' answers for this slot, when they were asked beforehand."""
     slot = slot_start(slot)
+    if fetched is not None and fetched.slot != slot:
+        raise ValueError(f"collect of {slot:%Y-%m-%d %H:%M} UTC given the sources' answers "
+                         f"for {fetched.slot:%Y-%m-%d %H:%M} UTC")
     started = time.monotonic()
     report = CollectReport(slot)
     marker = parts.cfg.data_dir / RUNNING
@@ -137,36 +140,36 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     report.replay, errors = replay_spool(parts)
     report.state_errors.extend(errors)
     zero_fill_horizon = timedelta(hours=parts.cfg.get("collect", "zero_fill_hours"))
-
-    clock = time.monotonic()
-    topology = parts.topology.load(slot)
-    topo_report = _topology_report(topology, time.monotonic() - clock)
+    if fetched is None:
+        fetched = fetch(parts, slot)
+    topo_report = _topology_report(fetched.topology, fetched.topology_s)
     if topo_report:
         report.sources.append(topo_report)
+    report.unknown_queues = fetched.unknown_queues
 
     data: list[Sample] = []
     jobs: list[Sample] = []
-    for source in parts.sources:
-        clock = time.monotonic()
-        try:
-            collection = source.collect(slot)
-        except SourceError as exc:
-            log.error("source %s failed, nothing written for it: %s", source.name, exc)
-            report.sources.append(SourceReport(source.name, "failed", errors=1,
-                                               duration_s=time.monotonic() - clock,
-                                               message=str(exc)))
+    for answer in fetched.answers:
+        if answer.samples is None:
+            log.error("source %s failed, nothing written for it: %s", answer.source,
+                      answer.message)
+            report.sources.append(SourceReport(answer.source, "failed", errors=1,
+                                               duration_s=answer.duration_s,
+                                               message=answer.message))
             continue
-        for problem in collection.problems:
+        clock = time.monotonic()
+        for problem in answer.problems:
             log.warning(problem)
-        samples = _normalize(parts, source.name, collection.samples, topology, report)
-        zeros = _zero_fill(parts, source.name, samples, slot, zero_fill_horizon, report)
+        samples = answer.samples
+        zeros = _zero_fill(parts, answer.source, samples, slot, zero_fill_horizon, report)
         samples += zeros
-        if source.name == "panda":
+        if answer.source == "panda":
             jobs = samples
         data.extend(samples)
         report.sources.append(SourceReport(
-            source.name, "ok", points=len(samples), zero_filled=len(zeros),
-            errors=len(collection.problems), duration_s=time.monotonic() - clock,
+            answer.source, "ok", points=len(samples), zero_filled=len(zeros),
+            errors=len(answer.problems),
+            duration_s=answer.duration_s + time.monotonic() - clock,
         ))
     if report.unknown_queues:
         shown = ", ".join(sorted(report.unknown_queues)[:10])
@@ -178,8 +181,8 @@ def collect(parts: Components, slot: datetime) -> CollectReport:
     levels = aggregate(data)
     report.levels = len(levels)
     report.delivery = parts.writer.write(data + levels)
-    _update_state(parts, topology, jobs, slot, report)
-    _sync_batch_jobs(parts, report)
+    _update_state(parts, fetched.topology, jobs, slot, report)
+    _sync_batch_jobs(parts, fetched.answers, report)
     _update_factory_labels(parts, data, jobs, report)
     report.spool_bytes = parts.spool.size_bytes()
     report.duration_s = time.monotonic() - started
@@ -240,35 +243,19 @@ def _update_factory_labels(parts: Components, data: list[Sample], jobs: list[Sam
         report.state_errors.append(message)
 
 
-def _normalize(parts: Components, source: str, samples: list[Sample], topology: Topology,
-               report: CollectReport) -> list[Sample]:
-    """State rules, then topology: PanDA jobs get `state` and CRIC tags, pilots site and cloud."""
-    if source == "panda":
-        enriched = enrich_jobs(with_state_tag(samples, parts.rules["panda"], "job_status"),
-                               topology)
-        report.unknown_queues |= enriched.unknown_queues
-        return enriched.samples
-    workers = [s for s in samples if s.measurement == "workers"]
-    if not workers:
-        return samples
-    enriched = enrich_workers(workers, topology)
-    report.unknown_queues |= enriched.unknown_queues
-    return [s for s in samples if s.measurement != "workers"] + enriched.samples
-
-
-def _sync_batch_jobs(parts: Components, report: CollectReport) -> None:
+def _sync_batch_jobs(parts: Components, answers: list[SourceAnswer],
+                     report: CollectReport) -> None:
     """The job-level tables of every scheduler source that answered this cycle."""
     keep = timedelta(days=parts.cfg.get("collect", "ended_jobs_days"))
-    answered = {s.source for s in report.sources if s.status == "ok"}
-    for source in parts.sources:
-        if source.name not in answered or not hasattr(source, "last_jobs"):
+    for answer in answers:
+        if answer.samples is None or answer.jobs is None:
             continue
         try:
-            sync_jobs(parts.engine, source.cluster, source.name, source.last_jobs,
+            sync_jobs(parts.engine, answer.cluster, answer.source, answer.jobs,
                       report.slot, keep)  # the slot's time, like every point of it
         except SQLAlchemyError as exc:
             message = f"state store: {describe_db_error(exc)}; batch_jobs_current of " \
-                      f"{source.cluster} not updated"
+                      f"{answer.cluster} not updated"
             log.error(message)
             report.state_errors.append(message)
 

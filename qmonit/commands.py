@@ -382,4 +382,4 @@ def demo(args: argparse.Namespace, cfg: Config) -> int:
 
     logs.setup("CRITICAL" if cfg.get("logging", "level") != "DEBUG" else "DEBUG")
     directory = args.dir or Path(cfg.data_dir) / "demo"
-    return run_demo(directory, args.hours, args.scale, args.seed)
+    return run_demo(directory, args.hours, args.scale, args.seed, serial=args.serial)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import sys
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 from qmonit import config, report
 from qmonit.collect import collect
-from qmonit.components import build
+from qmonit.components import Components, build
 from qmonit.datadisk import placement_summary, run_datadisk
 from qmonit.derive.job import derive
+from qmonit.fetch import SlotFetch, fetch
 from qmonit.notify import describe
 from qmonit.sample import SLOT, epoch_seconds, slot_start
 from qmonit.stores import alerts, state
@@ -31,35 +37,80 @@ def demo_config(directory: Path, scale: str, seed: int) -> config.Config:
 
 
 DERIVE_HOURS = 8  # derive after each of the last cycles: by then the 24 h baseline is 70% full
+AHEAD = 2  # slots fetched ahead of the one being written
+
+
+_fetcher: Components | None = None  # the fetching process's own sources
+
+
+def _start_fetcher(cfg: config.Config) -> None:
+    global _fetcher
+    _fetcher = build(cfg)
+
+
+def _fetch(slot: datetime) -> SlotFetch:
+    assert _fetcher is not None
+    return fetch(_fetcher, slot)
+
+
+@contextmanager
+def _answers(cfg: config.Config, slots: list[datetime], serial: bool
+             ) -> Iterator[Iterator[SlotFetch | None]]:
+    """Every slot's sources asked, in order, in a second process AHEAD slots in front of the
+    one being written (None for each slot when `serial`: collect asks them itself). On a real
+    grid the sources are other machines; here their simulation and parsers run while the
+    slot before is written. The process keeps its sources' state from slot to slot (a
+    scheduler's jobs, a factory's pilots), as collect's own would."""
+    if serial:
+        yield iter([None] * len(slots))
+        return
+    context = multiprocessing.get_context("fork")  # started before any engine is opened
+    with ProcessPoolExecutor(1, context, initializer=_start_fetcher, initargs=(cfg,)) as pool:
+        pending = deque(pool.submit(_fetch, slot) for slot in slots[:AHEAD + 1])
+
+        def in_order() -> Iterator[SlotFetch]:
+            for slot in slots[AHEAD + 1:]:
+                answer = pending.popleft().result()
+                pending.append(pool.submit(_fetch, slot))
+                yield answer
+            while pending:
+                yield pending.popleft().result()
+
+        yield in_order()
 
 
 def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int = 1,
-             now: datetime | None = None, out: TextIO = sys.stdout) -> int:
+             now: datetime | None = None, out: TextIO = sys.stdout,
+             serial: bool = False) -> int:
     """Start from an empty demo directory, collect every slot of the last `hours` (derive after
-    each of the last DERIVE_HOURS of them), and report."""
+    each of the last DERIVE_HOURS of them), and report. The sources are asked in a second
+    process, slots ahead, unless `serial`."""
     if directory.exists():
         shutil.rmtree(directory)
     cfg = demo_config(directory, scale, seed)
-    parts = build(cfg)
-    assert isinstance(parts.store, EmbeddedStore)
-    state.create_tables(parts.engine)
-    parts.store.init({})
     last = slot_start(now or datetime.now(UTC))
     slots = [last - SLOT * i for i in reversed(range(hours * 6))]
     started = time.monotonic()
     reports = []
     progress = sys.stderr.isatty()
     derive_s = 0.0
+    derived = 0
     derive_from = last - timedelta(hours=DERIVE_HOURS) + SLOT
-    for number, slot in enumerate(slots, 1):
-        reports.append(collect(parts, slot))
-        if slot >= derive_from:
-            clock = time.monotonic()
-            derive(parts, slot)
-            derive_s += time.monotonic() - clock
-        if progress:
-            print(f"\rcollecting {slot:%Y-%m-%d %H:%M} UTC  [{number}/{len(slots)}]",
-                  end="", file=sys.stderr, flush=True)
+    with _answers(cfg, slots, serial) as answers:
+        parts = build(cfg)
+        assert isinstance(parts.store, EmbeddedStore)
+        state.create_tables(parts.engine)
+        parts.store.init({})
+        for number, (slot, fetched) in enumerate(zip(slots, answers, strict=True), 1):
+            reports.append(collect(parts, slot, fetched))
+            if slot >= derive_from:
+                clock = time.monotonic()
+                derive(parts, slot)
+                derive_s += time.monotonic() - clock
+                derived += 1
+            if progress:
+                print(f"\rcollecting {slot:%Y-%m-%d %H:%M} UTC  [{number}/{len(slots)}]",
+                      end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
     placement = run_datadisk(parts, last)
@@ -94,7 +145,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
     print(f"DAOD placement at {placement.hour:%Y-%m-%d %H:%M} UTC (the datadisk job, \"1h\"): "
           f"{placement_summary(placement)}", file=out)
     print(f"\nSuspicious sites at {last:%Y-%m-%d %H:%M} UTC (derive ran after each of the last "
-          f"{DERIVE_HOURS * 6} cycles, {derive_s:.1f} s in all):", file=out)
+          f"{derived} cycles, {derive_s:.1f} s in all):", file=out)
     print(render_suspicious(parts.engine), end="", file=out)
     closed = alerts.closed_since(parts.engine, slots[0])
     if closed:

@@ -340,3 +340,20 @@ def test_a_run_adds_the_columns_a_newer_qmonit_reads(write_config, tmp_path):
     derived = qmonit("-c", str(cfg), "run", "derive", "--at", "2026-11-21T10:00")
     assert derived.returncode == 0, derived.stderr
     assert "added" not in derived.stderr  # once
+
+
+def test_demo_with_the_sources_asked_ahead_reports_what_the_serial_demo_reports(tmp_path):
+    now = datetime(2026, 11, 21, 12, 5, tzinfo=UTC)
+
+    def report(name, serial):
+        out = io.StringIO()
+        assert run_demo(tmp_path / name, hours=2, seed=5, now=now, out=out,
+                        serial=serial) == 0
+        text = out.getvalue().replace(str(tmp_path / name), "<dir>")
+        return re.sub(r"\d+\.\d s", "<s> s", text)
+
+    pipelined = report("pipelined", serial=False)
+    assert pipelined == report("serial", serial=True)
+    assert "12 ten-minute cycles from 2026-11-21 10:10 to 2026-11-21 12:00 UTC in <s> s" \
+        in pipelined
+    assert "derive ran after each of the last 12 cycles, <s> s in all" in pipelined

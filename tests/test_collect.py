@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from qmonit.collect import collect
 from qmonit.components import build
+from qmonit.fetch import fetch
 from qmonit.sources.panda import PATHS
 from qmonit.stores import state
 from tests.conftest import DATA
@@ -274,3 +275,53 @@ def test_backfilling_an_older_slot_leaves_the_current_state_alone(parts_for, htt
             state.queue_stats.c.resource == "SCORE",
             state.queue_stats.c.prod_source == "managed")).one()
     assert (row.running, row.slot_time.replace(tzinfo=UTC)) == (410, T)
+
+
+def test_answers_fetched_beforehand_write_what_collect_would_have_fetched(parts_for, http,
+                                                                         influx_db):
+    http.route(PATHS["v1"], GOOD, GOOD)
+    parts = parts_for(influx_db)
+    parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+    asked = collect(parts, T)
+    asked_points = values_at(parts.store, T)
+    fetched = fetch(parts, T + SLOT)
+    assert [a.source for a in fetched.answers] == ["panda"]
+    given = collect(parts, T + SLOT, fetched)
+    assert values_at(parts.store, T + SLOT) == asked_points
+    assert len(asked_points) == 26
+    assert [(s.source, s.status, s.points, s.zero_filled, s.errors) for s in given.sources] == \
+        [(s.source, s.status, s.points, s.zero_filled, s.errors) for s in asked.sources]
+    assert given.levels == asked.levels == 60
+    with parts.engine.connect() as conn:
+        slots = {r.slot_time.replace(tzinfo=UTC) for r in conn.execute(select(state.queue_stats))}
+    assert slots == {T + SLOT}
+
+
+def test_answers_of_another_slot_are_refused(parts_for, http, influx_db):
+    http.route(PATHS["v1"], GOOD)
+    parts = parts_for(influx_db)
+    parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+    fetched = fetch(parts, T)
+    with pytest.raises(ValueError) as raised:
+        collect(parts, T + SLOT, fetched)
+    assert str(raised.value) == ("collect of 2026-11-21 12:10 UTC given the sources' answers "
+                                 "for 2026-11-21 12:00 UTC")
+    assert count_at(parts.store, T + SLOT) == 0
+
+
+def test_a_failed_answer_fetched_beforehand_writes_nothing_and_is_reported(parts_for, http,
+                                                                          influx_db):
+    http.route(PATHS["v1"], GOOD, Reply(500, "Internal Server Error"))
+    parts = parts_for(influx_db)
+    parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+    collect(parts, T)
+    fetched = fetch(parts, T + SLOT)
+    [answer] = fetched.answers
+    assert answer.samples is None and "HTTP 500: Internal Server Error" in answer.message
+    report = collect(parts, T + SLOT, fetched)
+    assert report.exit_code == 1
+    assert count_at(parts.store, T + SLOT) == 0  # no zeros for a source that failed
+    runs = run_points(parts.store, T + SLOT)
+    assert (runs["panda"]["status"], runs["panda"]["points"], runs["panda"]["errors"]) == \
+        ("failed", 0.0, 1.0)
+    assert "HTTP 500: Internal Server Error" in runs["panda"]["message"]

@@ -1,0 +1,82 @@
+"""The first half of a collect cycle: every source asked and its answer normalised.
+
+Nothing here reads or writes a store, so a slot's fetch can run in another process
+while an earlier slot is written (`qmonit demo` does), and hand back what it got.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from qmonit.batchjobs import BatchJob
+from qmonit.components import Components
+from qmonit.enrich import enrich_jobs, enrich_workers
+from qmonit.sample import Sample
+from qmonit.sources.base import SourceError
+from qmonit.sources.cric import Topology
+from qmonit.states.rules import with_state_tag
+
+
+@dataclass
+class SourceAnswer:
+    """One source's answer for the slot: its samples with state and topology tags (None when
+    the source failed, `message` saying why), the records it skipped, and, for a scheduler
+    source, its jobs (batch_jobs_current) on `cluster`."""
+
+    source: str
+    samples: list[Sample] | None
+    problems: list[str] = field(default_factory=list)
+    message: str = ""
+    duration_s: float = 0.0
+    jobs: list[BatchJob] | None = None
+    cluster: str = ""
+
+
+@dataclass
+class SlotFetch:
+    slot: datetime
+    topology: Topology
+    topology_s: float
+    answers: list[SourceAnswer]
+    unknown_queues: set[str]
+
+
+def fetch(parts: Components, slot: datetime) -> SlotFetch:
+    """Load the topology and ask every source for `slot`; a failed source is an answer too."""
+    clock = time.monotonic()
+    topology = parts.topology.load(slot)
+    topology_s = time.monotonic() - clock
+    unknown: set[str] = set()
+    answers = []
+    for source in parts.sources:
+        clock = time.monotonic()
+        try:
+            collection = source.collect(slot)
+        except SourceError as exc:
+            answers.append(SourceAnswer(source.name, None, message=str(exc),
+                                        duration_s=time.monotonic() - clock))
+            continue
+        samples = normalize(parts, source.name, collection.samples, topology, unknown)
+        answers.append(SourceAnswer(
+            source.name, samples, collection.problems, duration_s=time.monotonic() - clock,
+            jobs=getattr(source, "last_jobs", None), cluster=getattr(source, "cluster", "")))
+    return SlotFetch(slot, topology, topology_s, answers, unknown)
+
+
+def normalize(parts: Components, source: str, samples: list[Sample], topology: Topology,
+              unknown_queues: set[str]) -> list[Sample]:
+    """State rules, then topology: PanDA jobs get `state` and CRIC tags, pilots site and cloud
+    (queues CRIC does not know are added to `unknown_queues`)."""
+    if source == "panda":
+        enriched = enrich_jobs(with_state_tag(samples, parts.rules["panda"], "job_status"),
+                               topology)
+        unknown_queues |= enriched.unknown_queues
+        return enriched.samples
+    workers = [s for s in samples if s.measurement == "workers"]
+    if not workers:
+        return samples
+    enriched = enrich_workers(workers, topology)
+    unknown_queues |= enriched.unknown_queues
+    return [s for s in samples if s.measurement != "workers"] + enriched.samples
