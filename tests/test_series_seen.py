@@ -89,3 +89,30 @@ def test_a_running_process_reads_a_vanished_shape_once_and_a_fresh_one_reads_it(
         ("B", ("cores", "count")), ("C", ("count",))]
     assert state._SHAPES[other].known == {}  # its first cycle (a cron run's only): none kept
     other.dispose()
+
+
+def test_past_the_bound_the_shapes_of_the_cycle_s_own_vanished_stay(state_engine, monkeypatch):
+    """Over SHAPES_KEPT, the memory keeps what the cycle asked for (the next asks for nearly
+    the same) instead of forgetting everything and reading it all again."""
+    from sqlalchemy import event
+
+    d, e = jobs("D"), jobs("E")
+    statements = []
+    event.listen(state_engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: statements.append(sql))
+
+    def reads():
+        shapes = [s for s in statements if "FROM series_shapes" in s]
+        statements.clear()
+        return len(shapes)
+
+    monkeypatch.setattr(state, "SHAPES_KEPT", 2)
+    seen(state_engine, [A, B, C, d, e], T)
+    assert seen(state_engine, [A, B, C], T + SLOT) == ["D", "E"] and reads() == 1
+    assert set(state._SHAPES[state_engine].known) == {series_id(d), series_id(e)}
+    assert seen(state_engine, [A], T + 2 * SLOT) == ["B", "C", "D", "E"] and reads() == 1
+    # four asked for, two kept: the bound holds, and they are this cycle's
+    known = state._SHAPES[state_engine].known
+    assert len(known) == 2 and set(known) <= {series_id(s) for s in (B, C, d, e)}
+    assert seen(state_engine, [A, B, C], T + 3 * SLOT) == ["D", "E"]
+    assert state._SHAPES[state_engine].known.keys() <= {series_id(s) for s in (B, C, d, e)}

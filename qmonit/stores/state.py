@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from itertools import islice
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
@@ -351,11 +352,13 @@ def _insert_new(conn: Connection, source: str, present: Mapping[int, Sample],
 
 
 # The shapes this process read, per engine (a test's database is not another's): a series
-# vanished is written as zeros every cycle of the 48 h horizon (~24,000 of them at ATLAS
+# vanished is written as zeros every cycle of the 48 h horizon (~31,000 of them at ATLAS
 # scale), and its shape, fixed by its id, need not be read again each time. Kept from a
-# source's second cycle in the process on (the daemon, the demo: 7.5 s -> 0.3 s over 18
-# ATLAS cycles; a cron run collects once, and would only pay the memory, ~17 MB), only for
-# the vanished, and bounded: ~1.3 kB an entry.
+# source's second cycle in the process on (the daemon, the demo; a cron run collects once,
+# and would only pay the memory), only for the vanished, and bounded: past SHAPES_KEPT, only
+# the shapes of the cycle's own vanished series stay (the next cycle asks for nearly the same:
+# clearing all of them made every other ATLAS cycle read 31,000 rows again). An entry is
+# ~0.4 kB: its tag pairs are shared with every other entry holding them (_tag_pairs).
 @dataclass
 class _ShapeMemory:
     known: dict[int, SeenSeries] = field(default_factory=dict)
@@ -363,39 +366,53 @@ class _ShapeMemory:
 
 
 _SHAPES: WeakKeyDictionary[Engine, _ShapeMemory] = WeakKeyDictionary()
-SHAPES_KEPT = 32_768
+SHAPES_KEPT = 65_536
 
 
 def _known_shapes(conn: Connection) -> _ShapeMemory:
-    memory = _SHAPES.setdefault(conn.engine, _ShapeMemory())
-    if len(memory.known) > SHAPES_KEPT:
-        memory.known.clear()
-    return memory
+    return _SHAPES.setdefault(conn.engine, _ShapeMemory())
 
 
 def _shapes(conn: Connection, source: str, ids: Sequence[int]) -> list[SeenSeries]:
-    """The measurement, tags and fields of these series (only the vanished: few)."""
+    """The measurement, tags and fields of these series (the vanished: a few percent of a
+    grid's series, but ~31,000 a cycle at ATLAS scale)."""
     memory = _known_shapes(conn)
-    found = {sid: memory.known[sid] for sid in ids if sid in memory.known}
-    for chunk in _chunks([sid for sid in ids if sid not in found]):
+    known = memory.known
+    found: dict[int, SeenSeries] = {}
+    missing = []
+    for sid in ids:
+        shape = known.get(sid)
+        if shape is None:
+            missing.append(sid)
+        else:
+            found[sid] = shape
+    for chunk in _chunks(missing):
         rows = conn.exec_driver_sql(  # our own integers, written in: see _next_slot
             "SELECT series_id, measurement, tags, fields FROM series_shapes WHERE series_id "
-            f"IN ({','.join(map(str, map(int, chunk)))})")
-        for r in rows:
-            found[r.series_id] = SeenSeries(r.measurement, _tag_pairs(r.tags),
-                                            _field_names(r.fields))
-    if source in memory.sources:
-        memory.known.update(found)
+            f"IN ({','.join(map(str, map(int, chunk)))})").all()
+        for sid, measurement, tags, fields in rows:
+            found[sid] = SeenSeries(measurement, _tag_pairs(tags), _field_names(fields))
+    if source in memory.sources and missing:
+        if len(known) + len(missing) > SHAPES_KEPT:
+            known.clear()  # what this cycle asked for is what the next one asks for again
+            known.update(islice(found.items(), SHAPES_KEPT))
+        else:
+            known.update((sid, found[sid]) for sid in missing if sid in found)
     memory.sources.add(source)
     return [found[sid] for sid in ids if sid in found]
 
 
-# A vanished series is written as zeros every cycle of the zero-fill horizon (48 h): its
-# shape is read back each time, and parsed once per process. Bounded: an entry holds its
-# text and tags (~2.5 kB), so 8,192 of them ~20 MB (the small grid has ~1,000 vanished).
-@lru_cache(maxsize=8192)
+# A shape's tags as pairs shared by every shape holding them (there are a few thousand
+# distinct pairs at ATLAS scale, against ~9 a series of ~31,000 shapes kept), bounded.
+_PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+PAIRS_KEPT = 262_144
+
+
 def _tag_pairs(text: str) -> tuple[tuple[str, str], ...]:
-    return tuple(map(tuple, json.loads(text)))
+    if len(_PAIRS) > PAIRS_KEPT:
+        _PAIRS.clear()
+    pairs = map(tuple, json.loads(text))
+    return tuple([_PAIRS.setdefault(pair, pair) for pair in pairs])
 
 
 @lru_cache(maxsize=4096)
