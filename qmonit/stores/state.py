@@ -309,13 +309,13 @@ def _next_slot(conn: Connection, source: str, present: Mapping[int, Sample], now
         updated = conn.exec_driver_sql(f"UPDATE series_seen SET last_seen = {int(now)} WHERE "
                                        f"series_id IN ({ids})").rowcount
         if updated != len(chunk):  # some are new: which
-            known = {sid for (sid,) in conn.exec_driver_sql(
-                f"SELECT series_id FROM series_seen WHERE series_id IN ({ids})")}
+            known = set(conn.exec_driver_sql(
+                f"SELECT series_id FROM series_seen WHERE series_id IN ({ids})").scalars())
             new.extend(sid for sid in chunk if sid not in known)
     _insert_new(conn, source, present, new, now)
-    return [sid for (sid,) in conn.execute(select(series_seen.c.series_id).where(
+    return conn.execute(select(series_seen.c.series_id).where(
         series_seen.c.source == source, series_seen.c.last_seen >= since,
-        series_seen.c.last_seen < now))]
+        series_seen.c.last_seen < now)).scalars().all()
 
 
 def _any_slot(conn: Connection, source: str, present: Mapping[int, Sample], now: int,
