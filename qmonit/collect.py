@@ -21,7 +21,7 @@ from qmonit.factory_labels import label_rows
 from qmonit.fetch import SlotFetch, SourceAnswer, fetch
 from qmonit.files import write_text_atomic
 from qmonit.gc_pause import gc_paused
-from qmonit.levels import aggregate
+from qmonit.levels import aggregate, combined
 from qmonit.redact import redact
 from qmonit.sample import Sample, make_sample, slot_start
 from qmonit.sources.cric import Topology
@@ -149,6 +149,9 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
 
     data: list[Sample] = []
     jobs: list[Sample] = []
+    level_points: list[list[Sample]] = []
+    # the embedded store's SeriesIds: the write asks for the ids the fetch worked out
+    remember = getattr(parts.series_ids, "remember", None)
     for answer in fetched.answers:
         if answer.samples is None:
             log.error("source %s failed, nothing written for it: %s", answer.source,
@@ -161,7 +164,15 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
         for problem in answer.problems:
             log.warning(problem)
         samples = answer.samples
-        zeros = _zero_fill(parts, answer.source, samples, slot, zero_fill_horizon, report)
+        ids = answer.series_ids
+        if ids is None:
+            ids = list(map(parts.series_ids, samples))
+        elif remember is not None:
+            remember(samples, ids)
+        zeros = _zero_fill(parts, answer.source, dict(zip(ids, samples, strict=True)), slot,
+                           zero_fill_horizon, report)
+        level_points += [aggregate(samples) if answer.levels is None else answer.levels,
+                         aggregate(zeros)]
         samples += zeros
         if answer.source == "panda":
             jobs = samples
@@ -178,9 +189,11 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
                     len(report.unknown_queues), shown, f" and {more} more" if more > 0 else "")
 
     # the coarse levels the dashboards read, summed from the same samples (zeros included)
-    levels = aggregate(data)
+    levels = combined(level_points)
     report.levels = len(levels)
     report.delivery = parts.writer.write(data + levels)
+    if remember is not None:
+        parts.series_ids.forget()
     _update_state(parts, fetched.topology, jobs, slot, report)
     _sync_batch_jobs(parts, fetched.answers, report)
     _update_factory_labels(parts, data, jobs, report)
@@ -277,9 +290,9 @@ def replay_spool(parts: Components) -> tuple[ReplayResult, list[str]]:
     return result, []
 
 
-def _zero_fill(parts: Components, source: str, samples: list[Sample], slot: datetime,
+def _zero_fill(parts: Components, source: str, present: dict[int, Sample], slot: datetime,
                horizon: timedelta, report: CollectReport) -> list[Sample]:
-    present = {parts.series_ids(s): s for s in samples}
+    """Zeros for the series of `source` that vanished; `present`: its samples by series id."""
     try:
         zeros = zero_samples(state.seen_and_vanished(parts.engine, source, present, slot,
                                                      horizon), slot)

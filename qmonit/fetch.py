@@ -1,4 +1,5 @@
-"""The first half of a collect cycle: every source asked and its answer normalised.
+"""The first half of a collect cycle: every source asked, its answer normalised and summed
+into the levels.
 
 Nothing here reads or writes a store, so a slot's fetch can run in another process
 while an earlier slot is written (`qmonit demo` does), and hand back what it got.
@@ -13,6 +14,7 @@ from datetime import datetime
 from qmonit.batchjobs import BatchJob
 from qmonit.components import Components
 from qmonit.enrich import enrich_jobs, enrich_workers
+from qmonit.levels import aggregate
 from qmonit.sample import Sample
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
@@ -22,8 +24,9 @@ from qmonit.states.rules import with_state_tag
 @dataclass
 class SourceAnswer:
     """One source's answer for the slot: its samples with state and topology tags (None when
-    the source failed, `message` saying why), the records it skipped, and, for a scheduler
-    source, its jobs (batch_jobs_current) on `cluster`."""
+    the source failed, `message` saying why), the records it skipped, the level points
+    (write-time aggregates) and series ids of its samples, and, for a scheduler source, its jobs
+    (batch_jobs_current) on `cluster`."""
 
     source: str
     samples: list[Sample] | None
@@ -32,6 +35,8 @@ class SourceAnswer:
     duration_s: float = 0.0
     jobs: list[BatchJob] | None = None
     cluster: str = ""
+    levels: list[Sample] | None = None  # None: not summed yet
+    series_ids: list[int] | None = None  # of `samples`, in their order (None: not worked out)
 
 
 @dataclass
@@ -61,7 +66,8 @@ def fetch(parts: Components, slot: datetime) -> SlotFetch:
         samples = normalize(parts, source.name, collection.samples, topology, unknown)
         answers.append(SourceAnswer(
             source.name, samples, collection.problems, duration_s=time.monotonic() - clock,
-            jobs=getattr(source, "last_jobs", None), cluster=getattr(source, "cluster", "")))
+            jobs=getattr(source, "last_jobs", None), cluster=getattr(source, "cluster", ""),
+            levels=aggregate(samples), series_ids=list(map(parts.series_ids, samples))))
     return SlotFetch(slot, topology, topology_s, answers, unknown)
 
 

@@ -166,6 +166,21 @@ def aggregate(samples: Iterable[Sample]) -> list[Sample]:
     return Aggregator().add_samples(samples).samples()
 
 
+LEVEL_NAMED = {level.measurement: level for level in LEVELS}
+
+
+def combined(level_points: Iterable[Iterable[Sample]]) -> list[Sample]:
+    """The level points of several sets of samples summed into one set, as `aggregate` of
+    all the samples together gives them: collect sums each source's answer when it comes
+    (the fetch), then the zeros it adds, and combines them (a member's numbers go in in
+    the same order, and a zero adds exactly nothing)."""
+    total = Aggregator()
+    for points in level_points:
+        for measurement, tags, fields, time in points:
+            total.add_totals(LEVEL_NAMED[measurement], tags, fields, time)
+    return total.samples()
+
+
 # -- what Grafana's hidden variables choose from ---------------------------------------------
 
 ALL = "__all__"  # a choice row's filter value: the filter must be on All

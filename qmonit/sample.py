@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import NamedTuple
@@ -152,8 +152,25 @@ class SeriesIds:
     def __init__(self, limit: int = 200_000):
         self.limit = limit
         self._known: dict[tuple, int] = {}
+        # id(tags) -> (tags, measurement, series id) of samples whose ids are known already
+        self._recent: dict[int, tuple[tuple, str, int]] = {}
+
+    def remember(self, samples: Sequence[Sample], ids: Sequence[int]) -> None:
+        """These samples' ids, worked out already (a fetch did, perhaps in another process):
+        until forget(), asking for them again costs a look-up by the identity of their tag
+        tuple (a look-up by equal tags hashes and compares every pair: ~4 times as much).
+        The entries hold the tuples, so an identity cannot be reused meanwhile."""
+        recent = self._recent
+        for sample, sid in zip(samples, ids, strict=True):
+            recent[id(sample[1])] = (sample[1], sample[0], sid)
+
+    def forget(self) -> None:
+        self._recent.clear()
 
     def __call__(self, sample: Sample) -> int:
+        hit = self._recent.get(id(sample[1]))
+        if hit is not None and hit[0] is sample[1] and hit[1] == sample[0]:
+            return hit[2]
         key = (sample.measurement, sample.tags)
         known = self._known.get(key)
         if known is None:

@@ -24,6 +24,7 @@ from qmonit.levels import (
     aggregate,
     choice,
     choose,
+    combined,
     levels_of,
 )
 from qmonit.lineprotocol import series_head, split_head
@@ -83,6 +84,38 @@ def test_every_level_keeps_only_tags_of_its_base_and_is_not_rolled_up_itself():
         assert level.measurement.startswith(f"{level.base}_"), level.measurement
     assert aggregate(aggregate([make_sample("jobs", {"cloud": "DE", "state": "running"},
                                             {"jobs": 1}, T)])) == []
+
+
+def test_levels_summed_per_answer_then_combined_equal_the_levels_of_all_samples():
+    """collect sums each source's answer as it comes and the zeros it adds apart: combined,
+    they are exactly aggregate() of everything (fractional HS06, a zero carrying a field the
+    group's answered members lack, a group of zeros only)."""
+    def jobs(queue, cloud, status, time=T, **fields):
+        return make_sample("jobs", {"panda_queue": queue, "atlas_site": queue[:2], "cloud": cloud,
+                                    "tier": "T2", "state": "run", "job_status": status,
+                                    "prod_source": "managed", "resource_type": "SCORE"},
+                           fields, time)
+
+    answered = [jobs("DE1", "DE", "running", jobs=3, hs06=0.1),
+                jobs("DE2", "DE", "running", jobs=5, hs06=0.2),
+                jobs("DE3", "DE", "running", jobs=1, hs06=0.7),
+                jobs("FR1", "FR", "failed", jobs=2, hs06=1 / 3),
+                jobs("FR1", "FR", "failed", time=T + SLOT, jobs=4)]
+    zeros = [jobs("DE4", "DE", "running", jobs=0.0, hs06=0.0, cores=0.0),
+             jobs("US1", "US", "finished", jobs=0.0)]
+    workers = [make_sample("workers", {"factory": "h1", "factory_type": "harvester",
+                                       "cloud": "DE", "worker_status": "running",
+                                       "state": "run", "panda_queue": "DE1"},
+                           {"workers": 4}, T)]
+    together = aggregate(answered + zeros + workers)
+    apart = combined([aggregate(answered), aggregate(zeros), aggregate(workers)])
+    assert sorted(apart) == sorted(together)
+    # by queue 7 (DE1-4, FR1 twice, US1); by status, by state, grid 4 each (DE, FR twice,
+    # US); workers 1
+    assert len(together) == 20
+    [de] = [p for p in apart if p.measurement == "jobs_grid" and p.time == T
+            and p.tag("job_status") == "running"]
+    assert de.fields == (("cores", 0.0), ("hs06", 0.1 + 0.2 + 0.7), ("jobs", 9.0))
 
 
 def test_series_keys_read_back_as_influxdb_reads_them():

@@ -39,3 +39,18 @@ def test_remembered_ids_are_the_same_ids_and_the_memory_is_bounded():
     assert [ids(s) for s in samples] == [series_id(s) for s in samples]
     assert len(ids._known) == 1  # full at the third: forgotten, then C remembered
     assert ids(samples[2]) == series_id(samples[2])
+
+
+def test_ids_worked_out_elsewhere_are_given_back_for_those_very_samples_until_forgotten():
+    ids = SeriesIds()
+    a = make_sample("jobs", {"q": "A"}, {"jobs": 1}, T)
+    b = make_sample("jobs", {"q": "B"}, {"jobs": 1}, T)
+    same_tags_other_measurement = Sample("workers", a.tags, a.fields, T)
+    equal_not_same = make_sample("jobs", {"q": "A"}, {"jobs": 2}, T)
+    ids.remember([a, b], [11, 22])  # as a fetch in another process hands them over
+    assert (ids(a), ids(b)) == (11, 22)
+    # only those tag tuples: an equal copy, or another measurement, is worked out
+    assert ids(equal_not_same) == series_id(a)
+    assert ids(same_tags_other_measurement) == series_id(same_tags_other_measurement)
+    ids.forget()
+    assert (ids(a), ids(b)) == (series_id(a), series_id(b))
