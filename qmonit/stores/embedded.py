@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from qmonit.sample import Sample, epoch_seconds, from_epoch, series_id
 from qmonit.stores.aggregate import GroupedQuery, Key, Stats, sql, stats_from_rows
 from qmonit.stores.base import RETENTION_POLICIES, StoreUnavailable, WriteResult
-from qmonit.stores.sql import describe_db_error, replace_rows, safe_db_url
+from qmonit.stores.sql import describe_db_error, replace_flat, replace_rows, safe_db_url
 from qmonit.stores.ts_tables import metadata, ts_points, ts_series, ts_tags
 
 log = logging.getLogger(__name__)
@@ -78,29 +78,36 @@ class EmbeddedStore:
                        f"({moved} rows)"]
 
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
-        series_rows, tag_rows, point_rows = [], [], []
+        series_rows, tag_rows = [], []
         new_series = set()
-        order = []
-        seconds: dict[datetime, int] = {}
+        known = self._known_series
+        series_id = self.series_id
+        # per (measurement, time): (series id, sample number) pairs, written in key order (a
+        # sample's fields are sorted) so that each page is written once
+        runs: dict[tuple[str, datetime], list[tuple[int, int]]] = {}
         for number, sample in enumerate(samples):
-            sid = self.series_id(sample)
-            measurement = sample.measurement
-            if sid not in self._known_series and sid not in new_series:
+            sid = series_id(sample)
+            measurement = sample[0]
+            if sid not in known and sid not in new_series:
                 new_series.add(sid)
                 series_rows.append((sid, measurement, json.dumps([measurement, sample.tags])))
                 tag_rows.extend((sid, k, v) for k, v in sample.tags)
-            when = seconds.get(sample.time)
-            if when is None:
-                when = seconds[sample.time] = epoch_seconds(sample.time)
-            order.append((measurement, when, sid, number))
-        order.sort()  # in key order (a sample's fields are sorted): each page is written once
-        append = point_rows.append
-        for measurement, when, sid, number in order:
-            for name, value in samples[number].fields:
-                if value.__class__ is str:
-                    append((retention, measurement, when, sid, name, None, value))
-                else:
-                    append((retention, measurement, when, sid, name, value, None))
+            run = runs.get((measurement, sample[3]))
+            if run is None:
+                run = runs[(measurement, sample[3])] = []
+            run.append((sid, number))
+        points: list = []  # the rows' values one after the other (see replace_flat)
+        extend = points.extend
+        for measurement, time in sorted(runs, key=lambda run: (run[0], epoch_seconds(run[1]))):
+            when = epoch_seconds(time)
+            run = runs[(measurement, time)]
+            run.sort()
+            for sid, number in run:
+                for name, value in samples[number][2]:
+                    if value.__class__ is str:
+                        extend((retention, measurement, when, sid, name, None, value))
+                    else:
+                        extend((retention, measurement, when, sid, name, value, None))
         try:
             self._ensure_layout()
             with self.engine.begin() as conn:
@@ -108,7 +115,7 @@ class EmbeddedStore:
                 # different, and a new process (each cron run) skips what it holds cheaply
                 replace_rows(conn, ts_series, series_rows, keep_existing=True)
                 replace_rows(conn, ts_tags, tag_rows, keep_existing=True)
-                replace_rows(conn, ts_points, point_rows)
+                replace_flat(conn, ts_points, points)
         except SQLAlchemyError as exc:
             self._layout_checked = False
             return WriteResult(unwritten=list(samples),
