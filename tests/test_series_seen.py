@@ -19,6 +19,22 @@ def jobs(queue: str, count: float = 1.0) -> Sample:
 A, B, C = jobs("A"), jobs("B"), jobs("C")
 
 
+def shape_reads(engine):
+    """The statements run on `engine` from now on, and a count of those that read
+    series_shapes since it was last asked."""
+    from sqlalchemy import event
+
+    statements = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: statements.append(sql))
+
+    def reads():
+        shapes = [s for s in statements if "FROM series_shapes" in s]
+        statements.clear()
+        return len(shapes)
+    return statements, reads
+
+
 def seen(state_engine, samples, slot):
     vanished = state.seen_and_vanished(state_engine, "panda", {series_id(s): s for s in samples},
                                        slot, HORIZON)
@@ -58,17 +74,9 @@ def test_a_running_process_reads_a_vanished_shape_once_and_a_fresh_one_reads_it(
     """From a source's second cycle in the process on, the shapes of the vanished are kept
     (read once, not every cycle of the horizon); a series written anew with other fields is
     read again; another engine (another process) reads them from series_shapes."""
-    from sqlalchemy import create_engine, event
+    from sqlalchemy import create_engine
 
-    statements = []
-    event.listen(state_engine, "before_cursor_execute",
-                 lambda conn, cursor, sql, *rest: statements.append(sql))
-
-    def reads():
-        shapes = [s for s in statements if "FROM series_shapes" in s]
-        statements.clear()
-        return len(shapes)
-
+    statements, reads = shape_reads(state_engine)
     seen(state_engine, [A, B, C], T)
     assert seen(state_engine, [A], T + SLOT) == ["B", "C"] and reads() == 1  # kept now
     assert seen(state_engine, [A], T + 2 * SLOT) == ["B", "C"] and reads() == 0
@@ -94,18 +102,8 @@ def test_a_running_process_reads_a_vanished_shape_once_and_a_fresh_one_reads_it(
 def test_past_the_bound_the_shapes_of_the_cycle_s_own_vanished_stay(state_engine, monkeypatch):
     """Over SHAPES_KEPT, the memory keeps what the cycle asked for (the next asks for nearly
     the same) instead of forgetting everything and reading it all again."""
-    from sqlalchemy import event
-
     d, e = jobs("D"), jobs("E")
-    statements = []
-    event.listen(state_engine, "before_cursor_execute",
-                 lambda conn, cursor, sql, *rest: statements.append(sql))
-
-    def reads():
-        shapes = [s for s in statements if "FROM series_shapes" in s]
-        statements.clear()
-        return len(shapes)
-
+    _, reads = shape_reads(state_engine)
     monkeypatch.setattr(state, "SHAPES_KEPT", 2)
     seen(state_engine, [A, B, C, d, e], T)
     assert seen(state_engine, [A, B, C], T + SLOT) == ["D", "E"] and reads() == 1

@@ -98,7 +98,7 @@ class EmbeddedStore:
             run.append((sid, number))
         points: list = []  # the rows' values one after the other (see replace_flat)
         extend = points.extend
-        for measurement, time in sorted(runs, key=lambda run: (run[0], epoch_seconds(run[1]))):
+        for measurement, time in sorted(runs):
             when = epoch_seconds(time)
             run = runs[(measurement, time)]
             run.sort()

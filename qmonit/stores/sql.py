@@ -103,44 +103,58 @@ def replace_rows(conn: Connection, table: Table, rows: Sequence[tuple],
     with `keep_existing`, leaving it as it is): one prepared statement run through the
     driver's executemany, none of SQLAlchemy's per-row work (the embedded store writes
     tens of thousands of rows a cycle)."""
-    replace_flat(conn, table, [value for row in rows for value in row], keep_existing)
+    if conn.dialect.name == "sqlite":
+        replace_flat(conn, table, [value for row in rows for value in row], keep_existing)
+    else:
+        _replace_each(conn, table, list(rows), keep_existing)
 
 
 def replace_flat(conn: Connection, table: Table, values: list, keep_existing: bool = False
                  ) -> None:
     """replace_rows of rows given one after the other in one flat list of values (the
-    embedded store's ~285,000 rows a cycle at ATLAS scale are never made tuples of)."""
+    embedded store's ~285,000 rows a cycle at ATLAS scale are never made tuples of on
+    SQLite, which takes many rows a statement)."""
     width = len(table.columns)
-    if not values:
-        return
     if len(values) % width:
         raise ValueError(f"{table.name}: {len(values)} values are not rows of {width} columns")
-    columns = [c.name for c in table.columns]
-    names = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
-    dialect = conn.dialect.name
-    if dialect == "sqlite":  # many rows a statement: a quarter less time than one a row
-        one = f"({', '.join('?' * width)})"
-        verb = "INSERT OR IGNORE" if keep_existing else "INSERT OR REPLACE"
-        statement = f"{verb} INTO {table.name} ({names}) VALUES "
-        step = ROWS_PER_INSERT * width
-        full = len(values) - len(values) % step
-        if full:
-            conn.exec_driver_sql(statement + ", ".join([one] * ROWS_PER_INSERT),
-                                 [tuple(values[n:n + step]) for n in range(0, full, step)])
-        if full < len(values):
-            conn.exec_driver_sql(statement + one, [tuple(values[n:n + width])
-                                                   for n in range(full, len(values), width)])
+    if not values:
         return
-    if dialect in ("mysql", "mariadb"):
-        key = {c.name for c in table.primary_key.columns}
-        quote = conn.dialect.identifier_preparer.quote
-        update = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in columns
-                           if c not in key and not keep_existing) or \
-            f"{quote(columns[0])} = {quote(columns[0])}"
-        statement = (f"INSERT INTO {table.name} ({names}) VALUES "
-                     f"({', '.join(['%s'] * width)}) ON DUPLICATE KEY UPDATE {update}")
-    else:
+    if conn.dialect.name != "sqlite":
+        _replace_each(conn, table, list(zip(*[iter(values)] * width, strict=True)),
+                      keep_existing)
+        return
+    one = f"({', '.join('?' * width)})"  # many rows a statement: a quarter less time
+    verb = "INSERT OR IGNORE" if keep_existing else "INSERT OR REPLACE"
+    statement = f"{verb} INTO {table.name} ({_names(conn, table)}) VALUES "
+    step = ROWS_PER_INSERT * width
+    full = len(values) - len(values) % step
+    if full:
+        conn.exec_driver_sql(statement + ", ".join([one] * ROWS_PER_INSERT),
+                             [tuple(values[n:n + step]) for n in range(0, full, step)])
+    if full < len(values):
+        conn.exec_driver_sql(statement + one, [tuple(values[n:n + width])
+                                               for n in range(full, len(values), width)])
+
+
+def _names(conn: Connection, table: Table) -> str:
+    return ", ".join(conn.dialect.identifier_preparer.quote(c.name) for c in table.columns)
+
+
+def _replace_each(conn: Connection, table: Table, rows: list[tuple],
+                  keep_existing: bool) -> None:
+    """replace_rows on MySQL/MariaDB: one row a statement, chunks through executemany."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect not in ("mysql", "mariadb"):
         raise NotImplementedError(f"replace_rows is not implemented for the {dialect} dialect")
-    rows = list(zip(*[iter(values)] * width, strict=True))
+    columns = [c.name for c in table.columns]
+    key = {c.name for c in table.primary_key.columns}
+    quote = conn.dialect.identifier_preparer.quote
+    update = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in columns
+                       if c not in key and not keep_existing) or \
+        f"{quote(columns[0])} = {quote(columns[0])}"
+    statement = (f"INSERT INTO {table.name} ({_names(conn, table)}) VALUES "
+                 f"({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE {update}")
     for start in range(0, len(rows), UPSERT_CHUNK):
         conn.exec_driver_sql(statement, rows[start : start + UPSERT_CHUNK])
