@@ -12,32 +12,29 @@ from qmonit import redact
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class RedactSecrets(logging.Filter):
-    """Replace every known secret value in a record's final text with *** (the secrets
-    given here and those registered with qmonit.redact)."""
+class RedactingFormatter(logging.Formatter):
+    """The house format in UTC, with the whole formatted record redacted: the message, its
+    arguments, and a traceback or stack (an exception's text often holds an echoed token)."""
 
-    def __init__(self, secrets: Iterable[str]):
-        super().__init__()
-        redact.register(secrets)
+    converter = time.gmtime
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        masked = redact.redact(text)
-        if masked is not text:
-            record.msg, record.args = masked, None
-        return True
+    def __init__(self) -> None:
+        super().__init__(FORMAT, "%Y-%m-%dT%H:%M:%SZ")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact.redact(super().format(record))
 
 
 def setup(level: str = "INFO", file: str = "", secrets: Iterable[str] = ()) -> None:
+    """Send the root logger to `file` (else stderr) through the redacting formatter; the
+    `secrets` are registered with qmonit.redact for every other exit too."""
+    redact.register(secrets)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler: logging.Handler = (logging.FileHandler(file, encoding="utf-8") if file
                                 else logging.StreamHandler(sys.stderr))
-    formatter = logging.Formatter(FORMAT, "%Y-%m-%dT%H:%M:%SZ")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(RedactingFormatter())
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("urllib3", "sqlalchemy", "mysql.connector", "charset_normalizer"):

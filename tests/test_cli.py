@@ -8,8 +8,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from qmonit import redact
 from qmonit.demo import run_demo
-from qmonit.logs import RedactSecrets
+from qmonit.logs import RedactingFormatter
 from qmonit.sources.panda import PATHS
 from qmonit.sources.simulated import SimulatedGrid
 from tests.conftest import DATA
@@ -61,11 +62,13 @@ def test_no_secret_in_any_log_line_or_output(write_config, http, mariadb, tmp_pa
     assert sent[0].headers["Authorization"] == "Bearer panda-token-9f1"
 
 
-def test_redaction_filter_masks_secrets_in_formatted_messages():
+def test_redacting_formatter_masks_secrets_in_formatted_messages():
+    redact.register(["hunter2"])
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "connect %s failed: %s",
-                               ("db", "password=hunter2 rejected"), None)
-    RedactSecrets(["hunter2"]).filter(record)
-    assert record.getMessage() == "connect db failed: password=*** rejected"
+                               ("db", "with hunter2 rejected"), None)
+    record.created = 0.0
+    assert RedactingFormatter().format(record) == \
+        "1970-01-01T00:00:00Z ERROR x: connect db failed: with *** rejected"
 
 
 def test_check_says_what_answers(write_config, http, influxd, mariadb):
