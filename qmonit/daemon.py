@@ -38,6 +38,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.config import Config, ConfigError
+from qmonit.redact import child_environment, register
 from qmonit.sample import SLOT, epoch_seconds, slot_start
 from qmonit.stores import lease
 from qmonit.stores.sql import describe_db_error
@@ -94,7 +95,9 @@ class ProcessRunner:
         command += ["run", job, "--at", f"{at:%Y-%m-%dT%H:%M:%SZ}"]
         started = time.monotonic()
         # its own session: a Ctrl-C meant for the daemon is the daemon's to pass on
-        child = subprocess.Popen(command, start_new_session=True)
+        # qmonit itself: it reads its QMONIT_* secrets from the environment as the daemon did
+        child = subprocess.Popen(command, start_new_session=True,
+                                 env=child_environment(qmonit_child=True))
         run = Run(job, at)
         while True:
             try:
@@ -191,6 +194,7 @@ class Daemon:
                       exc)
             return
         self.cfg = cfg
+        register(cfg.secrets())  # a new password is masked in the daemon's log too
         self.engine.dispose()
         self.engine = self.engine_for(cfg)
         self._plan()

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples
+from qmonit.redact import child_environment
 from qmonit.sources.base import Collection, SourceError
 from qmonit.states.rules import RuleSet, load_rules
 
@@ -388,7 +389,9 @@ Runner = Callable[[list[str], float], str]
 def run_command(argv: list[str], timeout: float) -> str:
     """Run a Slurm client; its failure (or a timeout) is a SourceError naming the command."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        # no QMONIT_* secret, nor any other, reaches the scheduler's client
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env=child_environment())
     except FileNotFoundError:
         raise SourceError(f"{argv[0]}: not found (install the Slurm client or set "
                           f"[slurm] bin_dir)") from None
