@@ -22,7 +22,7 @@ from qmonit.fetch import SlotFetch, SourceAnswer, fetch
 from qmonit.files import write_text_atomic
 from qmonit.gc_pause import gc_paused
 from qmonit.levels import aggregate, combined
-from qmonit.redact import redact
+from qmonit.redact import brief
 from qmonit.sample import Sample, make_sample, slot_start
 from qmonit.sources.cric import Topology
 from qmonit.stores import state
@@ -99,7 +99,7 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
         fields: dict[str, float | str] = {"duration_s": src.duration_s, "points": src.points,
                                           "errors": src.errors, "zero_filled": src.zero_filled}
         if src.message:
-            fields["message"] = redact(src.message)[:1000]
+            fields["message"] = brief(src.message, 1000)
         out.append(make_sample("qmonit_run", {"job": job, "source": src.source,
                                               "status": src.status}, fields, report.slot))
     delivery = report.delivery
@@ -113,7 +113,7 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
         "replayed": report.replay.points, "levels": report.levels,
     }
     if errors:
-        fields["message"] = redact("; ".join(errors))[:1000]
+        fields["message"] = brief("; ".join(errors), 1000)
     out.append(make_sample("qmonit_run", {"job": job, "source": "sinks",
                                           "status": "failed" if errors else "ok"},
                            fields, report.slot))

@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
 from qmonit.model import UNKNOWN
+from qmonit.redact import brief
 from qmonit.sample import Sample, make_sample
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
@@ -196,7 +197,7 @@ def run_datadisk(parts: Components, now: datetime | None = None) -> DatadiskRepo
                                       "points": float(len(samples)),
                                       "errors": 1.0 if report.error else 0.0}
     if report.error:
-        fields["message"] = report.error[:1000]
+        fields["message"] = brief(report.error, 1000)
     run = make_sample("qmonit_run", {"job": "datadisk", "source": "daod",
                                      "status": "failed" if report.error else "ok"},
                       fields, hour)

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
 from qmonit.levels import BASES, DERIVED, Aggregator, levels_of
+from qmonit.redact import brief
 from qmonit.sample import EPOCH, make_sample
 from qmonit.stores import state
 from qmonit.stores.base import StoreUnavailable, WriteResult
@@ -135,7 +136,7 @@ def rollup(parts: Components, job: str, now: datetime, since: datetime | None = 
                                       "errors": len(report.errors),
                                       "pending": sum(report.pending.values())}
     if report.errors:
-        fields["message"] = "; ".join(report.errors)[:1000]
+        fields["message"] = brief("; ".join(report.errors), 1000)
     run = make_sample("qmonit_run", {"job": job, "source": report.mode,
                                      "status": "failed" if report.errors else "ok"},
                       fields, floor_to(now, timedelta(minutes=10)))

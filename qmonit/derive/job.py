@@ -32,6 +32,7 @@ from qmonit.gc_pause import gc_paused
 from qmonit.levels import aggregate
 from qmonit.model import AVERAGED_STATUSES, RULES, UNKNOWN
 from qmonit.notify import NotifyError, build_digest, notifiers
+from qmonit.redact import brief
 from qmonit.sample import SLOT, Sample, make_sample, slot_start
 from qmonit.stores import alerts, state, status_tables
 from qmonit.stores.alerts import FlagKey
@@ -327,7 +328,7 @@ def _run_samples(report: DeriveReport) -> list[Sample]:
         "open_flags": len(report.open_flags), "errors": 1 if report.error else 0,
     }
     if report.error:
-        fields["message"] = report.error[:1000]
+        fields["message"] = brief(report.error, 1000)
     out = [make_sample("qmonit_run", {"job": "derive", "source": "derive",
                                       "status": "failed" if report.error else "ok"},
                        fields, report.slot)]
@@ -335,7 +336,7 @@ def _run_samples(report: DeriveReport) -> list[Sample]:
         notifier_fields: dict[str, float | str] = {"sent": 0.0 if error else 1.0,
                                                    "errors": 1.0 if error else 0.0}
         if error:
-            notifier_fields["message"] = error[:1000]
+            notifier_fields["message"] = brief(error, 1000)
         out.append(make_sample("qmonit_run", {"job": "derive", "source": name,
                                               "status": "failed" if error else "ok"},
                                notifier_fields, report.slot))

@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from qmonit.http import make_session, safe_url
+from qmonit.redact import brief
 from qmonit.sample import epoch_seconds
 from qmonit.sources.base import SourceError, json_answer
 
@@ -132,7 +133,7 @@ def _reason(response: requests.Response) -> str:
     except (ValueError, AttributeError):
         error = None
     if isinstance(error, dict):
-        return str(error.get("reason") or error.get("type"))[:300]
+        return brief(str(error.get("reason") or error.get("type")), 300)
     if isinstance(error, str):
-        return error[:300]
+        return brief(error, 300)
     return response.reason or "no reason given"

@@ -19,6 +19,7 @@ import requests
 
 from qmonit.http import make_session, safe_url
 from qmonit.model import PANDA_JOB_STATUSES
+from qmonit.redact import brief
 from qmonit.sample import make_sample, or_unknown, shown_path
 from qmonit.sources.base import Collection, SourceError, json_answer
 
@@ -95,7 +96,7 @@ def unwrap_v1(payload: Any, origin: str) -> Any:
     if not isinstance(payload, dict) or "success" not in payload:
         raise SourceError(f"{origin}: not a PanDA API v1 response (no 'success' key)")
     if payload["success"] is not True:
-        message = str(payload.get("message") or "no message")[:300]
+        message = brief(str(payload.get("message") or "no message"), 300)
         raise SourceError(f"{origin}: the server reported failure: {message}")
     return payload.get("data")
 
@@ -118,7 +119,7 @@ class PandaJobStats:
         """GET the URL with `params`; the decoded JSON, or a SourceError saying what failed."""
         return json_answer(
             lambda: self.session.get(self.url, params=params, timeout=self.timeout),
-            self.origin, self.timeout, lambda response: response.text.strip()[:200])
+            self.origin, self.timeout, lambda response: brief(response.text.strip(), 200))
 
     def fetch(self) -> Any:
         """The job statistics (the v1 envelope removed)."""

@@ -27,6 +27,7 @@ import requests
 from qmonit.http import describe_failure, make_session, safe_url
 from qmonit.levels import Choice, Level
 from qmonit.lineprotocol import encode
+from qmonit.redact import brief
 from qmonit.retry import RetriesExhausted, Retry, Retryable
 from qmonit.sample import Sample, from_epoch
 from qmonit.stores.aggregate import GroupedQuery, Key, Stats, influxql, stats_from_influx
@@ -240,11 +241,11 @@ class InfluxStore:
                                 ) from None
             if response.status_code < 300:
                 return None
-            text = response.text[:2000]
+            text = brief(response.text, 2000)
             if response.status_code >= 500 or response.status_code == 429:
                 retry_after = response.headers.get("Retry-After")
                 raise Retryable(
-                    f"{self.location()}: HTTP {response.status_code} {text.strip()[:200]}",
+                    f"{self.location()}: HTTP {response.status_code} {brief(text.strip(), 200)}",
                     float(retry_after) if retry_after and retry_after.isdigit() else None,
                 )
             if response.status_code in _SPOOL_NOW:
@@ -296,7 +297,8 @@ class InfluxStore:
             payload = response.json()
         except ValueError:
             raise InfluxQueryError(
-                f"{self.location()}: HTTP {response.status_code}, not JSON: {response.text[:200]}"
+                f"{self.location()}: HTTP {response.status_code}, not JSON: "
+                f"{brief(response.text, 200)}"
             ) from None
         if "error" in payload:
             raise InfluxQueryError(f"{self.location()}: {payload['error']}")
@@ -509,4 +511,4 @@ class InfluxStore:
 
 def _error_text(body: str) -> str:
     match = re.search(r'"error"\s*:\s*"(.*)"', body, re.S)
-    return (match.group(1) if match else body).strip()[:500]
+    return brief((match.group(1) if match else body).strip(), 500)

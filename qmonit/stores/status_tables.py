@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from qmonit.redact import redact
+from qmonit.redact import brief
 from qmonit.sample import Sample
 from qmonit.stores.sql import describe_db_error, upsert
 from qmonit.stores.state import metadata
@@ -85,7 +85,7 @@ def record_runs(engine: Engine, job: str, runs: Sequence[dict], slot: datetime,
                 return before
             return slot if before is None else max(before, slot)
 
-        rows = [{"job": job, **run, "message": redact(run["message"])[:2000],
+        rows = [{"job": job, **run, "message": brief(run["message"], 2000),
                  "last_run_at": naive_utc(now), "last_slot": slot,
                  "last_ok_slot": newest_ok(run)} for run in runs]
         upsert(conn, table, rows, ["job", "source"])
