@@ -55,3 +55,92 @@ def test_an_echoed_token_is_masked_everywhere_it_could_leave(write_config, http,
         with gzip.open(spooled, "rt") as handle:
             assert PANDA_TOKEN not in handle.read()
     assert json.dumps(outputs)
+
+
+CUT_TOKEN = "QXTOKEN-7f3a9c1e2b5d"  # registered as [panda] token
+LOOSE_TOKEN = "PANDATOKEN-0c4e8a17b9f2d3"  # registered nowhere: masked by its look
+TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def no_prefix_of(token: str, text: str) -> bool:
+    """No piece of `token` from its start, 3 characters or longer, is in `text`."""
+    return all(token[:length] not in text for length in range(3, len(token) + 1))
+
+
+def test_a_traceback_with_a_token_is_masked_in_the_log_file(tmp_path):
+    import logging
+    import re
+
+    from qmonit import logs
+
+    log_file = tmp_path / "qmonit.log"
+    logs.setup("INFO", str(log_file), [CUT_TOKEN])
+    try:
+        raise RuntimeError(f"HTTP 401: Authorization: Bearer {LOOSE_TOKEN} refused; "
+                           f"token={CUT_TOKEN}")
+    except RuntimeError:
+        logging.getLogger("qmonit.collect").exception("source %s failed", "panda")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    lines = log_file.read_text().splitlines()
+    assert re.fullmatch(f"{TIMESTAMP} ERROR qmonit.collect: source panda failed", lines[0])
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "RuntimeError: HTTP 401: Authorization: Bearer *** refused; token=***"
+    assert no_prefix_of(LOOSE_TOKEN, log_file.read_text())
+    assert no_prefix_of(CUT_TOKEN, log_file.read_text())
+
+
+def test_a_token_across_the_cut_leaves_no_prefix_in_check_status_or_log(write_config, http,
+                                                                        tmp_path):
+    body = "e" * 195 + CUT_TOKEN + " " + "f" * (250 - 196 - len(CUT_TOKEN))
+    assert len(body) == 250 and body.index(CUT_TOKEN) < 200 < body.index(CUT_TOKEN) + 20
+    http.route(PANDA, Reply(500, body))
+    log_file = tmp_path / "qmonit.log"
+    cfg = write_config({"panda": {"url": http.url}, "sources": {"enabled": "panda"},
+                        "logging": {"file": str(log_file)}})
+    env = {**environ_without_qmonit(), "QMONIT_PANDA_TOKEN": CUT_TOKEN}
+    done = {command: subprocess.run([sys.executable, "-m", "qmonit", "-c", str(cfg), *command],
+                                    capture_output=True, text=True, env=env)
+            for command in (("init",), ("check",), ("run", "collect", "--at",
+                                                    "2026-11-21T12:00Z"))}
+    reason = f"PanDA {http.url}{PANDA}: HTTP 500: " + "e" * 195 + "*** f"
+    check = done[("check",)]
+    assert f"FAILED: {reason}" in check.stdout, check.stdout + check.stderr
+    assert done[("run", "collect", "--at", "2026-11-21T12:00Z")].returncode == 1
+    with sqlite3.connect(tmp_path / "data" / "qmonit.sqlite") as conn:
+        stored = dict(conn.execute("SELECT source, message FROM source_status "
+                                   "WHERE job = 'collect'").fetchall())
+    assert stored["panda"] == reason
+    logged = log_file.read_text()
+    assert f"source panda failed, nothing written for it: {reason}" in logged
+    everything = logged + "".join(d.stdout + d.stderr for d in done.values()) + stored["panda"]
+    assert no_prefix_of(CUT_TOKEN, everything)
+
+
+def test_a_slurm_client_gets_no_qmonit_secret(write_config, tmp_path):
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    for name in ("squeue", "sinfo"):  # each dumps its environment and lists nothing
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\nenv > {tmp_path}/{name}.env\n")
+        script.chmod(0o700)
+    cfg = write_config({"sources": {"enabled": "slurm"},
+                        "slurm": {"bin_dir": str(bin_dir), "cluster": "t1"}})
+    env = {**environ_without_qmonit(), "QMONIT_PANDA_TOKEN": PANDA_TOKEN,
+           "QMONIT_GRAFANA_TOKEN": GRAFANA_TOKEN, "QMONIT_INFLUXDB_USERNAME": "writer",
+           "QMONIT_INFLUXDB_PASSWORD": "influx-pw-5b0", "SITE_API_TOKEN": "site-token-1a9",
+           "https_proxy": "http://proxyuser:proxy-pw-77@127.0.0.1:3128",
+           "SLURM_CONF": str(tmp_path / "slurm.conf"), "HARMLESS_MARK": "kept-7"}
+    done = subprocess.run([sys.executable, "-m", "qmonit", "-c", str(cfg), "states", "test",
+                           "slurm"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("squeue", "sinfo"):
+        dumped = (tmp_path / f"{name}.env").read_text()
+        keys = {line.split("=", 1)[0] for line in dumped.splitlines() if "=" in line}
+        assert {"QMONIT_PANDA_TOKEN", "QMONIT_GRAFANA_TOKEN", "QMONIT_INFLUXDB_USERNAME",
+                "QMONIT_INFLUXDB_PASSWORD", "SITE_API_TOKEN", "https_proxy"} & keys == set()
+        assert "HARMLESS_MARK=kept-7" in dumped.splitlines()
+        assert f"SLURM_CONF={tmp_path / 'slurm.conf'}" in dumped.splitlines()
+        for secret in (PANDA_TOKEN, GRAFANA_TOKEN, "influx-pw-5b0", "site-token-1a9",
+                       "proxy-pw-77"):
+            assert secret not in dumped
