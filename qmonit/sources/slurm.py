@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples
-from qmonit.redact import child_environment
+from qmonit.redact import brief, child_environment
 from qmonit.sources.base import Collection, SourceError
 from qmonit.states.rules import RuleSet, load_rules
 
@@ -176,7 +176,7 @@ def parse_squeue_text(text: str) -> tuple[list[BatchJob], list[str]]:
         values = [value.strip() for value in line.rstrip().rstrip(SEP).split(SEP)]
         if len(values) != len(SQUEUE_FIELDS):
             problems.append(f"squeue line {number}: {len(values)} fields, expected "
-                            f"{len(SQUEUE_FIELDS)}; skipped: {line[:120]!r}")
+                            f"{len(SQUEUE_FIELDS)}; skipped: {brief(line, 120)!r}")
             continue
         row = dict(zip(SQUEUE_FIELDS, values, strict=True))
         try:
@@ -208,7 +208,7 @@ def parse_sinfo_text(text: str, jobs_per_node: Mapping[str, int],
         values = [value.strip() for value in line.rstrip(SEP).split(SEP)]
         if len(values) != len(SINFO_FIELDS):
             _report(problems, f"sinfo line {number}: {len(values)} fields, expected "
-                              f"{len(SINFO_FIELDS)}; skipped: {line[:120]!r}")
+                              f"{len(SINFO_FIELDS)}; skipped: {brief(line, 120)!r}")
             continue
         name, state_long, cpu_states, gres, gres_used = values
         if name in nodes:
