@@ -54,9 +54,14 @@ class Components:
     daod: Any = None  # the datadisk job's DAOD accounting: has volumes(until)
 
 
+def http_section(cfg: Config, name: str) -> dict[str, Any]:
+    """A section of an HTTP client with the [http] cap on answers (make_session reads it)."""
+    return {**cfg.section(name), "max_response_mb": cfg.get("http", "max_response_mb")}
+
+
 def build(cfg: Config) -> Components:
     engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
-    influx = cfg.section("influxdb")
+    influx = http_section(cfg, "influxdb")
     series_ids: Callable[[Sample], int] = series_id
     if influx["url"]:
         store: TimeSeriesStore = InfluxStore(influx)
@@ -90,18 +95,18 @@ def build(cfg: Config) -> Components:
                     SimulatedSlurm(rules["slurm"], rules["slurm_nodes"]),
                     SimulatedFactory(grid, rules["htcondor"], rules["apf"])]
     if "panda" in enabled:
-        sources.append(PandaJobStats(cfg.section("panda")))
+        sources.append(PandaJobStats(http_section(cfg, "panda")))
     if "harvester" in enabled:
-        sources.append(HarvesterWorkers(cfg.section("panda"), rules["harvester"]))
+        sources.append(HarvesterWorkers(http_section(cfg, "panda"), rules["harvester"]))
     if "htcondor" in enabled:
         sources.append(HTCondorSource(cfg.section("htcondor"), rules["htcondor"], rules["apf"]))
     if "slurm" in enabled:
         sources.append(_slurm_source(cfg, rules["slurm"], rules["slurm_nodes"]))
     if cfg.get("cric", "url") and grid is None:
-        topology = CricTopology(cfg.section("cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
+        topology = CricTopology(http_section(cfg, "cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
     daod: Any = None
     if cfg.get("datadisk", "url"):
-        daod = DaodAccounting(cfg.section("datadisk"))
+        daod = DaodAccounting(http_section(cfg, "datadisk"))
     elif grid is not None:
         daod = SimulatedDaod(grid)
     return Components(cfg, engine, store, spool, DurableWriter(store, spool, buffer), sources,

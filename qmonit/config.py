@@ -44,6 +44,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "path",
         ),
     },
+    "http": {
+        "max_response_mb": Option(
+            "128", "Largest answer read from any HTTP server (PanDA, Harvester, CRIC, DAOD, "
+            "InfluxDB, Grafana), in MB, received and decoded alike: past it the exchange "
+            "stops and the source fails, naming this key. ATLAS's largest answer, CRIC's "
+            "pandaqueue dump, is tens of MB; a gzip bomb costs at most this much memory.",
+            "float", positive=True),
+    },
     "influxdb": {
         "url": Option(
             "",

@@ -7,6 +7,7 @@ while an earlier slot is written (`qmonit demo` does), and hand back what it got
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,9 +17,11 @@ from qmonit.components import Components
 from qmonit.enrich import enrich_jobs, enrich_workers
 from qmonit.levels import aggregate
 from qmonit.sample import Sample
-from qmonit.sources.base import SourceError
+from qmonit.sources.base import PARSE_ERRORS, Source, SourceError
 from qmonit.sources.cric import Topology
 from qmonit.states.rules import with_state_tag
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,12 +66,25 @@ def fetch(parts: Components, slot: datetime) -> SlotFetch:
             answers.append(SourceAnswer(source.name, None, message=str(exc),
                                         duration_s=time.monotonic() - clock))
             continue
+        except PARSE_ERRORS as exc:  # an answer no parser could take: this source failed
+            log.error("%s: its answer could not be parsed", source.name, exc_info=True)
+            answers.append(SourceAnswer(source.name, None, message=parse_failure(source, exc),
+                                        duration_s=time.monotonic() - clock))
+            continue
         samples = normalize(parts, source.name, collection.samples, topology, unknown)
         answers.append(SourceAnswer(
             source.name, samples, collection.problems, duration_s=time.monotonic() - clock,
             jobs=getattr(source, "last_jobs", None), cluster=getattr(source, "cluster", ""),
             levels=aggregate(samples), series_ids=list(map(parts.series_ids, samples))))
     return SlotFetch(slot, topology, topology_s, answers, unknown)
+
+
+def parse_failure(source: Source, exc: BaseException) -> str:
+    """What a source whose answer broke a parser failed of (RecursionError's message says
+    nothing a user can act on)."""
+    what = {RecursionError: "nested too deep", MemoryError: "too large for memory"}.get(
+        type(exc), str(exc))
+    return f"{source.name}: its answer could not be parsed ({type(exc).__name__}: {what})"
 
 
 def normalize(parts: Components, source: str, samples: list[Sample], topology: Topology,

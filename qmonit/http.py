@@ -1,32 +1,139 @@
 """HTTP sessions for PanDA, CRIC and InfluxDB: TLS on by default, auth, one deadline per
-exchange, safe URLs for logs.
+exchange, a cap on every answer's size, safe URLs for logs.
 
 requests' `timeout` bounds each socket operation, not the exchange: a server that sends
 its answer one byte every few seconds keeps a request alive for ever. Every request made
 through a Session here also has a deadline for the whole exchange (connect, send, the
 answer's headers and body), by default its `timeout`: when it passes, a watchdog shuts
 the exchange's socket down and the request raises ExchangeTimeout.
+
+Every answer is also read with a cap (`[http] max_response_mb`) on the bytes received and
+on the bytes they decode to: the body is read in chunks, gzip/deflate are inflated here
+with a bound on each step's output, and past the cap the exchange stops with
+ResponseTooLarge. A gzip bomb (256 MB of zeros in 260 KB) costs at most the cap in memory.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import zlib
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from qmonit import __version__
 
 USER_AGENT = f"qmonit/{__version__}"
+DEFAULT_MAX_RESPONSE_MB = 128.0  # the [http] max_response_mb default (see config.py)
+CHUNK = 64 * 1024  # bytes received per read
+ENCODINGS = "gzip, deflate"  # what we inflate ourselves; no br/zstd even when installed
 
 
 class ExchangeTimeout(requests.Timeout):
     """The whole exchange took longer than its deadline (a server that hangs or drips)."""
+
+
+class ResponseTooLarge(requests.RequestException):
+    """The answer is larger than the cap, received or decoded; it was not read further."""
+
+    def __init__(self, cap: int, received: int, decoded: int, declared: int | None = None):
+        self.cap, self.received, self.decoded, self.declared = cap, received, decoded, declared
+        where = (f"Content-Length {declared}; not read" if declared is not None else
+                 f"stopped after {received} bytes received, {decoded} decoded")
+        super().__init__(f"answer larger than {cap / 2**20:g} MB ([http] max_response_mb): "
+                         f"{where}")
+
+
+class BadEncoding(requests.RequestException):
+    """The answer's Content-Encoding is not one qmonit asked for, or does not decode."""
+
+
+class _Inflater:
+    """gzip or zlib (HTTP's deflate, raw deflate too) inflated with a bound on each output."""
+
+    def __init__(self, encoding: str):
+        self.wbits = zlib.MAX_WBITS | 32  # a gzip or zlib header, detected
+        self.encoding = encoding
+        self.inflate = zlib.decompressobj(self.wbits)
+        self.started = False
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Inflate `data`, at most `room` bytes out (the rest of the input stays unread)."""
+        out = []
+        while data and room > 0:
+            try:
+                piece = self.inflate.decompress(data, room)
+            except zlib.error as exc:
+                if not self.started and self.encoding == "deflate" and self.wbits > 0:
+                    self.wbits = -zlib.MAX_WBITS  # a server that sends raw deflate
+                    self.inflate = zlib.decompressobj(self.wbits)
+                    continue
+                if self.started and self.inflate.eof:
+                    return b"".join(out)  # bytes after the last gzip member: ignored
+                raise BadEncoding(f"the answer's {self.encoding} encoding is broken ({exc})"
+                                  ) from None
+            self.started = True
+            out.append(piece)
+            room -= len(piece)
+            if self.inflate.eof:  # a further gzip member may follow
+                data = self.inflate.unused_data
+                if data:
+                    self.inflate = zlib.decompressobj(self.wbits)
+            else:
+                data = self.inflate.unconsumed_tail
+        return b"".join(out)  # input left over only when room ran out: the cap is passed
+
+
+def _read(response: requests.Response) -> bytes:
+    """One chunk of the raw body; urllib3's errors as requests raises them for `.content`."""
+    try:
+        return response.raw.read(CHUNK, decode_content=False)
+    except ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
+    except ReadTimeoutError as exc:
+        raise requests.ConnectionError(exc) from None
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from None
+
+
+def read_capped(response: requests.Response, cap: int) -> bytes:
+    """The body of a streamed `response`, decoded, or ResponseTooLarge past `cap` bytes
+    received or decoded (the connection is then closed, not reused)."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        inflater = None
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = _Inflater(encoding)
+    else:
+        response.close()
+        raise BadEncoding(f"the answer's Content-Encoding {encoding!r} was not asked for "
+                          f"(only {ENCODINGS})")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        response.close()
+        raise ResponseTooLarge(cap, 0, 0, int(declared))
+    parts: list[bytes] = []
+    received = decoded = 0
+    while True:
+        data = _read(response)
+        if not data:
+            break
+        received += len(data)
+        if inflater is not None:
+            data = inflater.feed(data, cap + 1 - decoded)
+        decoded += len(data)
+        if received > cap or decoded > cap:
+            response.close()
+            raise ResponseTooLarge(cap, received, min(decoded, cap + 1))
+        parts.append(data)
+    return b"".join(parts)
 
 
 _exchange = threading.local()  # the connections the running exchange of this thread uses
@@ -55,6 +162,20 @@ _WATCHED = {"http": _WatchedPool, "https": _WatchedTLSPool}
 
 
 class _Adapter(HTTPAdapter):
+    """Pools that report their connections to the exchange; every answer that is not
+    streamed by request (stream=True) is read here, within the cap, redirects' too."""
+
+    max_bytes = int(DEFAULT_MAX_RESPONSE_MB * 2**20)
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             **kwargs: Any) -> requests.Response:
+        response = super().send(request, stream=True, **kwargs)
+        if not stream:
+            response._content = read_capped(response, self.max_bytes)
+            response._content_consumed = True
+            response.raw.release_conn()
+        return response
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED
@@ -83,13 +204,17 @@ class Session(requests.Session):
     the configured ca_bundle (or verify_tls = false) is what is used.
 
     `deadline_s=` bounds the whole exchange (default: `timeout`, when it is one number);
-    a streamed body (stream=True) is read after the deadline's watch and is not bounded.
+    a streamed body (stream=True) is read after the deadline's watch and is not bounded,
+    neither in time nor in size. Every other answer is read within `max_response_mb`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_response_mb: float = DEFAULT_MAX_RESPONSE_MB) -> None:
         super().__init__()
+        self.headers["Accept-Encoding"] = ENCODINGS
         for prefix in ("http://", "https://"):
-            self.mount(prefix, _Adapter())
+            adapter = _Adapter()
+            adapter.max_bytes = int(max_response_mb * 2**20)
+            self.mount(prefix, adapter)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("verify", self.verify)
@@ -125,8 +250,9 @@ class Session(requests.Session):
 
 
 def make_session(settings: Mapping[str, Any]) -> requests.Session:
-    """A session from a config section with verify_tls, ca_bundle, token, cert, key."""
-    session = Session()
+    """A session from a config section with verify_tls, ca_bundle, token, cert, key (and
+    max_response_mb, the [http] cap, which components.py adds to each section)."""
+    session = Session(settings.get("max_response_mb") or DEFAULT_MAX_RESPONSE_MB)
     session.headers["User-Agent"] = USER_AGENT
     if not settings.get("verify_tls", True):
         session.verify = False
@@ -152,6 +278,8 @@ def safe_url(url: str) -> str:
 def describe_failure(exc: requests.RequestException, timeout: Any = None) -> str:
     """A short reason for a failed request that never repeats the URL's credentials."""
     within = f" within {timeout:g} s" if isinstance(timeout, int | float) else ""
+    if isinstance(exc, ResponseTooLarge | BadEncoding):
+        return str(exc)
     if isinstance(exc, ExchangeTimeout):
         return f"timed out: {exc} (raise timeout_s if the server is only slow)"
     if isinstance(exc, requests.ConnectTimeout):

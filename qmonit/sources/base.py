@@ -13,6 +13,13 @@ import requests
 from qmonit.http import describe_failure
 from qmonit.sample import Sample
 
+MAX_JSON_DEPTH = 64  # PanDA and Harvester nest 6 deep, CRIC 4, Elasticsearch ~10
+
+# What a parser raises on input it cannot take: bad values, numbers too large, nesting too
+# deep for the interpreter's stack, more than memory holds. Any of them from a source is a
+# source error (recorded, the other sources go on), never the end of the run.
+PARSE_ERRORS = (ValueError, ArithmeticError, RecursionError, MemoryError)
+
 
 class SourceError(Exception):
     """The source as a whole failed: nothing of it may be written, not even zeros."""
@@ -45,7 +52,48 @@ def json_answer(send: Callable[[], requests.Response], origin: str, timeout: Any
         reason = refused(response)
         raise SourceError(f"{origin}: HTTP {response.status_code}"
                           + (f": {reason}" if reason else ""))
+    return parse_json(response.content, origin)
+
+
+def parse_json(text: bytes | str, origin: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Decoded JSON nested at most `max_depth` deep, or a SourceError naming `origin`."""
     try:
-        return json.loads(response.content)
+        value = json.loads(text)
+    except RecursionError:
+        raise SourceError(f"{origin}: response is not valid JSON (nested deeper than "
+                          f"{max_depth} levels)") from None
+    except MemoryError:
+        raise SourceError(f"{origin}: response too large to decode in memory") from None
     except ValueError as exc:
         raise SourceError(f"{origin}: response is not valid JSON ({exc})") from None
+    if json_depth(value, max_depth) > max_depth:
+        raise SourceError(f"{origin}: response is not valid JSON (nested deeper than "
+                          f"{max_depth} levels)")
+    return value
+
+
+_CONTAINERS = (dict, list)
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deep `value`'s lists and objects nest (counted without recursion; once past
+    `limit`, limit + 1)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return limit + 1
+        below = depth + 1
+        for child in children:
+            if type(child) in _CONTAINERS:  # json.loads makes exactly dict and list
+                stack.append((child, below))
+    return deepest

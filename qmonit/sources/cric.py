@@ -19,7 +19,7 @@ import requests
 
 from qmonit.files import write_text_atomic
 from qmonit.http import make_session, safe_url
-from qmonit.sources.base import SourceError, json_answer
+from qmonit.sources.base import PARSE_ERRORS, SourceError, json_answer
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,10 @@ class CricTopology:
             queues, problems = parse_pandaqueues(self.fetch(), self.origin)
         except SourceError as exc:
             return self._fallback(str(exc), now)
+        except PARSE_ERRORS as exc:  # a record no parser could take: the snapshot serves
+            log.error("%s: the answer could not be parsed", self.origin, exc_info=True)
+            return self._fallback(f"{self.origin}: the answer could not be parsed "
+                                  f"({type(exc).__name__}: {exc})", now)
         for problem in problems:
             log.warning(problem)
         message = f"{len(queues)} queues from {self.origin}"

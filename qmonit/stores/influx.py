@@ -111,7 +111,8 @@ class InfluxStore:
             max_s=settings["retry_max_s"],
         )
         self.session = session or make_session(
-            {"verify_tls": settings["verify_tls"], "ca_bundle": settings["ca_bundle"]}
+            {"verify_tls": settings["verify_tls"], "ca_bundle": settings["ca_bundle"],
+             "max_response_mb": settings.get("max_response_mb")}
         )
         self._field_keys: dict[tuple[str, str], list[str]] = {}
         self.until: float | None = None  # time.monotonic() by which the job must be done
