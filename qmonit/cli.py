@@ -82,6 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (roll-ups, dashboards) makes many short-lived rows too: with the default threshold
     # (700) the collector would run thousands of times, each walking every long-lived object.
     gc.set_threshold(50_000, 20, 100)
+    # everything qmonit writes (databases, spool, logs, the CRIC snapshot) names owners,
+    # queues and alerts: private whatever cron's umask (022) is; restored for an in-process
+    # caller (the tests)
+    previous_umask = os.umask(0o077)
+    try:
+        return _main(argv)
+    finally:
+        os.umask(previous_umask)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     if args.command == "config":
         text = config.example_text() if args.action == "example" else config.reference_markdown()

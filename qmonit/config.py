@@ -443,6 +443,9 @@ def load(
         file = Path(path)
         if not file.is_file():
             raise ConfigError(f"{path}: no such configuration file")
+        untrusted = trust_errors(file, "a configuration")
+        if untrusted:
+            raise ConfigError(untrusted[0])
         try:
             with file.open(encoding="utf-8") as handle:
                 parser.read_file(handle)
@@ -487,7 +490,85 @@ def load(
     if errors:
         where = path or "configuration"
         raise ConfigError(f"{where}: " + "; ".join(errors))
+    if warn:
+        for warning in _cleartext_warnings(values):
+            warn(warning)
     return Config(values, path)
+
+
+def trust_errors(path: str | Path, what: str) -> list[str]:
+    """A file or directory that decides what qmonit runs and where its secrets go (the
+    configuration, rule files, dashboards, [slurm] bin_dir) must be changeable by its owner
+    alone, and that owner must be root or the user qmonit runs as. [] when it can be
+    trusted or does not exist (its absence is reported where it is used)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return []
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return [f"{path}: writable by group or others (mode {stat.filemode(info.st_mode)}); "
+                f"qmonit refuses {what} others can change: chmod go-w {path}"]
+    if info.st_uid not in (0, os.geteuid()):
+        user = _user()
+        return [f"{path}: owned by {_owner(info.st_uid)} (uid {info.st_uid}), neither root nor "
+                f"{user} who runs qmonit; qmonit refuses {what} another user can change: "
+                f"chown {user} {path}"]
+    return []
+
+
+def _owner(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _trusted_paths_errors(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    errors = []
+    for source, path in values["states"].items():
+        errors += [f"[states] {source}: {e}" for e in trust_errors(path, "a rule file") if path]
+    if values["slurm"]["bin_dir"]:
+        errors += [f"[slurm] bin_dir: {e}"
+                   for e in trust_errors(values["slurm"]["bin_dir"], "a directory of commands")]
+    boards = values.get("grafana", {}).get("dashboards_dir", "")
+    if boards:
+        errors += [f"[grafana] dashboards_dir: {e}"
+                   for e in trust_errors(boards, "a directory of dashboard code")]
+        if Path(boards).is_dir():
+            for code in sorted(Path(boards).glob("*.py")):  # `dashboards build` executes them
+                errors += [f"[grafana] dashboards_dir: {e}"
+                           for e in trust_errors(code, "dashboard code")]
+    return errors
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _cleartext_warnings(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Secrets that would cross the network unencrypted: a warning, not a refusal (a test
+    server, a trusted LAN); the loopback never leaves the host."""
+    warnings = []
+    for section, keys in (("influxdb", ("token", "password")), ("panda", ("token",)),
+                          ("cric", ("token",)), ("datadisk", ("token",)),
+                          ("grafana", ("token",))):
+        url = values.get(section, {}).get("url", "")
+        parts = urlsplit(url)
+        if parts.scheme != "http" or parts.hostname in _LOOPBACK:
+            continue
+        for key in keys:
+            if values[section][key]:
+                warnings.append(f"[{section}] {key} is sent in clear text: [{section}] url is "
+                                f"http://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+                                f", not https://")
+    notify = values["notify"]
+    if (notify["smtp_username"] and not notify["smtp_starttls"]
+            and notify["smtp_host"] not in _LOOPBACK):
+        warnings.append(f"[notify] smtp_password is sent in clear text to "
+                        f"{notify['smtp_host']}:{notify['smtp_port']}: [notify] smtp_username "
+                        f"is set but smtp_starttls is false; set smtp_starttls = true")
+    return warnings
 
 
 def _user() -> str:
@@ -546,7 +627,10 @@ def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
             errors.append(f"[panda] url: required because [sources] enabled lists {name}")
     if values["slurm"]["backend"] == "pyslurm" and values["slurm"]["format"] == "json":
         errors.append("[slurm] format: json applies to the cli backend only")
-    errors.extend(_rule_file_errors(values["states"]))
+    untrusted = _trusted_paths_errors(values)
+    errors.extend(untrusted)
+    if not untrusted:
+        errors.extend(_rule_file_errors(values["states"]))
     influx = values["influxdb"]
     if influx["token"] and (influx["username"] or influx["password"]):
         errors.append("[influxdb] token: set either token or username/password, not both")

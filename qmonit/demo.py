@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 import sys
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from qmonit.components import Components, build
 from qmonit.datadisk import placement_summary, run_datadisk
 from qmonit.derive.job import derive
 from qmonit.fetch import SlotFetch, fetch
+from qmonit.files import private_dir, write_text_atomic
 from qmonit.notify import describe
 from qmonit.sample import SLOT, epoch_seconds, slot_start
 from qmonit.stores import alerts, state
@@ -34,6 +34,26 @@ def demo_config(directory: Path, scale: str, seed: int) -> config.Config:
                     "simulated_seed": str(seed)},
         "logging": {"level": "ERROR"},
     })
+
+
+MARK = ".qmonit-demo"  # the directory is one `qmonit demo` made: its own files may go
+OWN_FILES = ("qmonit.sqlite", "qmonit.sqlite-wal", "qmonit.sqlite-shm", "qmonit.sqlite-journal")
+
+
+def _prepare(directory: Path) -> str:
+    """Make `directory` ready for a fresh demo, deleting only the demo's own files, and only
+    in a directory a demo made; "" or the reason it cannot be used (nothing was deleted)."""
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        return f"{directory}: not a directory; nothing was changed: give a new or empty --dir"
+    if directory.is_dir() and not (directory / MARK).is_file() and any(directory.iterdir()):
+        return (f"{directory}: not empty and not made by `qmonit demo`; nothing was deleted: "
+                f"give a new or empty --dir")
+    private_dir(directory)
+    write_text_atomic(directory / MARK, "made by `qmonit demo`: it deletes only its own "
+                      f"files here ({', '.join(OWN_FILES)})\n")
+    for name in OWN_FILES:
+        (directory / name).unlink(missing_ok=True)
+    return ""
 
 
 DERIVE_HOURS = 8  # derive after each of the last cycles: by then the 24 h baseline is 70% full
@@ -84,9 +104,12 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
              serial: bool = False) -> int:
     """Start from an empty demo directory, collect every slot of the last `hours` (derive after
     each of the last DERIVE_HOURS of them), and report. The sources are asked in a second
-    process, slots ahead, unless `serial`."""
-    if directory.exists():
-        shutil.rmtree(directory)
+    process, slots ahead, unless `serial`. A directory it did not make must be empty: it
+    never deletes what it did not make (exit 2)."""
+    problem = _prepare(directory)
+    if problem:
+        print(f"qmonit demo: {problem}", file=sys.stderr)
+        return 2
     cfg = demo_config(directory, scale, seed)
     last = slot_start(now or datetime.now(UTC))
     slots = [last - SLOT * i for i in reversed(range(hours * 6))]

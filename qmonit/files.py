@@ -1,4 +1,4 @@
-"""Files written whole or not at all: a temporary name, fsync, then a rename into place."""
+"""Files written whole or not at all, and private: 0600 files in 0700 directories."""
 
 from __future__ import annotations
 
@@ -6,10 +6,32 @@ import os
 import tempfile
 from pathlib import Path
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
-def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and every missing parent 0700 (mkdir(parents=True, mode=...) sets the
+    mode of the last part only, and the umask still applies); an existing one is left as is."""
+    missing = []
+    part = Path(path)
+    while not part.exists():
+        missing.append(part)
+        if part.parent == part:
+            break
+        part = part.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            continue  # made meanwhile by another process
+        os.chmod(directory, PRIVATE_DIR)  # whatever the umask
+    return path
+
+
+def write_text_atomic(path: Path, text: str, mode: int = PRIVATE_FILE) -> None:
     """A reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -42,7 +43,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def _name_problem(key: str, value: str) -> str | None:
     """Why a tag value cannot be kept as it is, or None: longer than the SQL column it goes
     in, or holding a control character (CR, LF, TAB, ...), which line protocol cannot carry
-    and a table would keep altered."""
+    and a table would keep altered, or a Unicode format character (right-to-left override,
+    zero-width space, ...), which would show a dashboard a name other than the stored one."""
     limit = TAG_LIMITS.get(key, TAG_LIMIT)
     if len(value) > limit:
         return f"is {len(value)} characters long (at most {limit}): {value[:40]!r}..."
@@ -50,6 +52,12 @@ def _name_problem(key: str, value: str) -> str | None:
     if control:
         return (f"= {value[:80]!r} holds the control character {control.group()!r} "
                 "(names must be printable)")
+    if not value.isascii():  # the ASCII fast path: no format character there
+        for char in value:
+            if unicodedata.category(char) == "Cf":
+                return (f"= {value[:80]!r} holds the format character U+{ord(char):04X} "
+                        f"{unicodedata.name(char, 'unnamed')} (names must not hold invisible "
+                        "or direction-changing characters)")
     return None
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from qmonit.files import private_dir
 from qmonit.sample import Sample, from_epoch
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def _write_atomically(path: Path, lines: Iterable[str]) -> int:
     raises OSError."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as raw:
+        # 0600 whatever the umask: the points name owners, queues and jobs
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as handle:
                 for line in lines:
                     handle.write(line.encode() + b"\n")
@@ -100,7 +102,7 @@ class Spool:
         self.max_bytes = max_bytes
 
     def _ensure(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
 
     def files(self) -> list[SpoolFile]:
         """Pending spool files, oldest first; one whose header cannot be read is moved to
@@ -130,7 +132,7 @@ class Spool:
 
     def _quarantine(self, path: Path, problem: str) -> Path:
         target = self.directory / DAMAGED
-        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(target)
         moved = target / path.name
         os.replace(path, moved)
         log.error("spool file %s is damaged: %s; moved to %s for inspection", path, problem,
@@ -162,7 +164,7 @@ class Spool:
     def put_rejected(self, lines: Sequence[str], reason: str) -> Path:
         """Keep points a store refused as invalid, with the reason, for a human to read."""
         target = self.directory / "rejected"
-        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(target)
         path = target / f"{time.time_ns():020d}.txt.gz"
         _write_atomically(path, [f"# {reason}", *lines])
         return path
