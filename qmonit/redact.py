@@ -28,10 +28,10 @@ _KEY_WORDS = ("pass", "pwd", "token", "secret", "key")
 # keeping what says where it was); the words, looked for first, spare a long text the scans
 _LOOKS_SECRET = [
     # an Authorization header, any scheme: "Authorization: Basic dXNl..." (as echoed or dumped)
-    (("authorization",), re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)(?:([a-z]+)(\s+))?"
+    (("authorization",), re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:([a-z]+)(\s+))?"
                 r"[^\s\"',;}]+"), lambda m: f"{m[1]}{m[2] or ''}{m[3] or ''}{MASK}"),
     # a bearer token on its own: "Bearer eyJhbGciOi..."
-    (("bearer",), re.compile(r"(?i)\b(bearer\s+)[\w.~+/=-]{8,}"), rf"\1{MASK}"),
+    (("bearer",), re.compile(r"(?i)(bearer\s+)[\w.~+/=-]{8,}"), rf"\1{MASK}"),
     # a password in a URL: scheme://user:password@host
     (("://",), re.compile(r"(://[^/\s:@?#]{0,256}:)[^/\s@?#]+@"), rf"\1{MASK}@"),
     # key=value, in a query string or a dump: token=..., password=..., QMONIT_X_TOKEN=...

@@ -144,3 +144,45 @@ def test_a_slurm_client_gets_no_qmonit_secret(write_config, tmp_path):
         for secret in (PANDA_TOKEN, GRAFANA_TOKEN, "influx-pw-5b0", "site-token-1a9",
                        "proxy-pw-77"):
             assert secret not in dumped
+
+
+LOOKS_SECRET = [  # (text, what leaves) for credentials registered nowhere
+    ("Authorization: Basic dXNlcjpwYXNzd29yZA== refused",
+     "Authorization: Basic *** refused"),
+    ("{'Authorization': 'Token influx-tok-55'}", "{'Authorization': 'Token ***'}"),
+    ("echo: Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig", "echo: Bearer ***"),
+    ("mysql+mysqlconnector://qmonit:db-pw-9@db.example:3306/q",
+     "mysql+mysqlconnector://qmonit:***@db.example:3306/q"),
+    ("GET /query?db=qmonit&p=influx-pw&u=w&token=abc123&q=1",
+     "GET /query?db=qmonit&p=influx-pw&u=w&token=***&q=1"),
+    ("QMONIT_INFLUXDB_PASSWORD=influx-pw-3 password=x1",
+     "QMONIT_INFLUXDB_PASSWORD=*** password=***"),
+    ('{"user": "w", "password": "a b c"}', '{"user": "w", "password": "***"}'),
+    # kept: no credential in them
+    ("a bearer token over http://panda.example", "a bearer token over http://panda.example"),
+    ("http://influx.example:8086/write@x", "http://influx.example:8086/write@x"),
+    ("Access denied for user 'w'@'h' (using password: YES)",
+     "Access denied for user 'w'@'h' (using password: YES)"),
+    ("max_tokens=5 timeout_s=10", "max_tokens=5 timeout_s=10"),
+]
+
+
+def test_what_looks_like_a_credential_is_masked_even_unregistered():
+    from qmonit.redact import brief, redact
+
+    for text, shown in LOOKS_SECRET:
+        assert redact(text) == shown, text
+        assert redact(shown) == shown, shown  # masking twice changes nothing
+    assert brief("x" * 10 + "Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig", 20) == "xxxxxxxxxxBearer ***"
+
+
+def test_a_scheduler_client_environment_and_qmonits_own():
+    from qmonit.redact import child_environment
+
+    parent = {"PATH": "/usr/bin", "QMONIT_PANDA_TOKEN": "t-1", "QMONIT_CONFIG": "/etc/q.cfg",
+              "BEARER_TOKEN": "t-2", "DB_PASSWORD": "p-1", "SLURM_CONF": "/etc/slurm.conf",
+              "http_proxy": "http://u:p-2@proxy:3128", "LANG": "C.UTF-8"}
+    assert child_environment(environ=parent) == {
+        "PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm.conf", "LANG": "C.UTF-8"}
+    # the daemon's `qmonit run` reads its secrets from the environment as the daemon did
+    assert child_environment(qmonit_child=True, environ=parent) == parent
