@@ -38,6 +38,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.config import Config, ConfigError
+from qmonit.files import private_dir
 from qmonit.redact import child_environment, register
 from qmonit.sample import SLOT, epoch_seconds, slot_start
 from qmonit.stores import lease
@@ -82,21 +83,24 @@ class ProcessRunner:
     """Each job as `python -m qmonit run JOB --at AT`, the way cron's run.sh starts it."""
 
     def __init__(self, config_path: str | None, python: str = sys.executable,
-                 poll_s: float = 0.5):
+                 poll_s: float = 0.5, cwd: str | None = None):
         self.config_path = config_path
+        self.cwd = cwd  # the data_dir: nothing a stranger can plant there
         self.python = python
         self.poll_s = poll_s
 
     def __call__(self, job: str, at: datetime, deadline_s: float,
                  tick: Callable[[], str]) -> Run:
-        command = [self.python, "-m", "qmonit"]
+        # -I (isolated): neither the working directory nor PYTHON* variables decide what is
+        # imported (a planted ./qmonit/__main__.py must not run)
+        command = [self.python, "-I", "-m", "qmonit"]
         if self.config_path:
             command += ["--config", self.config_path]
         command += ["run", job, "--at", f"{at:%Y-%m-%dT%H:%M:%SZ}"]
         started = time.monotonic()
         # its own session: a Ctrl-C meant for the daemon is the daemon's to pass on
         # qmonit itself: it reads its QMONIT_* secrets from the environment as the daemon did
-        child = subprocess.Popen(command, start_new_session=True,
+        child = subprocess.Popen(command, start_new_session=True, cwd=self.cwd,
                                  env=child_environment(qmonit_child=True))
         run = Run(job, at)
         while True:
@@ -340,7 +344,9 @@ def run_daemon(config_path: str | None, load_config: Callable[[], Config],
                engine_for: Callable[[Config], Engine]) -> int:
     os.environ["TZ"] = "UTC"  # the schedule reads the local clock: make it UTC, as slots are
     time.tzset()
+    data_dir = private_dir(load_config().data_dir)  # the children's working directory
     daemon = Daemon(load_config, engine_for,
-                    ProcessRunner(str(Path(config_path).resolve()) if config_path else None))
+                    ProcessRunner(str(Path(config_path).resolve()) if config_path else None,
+                                  cwd=str(data_dir)))
     daemon.install_signals()
     return daemon.serve()
