@@ -7,6 +7,7 @@
 #   QMONIT_LOG_DIR  where JOB.log and JOB.lock go (default: log/ beside this script)
 #   QMONIT_PYTHON   the Python that has qmonit installed (default: python3)
 set -u
+umask 077  # the log directory 0700 (every level mkdir -p makes), logs and lock 0600
 here=$(cd "$(dirname "$0")" && pwd)
 job=${1:-}
 if [ -z "$job" ] || [ ! -f "$here/jobs/$job.py" ]; then
@@ -17,10 +18,19 @@ shift
 log_dir=${QMONIT_LOG_DIR:-$here/log}
 mkdir -p "$log_dir" || exit 2
 log="$log_dir/$job.log"
+lock="$log_dir/$job.lock"
+# a symbolic link planted in the log directory must not make this script truncate or append
+# to another file: refuse it (and open both for appending, never truncating)
+for file in "$log" "$lock"; do
+    if [ -L "$file" ]; then
+        echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) ERROR run.sh: $file is a symbolic link; refusing to write through it (remove it)" >&2
+        exit 2
+    fi
+done
 if [ -z "${QMONIT_CONFIG:-}" ] && [ -f "$here/config.cfg" ]; then
     export QMONIT_CONFIG="$here/config.cfg"
 fi
-exec 9>"$log_dir/$job.lock"
+exec 9>>"$lock" || exit 2
 if ! flock -n 9; then
     if [ "$job" = daemon ]; then
         exit 0  # the watchdog's every call while the daemon runs: nothing to say
@@ -28,8 +38,10 @@ if ! flock -n 9; then
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) ERROR run.sh: $job is still running from an earlier start; this run is skipped" | tee -a "$log" >&2
     exit 1
 fi
-cd "$here" || exit 2
-"${QMONIT_PYTHON:-python3}" "$here/jobs/$job.py" "$@" >>"$log" 2>&1
+# -I (isolated): not the working directory, the script's directory nor PYTHON* variables
+# decide what is imported; the log directory (private) is the working directory
+cd "$log_dir" || exit 2
+"${QMONIT_PYTHON:-python3}" -I "$here/jobs/$job.py" "$@" >>"$log" 2>&1
 status=$?
 if [ "$status" -ne 0 ]; then
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) ERROR run.sh: $job exited with $status; see $log" >&2
