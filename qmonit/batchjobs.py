@@ -41,6 +41,7 @@ class BatchJob:
     extra: tuple[tuple[str, str], ...] = ()  # further grouping tags (e.g. vo, panda_queue)
     state: str = ""  # set by map_states
     cause: str = ""
+    tasks: int = 1  # array tasks this record stands for (a pending array: one record, "12_[1-9]")
 
     def since(self) -> datetime | None:
         """When the job entered its current native state, as well as the scheduler says."""
@@ -70,13 +71,15 @@ def count_jobs(jobs: Iterable[BatchJob], cluster: str, scheduler: str,
         key = (job.partition, job.owner, job.group, job.state, job.native_state, reason,
                job.extra)
         acc = sums.get(key)
+        tasks = job.tasks  # counted, never expanded: an array of 10^6 tasks is one record
         if acc is None:
-            sums[key] = [1.0, job.cpus, job.gpus, job.memory_mb]
+            sums[key] = [float(tasks), job.cpus * tasks, job.gpus * tasks,
+                         job.memory_mb * tasks]
         else:
-            acc[0] += 1
-            acc[1] += job.cpus
-            acc[2] += job.gpus
-            acc[3] += job.memory_mb
+            acc[0] += tasks
+            acc[1] += job.cpus * tasks
+            acc[2] += job.gpus * tasks
+            acc[3] += job.memory_mb * tasks
     out = []
     for (partition, owner, group, state, native, reason, extra), acc in sums.items():
         tags = {"cluster": cluster, "scheduler": scheduler, "partition": partition or NONE,

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import subprocess
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -88,19 +89,78 @@ def pending_reason(text: str) -> str:
     return "" if reason == "None" else reason
 
 
-def expand_hostlist(text: str) -> list[str]:
-    """'node[01-03,7],gpu1' -> node01, node02, node03, node7, gpu1."""
-    hosts = []
-    for match in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?([^,]*)", text):
-        prefix, ranges, suffix = match.groups()
-        if not ranges:
+HostRange = tuple[str, str, int, int, int]  # prefix, suffix, first, last, digits
+
+
+_HOSTLIST_ITEM = re.compile(r"([^,\[]+)(?:\[([^\]]+)\])?([^,]*)")
+
+
+def hostlist_parts(text: str) -> tuple[list[str], list[HostRange]]:
+    """'node[01-03,7],gpu1' -> (['gpu1'], [('node', '', 1, 3, 2), ('node', '', 7, 7, 1)]):
+    plain names and numbered ranges, never expanded (n[0-2000000] is one range)."""
+    hosts: list[str] = []
+    ranges: list[HostRange] = []
+    for match in _HOSTLIST_ITEM.finditer(text):
+        prefix, numbered, suffix = match.groups()
+        if not numbered:
             hosts.append(prefix + suffix)
             continue
-        for part in ranges.split(","):
+        for part in numbered.split(","):
             low, _, high = part.partition("-")
-            for number in range(int(low), int(high or low) + 1):
-                hosts.append(f"{prefix}{number:0{len(low)}d}{suffix}")
-    return hosts
+            high = high or low
+            if low.isascii() and low.isdigit() and high.isascii() and high.isdigit():
+                ranges.append((prefix, suffix, int(low), int(high), len(low)))
+    return hosts, ranges
+
+
+def expand_hostlist(text: str) -> list[str]:
+    """'node[01-03,7],gpu1' -> node01, node02, node03, node7, gpu1 (for short lists only:
+    counting goes through NodeJobs, which never expands)."""
+    out = []
+    for item in _HOSTLIST_ITEM.finditer(text):
+        hosts, ranges = hostlist_parts(item.group(0))
+        out += hosts + [f"{prefix}{number:0{width}d}{suffix}"
+                        for prefix, suffix, low, high, width in ranges
+                        for number in range(low, high + 1)]
+    return out
+
+
+class NodeJobs:
+    """Running jobs per node, counted from their node lists by arithmetic: `get(node)` adds
+    the plain names and, per (prefix, suffix, digits), the ranges that hold the node's
+    number (two binary searches), so n[0-2000000] costs one range, not 2 million names."""
+
+    def __init__(self) -> None:
+        self.plain: dict[str, int] = {}
+        self.groups: dict[tuple[str, str, int], tuple[list[int], list[int]]] = {}
+        self.sorted = True
+
+    def add(self, node_list: str) -> None:
+        hosts, ranges = hostlist_parts(node_list)
+        for host in hosts:
+            self.plain[host] = self.plain.get(host, 0) + 1
+        for prefix, suffix, low, high, width in ranges:
+            firsts, lasts = self.groups.setdefault((prefix, suffix, width), ([], []))
+            firsts.append(low)
+            lasts.append(high)
+            self.sorted = False
+
+    def get(self, node: str, default: int = 0) -> int:
+        if not self.sorted:
+            for firsts, lasts in self.groups.values():
+                firsts.sort()
+                lasts.sort()
+            self.sorted = True
+        count = self.plain.get(node, 0)
+        for (prefix, suffix, width), (firsts, lasts) in self.groups.items():
+            digits = node[len(prefix):len(node) - len(suffix)]
+            if not (node.startswith(prefix) and node.endswith(suffix) and digits.isascii()
+                    and digits.isdigit() and len(prefix) + len(suffix) < len(node)):
+                continue
+            number = int(digits)
+            if f"{number:0{width}d}" == digits:  # wn[098-100] names wn099, not wn99
+                count += bisect_right(firsts, number) - bisect_left(lasts, number)
+        return count or default
 
 
 def gres_gpus(text: str) -> float:
@@ -195,7 +255,7 @@ def parse_squeue_text(text: str) -> tuple[list[BatchJob], list[str]]:
     return jobs, problems
 
 
-def parse_sinfo_text(text: str, jobs_per_node: Mapping[str, int],
+def parse_sinfo_text(text: str, jobs_per_node: Mapping[str, int] | NodeJobs,
                      rules: RuleSet | None = None,
                      problems: list[str] | None = None) -> list[BatchNode]:
     """`sinfo -h -N -O NodeHost,StateLong,CPUsState,Gres,GresUsed` -> one record a node
@@ -272,14 +332,34 @@ def _native_state(value: Any) -> str:
     return states[0] if states else "UNKNOWN"
 
 
+# A pending array up to this many tasks is listed task by task (batch_jobs_current shows
+# each, as squeue -r does); a longer one is one record that counts its tasks.
+ARRAY_TASKS_LISTED = 10_000
+
+
 def _array_tasks(text: str) -> list[str]:
-    """'1-3,7' or '0-9%2' -> task ids (a pending array is one record for all its tasks)."""
+    """'1-3,7', '0-9%2' or '1-9:2' -> task ids; only for arrays of ARRAY_TASKS_LISTED."""
     tasks = []
     for part in text.split("%")[0].split(","):
-        low, _, high = part.partition("-")
-        if low.isdigit():
-            tasks += [str(n) for n in range(int(low), int(high or low) + 1)]
+        span, _, step = part.partition(":")
+        low, _, high = span.partition("-")
+        if array_task_count(part):
+            tasks += [str(n) for n in range(int(low), int(high or low) + 1, int(step or 1))]
     return tasks
+
+
+def array_task_count(text: str) -> int:
+    """'1-3,7', '0-9%2' or '1-99:2' -> how many tasks (a pending array is one record for
+    all its tasks), by arithmetic: '_[1-100000]' is never a list."""
+    count = 0
+    for part in text.split("%")[0].split(","):
+        span, _, step = part.partition(":")
+        low, _, high = span.partition("-")
+        high, step = high or low, step or "1"
+        if all(n.isascii() and n.isdigit() for n in (low, high, step)) and int(step) > 0 \
+                and int(high) >= int(low):
+            count += (int(high) - int(low)) // int(step) + 1
+    return count
 
 
 def check_json_errors(doc: Any, what: str) -> None:
@@ -317,11 +397,15 @@ def parse_squeue_json(doc: Any) -> tuple[list[BatchJob], list[str]]:
             cpus=cpus or (_number(record.get("cpus")) or 0.0), gpus=gpus, memory_mb=memory)
         task = _number(record.get("array_task_id"))
         array_id = _number(record.get("array_job_id"))
-        pending_tasks = _array_tasks(str(record.get("array_task_string") or ""))
+        task_string = str(record.get("array_task_string") or "")
+        pending_tasks = array_task_count(task_string)
         if array_id and task is not None:
             jobs.append(_with_id(base, f"{int(array_id)}_{int(task)}"))
-        elif array_id and pending_tasks:
-            jobs += [_with_id(base, f"{int(array_id)}_{t}") for t in pending_tasks]
+        elif array_id and 0 < pending_tasks <= ARRAY_TASKS_LISTED:
+            jobs += [_with_id(base, f"{int(array_id)}_{t}") for t in _array_tasks(task_string)]
+        elif array_id and pending_tasks:  # one record, as squeue without -r shows it
+            jobs.append(replace(base, job_id=f"{int(array_id)}_[{task_string}]",
+                                tasks=pending_tasks))
         else:
             jobs.append(base)
     return jobs, problems
@@ -331,7 +415,7 @@ def _with_id(job: BatchJob, job_id: str) -> BatchJob:
     return replace(job, job_id=job_id)
 
 
-def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int],
+def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int] | NodeJobs,
                      rules: RuleSet | None = None,
                      problems: list[str] | None = None) -> list[BatchNode]:
     """`sinfo --json` or slurmrestd /nodes, any version: a `nodes` list (21.08-22.05
@@ -374,12 +458,12 @@ def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int],
     return list(nodes.values())
 
 
-def jobs_per_node(jobs: Sequence[BatchJob]) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def jobs_per_node(jobs: Sequence[BatchJob]) -> NodeJobs:
+    """Running jobs per node (`.get(node, 0)`), their node lists counted, not expanded."""
+    counts = NodeJobs()
     for job in jobs:
         if job.worker and job.native_state in ("RUNNING", "COMPLETING", "CONFIGURING"):
-            for host in expand_hostlist(job.worker):
-                counts[host] = counts.get(host, 0) + 1
+            counts.add(job.worker)
     return counts
 
 
@@ -429,7 +513,7 @@ class SlurmSource:
         return parse_squeue_text(self.run([self._cmd("squeue"), "-h", "-a", "-r", "-O",
                                            _format(SQUEUE_FIELDS)], self.timeout))
 
-    def read_nodes(self, per_node: Mapping[str, int],
+    def read_nodes(self, per_node: Mapping[str, int] | NodeJobs,
                    problems: list[str] | None = None) -> list[BatchNode]:
         if self.use_json:  # -N: since 23.02 one group per node, not per state
             return parse_nodes_json(self._json([self._cmd("sinfo"), "-N", "--json"]),

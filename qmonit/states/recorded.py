@@ -124,7 +124,7 @@ def _slurm(source, where, text, rules, now, slot, counts, samples, problems) -> 
         jobs = map_states(jobs, rules["slurm"], now)
         if source == "slurm":
             for job in jobs:
-                counts[(job.native_state, job.reason, job.state, job.cause)] += 1
+                counts[(job.native_state, job.reason, job.state, job.cause)] += job.tasks
             samples += count_jobs(jobs, cluster, "slurm", slot)
         return
     found: list[str] = []

@@ -24,7 +24,7 @@ def trial_counts(rule_source: str, source: Source, rules: RuleSet) -> Counter:
     counts: Counter = Counter()
     if rule_source in ("slurm", "htcondor"):
         for job in source.last_jobs:
-            counts[(job.native_state, job.reason, job.state, job.cause)] += 1
+            counts[(job.native_state, job.reason, job.state, job.cause)] += job.tasks
         return counts
     for sample in collection.samples:
         if rule_source == "panda" and sample.measurement == "jobs":
