@@ -8,6 +8,7 @@ from qmonit.grafana.helpers import (
     row,
     rp_variable,
     sql,
+    sql_match,
     stat,
     table,
     tag_filter,
@@ -20,10 +21,11 @@ from qmonit.levels import BATCH_FILTERS
 FILTERS = tag_filter(*BATCH_FILTERS)
 BATCH_JOBS = "$batch_jobs_m"  # batch_jobs_by_partition until an owner is chosen
 NODES = tag_filter(("cluster", "cluster"))
-# The variables are InfluxDB tag values with All as ".*": regular expressions in SQL too.
-JOB_FILTER = ("cluster REGEXP '^${cluster:regex}$' AND `partition` REGEXP '^${partition:regex}$' "
-              "AND owner REGEXP '^${owner:regex}$' AND ('${job_id}' = '' OR job_id = "
-              "'${job_id}') AND ('${worker}' = '' OR worker = '${worker}')")
+# The variables are InfluxDB tag values with All as ".*" (helpers.sql_match); the text
+# boxes are percent-encoded by helpers.sql, so a value with a quote matches nothing.
+JOB_FILTER = (f"{sql_match('cluster', 'cluster')} AND {sql_match('`partition`', 'partition')} "
+              f"AND {sql_match('owner', 'owner')} AND ('$job_id' = '' OR job_id = '$job_id') "
+              f"AND ('$worker' = '' OR worker = '$worker')")
 JOB_COLUMNS = ("cluster, job_id, owner, group_name, state, native_state, reason, cause, "
                "`partition`, worker, cpus, gpus, memory_mb, submit_time, start_time")
 

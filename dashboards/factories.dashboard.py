@@ -11,6 +11,7 @@ from qmonit.grafana.helpers import (
     row,
     rp_variable,
     sql,
+    sql_match,
     stat,
     table,
     tag_filter,
@@ -22,8 +23,8 @@ from qmonit.levels import WORKER_FILTERS
 from qmonit.stores.status_tables import APF_COUNTS
 
 COUNTS = APF_COUNTS
-# The variables are InfluxDB tag values with All as ".*": regular expressions in SQL too.
-LABEL_FILTER = "factory REGEXP '^${factory:regex}$' AND label REGEXP '^${queue:regex}$'"
+# The variables are InfluxDB tag values with All as ".*" (helpers.sql_match).
+LABEL_FILTER = f"{sql_match('factory', 'factory')} AND {sql_match('label', 'queue')}"
 FILTERS = tag_filter(*WORKER_FILTERS)
 WORKERS = "$workers_m"  # workers_by_cloud until a queue is chosen (qmonit/levels.py)
 TO_FACTORY = dashboard_url("qmonit-factories", factory="${__data.fields.factory}")
@@ -66,7 +67,7 @@ dashboard = qmonit_dashboard(
               "labels.",
               [sql(f"SELECT factory, COUNT(*) AS labels, SUM(in_trouble) AS in_trouble, "
                    f"{', '.join(f'SUM({c}) AS {c}' for c in COUNTS)}, MAX(updated_at) AS "
-                   f"updated_at FROM factory_labels WHERE factory REGEXP '^${{factory:regex}}$' "
+                   f"updated_at FROM factory_labels WHERE {sql_match('factory', 'factory')} "
                    f"GROUP BY factory ORDER BY factory")],
               overrides=[link_column("factory", "Labels of this factory", TO_FACTORY),
                          threshold_column("in_trouble", ((None, "green"), (1, "red")))],

@@ -346,19 +346,20 @@ def spool(args: argparse.Namespace, parts: Components) -> int:
 def dashboards(args: argparse.Namespace, cfg: Config) -> int:
     from qmonit.files import write_text_atomic
     from qmonit.grafana.build import DashboardError, build_all, write_json
-    from qmonit.grafana.provision import documents
+    from qmonit.grafana.provision import ReaderError, documents
     from qmonit.grafana.push import GrafanaError, push_all
 
+    out_dir = args.output or Path(cfg.data_dir) / "grafana"
     try:
         built = build_all(cfg)
-    except DashboardError as exc:
+        if args.action == "build":
+            texts, notes = documents(cfg, out_dir)
+    except (DashboardError, ReaderError) as exc:
         print(f"qmonit dashboards: {exc}", file=sys.stderr)
         return 2
     if args.action == "build":
-        out_dir = args.output or Path(cfg.data_dir) / "grafana"
         for path in write_json(built, out_dir):
             print(f"wrote {path}")
-        texts, notes = documents(cfg, out_dir)
         for relative, text in texts.items():
             write_text_atomic(out_dir / "provisioning" / relative, text)
             print(f"wrote {out_dir / 'provisioning' / relative}")

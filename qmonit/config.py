@@ -282,6 +282,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "influxdb_datasource": Option("qmonit-influxdb", "uid of the InfluxDB datasource the "
                                       "panels use (provisioned by `dashboards build`)."),
         "sql_datasource": Option("qmonit-mysql", "uid of the MySQL datasource the panels use."),
+        "sql_reader_user": Option("", "MySQL/MariaDB account Grafana reads with (SELECT on the "
+                                  "dashboards' tables only; `qmonit init` creates it); never "
+                                  "the [sql] url user."),
+        "sql_reader_password": Option("", "Password of [grafana] sql_reader_user.", secret=True),
+        "influxdb_reader_user": Option("", "InfluxDB account Grafana reads with (READ on the "
+                                       "database only); never the [influxdb] username."),
+        "influxdb_reader_password": Option("", "Password of [grafana] influxdb_reader_user.",
+                                           secret=True),
         "raw_up_to": Option("2d", "Time ranges up to this read the raw \"10m\" data.",
                             "duration"),
         "hourly_up_to": Option("62d", "Longer ranges up to this read \"1h\"; longer still "

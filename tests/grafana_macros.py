@@ -4,11 +4,30 @@ No Grafana can run here, so the tests expand every panel query the way Grafana w
 (time filters, intervals, template variables with their format options) and run the
 result on the real InfluxDB and MariaDB. A variable a query uses but the dashboard
 does not define is an error, not an empty string.
+
+The rules, as Grafana 10-13 apply them (grafana/grafana `public/app/features/templating/
+template_srv.ts` and `formatRegistry.ts`, their scenes successors `@grafana/scenes`
+`variables/interpolation/{sceneInterpolator,formatRegistry}.ts` and `CustomAllValue`,
+`packages/grafana-data/src/text/string.ts` `escapeRegex`, the InfluxDB datasource's
+`interpolateQueryExpr` and `@grafana/sql`'s `SqlDatasource.interpolateVariable`):
+- All with a custom `allValue`: the allValue unformatted for every format except `text`,
+  `percentencode` and `queryparam` (percentencode formats it); All without one: every option.
+- `:regex`: each value regex-escaped (`\\ ^ $ * + ? . ( ) | [ ] { } /` get a backslash);
+  one value alone, several as `(a|b)`.
+- `:sqlstring`: each value in single quotes with `'` doubled, joined by `,`.
+- `:percentencode`: encodeURIComponent with `!'()*` escaped too (encodeURIComponentStrict):
+  only [A-Za-z0-9-_.~] stay, UTF-8 bytes as %XX; several values are encoded as `{a,b}`.
+- no format, InfluxDB: a variable neither multi nor includeAll goes in raw; otherwise a
+  number raw, a string regex-escaped, a list as for `:regex`.
+- no format, MySQL: multi/includeAll values quoted as for `:sqlstring`; otherwise `'` doubled.
+The expanded SQL then runs as the reading account, whose sessions have NO_BACKSLASH_ESCAPES
+(a backslash is an ordinary character inside a literal, as the expander assumes).
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +48,15 @@ def regex_escape(value: str) -> str:
 
 def sql_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def percent_encode(value: str) -> str:
+    """Grafana's encodeURIComponentStrict."""
+    return urllib.parse.quote(value, safe="-_.~")
+
+
+# Formats that format a custom All value instead of inserting it as it is.
+FORMATS_ALL_VALUE = {"text", "percentencode", "queryparam"}
 
 
 @dataclass
@@ -68,20 +96,35 @@ class View:
 
 
 def _format(value: Any, template: dict[str, Any], fmt: str | None, dialect: str) -> str:
-    if template.get("_raw"):  # a custom All value goes in as it is
-        return str(value)
+    if template.get("_raw"):  # a custom All value
+        if fmt not in FORMATS_ALL_VALUE:
+            return str(value)
     multi = template.get("multi") or template.get("includeAll")
+    if fmt == "percentencode":
+        if isinstance(value, list):
+            return percent_encode("{" + ",".join(value) + "}")
+        return percent_encode(value)
     if fmt == "regex" or (fmt is None and dialect == "influx"):
+        if fmt is None and not multi:
+            return value if isinstance(value, str) else str(value)
         if isinstance(value, list):
             escaped = [regex_escape(v) for v in value]
             return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
-        return regex_escape(value) if multi else str(value)
+        if fmt is None and _is_number(value):
+            return value
+        return regex_escape(value)
     if fmt == "sqlstring" or (fmt is None and dialect == "sql" and multi):
         values = value if isinstance(value, list) else [value]
-        return ",".join(sql_quote(v) for v in values) or "''"
+        return ",".join(sql_quote(v) for v in values)
     if fmt is None and dialect == "sql":
         return str(value).replace("'", "''")
     raise ValueError(f"format :{fmt} is not expanded by these tests")
+
+
+def _is_number(value: str) -> bool:
+    """JavaScript's !isNaN(parseFloat(value)): a leading number."""
+    return re.match(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|\s*[+-]?Infinity", value) \
+        is not None
 
 
 def expand_variables(query: str, view: View, dialect: str) -> str:

@@ -9,10 +9,25 @@ expressions, so a variable set to All (`.*`) or to several values works the same
 without the tag has it empty, which `.*` matches). The measurement is a hidden level variable
 (`level_variable`): the per-queue series once someone narrows to a site or queue, a
 write-time aggregate while the filters are on All.
+
+No template variable reaches a query unescaped, and that is enforced here, not per panel:
+`influx()`, `sql()` and the variables' own queries pass through `guard_influx`/`guard_sql`,
+which give every `$var` a Grafana format that cannot leave its literal:
+- an InfluxQL identifier or string (`"$rp"."$jobs_m"`, `time($rp)`, `'$group_by'`) and a
+  text box in SQL: `${var:percentencode}`, whose output is only [A-Za-z0-9-_.~%] (Grafana's
+  encodeURIComponentStrict), the identity for every legitimate value (`10m`, `jobs_by_cloud`,
+  `1234.0`, `wn01.example.org`), so a hostile value matches nothing;
+- an InfluxQL tag regex (`/^$var$/`): `${var:regex}`, which escapes `/` and `\\` too;
+- a tag filter in SQL: `sql_match(column, var)` compares with the percent-encoded value
+  (All, one value, or Grafana's `{a,b}` list), never a regex pasted into a string;
+- a SQL variable's list: `IN (${var:sqlstring})` (quotes doubled; backslashes are literal
+  for the reading account).
+Any other use of a variable is refused when the dashboard is built.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from grafanalib.core import (
@@ -46,13 +61,73 @@ def dashboard_url(uid: str, **variables: str) -> str:
     return f"/d/{uid}?${{__url_time_range}}" + (f"&{query}" if query else "")
 
 
+# -- variables in queries -----------------------------------------------------------------
+
+# Grafana's own variables, expanded by Grafana from the time picker (never user text).
+BUILTINS = frozenset({"timeFilter", "__interval", "__range_s", "__range", "__interval_ms",
+                      "__timeFilter", "__unixEpochFilter", "__timeGroup", "__timeGroupAlias"})
+_TAG_REGEX = re.compile(r"/\^\$(\w+)\$/")
+_QUOTED = re.compile(r"""(["'])\$(\w+)\1""")
+_TIME_GROUP = re.compile(r"time\(\$(\w+)\)")
+_ANY_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
+# sqlstring doubles quotes, which holds once backslashes are literal (NO_BACKSLASH_ESCAPES
+# for the reading account, qmonit/grafana/readers.py); only for SQL variables (no All value).
+SAFE_FORMATS = {"influx": {"regex", "percentencode"}, "sql": {"percentencode", "sqlstring"}}
+
+
+class UnsafeVariable(ValueError):
+    """A query uses a template variable in a way that could leave its literal."""
+
+
+def guard_influx(query: str) -> str:
+    """InfluxQL with every variable in a safe format (see the module docstring)."""
+    query = _TAG_REGEX.sub(lambda m: f"/^${{{m.group(1)}:regex}}$/", query)
+    query = _QUOTED.sub(lambda m: f"{m.group(1)}${{{m.group(2)}:percentencode}}{m.group(1)}",
+                        query)
+    query = _TIME_GROUP.sub(lambda m: m.group(0) if m.group(1) in BUILTINS
+                            else f"time(${{{m.group(1)}:percentencode}})", query)
+    return _checked(query, "influx")
+
+
+def guard_sql(query: str) -> str:
+    """SQL with every variable in a safe format: a text box in quotes is percent-encoded."""
+    query = _QUOTED.sub(lambda m: m.group(0) if m.group(1) == '"' else
+                        f"'${{{m.group(2)}:percentencode}}'", query)
+    return _checked(query, "sql")
+
+
+def _checked(query: str, dialect: str) -> str:
+    for match in _ANY_VARIABLE.finditer(query):
+        name = match.group(1) or match.group(3) or match.group(4)
+        if name in BUILTINS or name.startswith("__"):
+            continue
+        if match.group(2) not in SAFE_FORMATS[dialect]:
+            raise UnsafeVariable(f"{match.group(0)} in {query!r}: a variable must be "
+                                 f"{' or '.join(sorted(SAFE_FORMATS[dialect]))}-formatted")
+    return query
+
+
+def sql_match(column: str, variable: str) -> str:
+    """SQL: `column` equals the value(s) of a multi-value variable with All as `.*`.
+
+    Grafana inserts a custom All value unformatted for every format but text, percentencode
+    and queryparam, so neither `IN (${v:sqlstring})` nor a regex works with All; the
+    percent-encoded value is always a safe literal: `.%2A` (All), `x` (one value, identity
+    for tag values of [A-Za-z0-9-_.~]) or `%7Ba%2Cb%7D` (several, Grafana's `{a,b}`). A
+    value with other characters is encoded and matches no row: it cannot be selected."""
+    value = f"'${{{variable}:percentencode}}'"
+    return (f"({value} = '.%2A' OR {column} = {value} OR LOCATE(CONCAT('%2C', {column}, "
+            f"'%2C'), REPLACE(REPLACE({value}, '%7B', '%2C'), '%7D', '%2C')) > 0)")
+
+
 # -- variables ---------------------------------------------------------------------------
 
 def rp_variable() -> Template:
     """The retention policy for the time range in view (hidden; see the module docstring)."""
     return Template(
         name="rp", label="Resolution", dataSource=INFLUX, type="query", hide=2, refresh=2,
-        query='SELECT first("rp") FROM "meta"."rp_config" WHERE "max_range_s" >= ${__range_s}',
+        query=guard_influx('SELECT first("rp") FROM "meta"."rp_config" WHERE "max_range_s" '
+                           '>= ${__range_s}'),
         default="10m")
 
 
@@ -61,7 +136,7 @@ def level_variable(name: str) -> Template:
     aggregates that answers the selection (hidden; qmonit/levels.py says how it is chosen).
     Grafana refreshes it whenever a filter it names changes."""
     return Template(name=name, label=name, dataSource=INFLUX, type="query", hide=2, refresh=1,
-                    query=choice(name).query(), default=choice(name).base)
+                    query=guard_influx(choice(name).query()), default=choice(name).base)
 
 
 def tag_variable(name: str, measurement: str, key: str, label: str,
@@ -70,12 +145,13 @@ def tag_variable(name: str, measurement: str, key: str, label: str,
     where = " AND ".join(f'"{tag}" =~ /^${var}$/' for var, tag in parents)
     query = f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"' + \
         (f" WHERE {where}" if where else "")
-    return showing_all(Template(name=name, label=label, dataSource=INFLUX, query=query,
+    return showing_all(Template(name=name, label=label, dataSource=INFLUX,
+                                query=guard_influx(query),
                                 includeAll=True, multi=True, allValue=".*", refresh=1))
 
 
 def sql_variable(name: str, label: str, query: str) -> Template:
-    return showing_all(Template(name=name, label=label, dataSource=MYSQL, query=query,
+    return showing_all(Template(name=name, label=label, dataSource=MYSQL, query=guard_sql(query),
                                 includeAll=True, multi=True, refresh=1))
 
 
@@ -120,11 +196,13 @@ def per_slot(measurement: str, field: str, where: str, by: Iterable[str] = (),
 
 def influx(query: str, ref: str = "A", alias: str = "", fmt: str = "time_series"
            ) -> InfluxDBTarget:
-    return InfluxDBTarget(query=query, refId=ref, alias=alias, format=fmt, datasource=INFLUX)
+    return InfluxDBTarget(query=guard_influx(query), refId=ref, alias=alias, format=fmt,
+                          datasource=INFLUX)
 
 
 def sql(query: str, ref: str = "A", fmt: str = "table") -> SqlTarget:
-    return SqlTarget(rawSql=" ".join(query.split()), refId=ref, format=fmt, datasource=MYSQL)
+    return SqlTarget(rawSql=guard_sql(" ".join(query.split())), refId=ref, format=fmt,
+                     datasource=MYSQL)
 
 
 # -- panels ------------------------------------------------------------------------------

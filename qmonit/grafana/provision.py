@@ -1,8 +1,11 @@
 """Grafana provisioning files: the two datasources, the dashboards folder, two alert rules.
 
+Grafana reads with its own accounts ([grafana] sql_reader_user, influxdb_reader_user), never
+with qmonit's writing ones: any viewer can send a statement of their own through Grafana's
+query API, so the datasource's account is all that stands between a viewer and the data.
 Secrets are never written: the files name environment variables
-(QMONIT_INFLUXDB_PASSWORD, QMONIT_SQL_PASSWORD), which Grafana expands when it reads
-them, so the same variables serve qmonit and Grafana.
+(QMONIT_GRAFANA_INFLUXDB_READER_PASSWORD, QMONIT_GRAFANA_SQL_READER_PASSWORD), which Grafana
+expands when it reads them, so the same variables serve `qmonit init` and Grafana.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from qmonit.config import Config
+
+
+class ReaderError(ValueError):
+    """Grafana's reading account is missing or is qmonit's writing account."""
 
 STALE_MINUTES = 30
 # The alert rules' queries (MySQL); the tests run them against a filled database.
@@ -42,9 +49,10 @@ def datasources(cfg: Config) -> tuple[dict[str, Any], list[str]]:
         influx_source["jsonData"]["httpHeaderName1"] = "Authorization"
         influx_source["secureJsonData"] = {
             "httpHeaderValue1": "Token ${QMONIT_INFLUXDB_TOKEN}"}
-    elif influx["username"]:
-        influx_source["user"] = influx["username"]
-        influx_source["secureJsonData"] = {"password": "${QMONIT_INFLUXDB_PASSWORD}"}
+    else:
+        influx_source["user"] = influx_reader(cfg)
+        influx_source["secureJsonData"] = {
+            "password": "${QMONIT_GRAFANA_INFLUXDB_READER_PASSWORD}"}
 
     sql = make_url(cfg.sql_url)
     if sql.get_backend_name() != "mysql":
@@ -53,14 +61,40 @@ def datasources(cfg: Config) -> tuple[dict[str, Any], list[str]]:
         host, database, user = "localhost:3306", "qmonit", "qmonit"
     else:
         host = f"{sql.host or 'localhost'}:{sql.port or 3306}"
-        database, user = sql.database or "qmonit", sql.username or "qmonit"
+        database = sql.database or "qmonit"
+    user = sql_reader(cfg)
     sql_source: dict[str, Any] = {
         "name": "qmonit MySQL", "uid": cfg.get("grafana", "sql_datasource"), "type": "mysql",
         "url": host, "user": user, "jsonData": {"database": database, "timezone": "UTC",
                                                "maxOpenConns": 10},
-        "secureJsonData": {"password": "${QMONIT_SQL_PASSWORD}"},
+        "secureJsonData": {"password": "${QMONIT_GRAFANA_SQL_READER_PASSWORD}"},
     }
     return {"apiVersion": 1, "datasources": [influx_source, sql_source]}, notes
+
+
+def sql_reader(cfg: Config) -> str:
+    """[grafana] sql_reader_user, refused when empty or the [sql] url user."""
+    reader, writer = cfg.get("grafana", "sql_reader_user"), make_url(cfg.sql_url).username
+    if not reader:
+        raise ReaderError("[grafana] sql_reader_user is empty: Grafana needs its own SQL account "
+                          "with SELECT only (`qmonit init` creates it), never the [sql] url user")
+    if reader == writer:
+        raise ReaderError(f"[grafana] sql_reader_user is {reader!r}, the [sql] url user that "
+                          f"writes: give Grafana its own account with SELECT only")
+    return reader
+
+
+def influx_reader(cfg: Config) -> str:
+    """[grafana] influxdb_reader_user, refused when empty or the [influxdb] username."""
+    reader, writer = cfg.get("grafana", "influxdb_reader_user"), cfg.get("influxdb", "username")
+    if not reader:
+        raise ReaderError("[grafana] influxdb_reader_user is empty: Grafana needs its own "
+                          "InfluxDB account with READ only (`qmonit init` creates it), never "
+                          "the [influxdb] username")
+    if reader == writer:
+        raise ReaderError(f"[grafana] influxdb_reader_user is {reader!r}, the [influxdb] "
+                          f"username that writes: give Grafana its own account with READ only")
+    return reader
 
 
 def dashboard_provider(cfg: Config, json_dir: Path) -> dict[str, Any]:
