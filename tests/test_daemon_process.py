@@ -119,7 +119,7 @@ def test_the_systemd_unit_runs_the_daemon_as_a_service_user_hardened():
     unit.optionxform = str
     unit.read(ROOT / "deploy" / "qmonit.service")
     service = unit["Service"]
-    assert service["ExecStart"] == "/usr/bin/python3 -m qmonit daemon"
+    assert service["ExecStart"] == "/usr/bin/python3 -I -m qmonit daemon"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert (service["User"], service["Restart"], service["KillMode"]) == (
         "qmonit", "on-failure", "mixed")
