@@ -32,7 +32,7 @@ from qmonit import __version__
 
 USER_AGENT = f"qmonit/{__version__}"
 DEFAULT_MAX_RESPONSE_MB = 128.0  # the [http] max_response_mb default (see config.py)
-CHUNK = 64 * 1024  # bytes received per read
+CHUNK = 64 * 1024  # bytes received per read; inflated in pieces of 16 times that (1 MiB)
 ENCODINGS = "gzip, deflate"  # what we inflate ourselves; no br/zstd even when installed
 
 
@@ -64,19 +64,20 @@ class _Inflater:
         self.inflate = zlib.decompressobj(self.wbits)
         self.started = False
 
-    def feed(self, data: bytes, room: int) -> bytes:
-        """Inflate `data`, at most `room` bytes out (the rest of the input stays unread)."""
+    def feed(self, data: bytes, room: int) -> list[bytes]:
+        """Inflate `data`, at most `room` bytes out (the rest of the input stays unread);
+        the pieces as inflated (joined only once, at the end of the answer)."""
         out = []
         while data and room > 0:
             try:
-                piece = self.inflate.decompress(data, room)
+                piece = self.inflate.decompress(data, min(room, CHUNK * 16))
             except zlib.error as exc:
                 if not self.started and self.encoding == "deflate" and self.wbits > 0:
                     self.wbits = -zlib.MAX_WBITS  # a server that sends raw deflate
                     self.inflate = zlib.decompressobj(self.wbits)
                     continue
                 if self.started and self.inflate.eof:
-                    return b"".join(out)  # bytes after the last gzip member: ignored
+                    return out  # bytes after the last gzip member: ignored
                 raise BadEncoding(f"the answer's {self.encoding} encoding is broken ({exc})"
                                   ) from None
             self.started = True
@@ -88,7 +89,7 @@ class _Inflater:
                     self.inflate = zlib.decompressobj(self.wbits)
             else:
                 data = self.inflate.unconsumed_tail
-        return b"".join(out)  # input left over only when room ran out: the cap is passed
+        return out  # input left over only when room ran out: the cap is passed
 
 
 def _read(response: requests.Response) -> bytes:
@@ -126,13 +127,12 @@ def read_capped(response: requests.Response, cap: int) -> bytes:
         if not data:
             break
         received += len(data)
-        if inflater is not None:
-            data = inflater.feed(data, cap + 1 - decoded)
-        decoded += len(data)
+        pieces = [data] if inflater is None else inflater.feed(data, cap + 1 - decoded)
+        decoded += sum(map(len, pieces))
         if received > cap or decoded > cap:
             response.close()
-            raise ResponseTooLarge(cap, received, min(decoded, cap + 1))
-        parts.append(data)
+            raise ResponseTooLarge(cap, received, decoded)
+        parts += pieces
     return b"".join(parts)
 
 

@@ -124,6 +124,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     echo: bool = False  # the body is followed by the request's headers (a careless server)
+    length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 @dataclass
@@ -162,7 +163,10 @@ class ScriptedServer:
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():
                         self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
+                    if reply.length:
+                        self.send_header("Content-Length", str(len(payload)))
+                    else:
+                        self.close_connection = True
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
