@@ -258,7 +258,8 @@ def test_the_daemons_children_start_isolated_in_data_dir(write_config, tmp_path)
     (planted / "__main__.py").write_text(
         f"open({str(tmp_path / 'ran')!r}, 'a').write('planted ran\\n')\n")
     assert qmonit("-c", str(cfg), "init").returncode == 0
-    run = ProcessRunner(str(cfg), cwd=str(data_dir))("collect", datetime(2026, 11, 21, 10, 0, tzinfo=UTC), 120.0, lambda: "")
+    at = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    run = ProcessRunner(str(cfg), cwd=str(data_dir))("collect", at, 120.0, lambda: "")
     assert run.exit_code == 0
     assert not (tmp_path / "ran").exists()
 
