@@ -23,7 +23,7 @@ from typing import Any
 
 from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples
 from qmonit.redact import brief, child_environment
-from qmonit.sources.base import Collection, SourceError
+from qmonit.sources.base import MAX_JSON_DEPTH, Collection, SourceError, json_depth
 from qmonit.states.rules import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
@@ -524,10 +524,17 @@ class SlurmSource:
 
     def _json(self, argv: list[str]) -> Any:
         text = self.run(argv, self.timeout)
+        too_deep = False
         try:
-            return json.loads(text)
+            doc = json.loads(text)
         except ValueError as exc:
             raise SourceError(f"{' '.join(argv)}: output is not valid JSON ({exc})") from None
+        except RecursionError:  # deeper than the interpreter's stack
+            too_deep = True
+        if too_deep or json_depth(doc, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise SourceError(f"{' '.join(argv)}: output is not valid JSON (nested deeper "
+                              f"than {MAX_JSON_DEPTH} levels)")
+        return doc
 
     def collect(self, slot: datetime) -> Collection:
         now = datetime.now(UTC)

@@ -25,6 +25,7 @@ from qmonit.sources.panda import PATHS, PandaJobStats
 from qmonit.sources.slurm import (
     ARRAY_TASKS_LISTED,
     SQUEUE_FIELDS,
+    SlurmSource,
     jobs_per_node,
     parse_nodes_json,
     parse_squeue_json,
@@ -289,3 +290,15 @@ def test_squeue_text_with_a_node_list_of_two_million():
     per_node = jobs_per_node(jobs)
     assert [per_node.get(n, 0) for n in ("wn0000000", "wn1234567", "wn2000000", "wn0",
                                          "wn2000001")] == [1, 1, 1, 0, 0]
+
+
+def test_squeue_json_nested_5000_deep_is_a_source_error(tmp_path):
+    squeue = tmp_path / "squeue"
+    squeue.write_text(f"#!/bin/sh\necho '{DEEP}'\n")
+    squeue.chmod(0o755)
+    source = SlurmSource({"cluster": "c", "bin_dir": str(tmp_path), "format": "json",
+                          "timeout_s": 30.0}, load_rules("slurm"))
+    with pytest.raises(SourceError) as caught:
+        source.collect(T)
+    assert str(caught.value) == (f"{tmp_path}/squeue --json: output is not valid JSON (nested "
+                                 "deeper than 64 levels)")
