@@ -98,6 +98,14 @@ def init(_args: argparse.Namespace, parts: Components) -> int:
         if isinstance(parts.store, InfluxStore):
             print(f"{parts.store.location()}: {parts.store.write_rp_config(rp_ranges(parts.cfg))}")
             print(f"{parts.store.location()}: {parts.store.write_levels(CHOICES)}")
+        from qmonit.grafana import readers
+        done, todo = readers.setup(parts.cfg, parts.engine, parts.store)
+        for line in done:
+            print(line)
+        for line in todo:
+            print(f"qmonit init: {line}", file=sys.stderr)
+        if todo:
+            return 1
     except SQLAlchemyError as exc:
         print(f"qmonit init failed: state store: {describe_db_error(exc)}", file=sys.stderr)
         return 1
@@ -135,6 +143,11 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
                             if missing else ", tables present")
 
     probe("sql", safe_db_url(parts.engine), sql_ok)
+    from qmonit.grafana import readers
+    reader = readers.reader_engine(parts.cfg, parts.engine)
+    if reader is not None:
+        probe("sql reader", safe_db_url(reader), lambda: readers.backslash_status(reader))
+        reader.dispose()
     if not isinstance(parts.store, EmbeddedStore):
         probe("influxdb", parts.store.location(), parts.store.check)
     for source in parts.sources:

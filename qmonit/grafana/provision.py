@@ -33,6 +33,14 @@ STALE_SQL = (f"SELECT COUNT(*) AS stale_sources FROM source_status WHERE job = '
 
 def datasources(cfg: Config) -> tuple[dict[str, Any], list[str]]:
     """The datasource provisioning document and what the operator must still fill in."""
+    problems = []
+    for reader in (sql_reader, influx_reader):
+        try:
+            reader(cfg)
+        except ReaderError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ReaderError("; ".join(problems))
     notes = []
     influx = cfg.section("influxdb")
     influx_url = influx["url"] or "http://localhost:8086"
@@ -45,14 +53,9 @@ def datasources(cfg: Config) -> tuple[dict[str, Any], list[str]]:
         "jsonData": {"dbName": influx["database"], "httpMode": "GET",
                      "tlsSkipVerify": not influx["verify_tls"]},
     }
-    if influx["token"]:
-        influx_source["jsonData"]["httpHeaderName1"] = "Authorization"
-        influx_source["secureJsonData"] = {
-            "httpHeaderValue1": "Token ${QMONIT_INFLUXDB_TOKEN}"}
-    else:
-        influx_source["user"] = influx_reader(cfg)
-        influx_source["secureJsonData"] = {
-            "password": "${QMONIT_GRAFANA_INFLUXDB_READER_PASSWORD}"}
+    # never [influxdb] token: it is the writer's (2.x: a v1 auth of a read-only token)
+    influx_source["user"] = influx_reader(cfg)
+    influx_source["secureJsonData"] = {"password": "${QMONIT_GRAFANA_INFLUXDB_READER_PASSWORD}"}
 
     sql = make_url(cfg.sql_url)
     if sql.get_backend_name() != "mysql":

@@ -1,0 +1,298 @@
+"""Grafana's reading accounts: created by init, refused when they are the writer, read-only,
+and every dashboard query run with hostile variable values as them reads nothing else."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from qmonit import cli, config
+from qmonit.grafana import readers
+from qmonit.levels import CHOICES
+from tests.grafana_macros import ALL, View, expand_influx, expand_sql
+from tests.servers import InfluxServer
+from tests.test_dashboards import NO_SOURCES, VIEW_END, VIEW_START, boards, filled, panels
+
+assert filled  # the module fixture of tests/test_dashboards.py, used here too
+
+RUN = os.getpid()
+SQL_READER = f"qmonit_grafana_{RUN}"
+INFLUX_READER = f"grafana_{RUN}"
+PASSWORD = "r3ader'\\pw%"
+CANARY = "CANARY-31337"
+HOSTILE = [
+    "x'", "x\\", "\\", "x\\' OR 1=1 -- ", "' OR '1'='1", "x'; DROP TABLE alerts; --",
+    "x' UNION SELECT secret FROM canary_secret -- ", "x' # ", "x' /* ", "--", "#", "/*",
+    'autogen" ; SHOW MEASUREMENTS ON otherdb --', '10m"."canary" WHERE 1=1 --', '" ;',
+    "x/ OR 1=1 /", "a.*b|c(", "[", ")|(.*", "/", "x'\"`", "%7B%2C%7D",
+]
+LEVEL_BASES = {choice.name: choice.base for choice in CHOICES}
+TABLES = ["alerts", "batch_jobs_current", "batch_jobs_ended", "factory_labels", "queue_stats",
+          "queues", "source_status"]
+
+
+def test_the_reader_gets_select_on_exactly_the_tables_the_dashboards_read():
+    assert readers.grafana_tables(config.defaults(NO_SOURCES)) == TABLES
+    assert readers.tables_read(["SELECT a FROM (SELECT b FROM `x` JOIN y ON 1) AS z"]) == [
+        "x", "y"]
+
+
+def test_the_statements_for_a_dba():
+    assert readers.sql_statements("qmonit_grafana", "p'w", "qmonit", ["alerts", "queues"]) == [
+        "CREATE USER IF NOT EXISTS 'qmonit_grafana'@'%' IDENTIFIED BY 'p''w'",
+        "GRANT SELECT ON `qmonit`.`alerts` TO 'qmonit_grafana'@'%'",
+        "GRANT SELECT ON `qmonit`.`queues` TO 'qmonit_grafana'@'%'",
+        "SET GLOBAL init_connect = 'SET SESSION sql_mode = IF(SUBSTRING_INDEX(CURRENT_USER(), "
+        "''@'', 1) = ''qmonit_grafana'', CONCAT(@@SESSION.sql_mode, '',NO_BACKSLASH_ESCAPES''), "
+        "@@SESSION.sql_mode)'"]
+    assert readers.influx_statements("grafana", "p'w", "qmonit") == [
+        "CREATE USER \"grafana\" WITH PASSWORD 'p\\'w'", 'GRANT READ ON "qmonit" TO "grafana"']
+
+
+@pytest.mark.parametrize("grafana, message", [
+    ({}, "[grafana] sql_reader_user is empty: Grafana needs its own SQL account with SELECT "
+         "only (`qmonit init` creates it), never the [sql] url user; [grafana] "
+         "influxdb_reader_user is empty: Grafana needs its own InfluxDB account with READ only "
+         "(`qmonit init` creates it), never the [influxdb] username"),
+    ({"sql_reader_user": "qmonit", "influxdb_reader_user": "g"},
+     "[grafana] sql_reader_user is 'qmonit', the [sql] url user that writes: give Grafana its "
+     "own account with SELECT only"),
+    ({"sql_reader_user": "r"},
+     "[grafana] influxdb_reader_user is empty: Grafana needs its own InfluxDB account with READ "
+     "only (`qmonit init` creates it), never the [influxdb] username"),
+    ({"sql_reader_user": "r", "influxdb_reader_user": "writer"},
+     "[grafana] influxdb_reader_user is 'writer', the [influxdb] username that writes: give "
+     "Grafana its own account with READ only"),
+])
+def test_build_refuses_without_a_reader_or_with_the_writer(write_config, tmp_path, capsys,
+                                                          grafana, message):
+    cfg = write_config({**NO_SOURCES, "grafana": grafana,
+                        "influxdb": {"url": "https://influx.example.org", "username": "writer"},
+                        "sql": {"url": "mysql+mysqlconnector://qmonit@db.example.org/qmonit"}})
+    assert cli.main(["-c", str(cfg), "dashboards", "build", "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == f"qmonit dashboards: {message}\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_reader_passwords_are_secrets(make_config):
+    cfg = make_config({**NO_SOURCES, "grafana": {"sql_reader_password": "pw-sql-1",
+                                                 "influxdb_reader_password": "pw-influx-2"}})
+    assert {"pw-sql-1", "pw-influx-2"} <= set(cfg.secrets())
+
+
+# -- the servers, as the readers ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def root_engine(mariadb):
+    engine = create_engine(make_url(mariadb).set(database=""))
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT @@GLOBAL.init_connect")).scalar()
+    yield engine
+    with engine.begin() as conn:  # the server is shared: leave it as it was
+        conn.exec_driver_sql("SET GLOBAL init_connect = %s", (before,))
+        conn.execute(text(f"DROP USER IF EXISTS '{SQL_READER}'@'%'"))
+        conn.execute(text(f"DROP DATABASE IF EXISTS canary_{RUN}"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sql_reader(filled, root_engine) -> Iterator:
+    """The filled database with a canary table beside the dashboards' tables, another
+    database with one, and the reader made by readers.create_sql_reader."""
+    _, engine, _ = filled
+    with root_engine.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE IF NOT EXISTS canary_{RUN}"))
+        conn.execute(text(f"CREATE TABLE canary_{RUN}.secret (secret VARCHAR(40))"))
+        conn.execute(text(f"INSERT INTO canary_{RUN}.secret VALUES ('{CANARY}')"))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE canary_secret (secret VARCHAR(40))"))
+        conn.execute(text(f"INSERT INTO canary_secret VALUES ('{CANARY}')"))
+    with root_engine.begin() as conn:
+        conn.execute(text("SET GLOBAL init_connect = ''"))
+    assert readers.create_sql_reader(engine, SQL_READER, PASSWORD, TABLES) == [
+        f"SQL reader '{SQL_READER}': SELECT on {', '.join(TABLES)}; NO_BACKSLASH_ESCAPES "
+        f"through init_connect"]
+    reader = create_engine(make_url(str(engine.url)).set(username=SQL_READER, password=PASSWORD))
+    yield reader
+    reader.dispose()
+
+
+def test_the_readers_sessions_have_literal_backslashes_and_roots_do_not(sql_reader, filled):
+    assert readers.backslash_status(sql_reader) == \
+        "answers, NO_BACKSLASH_ESCAPES in its sessions"
+    _, engine, _ = filled  # root has SUPER: init_connect is not run for it
+    assert readers.backslash_status(engine).startswith("FAILED: its sessions lack NO_BACK")
+    with sql_reader.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 'a\\\\'").scalar() == "a\\\\"
+
+
+@pytest.mark.parametrize("statement, code", [
+    ("DELETE FROM alerts", 1142), ("INSERT INTO queues (panda_queue) VALUES ('x')", 1142),
+    ("CREATE TABLE x (a INT)", 1142), ("DROP TABLE alerts", 1142),
+    ("SELECT * FROM canary_secret", 1142), ("SELECT * FROM leases", 1142),
+    (f"SELECT * FROM canary_{RUN}.secret", 1142), ("SELECT * FROM mysql.user", 1142),
+    ("SET GLOBAL init_connect = ''", 1227),
+])
+def test_the_sql_reader_can_only_read(sql_reader, statement, code):
+    with pytest.raises(DBAPIError) as error, sql_reader.begin() as conn:
+        conn.exec_driver_sql(statement)
+    assert error.value.orig.errno == code
+
+
+@pytest.fixture(scope="module")
+def auth_influxd(tmp_path_factory):
+    """A private influxd with auth-enabled, an admin, a canary database and a reader."""
+    if not shutil.which("influxd"):
+        pytest.skip("influxd not installed")
+    server = InfluxServer(tmp_path_factory.mktemp("influxd-auth"))
+    server.conf.write_text(server.conf.read_text().replace(
+        "  log-enabled = false\n", "  log-enabled = false\n  auth-enabled = true\n"))
+    server.start()
+    admin = ("admin", "admin-pw")
+    query(server.url, None, "CREATE USER admin WITH PASSWORD 'admin-pw' WITH ALL PRIVILEGES")
+    for statement in ("CREATE DATABASE qmonit", "CREATE DATABASE otherdb",
+                      'CREATE RETENTION POLICY "10m" ON qmonit DURATION 0s REPLICATION 1 '
+                      "DEFAULT"):
+        query(server.url, admin, statement)
+    at = int((VIEW_START.timestamp() + 12 * 3600) * 1e9)
+    lines = (f"jobs,cloud=CA,state=running,job_status=running jobs=5,cores=8,hs06=80 {at}\n"
+             f"workers,factory=f1,cloud=CA,worker_status=running workers=3 {at}\n"
+             f"batch_jobs,cluster=c1,partition=p,owner=o,state=pending,reason=Priority "
+             f"jobs=2,cpus=2,gpus=0 {at}\n"
+             f"batch_nodes,cluster=c1,node=n1,node_state=idle cpus=8,cpus_alloc=2,gpus=1,"
+             f"gpus_alloc=0,jobs=1 {at}\n"
+             f"qmonit_run,job=collect,source=panda,status=ok duration_s=1,points=5,errors=0,"
+             f"spool_bytes=0,sent=1 {at}\n"
+             f"datadisk,rse=R1,cloud=CA,tier=1 daod_bytes=1,analysis_running=1 {at}\n"
+             f"suspicious_flagged,cloud=CA,atlas_site=S,panda_queue=Q,rule=r flagged=1,"
+             f"score=2 {at}\n"
+             f"canary,who=x secret=\"{CANARY}\" {at}\n")
+    write(server.url, admin, "qmonit", lines)
+    write(server.url, admin, "otherdb", f"secret,who=x secret=\"{CANARY}\"\n")
+    from qmonit.stores.influx import InfluxStore
+    settings = config.defaults({**NO_SOURCES, "influxdb": {
+        "url": server.url, "database": "qmonit", "username": "admin",
+        "password": "admin-pw"}}).section("influxdb")
+    assert readers.create_influx_reader(InfluxStore(settings), INFLUX_READER, PASSWORD) == [
+        f"InfluxDB reader '{INFLUX_READER}': READ on 'qmonit'"]
+    yield server
+    server.stop()
+
+
+def query(url: str, auth, statement: str, db: str = "", method: str = "POST") -> list[dict]:
+    params = {"q": statement, **({"db": db} if db else {})}
+    response = requests.request(method, f"{url}/query", params=params, auth=auth, timeout=10)
+    body = response.json()
+    assert "error" not in body or response.status_code >= 400, body
+    return body.get("results", [{"error": body.get("error")}])
+
+
+def write(url: str, auth, db: str, lines: str) -> int:
+    return requests.post(f"{url}/write", params={"db": db}, auth=auth, data=lines,
+                         timeout=10).status_code
+
+
+def test_the_influx_reader_can_only_read(auth_influxd):
+    reader = (INFLUX_READER, PASSWORD)
+    assert query(auth_influxd.url, reader, 'SELECT "jobs" FROM "jobs"', "qmonit", "GET") == [
+        {"statement_id": 0, "series": [{"name": "jobs", "columns": ["time", "jobs"],
+                                        "values": [query(auth_influxd.url, reader,
+                                                         'SELECT "jobs" FROM "jobs"', "qmonit"
+                                                         )[0]["series"][0]["values"][0]]}]}]
+    for method in ("GET", "POST"):
+        for statement in ("DROP DATABASE qmonit", "DROP MEASUREMENT jobs",
+                          f"GRANT ALL TO {INFLUX_READER}", "CREATE DATABASE x"):
+            result = query(auth_influxd.url, reader, statement, "qmonit", method)
+            assert "not authorized" in str(result), (method, statement, result)
+    assert write(auth_influxd.url, reader, "qmonit", "jobs,cloud=X jobs=1\n") == 403
+    result = query(auth_influxd.url, reader, 'SELECT * FROM "secret"', "otherdb")
+    assert "not authorized" in str(result)
+
+
+# -- every query of every dashboard, every variable hostile ------------------------------
+
+def hostile_views(model: dict, used: set[str]) -> Iterator[tuple[str, object, View, View]]:
+    """(variable, value, the view with it, the view with a plain unknown value instead)."""
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    plain = {name: ("10m" if name == "rp" else ALL if v.get("includeAll") else
+                    LEVEL_BASES.get(name) or (v["query"].split(",")[0] if v["type"] == "custom"
+                                              else "nomatch"))
+             for name, v in variables.items()}
+    for name in sorted(used & set(variables)):
+        multi = variables[name].get("multi")
+        for value in HOSTILE:
+            chosen = [value, "x"] if multi else value
+            yield name, value, \
+                View(VIEW_START, VIEW_END, variables=variables, values={},
+                     selected={**plain, name: chosen}), \
+                View(VIEW_START, VIEW_END, variables=variables, values={},
+                     selected={**plain, name: ["nomatch", "x"] if multi else "nomatch"})
+
+
+def queries_of(model: dict, kind: str) -> list[str]:
+    found = [t.get("query" if kind == "influxdb" else "rawSql") for p in panels(model)
+             for t in p["targets"] if t["datasource"]["type"] == kind]
+    found += [v["query"] for v in model["templating"]["list"]
+              if v["type"] == "query" and v["datasource"]["type"] == kind]
+    return found
+
+
+def used_variables(query_text: str) -> set[str]:
+    import re
+    return {m.group(1) or m.group(2) for m in re.finditer(r"\$\{(\w+)|\$(\w+)", query_text)}
+
+
+def sql_outcome(engine, statement: str):
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SET time_zone = '+00:00'"))
+            return sorted(tuple(map(str, row)) for row in conn.exec_driver_sql(statement))
+    except DBAPIError as exc:
+        return ("error", exc.orig.errno)
+
+
+def test_no_hostile_value_reads_another_table_as_the_sql_reader(sql_reader):
+    cases = with_rows = 0
+    for board in boards():
+        for sql_text in queries_of(board.model, "mysql"):
+            for name, value, view, plain in hostile_views(board.model, used_variables(sql_text)):
+                got = sql_outcome(sql_reader, expand_sql(sql_text, view))
+                want = sql_outcome(sql_reader, expand_sql(sql_text, plain))
+                assert CANARY not in str(got)
+                assert got == want, (board.name, name, value, expand_sql(sql_text, view))
+                cases += 1
+                with_rows += bool(want and want[0] != "error")
+    assert (cases, with_rows) == (1166, 396)
+
+
+def influx_outcome(url: str, statement: str):
+    results = query(url, (INFLUX_READER, PASSWORD), statement, "qmonit", "GET")
+    # an error is an error (an unknown retention policy or `time(nomatch)` fails either way)
+    # and a GROUP BY an unknown tag names that tag: compare the tags' values, not their keys
+    return [("error", None) if "error" in r else
+            ("ok", [(one["name"], one["columns"], one["values"],
+                     sorted((one.get("tags") or {}).values())) for one in r.get("series", [])])
+            for r in results]
+
+
+def test_no_hostile_value_reads_another_measurement_or_database_as_the_influx_reader(
+        auth_influxd):
+    cases = with_rows = 0
+    for board in boards():
+        for influxql in queries_of(board.model, "influxdb"):
+            for name, value, view, plain in hostile_views(board.model, used_variables(influxql)):
+                got = influx_outcome(auth_influxd.url, expand_influx(influxql, view))
+                want = influx_outcome(auth_influxd.url, expand_influx(influxql, plain))
+                assert CANARY not in str(got)
+                assert len(got) == 1, (board.name, name, value)  # one statement, never two
+                assert got == want, (board.name, name, value, expand_influx(influxql, view))
+                cases += 1
+                with_rows += any(series for _, series in want)
+    assert (cases, with_rows) == (4906, 22)
