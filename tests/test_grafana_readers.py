@@ -296,3 +296,114 @@ def test_no_hostile_value_reads_another_measurement_or_database_as_the_influx_re
                 cases += 1
                 with_rows += any(series for _, series in want)
     assert (cases, with_rows) == (4906, 22)
+
+
+# -- init and check -----------------------------------------------------------------------
+
+@pytest.fixture
+def reader_config(write_config, mariadb, root_engine, auth_influxd):
+    name = f"qmonit_readers_{RUN}"
+    with root_engine.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = make_url(mariadb).set(database=name).render_as_string(False)
+    yield write_config({**NO_SOURCES, "sql": {"url": url},
+                        "influxdb": {"url": auth_influxd.url, "database": "qmonit",
+                                     "username": "admin", "password": "admin-pw"},
+                        "grafana": {"sql_reader_user": SQL_READER,
+                                    "sql_reader_password": PASSWORD,
+                                    "influxdb_reader_user": INFLUX_READER,
+                                    "influxdb_reader_password": PASSWORD}}), name
+    with root_engine.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+
+
+def test_init_creates_the_readers_and_check_sees_literal_backslashes(reader_config, root_engine,
+                                                                     capsys):
+    path, name = reader_config
+    with root_engine.begin() as conn:
+        conn.execute(text("SET GLOBAL init_connect = ''"))
+    assert cli.main(["-c", str(path), "init"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == [f"SQL reader '{SQL_READER}': SELECT on {', '.join(TABLES)}; "
+                        f"NO_BACKSLASH_ESCAPES through init_connect",
+                        f"InfluxDB reader '{INFLUX_READER}': READ on 'qmonit'"]
+    with root_engine.connect() as conn:
+        grants = [row[0] for row in conn.execute(text(f"SHOW GRANTS FOR '{SQL_READER}'@'%'"))]
+    assert sorted(g for g in grants if f"`{name}`" in g) == sorted(
+        f"GRANT SELECT ON `{name}`.`{table}` TO `{SQL_READER}`@`%`" for table in TABLES)
+    assert cli.main(["-c", str(path), "check"]) in (0, 1)  # spool/sources aside
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("sql reader"))
+    assert line.endswith("answers, NO_BACKSLASH_ESCAPES in its sessions")
+    assert f"{SQL_READER}:***@" in line
+
+
+def test_init_prints_the_statements_when_init_connect_is_someone_elses(reader_config,
+                                                                       root_engine, capsys):
+    path, name = reader_config
+    with root_engine.begin() as conn:
+        conn.execute(text("SET GLOBAL init_connect = 'SET @dba = 1'"))
+    try:
+        assert cli.main(["-c", str(path), "init"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"qmonit init: SQL reader '{SQL_READER}' not created (the server's init_connect is "
+            f"already set ('SET @dba = 1'); qmonit will not replace it: add "
+            f"NO_BACKSLASH_ESCAPES for '{SQL_READER}' to it); as an administrator run:\n"
+            f"  CREATE USER IF NOT EXISTS '{SQL_READER}'@'%' IDENTIFIED BY 'PASSWORD';\n"
+            f"  GRANT SELECT ON `{name}`.`alerts` TO '{SQL_READER}'@'%';\n")
+        assert PASSWORD not in err
+        with root_engine.connect() as conn:
+            assert conn.execute(text("SELECT @@GLOBAL.init_connect")).scalar() == "SET @dba = 1"
+    finally:
+        with root_engine.begin() as conn:
+            conn.execute(text("SET GLOBAL init_connect = ''"))
+
+
+def test_check_says_when_the_readers_backslashes_are_not_literal(reader_config, root_engine,
+                                                                 capsys):
+    path, _ = reader_config
+    with root_engine.begin() as conn:
+        conn.execute(text("SET GLOBAL init_connect = ''"))
+    assert cli.main(["-c", str(path), "init"]) == 0
+    with root_engine.begin() as conn:
+        conn.execute(text("SET GLOBAL init_connect = ''"))
+    capsys.readouterr()
+    assert cli.main(["-c", str(path), "check"]) == 1
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("sql reader"))
+    assert line.endswith(
+        "FAILED: its sessions lack NO_BACKSLASH_ESCAPES: a backslash in a dashboard variable "
+        "can end a quoted value (run `qmonit init` or set the server's init_connect, see "
+        "README Security)")
+
+
+# -- the helpers' guard and Grafana's formats ----------------------------------------------
+
+def test_percentencode_is_the_identity_for_legit_values_and_escapes_everything_else():
+    from tests.grafana_macros import percent_encode
+    for legit in ("10m", "1h", "jobs_by_cloud", "1234.0", "wn01.example.org", "ANALY_BNL-x~"):
+        assert percent_encode(legit) == legit
+    assert percent_encode("a'b\"c\\ d!()*/;#-") == "a%27b%22c%5C%20d%21%28%29%2A%2F%3B%23-"
+    assert percent_encode("é") == "%C3%A9"
+
+
+def test_the_guard_gives_every_variable_a_safe_format_or_refuses():
+    from qmonit.grafana.helpers import UnsafeVariable, guard_influx, guard_sql, sql_match
+    assert guard_influx('SELECT sum("$metric") FROM "$rp"."$jobs_m" WHERE $timeFilter AND '
+                        '"cloud" =~ /^$cloud$/ GROUP BY time($rp), "$group_by"') == (
+        'SELECT sum("${metric:percentencode}") FROM "${rp:percentencode}".'
+        '"${jobs_m:percentencode}" WHERE $timeFilter AND "cloud" =~ /^${cloud:regex}$/ '
+        'GROUP BY time(${rp:percentencode}), "${group_by:percentencode}"')
+    assert guard_sql("job_id = '$job_id' AND cloud IN (${cloud:sqlstring})") == \
+        "job_id = '${job_id:percentencode}' AND cloud IN (${cloud:sqlstring})"
+    for unsafe in ("owner REGEXP '^${owner:regex}$'", "x = $job_id", "x = '${job_id:raw}'"):
+        with pytest.raises(UnsafeVariable):
+            guard_sql(unsafe)
+    with pytest.raises(UnsafeVariable):
+        guard_influx('"cloud" =~ /$cloud/')
+    view = View(VIEW_START, VIEW_END, variables={"owner": {
+        "name": "owner", "multi": True, "includeAll": True, "allValue": ".*"}},
+        selected={"owner": ["a", "b'c"]})
+    assert expand_sql(sql_match("owner", "owner"), view) == (
+        "('%7Ba%2Cb%27c%7D' = '.%2A' OR owner = '%7Ba%2Cb%27c%7D' OR LOCATE(CONCAT('%2C', "
+        "owner, '%2C'), REPLACE(REPLACE('%7Ba%2Cb%27c%7D', '%7B', '%2C'), '%7D', '%2C')) > 0)")
