@@ -12,7 +12,8 @@ backslash alone, which is only safe when the session has NO_BACKSLASH_ESCAPES (o
 MySQL datasource has no session-init setting, so the server sets it, for the reader only:
 `init_connect` runs a statement at each connection of an account, conditional on
 `CURRENT_USER()`. Facts this relies on (checked on MariaDB 10.11 here, `tests/
-test_grafana_readers.py`; MySQL 8 per its manual, "init_connect" system variable):
+test_grafana_readers.py`; MariaDB's pages on init_connect, SUPER and CONNECTION ADMIN; MySQL 8
+per its manual's init_connect entry, not tried here: no MySQL 8 server can run on this host):
 - init_connect is skipped for accounts with SUPER (MariaDB: also CONNECTION ADMIN;
   MySQL 8: CONNECTION_ADMIN or SUPER): harmless, the reader has neither.
 - A failing init_connect statement disconnects the client (MariaDB, MySQL 8), so the
