@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from qmonit.sample import Sample, make_sample
+from qmonit.bounds import MAX_CPUS, MAX_GPUS, MAX_MEMORY_MB, field_problem
+from qmonit.sample import Sample, make_sample, shown
 from qmonit.states.rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,35 @@ class BatchJob:
         if self.start_time and self.native_state not in ("PENDING", "Idle"):
             return self.start_time
         return self.submit_time
+
+
+def job_problem(job: BatchJob) -> str | None:
+    """Why a job's numbers are unusable (`field cpus = nan is not finite`), or None: a
+    user's `RequestCpus = real("NaN")` or a negative request must cost only that job."""
+    return (field_problem("cpus", job.cpus, MAX_CPUS)
+            or field_problem("gpus", job.gpus, MAX_GPUS)
+            or field_problem("memory_mb", job.memory_mb, MAX_MEMORY_MB))
+
+
+def sane_jobs(jobs: list[BatchJob], where: str, problems: list[str]) -> list[BatchJob]:
+    """The jobs whose numbers pass `job_problem`; each other one reported under `where`."""
+    kept = []
+    for job in jobs:
+        problem = job_problem(job)
+        if problem is None:
+            kept.append(job)
+        else:
+            problems.append(f"{where}: job {shown(job.job_id)}: {problem}; skipped")
+    return kept
+
+
+def node_problem(node: BatchNode) -> str | None:
+    """Why a node's numbers are unusable, or None (the same bounds as a job's)."""
+    return (field_problem("cpus", node.cpus, MAX_CPUS)
+            or field_problem("cpus_alloc", node.cpus_alloc, MAX_CPUS)
+            or field_problem("gpus", node.gpus, MAX_GPUS)
+            or field_problem("gpus_alloc", node.gpus_alloc, MAX_GPUS)
+            or field_problem("jobs", node.jobs, MAX_CPUS))
 
 
 def map_states(jobs: list[BatchJob], rules: RuleSet, now: datetime) -> list[BatchJob]:
@@ -110,6 +140,10 @@ def node_samples(nodes: Iterable[BatchNode], cluster: str, scheduler: str,
                  slot: datetime) -> list[Sample]:
     out = []
     for n in nodes:
+        problem = node_problem(n)
+        if problem is not None:
+            log.warning("%s: node %s: %s; skipped", cluster, shown(n.node), problem)
+            continue
         try:
             tags = {"cluster": cluster, "scheduler": scheduler, "node": n.node,
                     "node_state": n.node_state}

@@ -26,12 +26,16 @@ the variable reads it the way `$rp` reads `meta.rp_config`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from math import isfinite
 from operator import itemgetter
 
 from qmonit.sample import Sample
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)  # one object per level: hashed by identity, in C (the
@@ -149,9 +153,18 @@ class Aggregator:
 
     def samples(self) -> list[Sample]:
         """One point per level, group and time; a tag a member lacks is left out, as InfluxDB's
-        GROUP BY leaves it out of SELECT ... INTO."""
-        return [Sample(level.measurement, tags, tuple(sorted(totals.items())), time)
-                for (level, tags, time), totals in self._sums.items()]
+        GROUP BY leaves it out of SELECT ... INTO. A sum that is not finite (members checked
+        at parse time cannot reach it; a sum of 1e308s could) is reported and left out: no
+        store may get inf (SQLite keeps it, MariaDB refuses the whole batch)."""
+        out = []
+        for (level, tags, time), totals in self._sums.items():
+            if not all(map(isfinite, totals.values())):
+                bad = {k: v for k, v in totals.items() if not isfinite(v)}
+                log.warning("level %s %s at %s: sum %s is not finite; point not written",
+                            level.measurement, dict(tags), time.isoformat(), bad)
+                continue
+            out.append(Sample(level.measurement, tags, tuple(sorted(totals.items())), time))
+        return out
 
 
 _first = itemgetter(0)

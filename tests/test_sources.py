@@ -92,10 +92,10 @@ def test_malformed_records_are_reported_and_skipped_the_rest_goes_through():
             for s in collection.samples] == [("Q1", "running", 5.0),
                                              ("Q3", "finished", 2.0)]
     assert collection.problems == [
-        "PanDA test: Q1/managed/SCORE/failed: count 'many' is not a non-negative number; skipped",
-        "PanDA test: Q1/managed/SCORE/activated: count -1 is not a non-negative number; skipped",
+        "PanDA test: Q1/managed/SCORE/failed: count 'many' is not a number; skipped",
+        "PanDA test: Q1/managed/SCORE/activated: count -1 is negative; skipped",
         "PanDA test: Q2: expected an object of prod_source labels, got list; skipped",
-        "PanDA test: Q3/user/SCORE/running: count True is not a non-negative number; skipped",
+        "PanDA test: Q3/user/SCORE/running: count True is not a number; skipped",
     ]
 
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import requests
 
+from qmonit.bounds import MAX_CORECOUNT, MAX_COREPOWER, number_problem
 from qmonit.files import write_text_atomic
 from qmonit.http import make_session, safe_url
+from qmonit.sample import shown
 from qmonit.sources.base import PARSE_ERRORS, SourceError, json_answer
 
 log = logging.getLogger(__name__)
@@ -68,13 +70,22 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _number(value: Any, kind: type) -> Any:
+def _number(value: Any, kind: type, limit: float, where: str, problems: list[str]) -> Any:
+    """A positive number no larger than `limit`, or None; a value that is not finite,
+    negative or above the limit (`corecount: 1e30`, `Infinity`) is reported under `where`
+    and left unknown (the queue is kept: its tags are good)."""
     if isinstance(value, bool) or value in (None, ""):
         return None
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    problem = number_problem(value, limit)
+    if problem is not None:
+        problems.append(f"{where}: {problem}; left unknown")
         return None
+    number = kind(value)
     return number if number > 0 else None
 
 
@@ -100,8 +111,10 @@ def parse_pandaqueues(data: Any, origin: str) -> tuple[dict[str, QueueInfo], lis
             site_state=_text(record.get("site_state")),
             queue_type=_text(record.get("type")),
             resource_type=_text(record.get("resource_type")),
-            corecount=_number(record.get("corecount"), int),
-            corepower=_number(record.get("corepower"), float),
+            corecount=_number(record.get("corecount"), int, MAX_CORECOUNT,
+                              f"{origin}: queue {shown(name)}: corecount", problems),
+            corepower=_number(record.get("corepower"), float, MAX_COREPOWER,
+                              f"{origin}: queue {shown(name)}: corepower", problems),
             pilot_manager=_text(record.get("pilot_manager")),
             harvester=_text(record.get("harvester")),
             rc=_text(record.get("rc")),

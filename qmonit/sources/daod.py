@@ -24,9 +24,10 @@ from typing import Any
 
 import requests
 
+from qmonit.bounds import MAX_BYTES, MAX_FILES, field_problem
 from qmonit.http import make_session, safe_url
 from qmonit.redact import brief
-from qmonit.sample import epoch_seconds
+from qmonit.sample import epoch_seconds, shown
 from qmonit.sources.base import SourceError, json_answer
 
 BY_RSE, FILES, BYTES = "4", "1", "3"
@@ -90,11 +91,16 @@ def parse_msearch(data: Any, origin: str) -> tuple[list[RseVolume], list[str]]:
         try:
             rse = str(bucket["key"])
             files, size = float(bucket[FILES]["value"]), float(bucket[BYTES]["value"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             problems.append(f"{origin}: bucket {number}: no files/bytes ({exc!r}); skipped")
             continue
-        if not rse or files < 0 or size < 0:
+        if not rse:
             problems.append(f"{origin}: bucket {number} ({rse!r}): not a volume; skipped")
+            continue
+        problem = field_problem("files", files, MAX_FILES) or \
+            field_problem("bytes", size, MAX_BYTES)
+        if problem is not None:
+            problems.append(f"{origin}: bucket {number} ({shown(rse)}): {problem}; skipped")
             continue
         volumes.append(RseVolume(rse, files, size))
     return volumes, problems

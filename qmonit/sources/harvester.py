@@ -14,9 +14,10 @@ from typing import Any
 
 import requests
 
+from qmonit.bounds import MAX_JOBS, number_problem
 from qmonit.sample import make_sample, or_unknown, shown_path
 from qmonit.sources.base import Collection, SourceError
-from qmonit.sources.panda import PandaJobStats, _count, unwrap_v1
+from qmonit.sources.panda import PandaJobStats, unwrap_v1
 from qmonit.states.rules import RuleSet
 
 PATH = "/api/v1/harvester/get_worker_statistics"
@@ -34,11 +35,11 @@ def parse_worker_stats(data: Any, rules: RuleSet, slot: datetime, origin: str) -
     def walk(node: Any, path: tuple[str, ...]) -> None:
         depth = len(path)
         if depth == 5:
-            count = _count(node)
-            if count is None:
-                out.problems.append(f"{origin}: {shown_path(*path)}: count {node!r} is "
-                                    f"not a non-negative number; skipped")
+            problem = number_problem(node, MAX_JOBS)
+            if problem is not None:
+                out.problems.append(f"{origin}: {shown_path(*path)}: count {problem}; skipped")
                 return
+            count = float(node)
             queue, harvester, job_type, resource_type, status = path
             tags = {"factory": or_unknown(harvester), "factory_type": "harvester",
                     "panda_queue": queue, "job_type": or_unknown(job_type),

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples
+from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples, sane_jobs
 from qmonit.sample import Sample, make_sample
 from qmonit.sources.base import Collection, SourceError
 from qmonit.states.rules import RuleSet
@@ -234,6 +234,7 @@ class HTCondorSource:
                     out.problems.append(f"HTCondor schedd {schedd.name}: job "
                                         f"{value(ad, 'ClusterId')}.{value(ad, 'ProcId')}: "
                                         f"{exc}; skipped")
+            jobs = sane_jobs(jobs, f"HTCondor schedd {schedd.name}", out.problems)
             mapped = map_states(jobs, self.rules, now)
             self.last_jobs += mapped
             out.samples += count_jobs(mapped, self.cluster, SCHEDULER, slot)

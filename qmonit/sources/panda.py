@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from qmonit.bounds import MAX_JOBS, number_problem
 from qmonit.http import make_session, safe_url
 from qmonit.model import PANDA_JOB_STATUSES
 from qmonit.redact import brief
@@ -32,11 +33,8 @@ PATHS = {
 
 
 def _count(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if value < 0 or value != value or value in (float("inf"), float("-inf")):
-        return None
-    return float(value)
+    """A job or worker count, or None when number_problem finds it unusable."""
+    return None if number_problem(value, MAX_JOBS) is not None else float(value)
 
 
 def parse_job_stats(data: Any, slot: datetime, origin: str) -> Collection:
@@ -69,13 +67,13 @@ def parse_job_stats(data: Any, slot: datetime, origin: str) -> Collection:
                                         f"{type(by_status).__name__}; skipped")
                     continue
                 for status, raw in by_status.items():
-                    count = _count(raw)
-                    if count is None:
+                    problem = number_problem(raw, MAX_JOBS)
+                    if problem is not None:
                         out.problems.append(f"{origin}: "
                                             f"{shown_path(queue, label, resource, status)}: "
-                                            f"count {raw!r} is not a "
-                                            f"non-negative number; skipped")
+                                            f"count {problem}; skipped")
                         continue
+                    count = float(raw)
                     if status not in PANDA_JOB_STATUSES:
                         unknown_statuses.add(status)
                     tags = {"panda_queue": queue, "prod_source": or_unknown(label),

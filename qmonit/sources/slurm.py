@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples
+from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples, sane_jobs
 from qmonit.redact import brief, child_environment
 from qmonit.sources.base import MAX_JSON_DEPTH, Collection, SourceError, json_depth
 from qmonit.states.rules import RuleSet, load_rules
@@ -539,6 +539,7 @@ class SlurmSource:
     def collect(self, slot: datetime) -> Collection:
         now = datetime.now(UTC)
         jobs, problems = self.read_jobs()
+        jobs = sane_jobs(jobs, f"Slurm {self.cluster}", problems)
         if self.use_json:  # squeue --json also lists jobs that ended in the last minutes
             jobs = [j for j in jobs if j.native_state in ("PENDING", "RUNNING", "SUSPENDED")
                     or j.native_state in SHOWN_FLAGS]

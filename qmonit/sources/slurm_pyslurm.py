@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples
+from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples, sane_jobs
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.slurm import SCHEDULER, SHOWN_FLAGS, jobs_per_node
 from qmonit.states.rules import RuleSet
@@ -53,10 +53,12 @@ class PyslurmSource:
                 gpus=float((job.gres_per_node or {}).get("gpu", 0) or 0),
                 memory_mb=float(job.memory or 0)))
         now = datetime.now(UTC)
+        problems: list[str] = []
+        records = sane_jobs(records, f"pyslurm {self.cluster}", problems)
         self.last_jobs = map_states(records, self.rules, now)
         per_node = jobs_per_node(records)
         batch_nodes = [BatchNode(n.name, str(n.state).lower(), float(n.total_cpus or 0),
                                  float(n.allocated_cpus or 0), 0.0, 0.0,
                                  float(per_node.get(n.name, 0))) for n in nodes.values()]
         return Collection(count_jobs(self.last_jobs, self.cluster, SCHEDULER, slot)
-                          + node_samples(batch_nodes, self.cluster, SCHEDULER, slot))
+                          + node_samples(batch_nodes, self.cluster, SCHEDULER, slot), problems)
