@@ -237,3 +237,59 @@ def test_a_level_sum_that_is_not_finite_is_not_written(caplog):
     ]
     assert all(math.isfinite(v) for s in levels for _, v in s.fields)
     assert Aggregator().samples() == []
+
+
+def test_a_collect_fed_hostile_numbers_stores_only_finite_ones(
+        state_engine, make_config, http, influx_db, caplog):
+    """PanDA's 1e308, NaN and -5 and CRIC's corecount 1e30 and corepower Infinity through the
+    whole cycle: the good counts are written, the state tables on SQLite and MariaDB hold
+    no number that is not finite."""
+    from qmonit.collect import collect
+    from qmonit.components import build
+    from qmonit.sources.panda import PATHS
+    from tests.conftest import DATA
+    from tests.servers import Reply
+
+    panda = json.loads((DATA / "panda_job_stats_v1.json").read_text())
+    panda["data"]["AGLT2_UCORE"]["managed"]["SCORE"]["running"] = 1e308
+    panda["data"]["SLAC_ES"] = {"managed": {"SCORE": {"running": float("nan"),
+                                                      "failed": -5}}}
+    cric = json.loads((DATA / "cric_pandaqueue.json").read_text())
+    cric["AGLT2_UCORE"]["corecount"] = 1e30
+    cric["SLAC_ES-lsf"]["corepower"] = float("inf")
+    http.route(PATHS["v1"], Reply(200, json.dumps(panda)))  # NaN, Infinity as Python writes
+    http.route("/api/atlas/pandaqueue/query/", Reply(200, json.dumps(cric)))
+    url = state_engine.url.render_as_string(hide_password=False)
+    parts = build(make_config({"influxdb": influx_db, "sql": {"url": url},
+                               "panda": {"url": http.url}, "cric": {"url": http.url}}))
+    parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
+    with caplog.at_level(logging.WARNING):
+        report = collect(parts, T)
+    [source] = [s for s in report.sources if s.source == "panda"]
+    assert (source.status, source.errors) == ("ok", 3)
+    assert report.state_errors == []
+    origin = f"PanDA {http.url}{PATHS['v1']}"
+    for line in (f"{origin}: AGLT2_UCORE/managed/SCORE/running: count 1e+308 is above the "
+                 "maximum 1e+07; skipped",
+                 f"{origin}: SLAC_ES/managed/SCORE/running: count nan is not finite; skipped",
+                 f"{origin}: SLAC_ES/managed/SCORE/failed: count -5 is negative; skipped"):
+        assert line in caplog.text
+    cric_origin = f"CRIC {http.url}/api/atlas/pandaqueue/query/"
+    assert f"{cric_origin}: queue AGLT2_UCORE: corecount: 1e+30 is above the maximum 1024; " \
+           "left unknown" in caplog.text
+    assert f"{cric_origin}: queue SLAC_ES-lsf: corepower: inf is not finite; left unknown" \
+        in caplog.text
+    with state_engine.connect() as conn:
+        queues = {r[0]: (r[1], r[2]) for r in conn.execute(select(
+            state.queues.c.panda_queue, state.queues.c.corecount, state.queues.c.corepower))}
+        stats = conn.execute(select(state.queue_stats)).mappings().all()
+    assert queues["AGLT2_UCORE"] == (None, 10.96)
+    assert queues["SLAC_ES-lsf"][1] is None
+    numbers = [v for row in stats for v in row.values() if isinstance(v, float)]
+    assert numbers and all(math.isfinite(v) for v in numbers)
+    stored = parts.store.rows('SELECT "jobs", "cores", "hs06", panda_queue, job_status '
+                              'FROM "10m"."jobs"')
+    assert not [r for r in stored if r["panda_queue"] == "SLAC_ES"
+                and r["job_status"] in ("running", "failed") and r["jobs"]]
+    assert all(math.isfinite(r[k]) for r in stored for k in ("jobs", "cores", "hs06")
+               if r.get(k) is not None)
