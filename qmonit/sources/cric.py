@@ -185,8 +185,17 @@ class CricTopology:
             with open(self.cache_path, encoding="utf-8") as handle:
                 payload = json.load(handle)
             fetched_at = datetime.fromisoformat(payload["fetched_at"])
-            queues = {name: QueueInfo(**{**q, "datadisks": tuple(q["datadisks"])})
-                      for name, q in payload["queues"].items()}
+            checked: list[str] = []  # a snapshot an older qmonit wrote may hold 1e30 cores
+            where = f"CRIC snapshot {self.cache_path}: queue"
+            queues = {name: QueueInfo(**{
+                **q, "datadisks": tuple(q["datadisks"]),
+                "corecount": _number(q.get("corecount"), int, MAX_CORECOUNT,
+                                     f"{where} {shown(name)}: corecount", checked),
+                "corepower": _number(q.get("corepower"), float, MAX_COREPOWER,
+                                     f"{where} {shown(name)}: corepower", checked)})
+                for name, q in payload["queues"].items()}
+            for problem in checked:
+                log.warning(problem)
         except FileNotFoundError:
             message = f"{error}; no cached snapshot yet: every queue is tagged unknown"
             log.error(message)

@@ -293,3 +293,33 @@ def test_a_collect_fed_hostile_numbers_stores_only_finite_ones(
                 and r["job_status"] in ("running", "failed") and r["jobs"]]
     assert all(math.isfinite(r[k]) for r in stored for k in ("jobs", "cores", "hs06")
                if r.get(k) is not None)
+
+
+def test_a_cached_cric_snapshot_is_checked_again(http, tmp_path, caplog):
+    """A snapshot written before the numbers were checked (1e30 cores, Infinity HS06) is
+    read back with those numbers unknown."""
+    from qmonit import config
+    from qmonit.sources.cric import CricTopology
+    from tests.conftest import DATA
+    from tests.servers import Reply
+
+    http.route("/api/atlas/pandaqueue/query/", Reply(200, (DATA / "cric_pandaqueue.json")
+                                                     .read_text()), Reply(503, "maintenance"))
+    settings = config.defaults({"cric": {"url": http.url, "timeout_s": "0.5"},
+                                "sources": {"enabled": "simulated"}}).section("cric")
+    source = CricTopology(settings, tmp_path / "cric.json")
+    source.load()
+    snapshot = json.loads(source.cache_path.read_text())
+    snapshot["queues"]["AGLT2_UCORE"]["corecount"] = 1e30
+    snapshot["queues"]["SLAC_ES-lsf"]["corepower"] = float("inf")
+    source.cache_path.write_text(json.dumps(snapshot))
+    with caplog.at_level(logging.WARNING):
+        cached = source.load()
+    assert cached.status == "cached"
+    assert (cached.queues["AGLT2_UCORE"].corecount, cached.queues["AGLT2_UCORE"].corepower) \
+        == (None, 10.96)
+    assert cached.queues["SLAC_ES-lsf"].corepower is None
+    where = f"CRIC snapshot {source.cache_path}: queue"
+    assert [r.getMessage() for r in caplog.records if "snapshot" in r.getMessage()][:2] == [
+        f"{where} AGLT2_UCORE: corecount: 1e+30 is above the maximum 1024; left unknown",
+        f"{where} SLAC_ES-lsf: corepower: inf is not finite; left unknown"]
