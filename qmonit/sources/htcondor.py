@@ -91,7 +91,16 @@ def _when(ad: Mapping[str, Any], attribute: str) -> datetime | None:
 
 def job_from_ad(ad: Mapping[str, Any], schedd: str, group_by: Sequence[str],
                 label_attribute: str = "") -> BatchJob:
-    """One job ad -> BatchJob; raises ValueError naming what is wrong."""
+    """One job ad -> BatchJob; raises ValueError naming what is wrong (an infinite
+    ClusterId or JobStatus, a QDate of 1e30 too: one job, not the schedd's whole answer)."""
+    try:
+        return _job_from_ad(ad, schedd, group_by, label_attribute)
+    except (OverflowError, OSError) as exc:  # int(inf), a time past time_t
+        raise ValueError(f"a number out of range: {exc}") from None
+
+
+def _job_from_ad(ad: Mapping[str, Any], schedd: str, group_by: Sequence[str],
+                 label_attribute: str) -> BatchJob:
     status = number(ad, "JobStatus")
     if status is None or int(status) not in JOB_STATUS:
         raise ValueError(f"JobStatus {value(ad, 'JobStatus')!r} is not 1-7")

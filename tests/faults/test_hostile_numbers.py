@@ -323,3 +323,16 @@ def test_a_cached_cric_snapshot_is_checked_again(http, tmp_path, caplog):
     assert [r.getMessage() for r in caplog.records if "snapshot" in r.getMessage()][:2] == [
         f"{where} AGLT2_UCORE: corecount: 1e+30 is above the maximum 1024; left unknown",
         f"{where} SLAC_ES-lsf: corepower: inf is not finite; left unknown"]
+
+
+def test_htcondor_infinite_ids_and_times_cost_only_their_job():
+    ads = CONDOR_JOBS.replace('RequestCpus = real("NaN")', 'RequestCpus = 1\nQDate = 1e30') \
+        .replace("ClusterId = 3\n", 'ClusterId = real("INF")\n')
+    out = condor_source([AdSchedd("ce01", parse_long(ads))], slots="").collect(T)
+    assert out.problems == [
+        "HTCondor schedd ce01: job 2.0: a number out of range: timestamp out of range for "
+        "platform time_t; skipped",
+        "HTCondor schedd ce01: job inf.0: a number out of range: cannot convert float "
+        "infinity to integer; skipped",
+    ]
+    assert sorted(s.tag("owner") for s in out.samples) == ["alice", "bob"]
