@@ -385,30 +385,38 @@ def parse_squeue_json(doc: Any) -> tuple[list[BatchJob], list[str]]:
         except ValueError as exc:
             problems.append(f"squeue --json: job {record['job_id']}: {exc}; skipped")
             continue
-        reason = pending_reason(str(record.get("state_reason") or ""))
-        account = record.get("account") or record.get("group_name") or ""
-        base = BatchJob(
-            job_id=str(record["job_id"]), owner=str(record.get("user_name") or ""),
-            group=str(account), partition=str(record.get("partition") or ""),
-            native_state=_native_state(record.get("job_state")),
-            reason=reason, worker=str(record.get("nodes") or ""),
-            submit_time=_epoch(record.get("submit_time")),
-            start_time=_epoch(record.get("start_time")), end_time=_epoch(record.get("end_time")),
-            cpus=cpus or (_number(record.get("cpus")) or 0.0), gpus=gpus, memory_mb=memory)
-        task = _number(record.get("array_task_id"))
-        array_id = _number(record.get("array_job_id"))
-        task_string = str(record.get("array_task_string") or "")
-        pending_tasks = array_task_count(task_string)
-        if array_id and task is not None:
-            jobs.append(_with_id(base, f"{int(array_id)}_{int(task)}"))
-        elif array_id and 0 < pending_tasks <= ARRAY_TASKS_LISTED:
-            jobs += [_with_id(base, f"{int(array_id)}_{t}") for t in _array_tasks(task_string)]
-        elif array_id and pending_tasks:  # one record, as squeue without -r shows it
-            jobs.append(replace(base, job_id=f"{int(array_id)}_[{task_string}]",
-                                tasks=pending_tasks))
-        else:
-            jobs.append(base)
+        try:
+            jobs += _json_jobs(record, cpus, gpus, memory)
+        except (ValueError, OverflowError, OSError) as exc:  # a time past time_t, an id of inf
+            problems.append(f"squeue --json: job {record['job_id']}: a number out of range: "
+                            f"{exc}; skipped")
     return jobs, problems
+
+
+def _json_jobs(record: dict, cpus: float, gpus: float, memory: float) -> list[BatchJob]:
+    """One squeue --json record -> its job(s): itself, its array tasks, or its pending array
+    as one record. Raises ValueError/OverflowError for a time or an id out of range."""
+    reason = pending_reason(str(record.get("state_reason") or ""))
+    account = record.get("account") or record.get("group_name") or ""
+    base = BatchJob(
+        job_id=str(record["job_id"]), owner=str(record.get("user_name") or ""),
+        group=str(account), partition=str(record.get("partition") or ""),
+        native_state=_native_state(record.get("job_state")),
+        reason=reason, worker=str(record.get("nodes") or ""),
+        submit_time=_epoch(record.get("submit_time")),
+        start_time=_epoch(record.get("start_time")), end_time=_epoch(record.get("end_time")),
+        cpus=cpus or (_number(record.get("cpus")) or 0.0), gpus=gpus, memory_mb=memory)
+    task = _number(record.get("array_task_id"))
+    array_id = _number(record.get("array_job_id"))
+    task_string = str(record.get("array_task_string") or "")
+    pending_tasks = array_task_count(task_string)
+    if array_id and task is not None:
+        return [_with_id(base, f"{int(array_id)}_{int(task)}")]
+    if array_id and 0 < pending_tasks <= ARRAY_TASKS_LISTED:
+        return [_with_id(base, f"{int(array_id)}_{t}") for t in _array_tasks(task_string)]
+    if array_id and pending_tasks:  # one record, as squeue without -r shows it
+        return [replace(base, job_id=f"{int(array_id)}_[{task_string}]", tasks=pending_tasks)]
+    return [base]
 
 
 def _with_id(job: BatchJob, job_id: str) -> BatchJob:

@@ -336,3 +336,19 @@ def test_htcondor_infinite_ids_and_times_cost_only_their_job():
         "infinity to integer; skipped",
     ]
     assert sorted(s.tag("owner") for s in out.samples) == ["alice", "bob"]
+
+
+def test_slurm_times_and_ids_out_of_range_cost_only_their_job():
+    from qmonit.sources.slurm import parse_squeue_json
+
+    good = {"job_id": 1, "user_name": "a", "partition": "p", "job_state": "PENDING", "cpus": 1}
+    doc = json.loads(json.dumps({"jobs": [
+        good, {**good, "job_id": 2, "submit_time": 1e30},
+        {**good, "job_id": 3, "array_job_id": float("inf"), "array_task_id": 1}]}))
+    jobs, problems = parse_squeue_json(doc)
+    assert [j.job_id for j in jobs] == ["1"]
+    assert problems == [
+        "squeue --json: job 2: a number out of range: timestamp out of range for platform "
+        "time_t; skipped",
+        "squeue --json: job 3: a number out of range: cannot convert float infinity to "
+        "integer; skipped"]
