@@ -31,9 +31,6 @@ MAX_MEMORY_MB = 1e9
 MAX_BYTES = 1e18
 # files on one disk: 10^12.
 MAX_FILES = 1e12
-# any other field of a Sample (sums of a whole cycle included): past this, float sums lose
-# whole units and SQL BIGINT conversions overflow; nothing real gets near it.
-MAX_FIELD = 1e15
 
 
 def number_problem(value: Any, limit: float) -> str | None:
