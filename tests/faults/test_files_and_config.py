@@ -164,15 +164,6 @@ def test_a_rule_file_dashboards_and_bin_dir_others_can_change_are_refused(write_
         f"{boards}/x.dashboard.py\n")
 
 
-def test_a_configuration_readable_by_others_is_still_only_a_warning(write_config):
-    path = write_config({"sources": {"enabled": "simulated"}})
-    path.chmod(0o644)
-    warnings = []
-    config.load(str(path), environ={}, warn=warnings.append)
-    assert warnings == [f"{path} is readable by users other than its owner (mode -rw-r--r--); "
-                        f"it may hold secrets: chmod 600 {path}"]
-
-
 def test_secrets_sent_without_tls_are_warned_about(write_config):
     path = write_config({
         "sources": {"enabled": "panda"},
