@@ -357,7 +357,7 @@ def spool(args: argparse.Namespace, parts: Components) -> int:
 
 
 def dashboards(args: argparse.Namespace, cfg: Config) -> int:
-    from qmonit.files import write_text_atomic
+    from qmonit.files import READABLE_FILE, write_text_atomic
     from qmonit.grafana.build import DashboardError, build_all, write_json
     from qmonit.grafana.provision import ReaderError, documents
     from qmonit.grafana.push import GrafanaError, push_all
@@ -374,7 +374,7 @@ def dashboards(args: argparse.Namespace, cfg: Config) -> int:
         for path in write_json(built, out_dir):
             print(f"wrote {path}")
         for relative, text in texts.items():
-            write_text_atomic(out_dir / "provisioning" / relative, text)
+            write_text_atomic(out_dir / "provisioning" / relative, text, READABLE_FILE)
             print(f"wrote {out_dir / 'provisioning' / relative}")
         for note in notes:
             log.warning(note)

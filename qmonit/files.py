@@ -8,11 +8,16 @@ from pathlib import Path
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
+# What another account must read and that holds no secret (the dashboards and Grafana's
+# provisioning files, whose passwords are ${ENV} references).
+READABLE_FILE = 0o644
+READABLE_DIR = 0o755
 
 
-def private_dir(path: Path) -> Path:
-    """Create `path` and every missing parent 0700 (mkdir(parents=True, mode=...) sets the
-    mode of the last part only, and the umask still applies); an existing one is left as is."""
+def private_dir(path: Path, mode: int = PRIVATE_DIR) -> Path:
+    """Create `path` and every missing parent 0700, or `mode` (mkdir(parents=True, mode=...)
+    sets the mode of the last part only, and the umask still applies); an existing one is
+    left as is."""
     missing = []
     part = Path(path)
     while not part.exists():
@@ -22,16 +27,17 @@ def private_dir(path: Path) -> Path:
         part = part.parent
     for directory in reversed(missing):
         try:
-            directory.mkdir(mode=PRIVATE_DIR)
+            directory.mkdir(mode=mode)
         except FileExistsError:
             continue  # made meanwhile by another process
-        os.chmod(directory, PRIVATE_DIR)  # whatever the umask
+        os.chmod(directory, mode)  # whatever the umask
     return path
 
 
 def write_text_atomic(path: Path, text: str, mode: int = PRIVATE_FILE) -> None:
-    """A reader sees the old file or the new one, never half of one."""
-    private_dir(path.parent)
+    """A reader sees the old file or the new one, never half of one; directories it makes
+    are 0700, or 0755 for a READABLE_FILE."""
+    private_dir(path.parent, READABLE_DIR if mode == READABLE_FILE else PRIVATE_DIR)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:

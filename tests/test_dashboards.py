@@ -404,6 +404,17 @@ def test_dashboards_build_writes_json_and_provisioning(write_config, tmp_path):
     assert f"path: {out.resolve()}" in files["dashboards/qmonit.yaml"]
     assert "uid: qmonit-stale-data" in files["alerting/qmonit.yaml"]
     assert "{{ $$values.B.Value }}" in files["alerting/qmonit.yaml"]
+    # Grafana's account reads them (no secret in them), whatever qmonit's own umask 077
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777)
+             for p in [out, *out.rglob("*")]}
+    assert modes == {
+        "grafana": "0o755", "grafana/provisioning": "0o755",
+        **{f"grafana/{name}.json": "0o644"
+           for name in ("batch", "daod", "factories", "jobs", "pipeline", "suspicious")},
+        **{f"grafana/provisioning/{kind}": "0o755"
+           for kind in ("alerting", "dashboards", "datasources")},
+        **{f"grafana/provisioning/{kind}/qmonit.yaml": "0o644"
+           for kind in ("alerting", "dashboards", "datasources")}}
 
 
 def test_a_broken_dashboard_file_is_named_and_exits_2(write_config, tmp_path, capsys):

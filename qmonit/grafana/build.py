@@ -16,7 +16,7 @@ from typing import Any
 from grafanalib._gen import DashboardEncoder, loader
 
 from qmonit.config import Config
-from qmonit.files import write_text_atomic
+from qmonit.files import READABLE_FILE, write_text_atomic
 from qmonit.grafana.helpers import INFLUX, MYSQL
 
 SUFFIX = ".dashboard.py"
@@ -95,6 +95,7 @@ def write_json(built: list[Built], out_dir: Path) -> list[Path]:
     paths = []
     for board in built:
         path = out_dir / f"{board.name}.json"
-        write_text_atomic(path, json.dumps(board.model, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(path, json.dumps(board.model, indent=2, sort_keys=True) + "\n",
+                          READABLE_FILE)  # for Grafana's account; no secret in it
         paths.append(path)
     return paths
