@@ -19,7 +19,7 @@ from qmonit.levels import CHOICES
 from qmonit.sample import SLOT, slot_start
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
-from qmonit.sources.panda import PandaJobStats, parse_job_stats
+from qmonit.sources.panda import PandaJobStats
 from qmonit.stores import lease, state
 from qmonit.stores.base import StoreUnavailable
 from qmonit.stores.embedded import EmbeddedStore
@@ -151,13 +151,12 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
     if not isinstance(parts.store, EmbeddedStore):
         probe("influxdb", parts.store.location(), parts.store.check)
     for source in parts.sources:
-        if isinstance(source, PandaJobStats):
+        if isinstance(source, PandaJobStats):  # PanDA, and Harvester through it
             def panda_ok(source: PandaJobStats = source) -> str:
-                parsed = parse_job_stats(source.fetch(), datetime.now(UTC),
-                                         source.origin)
+                parsed = source.collect(datetime.now(UTC))  # each parses its own answer
                 queues = {s.tag("panda_queue") for s in parsed.samples}
                 return f"answers, {len(queues)} queues, {len(parsed.samples)} counts"
-            probe("panda", source.origin, panda_ok)
+            probe(source.name, source.origin, panda_ok)
     if isinstance(parts.topology, CricTopology):
         cric = parts.topology
 
@@ -303,9 +302,9 @@ def _states_on_recorded(args: argparse.Namespace, parts: Components) -> int:
 
     try:
         counts, samples, problems = read_recorded(args.source, args.input, parts.rules)
-    except RecordedInputError as exc:
+    except RecordedInputError as exc:  # 2: a file of the wrong kind; 1: its source failed
         print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     for problem in problems:
         print(f"qmonit states test {args.source}: {problem}", file=sys.stderr)
     if args.json:

@@ -122,6 +122,6 @@ def test_a_file_of_no_known_format_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "qmonit", "states", "test", "slurm", "--input",
                            str(bad)], capture_output=True, text=True,
                           env=environ_without_qmonit())
-    assert done.returncode == 1
-    assert done.stderr.startswith(f"qmonit states test slurm: {bad}: 3 '|'-separated fields: "
-                                  "neither squeue -O ")
+    assert done.returncode == 2  # none of the formats slurm reads: refused, as a wrong kind
+    assert done.stderr.startswith(f"qmonit states test slurm: {bad}: not a slurm output qmonit "
+                                  "reads (text of 3 '|'-separated fields: neither squeue -O ")

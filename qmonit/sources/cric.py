@@ -2,7 +2,8 @@
 
 GET {cric}/api/atlas/pandaqueue/query/?json -> {queue_name: {panda_resource, atlas_site,
 cloud, country, tier, status, type, resource_type, corecount, corepower, ...}}.
-The key and panda_resource can differ (SLAC_ES-lsf / SLAC_ES); records can be empty.
+The key and panda_resource can differ (SLAC_ES-lsf / SLAC_ES); records can be empty. An
+answer that is not such an object of queue records is refused (qmonit/sources/kinds.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from qmonit.files import write_text_atomic
 from qmonit.http import make_session, safe_url
 from qmonit.sample import shown
 from qmonit.sources.base import PARSE_ERRORS, SourceError, json_answer
+from qmonit.sources.kinds import check_answer
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +92,12 @@ def _number(value: Any, kind: type, limit: float, where: str, problems: list[str
 
 
 def parse_pandaqueues(data: Any, origin: str) -> tuple[dict[str, QueueInfo], list[str]]:
-    """The CRIC answer -> QueueInfo by queue name; empty or broken records reported, skipped."""
+    """The CRIC answer -> QueueInfo by queue name; empty or broken records reported, skipped.
+    An answer of another kind (a Slurm or PanDA answer at the CRIC URL) is a SourceError:
+    read as it is, its top-level keys would become queues."""
     if not isinstance(data, dict) or not data:
         raise SourceError(f"{origin}: expected a non-empty JSON object of PanDA queues")
+    check_answer("cric query", data, origin)
     queues, problems = {}, []
     for name, record in data.items():
         if not isinstance(record, dict) or not record:

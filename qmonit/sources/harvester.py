@@ -17,6 +17,7 @@ import requests
 from qmonit.bounds import MAX_JOBS, number_problem
 from qmonit.sample import make_sample, or_unknown, shown_path
 from qmonit.sources.base import Collection, SourceError
+from qmonit.sources.kinds import check_answer
 from qmonit.sources.panda import PandaJobStats, unwrap_v1
 from qmonit.states.rules import RuleSet
 
@@ -25,11 +26,15 @@ LEVELS = ("harvester instances", "job types", "resource types", "worker statuses
 
 
 def parse_worker_stats(data: Any, rules: RuleSet, slot: datetime, origin: str) -> Collection:
+    """The inner statistics dict -> `workers` samples; a malformed record is reported and
+    skipped. Empty, not a dict, or of another kind (PanDA's job statistics at this URL):
+    SourceError."""
     if not isinstance(data, dict):
         raise SourceError(f"{origin}: expected a JSON object of queues, got {type(data).__name__}")
     if not data:
         raise SourceError(f"{origin}: no worker statistics at all (the server failed or no "
                           f"Harvester reported in 4 hours); nothing written")
+    check_answer("harvester", data, origin)
     out = Collection()
 
     def walk(node: Any, path: tuple[str, ...]) -> None:
@@ -73,8 +78,12 @@ class HarvesterWorkers(PandaJobStats):
         self.url = settings["url"].rstrip("/") + PATH
         self.rules = rules
 
-    def collect(self, slot: datetime) -> Collection:
+    def fetch(self) -> Any:
+        """The worker statistics (the v1 envelope, when there is one, removed)."""
         payload = self.get_json({})
         if isinstance(payload, dict) and "success" in payload:
             payload = unwrap_v1(payload, self.origin)
-        return parse_worker_stats(payload, self.rules, slot, self.origin)
+        return payload
+
+    def collect(self, slot: datetime) -> Collection:
+        return parse_worker_stats(self.fetch(), self.rules, slot, self.origin)

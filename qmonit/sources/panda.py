@@ -23,6 +23,7 @@ from qmonit.model import PANDA_JOB_STATUSES
 from qmonit.redact import brief
 from qmonit.sample import make_sample, or_unknown, shown_path
 from qmonit.sources.base import Collection, SourceError, json_answer
+from qmonit.sources.kinds import check_answer
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,14 @@ def parse_job_stats(data: Any, slot: datetime, origin: str) -> Collection:
     """The inner statistics dict -> `jobs` samples (tags from PanDA only, field jobs).
 
     A malformed record is reported in `problems` with its path and skipped; the rest
-    goes through. A payload that is empty or not a dict raises SourceError.
+    goes through. A payload that is empty, not a dict, or of another kind (Harvester's
+    worker statistics, a CRIC or Slurm answer at the PanDA URL) raises SourceError.
     """
     if not isinstance(data, dict):
         raise SourceError(f"{origin}: expected a JSON object of queues, got {type(data).__name__}")
     if not data:
         raise SourceError(f"{origin}: empty statistics (the server failed); nothing written")
+    check_answer("panda", data, origin)
     out = Collection()
     unknown_statuses: set[str] = set()
     for queue, by_label in data.items():

@@ -24,6 +24,7 @@ from typing import Any
 from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples, sane_jobs
 from qmonit.redact import brief, child_environment
 from qmonit.sources.base import MAX_JSON_DEPTH, Collection, SourceError, json_depth
+from qmonit.sources.kinds import check_answer
 from qmonit.states.rules import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
@@ -517,20 +518,24 @@ class SlurmSource:
 
     def read_jobs(self) -> tuple[list[BatchJob], list[str]]:
         if self.use_json:
-            return parse_squeue_json(self._json([self._cmd("squeue"), "--json"]))
+            return parse_squeue_json(self._json([self._cmd("squeue"), "--json"],
+                                                "squeue --json"))
         return parse_squeue_text(self.run([self._cmd("squeue"), "-h", "-a", "-r", "-O",
                                            _format(SQUEUE_FIELDS)], self.timeout))
 
     def read_nodes(self, per_node: Mapping[str, int] | NodeJobs,
                    problems: list[str] | None = None) -> list[BatchNode]:
         if self.use_json:  # -N: since 23.02 one group per node, not per state
-            return parse_nodes_json(self._json([self._cmd("sinfo"), "-N", "--json"]),
+            return parse_nodes_json(self._json([self._cmd("sinfo"), "-N", "--json"],
+                                               "sinfo --json"),
                                     per_node, self.node_rules, problems)
         return parse_sinfo_text(self.run([self._cmd("sinfo"), "-h", "-N", "-O",
                                           _format(SINFO_FIELDS)], self.timeout), per_node,
                                 self.node_rules, problems)
 
-    def _json(self, argv: list[str]) -> Any:
+    def _json(self, argv: list[str], reader: str | None = None) -> Any:
+        """The command's JSON output; with `reader` (qmonit/sources/kinds.py), output of
+        another kind (a jobs answer where nodes were asked for) is a SourceError, not zeros."""
         text = self.run(argv, self.timeout)
         too_deep = False
         try:
@@ -542,6 +547,8 @@ class SlurmSource:
         if too_deep or json_depth(doc, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
             raise SourceError(f"{' '.join(argv)}: output is not valid JSON (nested deeper "
                               f"than {MAX_JSON_DEPTH} levels)")
+        if reader is not None:
+            check_answer(reader, doc, " ".join(argv), "printed")
         return doc
 
     def collect(self, slot: datetime) -> Collection:

@@ -4,8 +4,11 @@ An admin checks a cluster they cannot reach, and a bug report carries the file. 
 is told apart by its content: `squeue`/`sinfo` text in the formats qmonit asks for, or the
 JSON of `squeue --json`, `sinfo --json` and slurmrestd (21.08 to 26.05); `condor_q`/
 `condor_status` in `-long` or `-json`; PanDA job statistics and Harvester worker
-statistics JSON (API v1 answer or bare data); CRIC's pandaqueue JSON. What collect would
-write comes out: the native -> mapped table, or every sample as JSON.
+statistics JSON (API v1 answer or bare data); CRIC's pandaqueue JSON. A file of a kind the
+source does not read (a jobs answer given for nodes, a slurmrestd /partitions answer, a
+queuedata.json given to slurm) is refused with exit code 2, naming what it looks like
+instead (qmonit/sources/kinds.py), never read as zero samples. What collect would write
+comes out: the native -> mapped table, or every sample as JSON.
 """
 
 from __future__ import annotations
@@ -15,55 +18,93 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from qmonit.batchjobs import count_jobs, map_states, node_samples
 from qmonit.sample import Sample, slot_start
 from qmonit.sources.base import SourceError
+from qmonit.sources.kinds import (
+    CRIC_RECORD,
+    SLURM_ERROR,
+    SLURM_JOBS,
+    SQUEUE_TEXT,
+    Kind,
+    kind_of,
+    kind_of_text,
+    refusal,
+)
 from qmonit.states.rules import RuleSet
 
 
 class RecordedInputError(Exception):
-    """A file that is none of the formats the source reads; names the file and why."""
+    """A file that is none of the formats the source reads (exit code 2), or a recorded
+    answer in which the source itself reported failure (exit code 1); names the file."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class RecordedFile(NamedTuple):
+    where: str  # the path, as messages name it
+    text: str
+    doc: Any  # the decoded JSON, or the text when it is not JSON
+    kind: Kind
 
 
 def read_recorded(source: str, paths: Sequence[Path], rules: Mapping[str, RuleSet],
                   now: datetime | None = None) -> tuple[Counter, list[Sample], list[str]]:
-    """(native, reason, state, cause) -> count, the samples collect would write, problems."""
+    """(native, reason, state, cause) -> count, the samples collect would write, problems.
+    A file of a kind the source does not read is refused before any reader runs."""
     now = now or datetime.now(UTC)
     slot = slot_start(now)
     counts: Counter = Counter()
     samples: list[Sample] = []
     problems: list[str] = []
+    reader = {"panda": _panda, "harvester": _harvester, "slurm": _slurm,
+              "slurm_nodes": _slurm, "htcondor": _htcondor, "apf": _htcondor,
+              "cric": _cric}[source]
     for path in paths:
+        recorded = _recorded_file(Path(path))
+        refused = refusal(source, recorded.kind)
+        if refused:
+            raise RecordedInputError(f"{recorded.where}: {refused}")
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RecordedInputError(f"{path}: cannot be read ({exc})") from None
-        reader = {"panda": _panda, "harvester": _harvester, "slurm": _slurm,
-                  "slurm_nodes": _slurm, "htcondor": _htcondor, "apf": _htcondor,
-                  "cric": _cric}[source]
-        try:
-            reader(source, str(path), text, rules, now, slot, counts, samples, problems)
-        except SourceError as exc:
-            raise RecordedInputError(str(exc)) from None
+            reader(source, recorded, rules, now, slot, counts, samples, problems)
+        except SourceError as exc:  # the right kind, but the source said it failed
+            raise RecordedInputError(str(exc), exit_code=1) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise RecordedInputError(f"{path}: not a {source} output qmonit reads ({exc})"
                                      ) from None
     return counts, samples, problems
 
 
+def _recorded_file(path: Path) -> RecordedFile:
+    """The file read, decoded when it is JSON, and its kind."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordedInputError(f"{path}: cannot be read ({exc})") from None
+    if text.lstrip()[:1] in ("{", "["):
+        doc = _json(text, where)
+        return RecordedFile(where, text, doc, kind_of(doc))
+    return RecordedFile(where, text, text, kind_of_text(text))
+
+
 def _json(text: str, where: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise RecordedInputError(f"{where}: not valid JSON ({exc})") from None
 
 
-def _panda(source, where, text, rules, now, slot, counts, samples, problems) -> None:
+def _panda(source: str, recorded: RecordedFile, rules: Mapping[str, RuleSet],
+           now: datetime, slot: datetime, counts: Counter, samples: list[Sample],
+           problems: list[str]) -> None:
     from qmonit.sources.panda import parse_job_stats, unwrap_v1
 
-    data = _json(text, where)
+    data, where = recorded.doc, recorded.where
     if isinstance(data, dict) and "success" in data:
         data = unwrap_v1(data, where)
     collection = parse_job_stats(data, slot, where)
@@ -76,11 +117,13 @@ def _panda(source, where, text, rules, now, slot, counts, samples, problems) -> 
                                                           ("state", mapped.state))))))
 
 
-def _harvester(source, where, text, rules, now, slot, counts, samples, problems) -> None:
+def _harvester(source: str, recorded: RecordedFile, rules: Mapping[str, RuleSet],
+               now: datetime, slot: datetime, counts: Counter, samples: list[Sample],
+               problems: list[str]) -> None:
     from qmonit.sources.harvester import parse_worker_stats
     from qmonit.sources.panda import unwrap_v1
 
-    data = _json(text, where)
+    data, where = recorded.doc, recorded.where
     if isinstance(data, dict) and "success" in data:
         data = unwrap_v1(data, where)
     collection = parse_worker_stats(data, rules["harvester"], slot, where)
@@ -92,11 +135,11 @@ def _harvester(source, where, text, rules, now, slot, counts, samples, problems)
     samples += collection.samples
 
 
-def _slurm(source, where, text, rules, now, slot, counts, samples, problems) -> None:
+def _slurm(source: str, recorded: RecordedFile, rules: Mapping[str, RuleSet],
+           now: datetime, slot: datetime, counts: Counter, samples: list[Sample],
+           problems: list[str]) -> None:
     from qmonit.sources.slurm import (
-        SEP,
-        SINFO_FIELDS,
-        SQUEUE_FIELDS,
+        check_json_errors,
         jobs_per_node,
         parse_nodes_json,
         parse_sinfo_text,
@@ -105,27 +148,16 @@ def _slurm(source, where, text, rules, now, slot, counts, samples, problems) -> 
     )
 
     cluster = "recorded"
-    if text.lstrip()[:1] in ("{", "["):
-        doc = _json(text, where)
-        kind = "jobs" if isinstance(doc, dict) and "jobs" in doc else "nodes"
-    else:
-        first = next((line for line in text.splitlines() if line.strip()), "")
-        width = len(first.rstrip().rstrip(SEP).split(SEP))
-        kind = {len(SQUEUE_FIELDS): "jobs", len(SINFO_FIELDS): "nodes"}.get(width)
-        if kind is None:
-            raise RecordedInputError(
-                f"{where}: {width} '|'-separated fields: neither squeue -O "
-                f"{','.join(SQUEUE_FIELDS)} nor sinfo -N -O {','.join(SINFO_FIELDS)}")
-        doc = text
-    if kind == "jobs":
-        jobs, found = parse_squeue_json(doc) if not isinstance(doc, str) else \
-            parse_squeue_text(doc)
+    doc, where, kind = recorded.doc, recorded.where, recorded.kind.key
+    if kind == SLURM_ERROR:
+        check_json_errors(doc, where)  # raises, naming Slurm's error
+    if kind in (SLURM_JOBS, SQUEUE_TEXT):
+        jobs, found = parse_squeue_text(doc) if kind == SQUEUE_TEXT else parse_squeue_json(doc)
         problems += [f"{where}: {p}" for p in found]
         jobs = map_states(jobs, rules["slurm"], now)
-        if source == "slurm":
-            for job in jobs:
-                counts[(job.native_state, job.reason, job.state, job.cause)] += job.tasks
-            samples += count_jobs(jobs, cluster, "slurm", slot)
+        for job in jobs:
+            counts[(job.native_state, job.reason, job.state, job.cause)] += job.tasks
+        samples += count_jobs(jobs, cluster, "slurm", slot)
         return
     found: list[str] = []
     nodes = parse_nodes_json(doc, {}, rules["slurm_nodes"], found) if not isinstance(
@@ -137,11 +169,14 @@ def _slurm(source, where, text, rules, now, slot, counts, samples, problems) -> 
     samples += node_samples(nodes, cluster, "slurm", slot)
 
 
-def _htcondor(source, where, text, rules, now, slot, counts, samples, problems) -> None:
+def _htcondor(source: str, recorded: RecordedFile, rules: Mapping[str, RuleSet],
+              now: datetime, slot: datetime, counts: Counter, samples: list[Sample],
+              problems: list[str]) -> None:
     from qmonit.sources.condor_files import parse_ads
     from qmonit.sources.htcondor import job_from_ad, nodes_from_slots
 
-    ads = parse_ads(text)
+    where = recorded.where
+    ads = parse_ads(recorded.text)
     jobs, slots = [], []
     for number, ad in enumerate(ads):
         if "JobStatus" in ad:
@@ -160,14 +195,16 @@ def _htcondor(source, where, text, rules, now, slot, counts, samples, problems) 
     samples += node_samples(nodes_from_slots(slots), "recorded", "htcondor", slot)
 
 
-def _cric(source, where, text, rules, now, slot, counts, samples, problems) -> None:
+def _cric(source: str, recorded: RecordedFile, rules: Mapping[str, RuleSet],
+          now: datetime, slot: datetime, counts: Counter, samples: list[Sample],
+          problems: list[str]) -> None:
     from dataclasses import asdict
 
     from qmonit.sources.cric import parse_pandaqueues
 
-    data = _json(text, where)
-    if isinstance(data, dict) and ("panda_resource" in data or "nickname" in data):
-        data = {str(data.get("nickname") or data.get("panda_resource")): data}  # one record
+    data, where = recorded.doc, recorded.where
+    if recorded.kind.key == CRIC_RECORD:  # one queuedata.json record
+        data = {str(data.get("nickname") or data.get("panda_resource")): data}
     queues, found = parse_pandaqueues(data, where)
     problems += found
     for name, queue in queues.items():
