@@ -21,6 +21,16 @@ from qmonit.levels import BATCH_FILTERS
 FILTERS = tag_filter(*BATCH_FILTERS)
 BATCH_JOBS = "$batch_jobs_m"  # batch_jobs_by_partition until an owner is chosen
 NODES = tag_filter(("cluster", "cluster"))
+PARTITIONS = tag_filter(("cluster", "cluster"), ("partition", "partition"))
+# the Partitions table: column -> its InfluxQL over each partition's latest point
+PARTITION_COLUMNS = {
+    "nodes": '"nodes"', "idle": '"nodes_idle"', "in_use": '"nodes_mixed" + "nodes_allocated"',
+    "draining_drained": '"nodes_draining" + "nodes_drained"', "down": '"nodes_down"',
+    "other": '"nodes_powered_down" + "nodes_reserved" + "nodes_maintenance" + "nodes_unknown"',
+    "cpus_alloc": '"cpus_alloc"', "cpus": '"cpus"', "cpu_use": '"cpus_alloc" / "cpus"'}
+PARTITION_FIELDS = ("nodes", "cpus", "cpus_alloc", "nodes_idle", "nodes_mixed",
+                    "nodes_allocated", "nodes_draining", "nodes_drained", "nodes_down",
+                    "nodes_powered_down", "nodes_reserved", "nodes_maintenance", "nodes_unknown")
 # The variables are InfluxDB tag values with All as ".*" (helpers.sql_match); the text
 # boxes are percent-encoded by helpers.sql, so a value with a quote matches nothing.
 JOB_FILTER = (f"{sql_match('cluster', 'cluster')} AND {sql_match('`partition`', 'partition')} "
@@ -40,6 +50,17 @@ def use(kind: str) -> str:
     """Allocated / total CPUs (or GPUs) over the nodes of each cluster, per slot."""
     return (f'SELECT sum("{kind}_alloc") / sum("{kind}") AS "use" FROM "$rp"."batch_nodes" '
             f'WHERE $timeFilter{NODES} AND "{kind}" > 0 GROUP BY time($rp), "cluster" fill(none)')
+
+
+def partitions() -> str:
+    """Each partition's latest point; a series with no node left (the state the partition
+    had before, zero-filled after it changed) is not a row."""
+    latest = ", ".join(f'last("{field}") AS "{field}"' for field in PARTITION_FIELDS)
+    columns = ", ".join(f'{expression} AS "{name}"'
+                        for name, expression in PARTITION_COLUMNS.items())
+    by = 'GROUP BY "cluster", "partition", "partition_state"'
+    return (f'SELECT {columns} FROM (SELECT {latest} FROM "$rp"."batch_partitions" WHERE '
+            f'$timeFilter{PARTITIONS} {by}) WHERE "nodes" > 0 {by}')
 
 
 dashboard = qmonit_dashboard(
@@ -75,6 +96,13 @@ dashboard = qmonit_dashboard(
               "the CPUs and GPUs they hold.", [sql(top_owners("running"))], width=12),
         table("Top owners by pending jobs", "The 20 owners with the most pending jobs.",
               [sql(top_owners("pending"))], width=12),
+        table("Partitions", "Each Slurm partition as last collected: its state (UP, DOWN, "
+              "DRAIN, INACTIVE; UNKNOWN where sinfo --json before 23.11 does not say), its "
+              "nodes by state (in_use: mixed or allocated; other: powered down, reserved, "
+              "maintenance, unknown) and its CPUs in use of all. A node in several partitions "
+              "counts in each.", [influx(partitions(), fmt="table")],
+              overrides=[{"matcher": {"id": "byName", "options": "cpu_use"},
+                          "properties": [{"id": "unit", "value": "percentunit"}]}]),
         row("Over time"),
         timeseries("Jobs by partition and state", "Jobs per partition and mapped state, "
                    "summed per slot.",

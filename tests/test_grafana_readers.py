@@ -295,7 +295,7 @@ def test_no_hostile_value_reads_another_measurement_or_database_as_the_influx_re
                 assert got == want, (board.name, name, value, expand_influx(influxql, view))
                 cases += 1
                 with_rows += any(series for _, series in want)
-    assert (cases, with_rows) == (4906, 22)
+    assert (cases, with_rows) == (4972, 22)  # +66: the Partitions table (rp, cluster, partition)
 
 
 # -- init and check -----------------------------------------------------------------------

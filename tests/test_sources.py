@@ -293,7 +293,8 @@ def test_simulated_factories_and_cluster_go_through_the_real_parsers():
         collection = source.collect(when)
         assert collection.problems == [], name
         measurements = {s.measurement for s in collection.samples}
-        assert measurements == {"harvester": {"workers"}, "slurm": {"batch_jobs", "batch_nodes"},
+        assert measurements == {"harvester": {"workers"},
+                                "slurm": {"batch_jobs", "batch_nodes", "batch_partitions"},
                                 "htcondor": {"workers", "batch_jobs"}}[name]
     slurm = sources["slurm"]
     slurm.collect(when)

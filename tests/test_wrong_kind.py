@@ -47,7 +47,8 @@ SINFO_JSON = {"meta": {"plugins": {"data_parser": "data_parser/v0.0.39"},
               "errors": [], "warnings": []}
 QUEUEDATA = {"nickname": "CERN", "panda_resource": "CERN", "atlas_site": "CERN-PROD",
              "cloud": "CERN", "status": "online", "corecount": 8}
-SLURM_READS = "slurm reads squeue --json, sinfo --json, slurmrestd /jobs or /nodes, " \
+SLURM_READS = "slurm reads squeue --json, sinfo --json, slurmrestd /jobs, /nodes or " \
+    "/partitions, " \
     "squeue -O or sinfo -N -O text"
 NODES_READS = "slurm_nodes reads sinfo --json, slurmrestd /nodes or sinfo -N -O text"
 CRIC_READS = "cric reads CRIC's pandaqueue query JSON, or one queuedata.json record"
@@ -71,10 +72,10 @@ def written(tmp_path, name, doc):
 
 @pytest.mark.parametrize("source, doc, message", [
     ("slurm_nodes", REST_JOBS, f"a slurmrestd /jobs answer, not nodes ({NODES_READS})"),
-    ("slurm", REST_PARTITIONS,
-     f"a slurmrestd /partitions answer, not Slurm jobs or nodes ({SLURM_READS})"),
-    ("slurm", QUEUEDATA,
-     f"a CRIC pandaqueue record (queuedata.json), not Slurm jobs or nodes ({SLURM_READS})"),
+    ("slurm_nodes", REST_PARTITIONS,
+     f"a slurmrestd /partitions answer, not nodes ({NODES_READS})"),
+    ("slurm", QUEUEDATA, "a CRIC pandaqueue record (queuedata.json), not Slurm jobs, nodes "
+                         f"or partitions ({SLURM_READS})"),
     ("cric", REST_JOBS, f"a slurmrestd /jobs answer, not CRIC pandaqueues ({CRIC_READS})"),
     ("slurm_nodes", SQUEUE_JSON, f"squeue --json output, not nodes ({NODES_READS})"),
     ("panda", json.loads(WORKERS),
@@ -237,13 +238,15 @@ def test_every_recorded_sample_a_source_reads_is_still_read(capsys, write_config
 @pytest.mark.parametrize("source, name, what", [
     ("slurm_nodes", "rackslab+Slurm-web__tests_assets_slurmrestd_23.11_slurm-jobs.json",
      f"a slurmrestd /jobs answer, not nodes ({NODES_READS})"),
-    ("slurm", "lcrownover+prometheus-slurm-exporter__testdata_V0040OpenapiPartitionResp.json",
-     f"a slurmrestd /partitions answer, not Slurm jobs or nodes ({SLURM_READS})"),
-    ("slurm", "influxdata+telegraf__plugins_inputs_slurm_testcases_gather_responses_"
-              "partitions.json",
-     f"a slurmrestd /partitions answer, not Slurm jobs or nodes ({SLURM_READS})"),
-    ("slurm", "PanDAWMS+pilot3__queuedata.json",
-     f"a CRIC pandaqueue record (queuedata.json), not Slurm jobs or nodes ({SLURM_READS})"),
+    ("slurm_nodes",
+     "lcrownover+prometheus-slurm-exporter__testdata_V0040OpenapiPartitionResp.json",
+     f"a slurmrestd /partitions answer, not nodes ({NODES_READS})"),
+    ("slurm_nodes", "influxdata+telegraf__plugins_inputs_slurm_testcases_gather_responses_"
+                    "partitions.json",
+     f"a slurmrestd /partitions answer, not nodes ({NODES_READS})"),
+    ("slurm", "PanDAWMS+pilot3__queuedata.json", "a CRIC pandaqueue record (queuedata.json), "
+                                                 f"not Slurm jobs, nodes or partitions "
+                                                 f"({SLURM_READS})"),
     ("cric", "rackslab+Slurm-web__tests_assets_slurmrestd_25.11_0.0.44_slurm-jobs.json",
      f"a slurmrestd /jobs answer, not CRIC pandaqueues ({CRIC_READS})"),
     ("cric", "lcrownover+prometheus-slurm-exporter__testdata_V0040OpenapiJobInfoResp.json",

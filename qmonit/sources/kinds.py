@@ -56,11 +56,12 @@ class Reader(NamedTuple):
     forms: str  # the outputs it reads, for a file's refusal
 
 
-_SLURM_JSON_READ = "squeue --json, sinfo --json, slurmrestd /jobs or /nodes"
+_SLURM_JSON_READ = "squeue --json, sinfo --json, slurmrestd /jobs, /nodes or /partitions"
 READERS: dict[str, Reader] = {
     # `qmonit states test SOURCE --input FILE`: recorded files
-    "slurm": Reader(frozenset({SLURM_JOBS, SLURM_NODES, SLURM_NODE_GROUPS, SLURM_ERROR,
-                               SQUEUE_TEXT, SINFO_TEXT}), "Slurm jobs or nodes",
+    "slurm": Reader(frozenset({SLURM_JOBS, SLURM_NODES, SLURM_NODE_GROUPS, SLURM_PARTITIONS,
+                               SLURM_ERROR, SQUEUE_TEXT, SINFO_TEXT}),
+                    "Slurm jobs, nodes or partitions",
                     f"{_SLURM_JSON_READ}, squeue -O or sinfo -N -O text"),
     "slurm_nodes": Reader(frozenset({SLURM_NODES, SLURM_NODE_GROUPS, SLURM_ERROR, SINFO_TEXT}),
                           "nodes", "sinfo --json, slurmrestd /nodes or sinfo -N -O text"),

@@ -72,6 +72,14 @@ def sinfo_text() -> str:
                    f"{'gpu:4' if n < 4 else '(null)'}|(null)|\n" for n in range(NODES))
 
 
+def sinfo_partitions_text() -> str:
+    """`sinfo -N -O NodeHost,PartitionName,Available,CPUsState`: every node in batch, the
+    second half in long too, the GPU nodes in gpu."""
+    members = {"batch": range(NODES), "long": range(NODES // 2, NODES), "gpu": range(4)}
+    return "".join(f"wn{n:02d}|{partition}|up|0/{CPUS_PER_NODE}/0/{CPUS_PER_NODE}|\n"
+                   for partition, nodes in members.items() for n in nodes)
+
+
 class SimulatedSlurm(SlurmSource):
     def __init__(self, rules: RuleSet, node_rules: RuleSet | None = None):
         self._slot = datetime.now(UTC)
@@ -79,7 +87,9 @@ class SimulatedSlurm(SlurmSource):
                           "timeout_s": 60.0}, rules, run=self._answer, node_rules=node_rules)
 
     def _answer(self, argv: list[str], timeout: float) -> str:
-        return squeue_text(self._slot) if argv[0] == "squeue" else sinfo_text()
+        if argv[0] == "squeue":
+            return squeue_text(self._slot)
+        return sinfo_partitions_text() if "PartitionName" in argv[-1] else sinfo_text()
 
     def collect(self, slot: datetime) -> Collection:
         self._slot = slot

@@ -23,6 +23,7 @@ from typing import Any
 
 from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples, sane_jobs
 from qmonit.redact import brief, child_environment
+from qmonit.sample import Sample
 from qmonit.sources.base import MAX_JSON_DEPTH, Collection, SourceError, json_depth
 from qmonit.sources.kinds import check_answer
 from qmonit.states.rules import RuleSet, load_rules
@@ -512,6 +513,7 @@ class SlurmSource:
         self.rules = rules
         self.run = run
         self.last_jobs: list[BatchJob] = []
+        self.nodes_doc: Any = None  # the sinfo --json read_nodes read, for the partitions
 
     def _cmd(self, name: str) -> str:
         return f"{self.bin_dir}/{name}" if self.bin_dir else name
@@ -526,9 +528,8 @@ class SlurmSource:
     def read_nodes(self, per_node: Mapping[str, int] | NodeJobs,
                    problems: list[str] | None = None) -> list[BatchNode]:
         if self.use_json:  # -N: since 23.02 one group per node, not per state
-            return parse_nodes_json(self._json([self._cmd("sinfo"), "-N", "--json"],
-                                               "sinfo --json"),
-                                    per_node, self.node_rules, problems)
+            self.nodes_doc = self._json([self._cmd("sinfo"), "-N", "--json"], "sinfo --json")
+            return parse_nodes_json(self.nodes_doc, per_node, self.node_rules, problems)
         return parse_sinfo_text(self.run([self._cmd("sinfo"), "-h", "-N", "-O",
                                           _format(SINFO_FIELDS)], self.timeout), per_node,
                                 self.node_rules, problems)
@@ -562,4 +563,20 @@ class SlurmSource:
         self.last_jobs = map_states(jobs, self.rules, now)
         samples = count_jobs(self.last_jobs, self.cluster, SCHEDULER, slot)
         samples += node_samples(nodes, self.cluster, SCHEDULER, slot)
+        samples += self.read_partitions(nodes, slot, problems)
         return Collection(samples, problems)
+
+    def read_partitions(self, nodes: Sequence[BatchNode], slot: datetime,
+                        problems: list[str]) -> list[Sample]:
+        """`batch_partitions`: from the sinfo --json read_nodes read, or (text) one more
+        sinfo call listing each node once per partition; node states are the nodes'."""
+        from qmonit.sources import slurm_partitions as parts  # it reads this module's helpers
+
+        states = parts.node_states(nodes)
+        if self.use_json:
+            counts = parts.partitions_of_nodes_json(self.nodes_doc, states, problems)
+        else:
+            counts = parts.partitions_of_text(self.run(
+                [self._cmd("sinfo"), "-h", "-N", "-O", _format(parts.PARTITION_FIELDS)],
+                self.timeout), states, problems)
+        return parts.partition_samples(counts, self.cluster, SCHEDULER, slot, problems)

@@ -5,10 +5,10 @@ is told apart by its content: `squeue`/`sinfo` text in the formats qmonit asks f
 JSON of `squeue --json`, `sinfo --json` and slurmrestd (21.08 to 26.05); `condor_q`/
 `condor_status` in `-long` or `-json`; PanDA job statistics and Harvester worker
 statistics JSON (API v1 answer or bare data); CRIC's pandaqueue JSON. A file of a kind the
-source does not read (a jobs answer given for nodes, a slurmrestd /partitions answer, a
-queuedata.json given to slurm) is refused with exit code 2, naming what it looks like
-instead (qmonit/sources/kinds.py), never read as zero samples. What collect would write
-comes out: the native -> mapped table, or every sample as JSON.
+source does not read (a jobs answer given for nodes, a slurmrestd /partitions answer given
+for nodes, a queuedata.json given to slurm) is refused with exit code 2, naming what it
+looks like instead (qmonit/sources/kinds.py), never read as zero samples. What collect
+would write comes out: the native -> mapped table, or every sample as JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from qmonit.sources.kinds import (
     CRIC_RECORD,
     SLURM_ERROR,
     SLURM_JOBS,
+    SLURM_PARTITIONS,
     SQUEUE_TEXT,
     Kind,
     kind_of,
@@ -158,6 +159,14 @@ def _slurm(source: str, recorded: RecordedFile, rules: Mapping[str, RuleSet],
         for job in jobs:
             counts[(job.native_state, job.reason, job.state, job.cause)] += job.tasks
         samples += count_jobs(jobs, cluster, "slurm", slot)
+        return
+    if kind == SLURM_PARTITIONS:  # slurmrestd /partitions: each partition's own totals
+        from qmonit.sources.slurm_partitions import parse_partitions_json, partition_samples
+
+        listed: list[str] = []
+        samples += partition_samples(parse_partitions_json(doc, listed), cluster, "slurm",
+                                     slot, listed)
+        problems += [f"{where}: {p}" for p in listed]
         return
     found: list[str] = []
     nodes = parse_nodes_json(doc, {}, rules["slurm_nodes"], found) if not isinstance(
