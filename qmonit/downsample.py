@@ -1,18 +1,18 @@
 """Hourly and daily roll-ups of every measurement: closed windows only, exact, idempotent.
 
-For each measurement in the "10m" data and each closed window, every series gets the
-mean of each numeric field and its maximum (`jobs_max`, ...), all tags kept, at the
-window's start in "1h" or "1d". Zero-fill makes every successful cycle write every
-live series, so the mean over the cycles present is the right number; a failed cycle
-is absent, not zero. A watermark per measurement and resolution in the SQL store
-records the end of the last window done: a run fills every missing window oldest
-first, at most [downsample] max_*_windows per run, and the next run goes on from
-there. Re-running a window writes the same points at the same times: nothing
-changes. Two paths give one result: on InfluxDB 1.x, SELECT ... INTO runs in the
-server; elsewhere the aggregates are queried and written back (the client path). The
-hourly job reads a window from the roll-up buffer instead (qmonit/stores/rollup_buffer.py)
-where the buffer holds all of it: the same result without reading the hour back out of
-the store, which is what makes an ATLAS-scale hour take seconds, not half a minute.
+What a roll-up computes (the statistics per numeric field, the levels, the windows) is
+stated once in qmonit/rollup_spec.py; this module runs it over the windows to do, on
+whichever path the store and the roll-up buffer allow. Zero-fill makes every successful
+cycle write every live series, so the mean over the cycles present is the right number; a
+failed cycle is absent, not zero. A watermark per measurement and job in the SQL store
+records the end of the last window done: a run fills every missing window oldest first, at
+most [downsample] max_*_windows per run, and the next run goes on from there. Re-running a
+window writes the same points at the same times: nothing changes. On InfluxDB 1.x, SELECT
+... INTO runs in the server; elsewhere the statistics are queried and written back (the
+client path). The hourly job reads a window from the roll-up buffer instead
+(qmonit/stores/rollup_buffer.py) where the buffer holds all of it: the same result without
+reading the hour back out of the store, which is what makes an ATLAS-scale hour take
+seconds, not half a minute.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
-from qmonit.levels import BASES, DERIVED, Aggregator, levels_of
+from qmonit.levels import Aggregator
 from qmonit.redact import brief
+from qmonit.rollup_spec import ROLLUP, RollupSpec, Window
 from qmonit.sample import EPOCH, make_sample
 from qmonit.stores import state
 from qmonit.stores.base import StoreUnavailable, WriteResult
@@ -40,21 +41,8 @@ from qmonit.stores.status_tables import record_run_samples
 
 log = logging.getLogger(__name__)
 
-SOURCE_RP = "10m"
-
-
-@dataclass(frozen=True)
-class Resolution:
-    job: str  # hourly | daily
-    rp: str  # the target retention policy
-    width: timedelta
-    limit_key: str  # [downsample] key bounding the windows per run
-
-
-RESOLUTIONS = {
-    "hourly": Resolution("hourly", "1h", timedelta(hours=1), "max_hourly_windows"),
-    "daily": Resolution("daily", "1d", timedelta(days=1), "max_daily_windows"),
-}
+# each job's window by name; collect rewinds the watermarks of late points by their widths
+RESOLUTIONS = {window.job: window for window in ROLLUP.windows}
 
 
 @dataclass
@@ -107,24 +95,24 @@ def windows_to_do(done_until: datetime | None, first: datetime | None, closed_un
 
 
 def rollup(parts: Components, job: str, now: datetime, since: datetime | None = None,
-           progress: bool | None = None) -> RollupReport:
+           progress: bool | None = None, spec: RollupSpec = ROLLUP) -> RollupReport:
     """Roll every measurement up to the last closed window; never raises for a store failure."""
-    resolution = RESOLUTIONS[job]
+    window = spec.window(job)
     started = time.monotonic()
-    closed_until = floor_to(now, resolution.width)
-    limit = parts.cfg.get("downsample", resolution.limit_key)
+    closed_until = floor_to(now, window.width)
+    limit = parts.cfg.get("downsample", window.limit_key)
     show = sys.stderr.isatty() if progress is None else progress
     report = RollupReport(job, "unknown")
     try:
         report.mode = choose_mode(parts)
-        for measurement in sorted(set(parts.store.measurements()) - DERIVED):
-            _rollup_measurement(parts, resolution, measurement, closed_until, limit, since,
-                                now, report, show)
+        for measurement in sorted(set(parts.store.measurements()) - spec.derived):
+            _rollup_measurement(parts, window, measurement, closed_until, limit, since,
+                                now, report, show, spec)
     except (StoreUnavailable, InfluxQueryError) as exc:
         report.errors.append(str(exc))
     except SQLAlchemyError as exc:
         report.errors.append(f"state store: {describe_db_error(exc)}")
-    if parts.buffer is not None and job == "hourly" and not report.errors:
+    if parts.buffer is not None and window.buffered and not report.errors:
         parts.buffer.drop_rolled_up_hours()
     if show:
         print(file=sys.stderr)
@@ -145,59 +133,65 @@ def rollup(parts: Components, job: str, now: datetime, since: datetime | None = 
     return report
 
 
-def _rollup_measurement(parts: Components, resolution: Resolution, measurement: str,
+def _rollup_measurement(parts: Components, window: Window, measurement: str,
                         closed_until: datetime, limit: int, since: datetime | None,
-                        now: datetime, report: RollupReport, show: bool) -> None:
-    done = state.watermark(parts.engine, measurement, resolution.job)
+                        now: datetime, report: RollupReport, show: bool,
+                        spec: RollupSpec) -> None:
+    done = state.watermark(parts.engine, measurement, window.job)
     first = None if done is not None or since is not None else \
-        parts.store.first_time(measurement, SOURCE_RP)
-    starts, left = windows_to_do(done, first, closed_until, resolution.width, limit, since)
+        parts.store.first_time(measurement, window.source_rp)
+    starts, left = windows_to_do(done, first, closed_until, window.width, limit, since)
     if left:
         report.pending[measurement] = left
         log.warning("%s %s: %d window(s) left for the next run (at most %d per run)",
-                    resolution.job, measurement, left, limit)
-    width_s = int(resolution.width.total_seconds())
+                    window.job, measurement, left, limit)
     for number, start in enumerate(starts, 1):
-        end = start + resolution.width
+        end = start + window.width
         if show:
-            print(f"\r{resolution.job} {measurement:<12} {start:%Y-%m-%d %H:%M} UTC "
+            print(f"\r{window.job} {measurement:<12} {start:%Y-%m-%d %H:%M} UTC "
                   f"[{number}/{len(starts)}]", end="", file=sys.stderr, flush=True)
-        levels = Aggregator() if measurement in BASES else None
-        result = None
-        if _buffer_covers(parts, resolution, measurement, start, end, since):
-            try:
-                result = parts.store.write_lines(
-                    parts.buffer.rollup_lines(measurement, start, levels), resolution.rp)
-                report.buffered += 1
-            except sqlite3.Error as exc:  # lines already posted are rewritten from the store
-                log.warning("roll-up buffer: %s %s UTC not read (%s); reading the store",
-                            measurement, f"{start:%Y-%m-%d %H:%M}", exc)
-                levels = Aggregator() if levels is not None else None
-        if result is None and report.mode == "server":
-            report.points += parts.store.rollup_into(measurement, SOURCE_RP, resolution.rp,
-                                                     start, end, width_s)
-            if levels is not None:  # summed in the server from what it just wrote
-                report.points += parts.store.levels_into(levels_of(measurement), resolution.rp,
-                                                         start, end, width_s)
-                levels = None
-        elif result is None:
-            samples = parts.store.window_aggregates(measurement, SOURCE_RP, start, end,
-                                                    width_s)
-            result = parts.store.write(samples, resolution.rp)
-            if levels is not None:
-                levels.add_samples(samples)
-        if result is not None:
-            _check(result, measurement, start, resolution.rp)
-            report.points += result.written
-            if levels is not None:  # the levels of the series just written
-                written = parts.store.write(levels.samples(), resolution.rp)
-                _check(written, measurement, start, resolution.rp)
-                report.points += written.written
+        report.points += _rollup_window(parts, window, measurement, start, since, report, spec)
         report.done[measurement] = report.done.get(measurement, 0) + 1
         if done is None or end > done:
-            state.set_watermark(parts.engine, measurement, resolution.job, end, now)
-        if parts.buffer is not None and resolution.job == "hourly":
+            state.set_watermark(parts.engine, measurement, window.job, end, now)
+        if parts.buffer is not None and window.buffered:
             parts.buffer.rolled_up(measurement, end)
+
+
+def _rollup_window(parts: Components, window: Window, measurement: str, start: datetime,
+                   since: datetime | None, report: RollupReport, spec: RollupSpec) -> int:
+    """One window of one measurement and its levels, from the buffer where it vouches for
+    the window, else in the server or through the client; returns the points written."""
+    levels = spec.levels_of(measurement)
+    totals = Aggregator(levels) if levels else None
+    result = None
+    buffer = parts.buffer if _buffer_covers(parts, window, measurement, start, since) else None
+    if buffer is not None:
+        try:
+            result = parts.store.write_lines(
+                buffer.rollup_lines(measurement, start, totals, spec), window.rp)
+            report.buffered += 1
+        except sqlite3.Error as exc:  # lines already posted are rewritten from the store
+            log.warning("roll-up buffer: %s %s UTC not read (%s); reading the store",
+                        measurement, f"{start:%Y-%m-%d %H:%M}", exc)
+            totals = Aggregator(levels) if levels else None
+    if result is None and report.mode == "server":
+        points = parts.store.rollup_into(measurement, window, start, spec)
+        if levels:  # summed in the server from what it just wrote
+            points += parts.store.levels_into(measurement, window, start, spec)
+        return points
+    if result is None:
+        samples = parts.store.window_aggregates(measurement, window, start, spec)
+        result = parts.store.write(samples, window.rp)
+        if totals is not None:
+            totals.add_samples(samples)
+    _check(result, measurement, start, window.rp)
+    points = result.written
+    if totals is not None:  # the levels of the series just written
+        written = parts.store.write(totals.samples(), window.rp)
+        _check(written, measurement, start, window.rp)
+        points += written.written
+    return points
 
 
 def _check(result: WriteResult, measurement: str, start: datetime, rp: str) -> None:
@@ -207,8 +201,8 @@ def _check(result: WriteResult, measurement: str, start: datetime, rp: str) -> N
                                f"{reason}")
 
 
-def _buffer_covers(parts: Components, resolution: Resolution, measurement: str,
-                   start: datetime, end: datetime, since: datetime | None) -> bool:
-    """Whether the hourly job reads this window from the roll-up buffer (--since: the store)."""
-    return (parts.buffer is not None and resolution.job == "hourly" and since is None
-            and parts.buffer.covers(measurement, start, end))
+def _buffer_covers(parts: Components, window: Window, measurement: str, start: datetime,
+                   since: datetime | None) -> bool:
+    """Whether this window is read from the roll-up buffer (--since: the store)."""
+    return (parts.buffer is not None and window.buffered and since is None
+            and parts.buffer.covers(measurement, start, start + window.width))

@@ -1,11 +1,15 @@
-"""The roll-up buffer on its own: when it vouches for a window, pruning, a damaged file."""
+"""The roll-up buffer on its own: when it vouches for a window, pruning, a damaged file, its
+level groups kept as JSON (and converted from the repr() text of the version before)."""
 
+import json
 import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from qmonit.levels import Aggregator
-from qmonit.sample import make_sample
+from qmonit.sample import make_sample, stable_id
 from qmonit.stores.rollup_buffer import RollupBuffer
 
 H = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -194,3 +198,79 @@ def test_an_hour_begun_by_the_version_before_sums_its_levels_in_python(tmp_path)
     assert old._grouped(hour) == []  # no group columns: every level is summed in Python
     assert rolled_up_levels(old, "jobs") == rolled_up_levels(new, "jobs")
     assert rolled_up_levels(old, "suspicious") == rolled_up_levels(new, "suspicious")
+
+
+def group_rows(buffer):
+    """The hour's groups and which group each series row names, per level column."""
+    hour = int(H.timestamp())
+    with sqlite3.connect(buffer.path) as conn:
+        columns = [row[1] for row in conn.execute(f"PRAGMA table_info(series_{hour})")
+                   if row[1].startswith("g_")]
+        return (sorted(conn.execute(f"SELECT id, grp FROM groups_{hour}")),
+                sorted(conn.execute(f"SELECT key, {', '.join(columns)} FROM series_{hour}")))
+
+
+def test_the_groups_are_json_data(tmp_path):
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    grid_hour(buffer)
+    groups, _ = group_rows(buffer)
+    texts = [text for _, text in groups]
+    assert '[["cloud","DE"],["prod_source","managed"],["state","running"]]' in texts
+    assert '[["cloud","FR"],["state","running"]]' in texts  # C lacks prod_source
+    assert all(group_id == stable_id(text) for group_id, text in groups)
+
+
+def as_the_version_before(path):
+    """Rewrite every hour's groups the way the version before kept them: repr() text, ids of
+    that text, with its buffer's meta lacking the groups format."""
+    with sqlite3.connect(path) as conn:
+        hours = [name[len("groups_"):] for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'groups_%'")]
+        for hour in hours:
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info(series_{hour})")
+                       if row[1].startswith("g_")]
+            for group_id, text in conn.execute(f"SELECT id, grp FROM groups_{hour}").fetchall():
+                group = tuple(tuple(pair) for pair in json.loads(text))
+                old = stable_id(repr(group))
+                conn.execute(f"UPDATE groups_{hour} SET id = ?, grp = ? WHERE id = ?",
+                             (old, repr(group), group_id))
+                for column in columns:
+                    conn.execute(f"UPDATE series_{hour} SET {column} = ? WHERE {column} = ?",
+                                 (old, group_id))
+        conn.execute("DELETE FROM meta WHERE key = 'groups'")
+
+
+def test_groups_kept_as_repr_text_are_converted_once_when_opened(tmp_path, caplog):
+    new = RollupBuffer(tmp_path / "new.sqlite", keep_hours=12)
+    grid_hour(new)
+    before = RollupBuffer(tmp_path / "old.sqlite", keep_hours=12)
+    grid_hour(before)
+    before.close()
+    as_the_version_before(before.path)
+    assert group_rows(before)[0][0][1].startswith("((")
+    caplog.set_level(logging.INFO)
+    opened = RollupBuffer(before.path, keep_hours=12)
+    assert opened.covers("jobs", H, H + HOUR)  # the hour is still read from the buffer
+    assert caplog.text.count("the level groups of 2 hour(s) converted from repr() text to "
+                             "JSON") == 1  # 09:50 and 10:00-10:20
+    assert group_rows(opened) == group_rows(new)  # the same ids and JSON as written anew
+    assert rolled_up_levels(opened, "jobs") == rolled_up_levels(new, "jobs")
+    assert rolled_up_levels(opened, "suspicious") == rolled_up_levels(new, "suspicious")
+    opened.close()
+    RollupBuffer(before.path, keep_hours=12).covers("jobs", H, H + HOUR)  # opened again
+    assert caplog.text.count("converted from repr() text") == 1  # once
+
+
+def test_a_group_that_is_not_json_sends_the_window_to_the_store(tmp_path):
+    buffer = RollupBuffer(tmp_path / "b.sqlite", keep_hours=12)
+    grid_hour(buffer)
+    hour = int(H.timestamp())
+    with sqlite3.connect(buffer.path) as conn:  # an old version's process still running
+        conn.execute(f"UPDATE groups_{hour} SET grp = ? WHERE grp = ?",
+                     ("(('cloud', 'FR'), ('state', 'running'))",
+                      '[["cloud","FR"],["state","running"]]'))
+    with pytest.raises(sqlite3.DataError) as raised:
+        rolled_up_levels(buffer, "jobs")
+    assert str(raised.value) == (
+        f"groups_{hour}: group \"(('cloud', 'FR'), ('state', 'running'))\" is not JSON pairs "
+        "(Expecting value: line 1 column 1 (char 0))")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from qmonit.sample import Sample
 
 if TYPE_CHECKING:
+    from qmonit.rollup_spec import RollupSpec, Window
     from qmonit.stores.aggregate import GroupedQuery, Stats
 
 RETENTION_POLICIES = ("10m", "1h", "1d")
@@ -75,6 +76,7 @@ class TimeSeriesStore(Protocol):
     def first_time(self, measurement: str, rp: str) -> datetime | None:
         """The oldest point of a measurement in a retention policy."""
 
-    def window_aggregates(self, measurement: str, rp: str, start: datetime, end: datetime,
-                          width_s: int) -> list[Sample]:
-        """Mean and max of every numeric field per series and window (roll-up client path)."""
+    def window_aggregates(self, measurement: str, window: Window, start: datetime,
+                          spec: RollupSpec = ...) -> list[Sample]:
+        """The spec's statistics of every numeric field per series for one window (the
+        roll-up client path; the spec is qmonit/rollup_spec.py's ROLLUP unless given)."""

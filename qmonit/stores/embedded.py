@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from qmonit.rollup_spec import ROLLUP, RollupSpec, Window
 from qmonit.sample import Sample, epoch_seconds, from_epoch, series_id
 from qmonit.stores.aggregate import GroupedQuery, Key, Stats, sql, stats_from_rows
 from qmonit.stores.base import RETENTION_POLICIES, StoreUnavailable, WriteResult
@@ -158,28 +159,32 @@ class EmbeddedStore:
             first = conn.execute(query).scalar_one()
         return None if first is None else from_epoch(first)
 
-    def window_aggregates(self, measurement: str, rp: str, start: datetime, end: datetime,
-                          width_s: int) -> list[Sample]:
-        """Mean and max of every numeric field per series and window, computed in SQL."""
+    def window_aggregates(self, measurement: str, window: Window, start: datetime,
+                          spec: RollupSpec = ROLLUP) -> list[Sample]:
+        """The spec's statistics of every numeric field per series for one window, in SQL
+        (a text field's rows hold no number: passed over)."""
+        width_s = window.width_s
         bucket = (ts_points.c.time - ts_points.c.time % width_s).label("bucket")
+        value = ts_points.c.value
+        statistics = [getattr(func, statistic.sql)(value).label(f"s{number}")
+                      for number, statistic in enumerate(spec.statistics)]
         query = (
-            select(ts_points.c.series_id, bucket, ts_points.c.field,
-                   func.avg(ts_points.c.value).label("mean"),
-                   func.max(ts_points.c.value).label("max"), ts_series.c.series_key)
+            select(ts_points.c.series_id, bucket, ts_points.c.field, ts_series.c.series_key,
+                   *statistics)
             .select_from(ts_points.join(ts_series,
                                         ts_series.c.series_id == ts_points.c.series_id))
-            .where(ts_points.c.rp == rp, ts_points.c.measurement == measurement,
-                   ts_points.c.value.is_not(None),
-                   ts_points.c.time >= epoch_seconds(start), ts_points.c.time < epoch_seconds(end))
+            .where(ts_points.c.rp == window.source_rp, ts_points.c.measurement == measurement,
+                   value.is_not(None), ts_points.c.time >= epoch_seconds(start),
+                   ts_points.c.time < epoch_seconds(start + window.width))
             .group_by(ts_points.c.series_id, bucket, ts_points.c.field, ts_series.c.series_key)
         )
         points: dict[tuple[int, int], list] = {}
         keys: dict[int, str] = {}
         with self.engine.connect() as conn:
-            for series, when, name, mean, peak, key in conn.execute(query):
+            for series, when, name, key, *values in conn.execute(query):
                 keys[series] = key
                 points.setdefault((series, when), []).extend(
-                    [(name, float(mean)), (f"{name}_max", float(peak))])
+                    zip(spec.fields(name), map(float, values), strict=True))
         out = []
         for (series, when), fields in points.items():
             _, tags = json.loads(keys[series])

@@ -25,10 +25,11 @@ from typing import Any
 import requests
 
 from qmonit.http import describe_failure, make_session, safe_url
-from qmonit.levels import Choice, Level
+from qmonit.levels import Choice
 from qmonit.lineprotocol import encode
 from qmonit.redact import brief
 from qmonit.retry import RetriesExhausted, Retry, Retryable
+from qmonit.rollup_spec import ROLLUP, RollupSpec, Window
 from qmonit.sample import Sample, from_epoch
 from qmonit.stores.aggregate import GroupedQuery, Key, Stats, influxql, stats_from_influx
 from qmonit.stores.base import RETENTION_POLICIES, Rejection, StoreUnavailable, WriteResult
@@ -114,7 +115,7 @@ class InfluxStore:
             {"verify_tls": settings["verify_tls"], "ca_bundle": settings["ca_bundle"],
              "max_response_mb": settings.get("max_response_mb")}
         )
-        self._field_keys: dict[tuple[str, str], list[str]] = {}
+        self._field_keys: dict[tuple[str, str, frozenset[str]], list[str]] = {}
         self.until: float | None = None  # time.monotonic() by which the job must be done
         if settings.get("token"):
             self.session.headers["Authorization"] = f"Token {settings['token']}"
@@ -346,14 +347,17 @@ class InfluxStore:
         self._field_keys.clear()
         return [row["name"] for row in self.rows("SHOW MEASUREMENTS")]
 
-    def numeric_fields(self, measurement: str, rp: str) -> list[str]:
-        """Numeric field keys, asked once per measurement and roll-up run, not per window."""
-        if (measurement, rp) not in self._field_keys:
+    def numeric_fields(self, measurement: str, rp: str,
+                       spec: RollupSpec = ROLLUP) -> list[str]:
+        """The field keys a roll-up rolls up (of the spec's numeric types), asked once per
+        measurement and roll-up run, not per window."""
+        key = (measurement, rp, spec.numeric_types)
+        if key not in self._field_keys:
             rows = self.rows(f"SHOW FIELD KEYS FROM {quote_ident(rp)}."
                              f"{quote_ident(measurement)}")
-            self._field_keys[(measurement, rp)] = [
-                r["fieldKey"] for r in rows if r["fieldType"] in ("float", "integer")]
-        return self._field_keys[(measurement, rp)]
+            self._field_keys[key] = [r["fieldKey"] for r in rows
+                                     if r["fieldType"] in spec.numeric_types]
+        return self._field_keys[key]
 
     def first_time(self, measurement: str, rp: str) -> datetime | None:
         """Per field: a field added later (qmonit_run's `buffered`) must not hide older points.
@@ -365,24 +369,25 @@ class InfluxStore:
             times += [row["time"] for row in rows]
         return from_epoch(min(times)) if times else None
 
-    def _rollup_select(self, measurement: str, fields: list[str], rp: str, start: datetime,
-                       end: datetime, width_s: int, into: str = "") -> str:
-        columns = ", ".join(f"mean({quote_ident(f)}) AS {quote_ident(f)}, "
-                            f"max({quote_ident(f)}) AS {quote_ident(f + '_max')}"
-                            for f in fields)
-        return (f"SELECT {columns}{into} FROM {quote_ident(rp)}.{quote_ident(measurement)} "
-                f"WHERE time >= {int(start.timestamp())}s AND time < {int(end.timestamp())}s "
-                f"GROUP BY time({width_s}s), * fill(none)")
+    def _rollup_select(self, measurement: str, fields: list[str], window: Window,
+                       start: datetime, spec: RollupSpec, into: str = "") -> str:
+        """The spec's statistics of every field per series, for the window at `start`."""
+        columns = ", ".join(f"{statistic.influxql}({quote_ident(name)}) AS "
+                            f"{quote_ident(statistic.field(name))}"
+                            for name in fields for statistic in spec.statistics)
+        return (f"SELECT {columns}{into} FROM {quote_ident(window.source_rp)}."
+                f"{quote_ident(measurement)} WHERE {_window_where(window, start)} "
+                f"GROUP BY time({window.width_s}s), * fill(none)")
 
-    def window_aggregates(self, measurement: str, rp: str, start: datetime, end: datetime,
-                          width_s: int) -> list[Sample]:
-        """Mean and max of every numeric field per series and window (the client path)."""
-        fields = self.numeric_fields(measurement, rp)
+    def window_aggregates(self, measurement: str, window: Window, start: datetime,
+                          spec: RollupSpec = ROLLUP) -> list[Sample]:
+        """The spec's statistics per series for one window (the client path)."""
+        fields = self.numeric_fields(measurement, window.source_rp, spec)
         if not fields:
             return []
         out = []
-        for series in self.query(self._rollup_select(measurement, fields, rp, start, end,
-                                                     width_s), long=True):
+        for series in self.query(self._rollup_select(measurement, fields, window, start, spec),
+                                 long=True):
             tags = tuple(sorted((k, v) for k, v in (series.get("tags") or {}).items() if v))
             for values in series.get("values", []):
                 row = dict(zip(series["columns"], values, strict=True))
@@ -392,43 +397,45 @@ class InfluxStore:
                     out.append(Sample(measurement, tags, point, from_epoch(row["time"])))
         return out
 
-    def rollup_into(self, measurement: str, rp: str, target_rp: str, start: datetime,
-                    end: datetime, width_s: int) -> int:
+    def rollup_into(self, measurement: str, window: Window, start: datetime,
+                    spec: RollupSpec = ROLLUP) -> int:
         """The server path (InfluxDB 1.x): SELECT ... INTO; returns the points written."""
-        fields = self.numeric_fields(measurement, rp)
+        fields = self.numeric_fields(measurement, window.source_rp, spec)
         if not fields:
             return 0
-        into = f" INTO {quote_ident(self.database)}.{quote_ident(target_rp)}.:MEASUREMENT"
+        into = f" INTO {quote_ident(self.database)}.{quote_ident(window.rp)}.:MEASUREMENT"
         try:
-            series = self.query(self._rollup_select(measurement, fields, rp, start, end,
-                                                    width_s, into), method="POST", long=True)
+            series = self.query(self._rollup_select(measurement, fields, window, start, spec,
+                                                    into), method="POST", long=True)
         except InfluxQueryError as exc:
             if "beyond retention policy" in str(exc):
                 raise InfluxQueryError(
                     f"{self.location()}: {measurement} {start:%Y-%m-%d %H:%M} UTC is older than "
-                    f"the retention policy \"{target_rp}\" keeps: {exc}") from None
+                    f"the retention policy \"{window.rp}\" keeps: {exc}") from None
             raise
         return int(series[0]["values"][0][1]) if series else 0
 
-    def levels_into(self, levels: Sequence[Level], rp: str, start: datetime, end: datetime,
-                    width_s: int) -> int:
-        """The server path's levels: each the sum of the base's points just rolled up into
-        `rp`, per group; returns the points written."""
+    def levels_into(self, base: str, window: Window, start: datetime,
+                    spec: RollupSpec = ROLLUP) -> int:
+        """The server path's levels of `base`: per level group, the spec's total of each
+        rolled-up field of the base's points just written into the window's policy;
+        returns the points written."""
+        rolled = [name for field in self.numeric_fields(base, window.source_rp, spec)
+                  for name in spec.fields(field)]
+        if not rolled:
+            return 0
+        columns = ", ".join(f"{spec.level_total}({quote_ident(name)}) AS {quote_ident(name)}"
+                            for name in rolled)
         written = 0
-        for level in levels:
-            fields = self.numeric_fields(level.base, rp)
-            if not fields:
-                continue
-            columns = ", ".join(f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
+        for level in spec.levels_of(base):
             tags = ", ".join(quote_ident(t) for t in level.tags)
             only = "" if level.above is None else \
                 f" AND {quote_ident(level.above[0])} > {level.above[1]!r}"
             series = self.query(
-                f"SELECT {columns} INTO {quote_ident(self.database)}.{quote_ident(rp)}."
-                f"{quote_ident(level.measurement)} FROM {quote_ident(rp)}."
-                f"{quote_ident(level.base)} WHERE time >= {int(start.timestamp())}s AND "
-                f"time < {int(end.timestamp())}s{only} GROUP BY time({width_s}s), {tags} "
-                f"fill(none)", method="POST", long=True)
+                f"SELECT {columns} INTO {quote_ident(self.database)}.{quote_ident(window.rp)}."
+                f"{quote_ident(level.measurement)} FROM {quote_ident(window.rp)}."
+                f"{quote_ident(base)} WHERE {_window_where(window, start)}{only} "
+                f"GROUP BY time({window.width_s}s), {tags} fill(none)", method="POST", long=True)
             written += int(series[0]["values"][0][1]) if series else 0
         return written
 
@@ -508,6 +515,12 @@ class InfluxStore:
     def _policies(self) -> set[str]:
         return {row["name"] for row in self.rows(
             f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}", database=False)}
+
+
+def _window_where(window: Window, start: datetime) -> str:
+    """InfluxQL's condition for the points of the window beginning at `start`."""
+    end = start + window.width
+    return f"time >= {int(start.timestamp())}s AND time < {int(end.timestamp())}s"
 
 
 def _error_text(body: str) -> str:

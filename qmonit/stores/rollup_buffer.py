@@ -20,18 +20,24 @@ A buffer that fails (disk full, damaged file) is deleted and starts afresh at th
 full hour; the store covers the gap. It assumes one qmonit installation writes the
 database: where two do, each must set `[downsample] buffer = false`.
 
-Layout: one table of points and one of series per hour, so that an hour is dropped in one
-statement once every measurement in it is rolled up. A point row holds up to twelve
-numeric fields of one sample (v0..v11, named in its series row), keyed (key, time), so
-the hourly aggregation streams through the key and sums each series in time order, as
-InfluxDB does. The standard library's sqlite3 is used directly: a local cache file
-written ~52,000 rows per cycle, where SQLAlchemy's per-row overhead would double the
+What it computes is qmonit/rollup_spec.py's: each statistic of the spec is its SQL
+aggregate over a series' points of the hour, and each level's group totals are a GROUP BY.
+
+Layout: one table of points, one of series and one of level groups per hour, so that an
+hour is dropped in a few statements once every measurement in it is rolled up. A point row
+holds up to twelve numeric fields of one sample (v0..v11, named in its series row), keyed
+(key, time), so the hourly aggregation streams through the key and sums each series in
+time order, as InfluxDB does. A series row names, per level, the id of its group; the
+group's (tag, value) pairs are kept once per hour as JSON (`[["cloud","DE"],...]`); a
+buffer of a version that kept them as Python repr() text has them rebuilt from its series
+rows once, when it is opened (its hours are the only quick copy of their windows: converted,
+not dropped). The standard library's sqlite3 is used directly: a local cache file written
+~52,000 rows per cycle, where SQLAlchemy's per-row overhead would double the
 cost. A write fills it in a thread while the store takes the same points.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import secrets
@@ -42,8 +48,9 @@ from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 
-from qmonit.levels import DERIVED, LEVELS, Aggregator, Level, levels_of
+from qmonit.levels import Aggregator, Level
 from qmonit.lineprotocol import field_key, series_head, split_head, unescape_key
+from qmonit.rollup_spec import ROLLUP, RollupSpec
 from qmonit.sample import Sample, epoch_seconds, stable_id
 
 log = logging.getLogger(__name__)
@@ -51,18 +58,21 @@ log = logging.getLogger(__name__)
 HOUR_S = 3600
 FILE_NAME = "rollup-buffer.sqlite"
 WIDTH = 12  # numeric fields per row; a sample with more takes several rows
-# the levels a series row names its group of, summed by a GROUP BY at roll-up time
-GROUPED = tuple(level.measurement for level in LEVELS if level.above is None)
+GROUPS_JSON = 2  # meta "groups": the hours' groups are JSON (absent: repr() text, before)
 
 
 class RollupBuffer:
-    def __init__(self, path: Path, keep_hours: int):
+    def __init__(self, path: Path, keep_hours: int, spec: RollupSpec = ROLLUP):
         self.path = Path(path)
         self.keep_s = keep_hours * HOUR_S
+        self.spec = spec
+        # the levels a series row names its group of, summed by a GROUP BY at roll-up time
+        self.grouped = tuple(level.measurement for level in spec.levels if level.above is None)
         self._conn: sqlite3.Connection | None = None
         self._pruned_for: int | None = None  # the newest hour the old hours were pruned for
-        self._levels = Aggregator()  # only the level groups of a series are used
-        self._group_ids: dict[tuple, int] = {}  # a group's (tag, value) pairs -> its id
+        self._levels = Aggregator(spec.levels)  # only the level groups of a series are used
+        # a group's (tag, value) pairs -> its id and its JSON text
+        self._group_ids: dict[tuple, tuple[int, str]] = {}
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -81,6 +91,7 @@ class RollupBuffer:
             conn.execute("CREATE TABLE IF NOT EXISTS pending (measurement TEXT, time INTEGER, "
                          "write INTEGER, PRIMARY KEY (measurement, time, write)) WITHOUT ROWID")
             self._conn = conn
+            self._groups_to_json()
         return self._conn
 
     def close(self) -> None:
@@ -96,6 +107,65 @@ class RollupBuffer:
         self._db().execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
                            "value = max(value, excluded.value)", (key, value))
 
+    def _groups_to_json(self) -> None:
+        """Once per buffer file: the groups of hours written by a version that kept them as
+        repr() text, rebuilt as JSON from the series rows (a group is what its series' tags
+        give for its level) under the ids the JSON gives them, as this version writes them."""
+        if self._meta("groups") == GROUPS_JSON:
+            return
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            hours = []
+            if self._meta("groups") != GROUPS_JSON:  # another process may have done it
+                hours = [int(name[len("groups_"):]) for (name,) in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB "
+                    "'groups_[0-9]*'")]
+                for hour in hours:
+                    self._regroup(hour)
+                self._set_meta("groups", GROUPS_JSON)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if hours:
+            log.info("roll-up buffer %s: the level groups of %d hour(s) converted from repr() "
+                     "text to JSON", self.path, len(hours))
+
+    def _regroup(self, hour: int) -> None:
+        """One hour's groups rebuilt as JSON, its series rows pointed at their new ids (a
+        column of a level this version does not group is emptied)."""
+        db = self._db()
+        grouped = self._grouped(hour)
+        new_ids: dict[int, int] = {}  # the old id -> the new one
+        texts: dict[int, str] = {}  # the new id -> the group's JSON
+        columns = "".join(f", g_{name}" for name in grouped)
+        for head, *old_ids in db.execute(f"SELECT head{columns} FROM series_{hour}"):
+            measurement, tags = split_head(head)
+            for level, group in self._levels.groups(measurement, tags):
+                if level.measurement in grouped:
+                    old = old_ids[grouped.index(level.measurement)]
+                    new_ids[old], text = self._group_id(group)
+                    texts[new_ids[old]] = text
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS regroup (old INTEGER PRIMARY KEY, "
+                   "new INTEGER)")
+        db.execute("DELETE FROM temp.regroup")
+        db.executemany("INSERT INTO temp.regroup VALUES (?, ?)", new_ids.items())
+        for name in grouped:
+            db.execute(f"UPDATE series_{hour} SET g_{name} = (SELECT new FROM temp.regroup "
+                       f"WHERE old = g_{name}) WHERE g_{name} IS NOT NULL")
+        db.execute(f"DELETE FROM groups_{hour}")
+        db.executemany(f"INSERT INTO groups_{hour} VALUES (?, ?)", texts.items())
+
+    def _group_id(self, group: tuple[tuple[str, str], ...]) -> tuple[int, str]:
+        """A level group's id in every hour's tables, and its JSON text."""
+        known = self._group_ids.get(group)
+        if known is None:
+            text = json.dumps(group, separators=(",", ":"))
+            known = self._group_ids[group] = (stable_id(text), text)
+        return known
+
     def _failed(self, action: str, exc: Exception) -> None:
         """Throw the buffer away: from the next full hour on it is complete again."""
         self.close()
@@ -109,7 +179,7 @@ class RollupBuffer:
     def begin(self, samples: Sequence[Sample]) -> int | None:
         """Mark these samples' slots pending until finish(): a run killed before then leaves
         the mark, and their windows are read from the store. Returns the write's id."""
-        slots = _slots(samples)
+        slots = _slots(samples, self.spec.derived)
         if not slots:
             return None
         write = secrets.randbits(62)
@@ -144,9 +214,10 @@ class RollupBuffer:
         by_hour: dict[int, tuple[dict, dict, dict]] = {}  # points by width, series, widths
         plans: dict[tuple, tuple] = {}  # field names -> _plan of them
         seconds: dict[datetime, int] = {}
+        derived = self.spec.derived
         for sample in samples:
             measurement, tags, fields, time = sample
-            if measurement in DERIVED:  # levels are summed from the rolled-up series
+            if measurement in derived:  # levels are summed from the rolled-up series
                 continue
             when = seconds.get(time)
             if when is None:
@@ -219,7 +290,7 @@ class RollupBuffer:
         """Create the hour's tables if needed; the keys already in it and the levels whose
         group each series row names (an hour begun by an older version may lack some)."""
         db = self._db()
-        groups = ", ".join(f"g_{level} INTEGER" for level in GROUPED)
+        groups = ", ".join(f"g_{level} INTEGER" for level in self.grouped)
         db.execute(f"CREATE TABLE IF NOT EXISTS series_{hour} (key INTEGER PRIMARY KEY, "
                    f"head TEXT, chunk INTEGER, names TEXT, {groups}, UNIQUE (head, chunk))")
         db.execute(f"CREATE TABLE IF NOT EXISTS groups_{hour} (id INTEGER PRIMARY KEY, "
@@ -240,24 +311,18 @@ class RollupBuffer:
                      ) -> tuple[list[tuple], dict[int, str]]:
         """Rows for the keys new in the hour: the line's head, the chunk of fields, their
         escaped names, and per level of `grouped` the series' group in it (None where it is
-        not summed into that level): its id; and the text of each group they name, by id
+        not summed into that level): its id; and the JSON of each group they name, by id
         (the hour's groups table). Raises ValueError for a sample line protocol cannot
         carry."""
         rows: list[tuple] = []
-        ids, texts = self._group_ids, {}
+        texts: dict[int, str] = {}
         for key, (sample, chunk, names) in series.items():
             if key in known:
                 continue
             groups = dict.fromkeys(grouped)
             for level, group in self._levels.groups(sample.measurement, sample.tags):
                 if level.measurement in groups:
-                    group_id = ids.get(group)
-                    if group_id is None:
-                        text = repr(group)
-                        group_id = ids[group] = stable_id(text)
-                        texts[group_id] = text
-                    elif group_id not in texts:
-                        texts[group_id] = repr(group)
+                    group_id, texts[group_id] = self._group_id(group)
                     groups[level.measurement] = group_id
             rows.append((key, series_head(sample.measurement, sample.tags), chunk,
                          json.dumps([field_key(name) for name in names]), *groups.values()))
@@ -280,7 +345,7 @@ class RollupBuffer:
 
     def taint(self, samples: Iterable[Sample]) -> None:
         """The store does not hold these samples (rejected, lost): their windows read the store."""
-        slots = _slots(samples)
+        slots = _slots(samples, self.spec.derived)
         if not slots:
             return
         try:
@@ -309,16 +374,19 @@ class RollupBuffer:
         return (complete_from is not None and complete_from <= first and not tainted
                 and (done_before is None or done_before <= first))
 
-    def rollup_lines(self, measurement: str, start: datetime,
-                     levels: Aggregator | None = None) -> Iterator[str]:
-        """The hour's roll-up points in line protocol, made while they are read: mean and max
-        of every numeric field per series, at `start`; their sums per level group added to
-        `levels` (a GROUP BY here, before the first line, for all but levels with a
-        threshold). Raises sqlite3.Error before the first line; the store is read instead.
+    def rollup_lines(self, measurement: str, start: datetime, levels: Aggregator | None = None,
+                     spec: RollupSpec | None = None) -> Iterator[str]:
+        """The hour's roll-up points in line protocol, made while they are read: the spec's
+        statistics (the buffer's own unless given) of every numeric field per series, at
+        `start`; their totals per level group added to `levels` (a GROUP BY here, before the
+        first line, for all but levels with a threshold). Raises sqlite3.Error before the
+        first line; the store is read instead.
 
-        Means are total / count, as InfluxDB's mean() computes them, in IEEE doubles summed
-        in time order; numbers are written as the encoder writes them (repr): they round-trip.
+        SQLite's avg() is total / count, as InfluxDB's mean() computes it, in IEEE doubles
+        summed in time order; numbers are written as the encoder writes them (repr): they
+        round-trip.
         """
+        spec = spec or self.spec
         hour = epoch_seconds(start)
         db = self._db()
         width = db.execute("SELECT width FROM hours WHERE hour = ? AND measurement = ?",
@@ -327,8 +395,9 @@ class RollupBuffer:
             return iter(())
         width = width[0]
         grouped = self._grouped(hour)
-        stats = ", ".join(f"total(v{n}) / count(v{n}) m{n}, max(v{n}) x{n}"
-                          for n in range(width))
+        columns = _stat_columns(width, spec)
+        stats = ", ".join(f"{statistic.sql}(v{n}) {column}" for (n, statistic), column
+                          in zip(_field_statistics(width, spec), columns, strict=True))
         db.execute("DROP TABLE IF EXISTS temp.rollup")  # the last window's, read to its end
         db.execute(f"CREATE TEMP TABLE rollup AS SELECT s.names, a.*"
                    f"{''.join(f', s.g_{level}' for level in grouped)} FROM (SELECT key, {stats} "
@@ -336,35 +405,36 @@ class RollupBuffer:
                    f"JOIN series_{hour} s ON s.key = a.key", (measurement,))
         in_python = []
         if levels is not None:
-            in_python = self._sum_levels(measurement, hour, width, grouped, levels, start)
-        values = ", ".join(f"r.m{n}, r.x{n}" for n in range(width))
+            in_python = self._sum_levels(measurement, hour, columns, grouped, levels, start,
+                                         spec)
+        values = ", ".join(f"r.{column}" for column in columns)
         rows = db.execute(f"SELECT s.head, s.names, r.key, {values} FROM temp.rollup r "
                           f"JOIN series_{hour} s ON s.key = r.key")
         if not in_python:
-            return _lines(rows, f" {hour}")
-        return _lines(rows, f" {hour}", levels, start, Aggregator(in_python))
+            return _lines(rows, f" {hour}", spec)
+        return _lines(rows, f" {hour}", spec, levels, start, Aggregator(in_python))
 
-    def _sum_levels(self, measurement: str, hour: int, width: int, grouped: list[str],
-                    levels: Aggregator, start: datetime) -> list[Level]:
-        """Sum the window's series (temp.rollup) into their level groups in SQL; returns the
-        levels left to sum in Python: those with a threshold, and those an hour begun by an
-        older version has no group column for."""
-        sums = ", ".join(f"sum(m{n}), sum(x{n})" for n in range(width))
+    def _sum_levels(self, measurement: str, hour: int, columns: list[str], grouped: list[str],
+                    levels: Aggregator, start: datetime, spec: RollupSpec) -> list[Level]:
+        """Total the window's series (temp.rollup) per level group in SQL; returns the levels
+        left to sum in Python: those with a threshold, and those an hour begun by an older
+        version has no group column for."""
+        totals = ", ".join(f"{spec.level_total}({column})" for column in columns)
         names_of: dict[str, list[str]] = {}
         in_python = []
-        for level in levels_of(measurement):
+        for level in spec.levels_of(measurement):
             if level.measurement not in grouped:
                 in_python.append(level)
                 continue
             column = f"g_{level.measurement}"
             for group, _, names, *values in self._db().execute(
-                    f"SELECT g.grp, r.* FROM (SELECT {column} id, names, {sums} "
+                    f"SELECT g.grp, r.* FROM (SELECT {column} id, names, {totals} "
                     f"FROM temp.rollup WHERE {column} IS NOT NULL GROUP BY {column}, names) r "
                     f"JOIN groups_{hour} g ON g.id = r.id"):
                 fields = names_of.get(names)
                 if fields is None:
-                    fields = names_of[names] = _stat_names(names)
-                levels.add_totals(level, ast.literal_eval(group),
+                    fields = names_of[names] = _stat_names(names, spec)
+                levels.add_totals(level, _group(group, hour),
                                   [(name, value) for name, value in
                                    zip(fields, values, strict=False) if value is not None],
                                   start)
@@ -432,26 +502,47 @@ class RollupBuffer:
         return sum(path.stat().st_size for path in self._files() if path.exists())
 
 
-def _stat_names(names: str) -> list[str]:
-    """The mean and max field names, unescaped, of a series row's escaped field names."""
-    return [f"{plain}{kind}" for plain in map(unescape_key, json.loads(names))
-            for kind in ("", "_max")]
+def _field_statistics(width: int, spec: RollupSpec) -> list[tuple]:
+    """(field column number, statistic) in the order of a roll-up row's values."""
+    return [(n, statistic) for n in range(width) for statistic in spec.statistics]
 
 
-def _lines(rows: Iterable[tuple], suffix: str, levels: Aggregator | None = None,
-           start: datetime | None = None, in_python: Aggregator | None = None) -> Iterator[str]:
+def _stat_columns(width: int, spec: RollupSpec) -> list[str]:
+    """The names of a roll-up row's value columns: s<field>_<statistic>."""
+    return [f"s{n}_{k}" for n in range(width) for k in range(len(spec.statistics))]
+
+
+def _stat_names(names: str, spec: RollupSpec) -> list[str]:
+    """The rolled-up field names, unescaped, of a series row's escaped field names."""
+    return [rolled for plain in map(unescape_key, json.loads(names))
+            for rolled in spec.fields(plain)]
+
+
+def _group(text: str, hour: int) -> tuple[tuple[str, str], ...]:
+    """A level group's (tag, value) pairs from its JSON; a row that is not (an old
+    version's process wrote it after the conversion) sends the window to the store."""
+    try:
+        return tuple([(tag, value) for tag, value in json.loads(text)])
+    except (ValueError, TypeError) as exc:
+        raise sqlite3.DataError(f"groups_{hour}: group {text[:100]!r} is not JSON pairs "
+                                f"({exc})") from None
+
+
+def _lines(rows: Iterable[tuple], suffix: str, spec: RollupSpec,
+           levels: Aggregator | None = None, start: datetime | None = None,
+           in_python: Aggregator | None = None) -> Iterator[str]:
     """One line per row of rollup_lines' query: one format string per field set; each row
     also summed by `in_python`, whose sums go to `levels` once every row is read."""
     formats: dict[str, str] = {}
-    field_names: dict[str, list[str]] = {}  # the mean and max fields, unescaped
+    field_names: dict[str, list[str]] = {}  # the rolled-up fields, unescaped
     for head, names, _, *values in rows:
         template = formats.get(names)
         if template is None:
             literal = [name.replace("{", "{{").replace("}", "}}") for name in json.loads(names)]
             template = formats[names] = " " + ",".join(
-                f"{name}={{!r}},{name}_max={{!r}}" for name in literal) + suffix
-            field_names[names] = _stat_names(names)
-        if in_python is not None:
+                f"{rolled}={{!r}}" for name in literal for rolled in spec.fields(name)) + suffix
+            field_names[names] = _stat_names(names, spec)
+        if in_python is not None and start is not None:
             measurement, tags = split_head(head)
             in_python.add(measurement, tags, [(name, value) for name, value in
                                               zip(field_names[names], values, strict=False)
@@ -472,7 +563,7 @@ def _plan(names: tuple[str, ...]) -> tuple[list[tuple[str, int, tuple]], int]:
     return chunks, min(len(names), WIDTH)
 
 
-def _slots(samples: Iterable[Sample]) -> list[tuple[str, int]]:
-    """The (measurement, time) slots the samples fall in."""
+def _slots(samples: Iterable[Sample], derived: frozenset[str]) -> list[tuple[str, int]]:
+    """The (measurement, time) slots the samples fall in (a level's points are not kept)."""
     return sorted({(s.measurement, epoch_seconds(s.time)) for s in samples
-                   if s.measurement not in DERIVED})
+                   if s.measurement not in derived})
