@@ -16,13 +16,13 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.components import Components
-from qmonit.downsample import RESOLUTIONS
 from qmonit.factory_labels import label_rows
 from qmonit.fetch import SlotFetch, SourceAnswer, fetch
 from qmonit.files import write_text_atomic
 from qmonit.gc_pause import gc_paused
 from qmonit.levels import aggregate, combined
 from qmonit.redact import brief
+from qmonit.rollup_spec import RESOLUTIONS
 from qmonit.sample import Sample, make_sample, slot_start
 from qmonit.sources.cric import Topology
 from qmonit.stores import state

@@ -41,10 +41,6 @@ from qmonit.stores.status_tables import record_run_samples
 
 log = logging.getLogger(__name__)
 
-# each job's window by name; collect rewinds the watermarks of late points by their widths
-RESOLUTIONS = {window.job: window for window in ROLLUP.windows}
-
-
 @dataclass
 class RollupReport:
     job: str

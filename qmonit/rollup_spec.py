@@ -94,3 +94,6 @@ ROLLUP = RollupSpec(
              Window("daily", "10m", "1d", timedelta(days=1), "max_daily_windows",
                     buffered=False)),
 )
+
+# each job's window by name; collect rewinds the watermarks of late points by their widths
+RESOLUTIONS = {window.job: window for window in ROLLUP.windows}
