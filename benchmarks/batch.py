@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from qmonit.core.states.rules import load_rules  # noqa: E402
 from qmonit.sources.htcondor import HTCondorSource  # noqa: E402
 from qmonit.sources.slurm import SlurmSource  # noqa: E402
-from qmonit.states.rules import load_rules  # noqa: E402
 from tests.condor_ads import parse_long  # noqa: E402
 
 SLOT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -26,12 +26,12 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qmonit import config  # noqa: E402
-from qmonit.collect import collect  # noqa: E402
-from qmonit.components import build  # noqa: E402
-from qmonit.enrich import enrich_jobs  # noqa: E402
-from qmonit.lineprotocol import encode_lines  # noqa: E402
-from qmonit.stores import state  # noqa: E402
+from qmonit.collect.components import build  # noqa: E402
+from qmonit.collect.cycle import collect  # noqa: E402
+from qmonit.collect.enrich import enrich_jobs  # noqa: E402
+from qmonit.core import config  # noqa: E402
+from qmonit.stores.state import tables as state  # noqa: E402
+from qmonit.stores.timeseries.lineprotocol import encode_lines  # noqa: E402
 from tests.servers import InfluxServer  # noqa: E402
 
 SLOT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)  # outside the simulated outage

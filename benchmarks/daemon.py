@@ -18,10 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qmonit import config  # noqa: E402
-from qmonit.daemon import Daemon, Run  # noqa: E402
-from qmonit.stores import state  # noqa: E402
+from qmonit.app.daemon import Daemon, Run  # noqa: E402
+from qmonit.core import config  # noqa: E402
 from qmonit.stores.sql import make_engine  # noqa: E402
+from qmonit.stores.state import tables as state  # noqa: E402
 from tests.daemon_clock import FakeClock  # noqa: E402
 
 

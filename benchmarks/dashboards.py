@@ -36,15 +36,15 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qmonit import config  # noqa: E402
-from qmonit.collect import CollectReport, _normalize, collect  # noqa: E402
-from qmonit.components import build  # noqa: E402
+from qmonit.collect.components import build  # noqa: E402
+from qmonit.collect.cycle import CollectReport, _normalize, collect  # noqa: E402
+from qmonit.core import config  # noqa: E402
+from qmonit.core.levels import CHOICES, DERIVED, aggregate  # noqa: E402
+from qmonit.core.sample import SLOT, Sample  # noqa: E402
 from qmonit.derive.job import derive  # noqa: E402
 from qmonit.grafana.build import build_all  # noqa: E402
-from qmonit.levels import CHOICES, DERIVED, aggregate  # noqa: E402
-from qmonit.sample import SLOT, Sample  # noqa: E402
 from qmonit.sources.base import SourceError  # noqa: E402
-from qmonit.stores import state  # noqa: E402
+from qmonit.stores.state import tables as state  # noqa: E402
 from tests.grafana_macros import View, expand_influx, expand_sql, resolve_hidden  # noqa: E402
 from tests.servers import InfluxServer, MariaDB  # noqa: E402
 
@@ -335,7 +335,7 @@ def main() -> int:
             parts = build(cfg)
             state.create_tables(parts.engine)
             parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
-            from qmonit.commands import rp_ranges
+            from qmonit.app.commands import rp_ranges
 
             parts.store.write_rp_config(rp_ranges(cfg))
             parts.store.write_levels(CHOICES)

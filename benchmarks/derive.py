@@ -24,13 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qmonit import config  # noqa: E402
-from qmonit.components import build  # noqa: E402
+from qmonit.collect.components import build  # noqa: E402
+from qmonit.core import config  # noqa: E402
+from qmonit.core.model import HISTORY_STATUSES, PANDA_ALWAYS_PRESENT  # noqa: E402
+from qmonit.core.sample import Sample  # noqa: E402
 from qmonit.derive.job import derive  # noqa: E402
-from qmonit.model import HISTORY_STATUSES, PANDA_ALWAYS_PRESENT  # noqa: E402
-from qmonit.sample import Sample  # noqa: E402
-from qmonit.stores import state  # noqa: E402
-from qmonit.stores.status_tables import record_run_samples  # noqa: E402
+from qmonit.stores.state import tables as state  # noqa: E402
+from qmonit.stores.state.status import record_run_samples  # noqa: E402
 from tests.servers import InfluxServer  # noqa: E402
 
 SLOT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)

@@ -24,7 +24,7 @@ matched to the incident on its queue that was active when it opened (or ended wi
 close cycles before); the rest are false alarms. Prints, per incident, the alerts it got
 (rule, severity, latency in cycles, closed or not), then recall, precision, median and
 worst detection latency, the right-rule rate (the principal alert of the incident the
-crew is shown, see qmonit/incidents.py) and the incidents shown per labelled incident.
+crew is shown, see qmonit/derive/incidents.py) and the incidents shown per labelled incident.
 Targets (issue 17): recall 100 %, precision >= 98 %, median latency <= 2 cycles and none
 beyond 3, right layer >= 90 % (the principal alert's layer against the simulated one,
 LAYER; "unknown" where no simulated factory reports the queue and the layer needs one).
@@ -48,14 +48,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qmonit.collect import collect  # noqa: E402
-from qmonit.components import build  # noqa: E402
-from qmonit.demo import demo_config  # noqa: E402
+from qmonit.app.demo import demo_config  # noqa: E402
+from qmonit.collect.components import build  # noqa: E402
+from qmonit.collect.cycle import collect  # noqa: E402
+from qmonit.core.sample import SLOT  # noqa: E402
+from qmonit.derive.incidents import group  # noqa: E402
 from qmonit.derive.job import derive  # noqa: E402
-from qmonit.incidents import group  # noqa: E402
-from qmonit.sample import SLOT  # noqa: E402
-from qmonit.sources.simulated import SLOW_RAMP_H, Incident  # noqa: E402
-from qmonit.stores import alerts, state  # noqa: E402
+from qmonit.simulation.grid import SLOW_RAMP_H, Incident  # noqa: E402
+from qmonit.stores.state import alerts  # noqa: E402
+from qmonit.stores.state import tables as state  # noqa: E402
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)  # derive runs through this UTC day
 BASELINE_DAYS = 3  # of collect before it: [derive] seasonal_min_days
@@ -117,7 +118,7 @@ class Case:
 
 
 def served(grid) -> set[str]:
-    """The queues a simulated factory reports (qmonit.sources.simulated_batch)."""
+    """The queues a simulated factory reports (qmonit.simulation.batch)."""
     return set(grid.harvester_queues) | set(grid.apf_queues)
 
 

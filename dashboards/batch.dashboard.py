@@ -1,5 +1,6 @@
 """Batch Clusters (BBQ): owners, partitions, pending reasons, workers, CPU and GPU use, look-ups."""
 
+from qmonit.core.levels import BATCH_FILTERS
 from qmonit.grafana.helpers import (
     influx,
     level_variable,
@@ -16,7 +17,6 @@ from qmonit.grafana.helpers import (
     text_variable,
     timeseries,
 )
-from qmonit.levels import BATCH_FILTERS
 
 FILTERS = tag_filter(*BATCH_FILTERS)
 BATCH_JOBS = "$batch_jobs_m"  # batch_jobs_by_partition until an owner is chosen

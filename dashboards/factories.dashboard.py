@@ -1,5 +1,6 @@
 """Pilot Factories (the AutoPyFactory monitor): factories, their labels, pilots over time."""
 
+from qmonit.core.levels import WORKER_FILTERS
 from qmonit.grafana.helpers import (
     colour_column,
     dashboard_url,
@@ -19,14 +20,13 @@ from qmonit.grafana.helpers import (
     threshold_column,
     timeseries,
 )
-from qmonit.levels import WORKER_FILTERS
-from qmonit.stores.status_tables import APF_COUNTS
+from qmonit.stores.state.status import APF_COUNTS
 
 COUNTS = APF_COUNTS
 # The variables are InfluxDB tag values with All as ".*" (helpers.sql_match).
 LABEL_FILTER = f"{sql_match('factory', 'factory')} AND {sql_match('label', 'queue')}"
 FILTERS = tag_filter(*WORKER_FILTERS)
-WORKERS = "$workers_m"  # workers_by_cloud until a queue is chosen (qmonit/levels.py)
+WORKERS = "$workers_m"  # workers_by_cloud until a queue is chosen (qmonit/core/levels.py)
 TO_FACTORY = dashboard_url("qmonit-factories", factory="${__data.fields.factory}")
 TO_QUEUE = dashboard_url("qmonit-factories", factory="${__data.fields.factory}",
                          queue="${__data.fields.label}")

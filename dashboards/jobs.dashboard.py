@@ -1,5 +1,6 @@
 """Jobs Monitoring (QMonit): PanDA jobs, cores and HS06 by state, per cloud, site and queue."""
 
+from qmonit.core.levels import JOB_FILTERS, JOB_SPLITS
 from qmonit.grafana.helpers import (
     custom_variable,
     dashboard_url,
@@ -14,11 +15,10 @@ from qmonit.grafana.helpers import (
     tag_variable,
     timeseries,
 )
-from qmonit.levels import JOB_FILTERS, JOB_SPLITS
 
 FILTERS = tag_filter(*JOB_FILTERS)
 # The measurement each panel reads: a level of write-time aggregates while the filters it
-# would need are on All, the per-queue "jobs" once narrowed (qmonit/levels.py).
+# would need are on All, the per-queue "jobs" once narrowed (qmonit/core/levels.py).
 TOTALS, SPLIT, STATUS = "$jobs_m", "$jobs_split_m", "$jobs_status_m"
 NOW_FILTERS = FILTERS.replace(' AND "state" =~ /^$state$/', "")
 

@@ -1,5 +1,7 @@
 """Suspicious Sites: queue_stats (current vs moving averages, flags), suspicious series, alerts."""
 
+from qmonit.core.model import RULES
+from qmonit.derive.incidents import OPEN_INCIDENTS_SQL
 from qmonit.grafana.helpers import (
     SEVERITY_COLOURS,
     colour_column,
@@ -16,8 +18,6 @@ from qmonit.grafana.helpers import (
     tag_filter,
     timeseries,
 )
-from qmonit.incidents import OPEN_INCIDENTS_SQL
-from qmonit.model import RULES
 
 SQL_FILTERS = ("cloud IN (${cloud:sqlstring}) AND atlas_site IN (${site:sqlstring}) "
                "AND prod_source IN (${prod_source:sqlstring})")

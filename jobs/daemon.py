@@ -4,7 +4,7 @@ running (see crontab.example); arguments are passed on."""
 
 import sys
 
-from qmonit.cli import main
+from qmonit.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main([*sys.argv[1:], "daemon"]))

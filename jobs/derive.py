@@ -3,7 +3,7 @@
 
 import sys
 
-from qmonit.cli import main
+from qmonit.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["run", "derive", *sys.argv[1:]]))

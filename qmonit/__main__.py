@@ -2,6 +2,6 @@
 
 import sys
 
-from qmonit.cli import main
+from qmonit.app.cli import main
 
 sys.exit(main())

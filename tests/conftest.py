@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from qmonit import config
+from qmonit.core import config
 from tests.servers import InfluxServer, MariaDB, ScriptedServer
 
 DATA = Path(__file__).parent / "data"
@@ -94,7 +94,7 @@ def make_config(write_config):
 @pytest.fixture
 def influx_store(influx_db):
     """An InfluxStore on a fresh, initialised database of the private server."""
-    from qmonit.stores.influx import InfluxStore
+    from qmonit.stores.timeseries.influx import InfluxStore
 
     cfg = config.defaults({"influxdb": influx_db, "sources": {"enabled": "simulated"}})
     store = InfluxStore(cfg.section("influxdb"))
@@ -105,11 +105,11 @@ def influx_store(influx_db):
 @pytest.fixture(autouse=True)
 def _no_cli_log_handler_left():
     """A test that runs the CLI in-process points the root logger at its captured stderr
-    (qmonit.logs.setup); take that handler away after it, so a later thread's log line
+    (qmonit.support.logs.setup); take that handler away after it, so a later thread's log line
     never meets a closed stream."""
     import logging
 
-    from qmonit.logs import FORMAT
+    from qmonit.support.logs import FORMAT
 
     yield
     root = logging.getLogger()
@@ -121,8 +121,7 @@ def _no_cli_log_handler_left():
 @pytest.fixture(params=["sqlite", "mariadb"])
 def state_engine(request, tmp_path):
     """A state store with qmonit's tables, on SQLite and on MariaDB in turn."""
-    from qmonit.stores import state
-
+    from qmonit.stores.state import tables as state
     url = f"sqlite:///{tmp_path}/state.db" if request.param == "sqlite" else \
         request.getfixturevalue("mariadb_url")
     engine = create_engine(url)

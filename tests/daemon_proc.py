@@ -9,9 +9,10 @@ from datetime import datetime
 
 from sqlalchemy import text
 
-from qmonit import config, logs
-from qmonit.daemon import Daemon, Run
+from qmonit.app.daemon import Daemon, Run
+from qmonit.core import config
 from qmonit.stores.sql import make_engine
+from qmonit.support import logs
 from tests.daemon_clock import FastClock
 
 JOB_S = 30.0  # each job takes 30 s of the fast clock

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from qmonit.sample import make_sample
-from qmonit.stores.aggregate import GroupedQuery, Stats
-from qmonit.stores.embedded import EmbeddedStore
+from qmonit.core.sample import make_sample
 from qmonit.stores.sql import make_engine
+from qmonit.stores.timeseries.aggregate import GroupedQuery, Stats
+from qmonit.stores.timeseries.embedded import EmbeddedStore
 
 T = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=10)

@@ -4,8 +4,8 @@ the jobs that left move with every column, an unknown end taken as the last time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from qmonit.batchjobs import BatchJob
-from qmonit.stores.batch_tables import current_jobs, ended_jobs, sync_jobs
+from qmonit.core.batchjobs import BatchJob
+from qmonit.stores.state.batch import current_jobs, ended_jobs, sync_jobs
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 KEEP = timedelta(days=90)

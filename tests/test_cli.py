@@ -8,11 +8,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from qmonit import redact
-from qmonit.demo import run_demo
-from qmonit.logs import RedactingFormatter
+from qmonit.app.demo import run_demo
+from qmonit.simulation.grid import SimulatedGrid
 from qmonit.sources.panda import PATHS
-from qmonit.sources.simulated import SimulatedGrid
+from qmonit.support import redact
+from qmonit.support.logs import RedactingFormatter
 from tests.conftest import DATA
 from tests.servers import Reply, environ_without_qmonit
 
@@ -102,7 +102,7 @@ def test_init_is_idempotent_on_influxdb_and_mariadb(write_config, influxd, maria
     assert f'InfluxDB {influxd.url} database init_db: retention policy "10m" set to 14d' \
         in second.stdout
     assert "tables present" in second.stdout
-    from qmonit.levels import CHOICES
+    from qmonit.core.levels import CHOICES
 
     rows = sum(len(list(choice.rows())) for choice in CHOICES)
     assert f"InfluxDB {influxd.url} database init_db: levels for Grafana: {rows} choices of " \
@@ -173,7 +173,7 @@ def test_demo_totals_match_the_simulated_grid(tmp_path):
     assert run_demo(tmp_path / "demo", hours=2, seed=3, now=now, out=out) == 0
     text = out.getvalue()
     grid = SimulatedGrid(seed=3)
-    from qmonit.sources.simulated import SimulatedDaod
+    from qmonit.simulation.grid import SimulatedDaod
 
     badly = SimulatedDaod(grid).badly_placed
     assert re.search(r"DAOD placement at 2026-11-21 12:00 UTC \(the datadisk job, \"1h\"\): "
@@ -246,7 +246,7 @@ def test_init_and_derive_say_clearly_when_influxdb_is_down(write_config, tmp_pat
     derive = qmonit("-c", str(cfg), "run", "derive", "--at", "2026-11-21T10:00")
     assert derive.returncode == 1
     logged = (tmp_path / "q.log").read_text()  # judged on SQL; its points wait in the spool
-    assert ("ERROR qmonit.stores.durable: InfluxDB http://127.0.0.1:9 database qmonit: "
+    assert ("ERROR qmonit.stores.timeseries.durable: InfluxDB http://127.0.0.1:9 database qmonit: "
             "connection failed (server down or unreachable)") in logged
     assert "derive 2026-11-21 10:00 UTC: 1 findings from 0 queries" in logged
 

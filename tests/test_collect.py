@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from qmonit.collect import collect
-from qmonit.components import build
-from qmonit.fetch import fetch
+from qmonit.collect.components import build
+from qmonit.collect.cycle import collect
+from qmonit.collect.fetch import fetch
 from qmonit.sources.panda import PATHS
-from qmonit.stores import state
+from qmonit.stores.state import tables as state
 from tests.conftest import DATA
 from tests.servers import InfluxServer, Reply
 
@@ -240,7 +240,7 @@ def test_full_spool_is_loud(parts_for, http, caplog):
 def test_embedded_store_on_mariadb_overwrites_a_rerun_slot(parts_for, http):
     from sqlalchemy import func
 
-    from qmonit.stores.ts_tables import ts_points, ts_series
+    from qmonit.stores.timeseries.ts_tables import ts_points, ts_series
 
     http.route(PATHS["v1"], GOOD)
     parts = parts_for({})

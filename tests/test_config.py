@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qmonit import config
+from qmonit.core import config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from qmonit import config
-from qmonit.daemon import Daemon, Run
-from qmonit.stores import lease, state
+from qmonit.app.daemon import Daemon, Run
+from qmonit.core import config
 from qmonit.stores.sql import make_engine
+from qmonit.stores.state import lease
+from qmonit.stores.state import tables as state
 from tests.daemon_clock import FakeClock
 
 START = datetime(2026, 11, 1, 0, 0, 30, tzinfo=UTC)
@@ -106,7 +107,7 @@ def test_an_overrunning_job_is_stopped_at_its_deadline_and_the_next_slot_runs(
     jobs = FakeJobs(clock, took=lambda job, at: 3600.0 if (job, at) == ("collect", slow)
                     else 20.0)
     daemon = daemon_with(tmp_path, clock, jobs)
-    with caplog.at_level(logging.ERROR, logger="qmonit.daemon"):
+    with caplog.at_level(logging.ERROR, logger="qmonit.app.daemon"):
         until(daemon, clock, START + timedelta(minutes=40))
     starts = [(job, f"{at:%H:%M}", f"{started:%H:%M:%S}") for job, at, started in jobs.started
               if job in ("collect", "derive")]
@@ -124,7 +125,7 @@ def test_an_overrunning_job_is_stopped_at_its_deadline_and_the_next_slot_runs(
 def test_a_crashing_job_is_reported_and_the_schedule_goes_on(tmp_path, clock, caplog):
     jobs = FakeJobs(clock, exit_codes=lambda job, at: -11 if job == "collect" else 0)
     daemon = daemon_with(tmp_path, clock, jobs)
-    with caplog.at_level(logging.ERROR, logger="qmonit.daemon"):
+    with caplog.at_level(logging.ERROR, logger="qmonit.app.daemon"):
         until(daemon, clock, START + timedelta(minutes=30))
     assert [job for job, _, _ in jobs.started].count("collect") == 3
     assert [job for job, _, _ in jobs.started].count("derive") == 3
@@ -172,7 +173,7 @@ def test_sighup_reloads_a_good_configuration_and_keeps_the_old_on_a_bad_one(
     until(daemon, clock, START + timedelta(minutes=15))
     path.write_text(path.read_text().replace("cycle_minute = 1", "cycle_minute = 12"))
     daemon._on_hup(signal.SIGHUP, None)
-    with caplog.at_level(logging.ERROR, logger="qmonit.daemon"):
+    with caplog.at_level(logging.ERROR, logger="qmonit.app.daemon"):
         until(daemon, clock, START + timedelta(minutes=35))
     assert f"daemon: SIGHUP: configuration not reloaded, the one in use is kept: {path}: " \
            "[daemon] cycle_minute = '12': must be at most 9" in caplog.text

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from qmonit.sample import SLOT, slot_start
-from qmonit.stores import state
+from qmonit.core.sample import SLOT, slot_start
+from qmonit.stores.state import tables as state
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTOR = 120.0

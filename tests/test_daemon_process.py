@@ -12,11 +12,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from qmonit import config
-from qmonit.daemon import ProcessRunner
-from qmonit.sample import slot_start
+from qmonit.app.daemon import ProcessRunner
+from qmonit.core import config
+from qmonit.core.sample import slot_start
 from qmonit.stores.sql import make_engine
-from qmonit.stores.status_tables import source_status
+from qmonit.stores.state.status import source_status
 
 SIMULATED = {"sources": {"enabled": "simulated"}, "logging": {"level": "INFO"}}
 

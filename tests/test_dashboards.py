@@ -12,16 +12,17 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from qmonit import cli, config
-from qmonit.collect import collect
-from qmonit.components import build
-from qmonit.datadisk import run_datadisk
+from qmonit.app import cli
+from qmonit.collect.components import build
+from qmonit.collect.cycle import collect
+from qmonit.core import config
+from qmonit.core.levels import CHOICES
+from qmonit.core.sample import SLOT, slot_start
+from qmonit.datadisk.job import run_datadisk
 from qmonit.derive.job import derive
-from qmonit.downsample import rollup
 from qmonit.grafana.build import build_all
 from qmonit.grafana.provision import OPEN_FLAGS_SQL, STALE_SQL, alert_rules
-from qmonit.levels import CHOICES
-from qmonit.sample import SLOT, slot_start
+from qmonit.rollup.downsample import rollup
 from tests.grafana_macros import ALL, View, expand_influx, expand_sql, resolve_hidden
 from tests.servers import Reply, ScriptedServer
 
@@ -284,9 +285,9 @@ def test_the_open_incidents_panel_shows_what_qmonit_suspicious_shows(mariadb_url
     its principal, the drops as `also`; R's backlog and the PanDA source's stale each one."""
     from sqlalchemy import insert
 
-    from qmonit.incidents import OPEN_INCIDENTS_SQL
-    from qmonit.stores import state
-    from qmonit.suspicious import open_flags
+    from qmonit.app.suspicious import open_flags
+    from qmonit.derive.incidents import OPEN_INCIDENTS_SQL
+    from qmonit.stores.state import tables as state
 
     engine = create_engine(mariadb_url)
     state.create_tables(engine)

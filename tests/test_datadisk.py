@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from qmonit import config
-from qmonit.components import build
-from qmonit.datadisk import Analysis, join, run_datadisk
+from qmonit.collect.components import build
+from qmonit.core import config
+from qmonit.datadisk.job import Analysis, join, run_datadisk
+from qmonit.simulation.grid import SimulatedDaod, SimulatedGrid, SimulatedTopology
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import QueueInfo, Topology
 from qmonit.sources.daod import DaodAccounting, RseVolume, parse_msearch
-from qmonit.sources.simulated import SimulatedDaod, SimulatedGrid, SimulatedTopology
-from qmonit.stores import state
 from qmonit.stores.sql import upsert
+from qmonit.stores.state import tables as state
 from tests.conftest import SHARED_SAMPLES
 from tests.servers import Reply
 

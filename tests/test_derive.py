@@ -10,11 +10,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from qmonit.components import build
+from qmonit.collect.components import build
+from qmonit.core.sample import make_sample
 from qmonit.derive.job import derive
-from qmonit.sample import make_sample
-from qmonit.stores import alerts, state
-from qmonit.stores.status_tables import record_run_samples
+from qmonit.stores.state import alerts
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.status import record_run_samples
 from tests.servers import Reply, free_port
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -180,7 +181,7 @@ def test_a_fall_short_of_sharp_waits_for_its_second_cycle(parts_with):
 def test_an_alert_says_open_unjudged_recovering_and_closed_with_the_numbers_as_of(parts_with):
     """Its numbers are refreshed on every judged cycle, not only the violating ones; while
     PanDA is stale the flag keeps its state and says it is unjudged since its as-of slot."""
-    from qmonit.suspicious import open_flags
+    from qmonit.app.suspicious import open_flags
 
     parts = parts_with()
     history(parts, T, {"D": 400, "OK": 300})
@@ -216,7 +217,7 @@ def test_an_alert_says_open_unjudged_recovering_and_closed_with_the_numbers_as_o
                                                                 "drop"), "critical", "why",
                         1.0, 2.0, 3.0, T, None, None, True, False, status="unjudged",
                         as_of=T + SLOT)
-    from qmonit.notify import describe
+    from qmonit.derive.notify import describe
     assert describe(told) == ("[critical] drop D managed/SCORE: why (since 2026-11-21 12:00, "
                               "unjudged since 12:10: its source is stale)")
 
@@ -415,8 +416,8 @@ def test_failing_notifier_leaves_the_derived_data_written(parts_with):
 
 
 def test_simulated_grid_incidents_flag_and_its_noise_does_not(make_config, tmp_path):
-    from qmonit.collect import collect
-    from qmonit.sources.simulated import SimulatedGrid, SimulatedJobStats, SimulatedTopology
+    from qmonit.collect.cycle import collect
+    from qmonit.simulation.grid import SimulatedGrid, SimulatedJobStats, SimulatedTopology
 
     parts = build(make_config({"sources": {"enabled": "simulated"}}))
     parts.grid = SimulatedGrid(seed=1, sites=30)
@@ -499,8 +500,8 @@ def test_suspicious_command_table_and_json(parts_with, write_config, mariadb_url
 
 
 def test_open_critical_alerts_are_repeated_at_most_every_n_hours():
-    from qmonit.notify import build_digest
-    from qmonit.stores.alerts import Alert
+    from qmonit.derive.notify import build_digest
+    from qmonit.stores.state.alerts import Alert
 
     def alert(id, severity, notified_at, closed=None, notified_open=True, notified_close=False):
         return Alert(id, (f"Q{id}", "managed", "SCORE", "drop"), severity, "why", 1.0, 2.0,
@@ -537,8 +538,8 @@ def test_the_digest_tells_one_incident_per_queue_opened_updated_and_closed():
     """A queue whose pilots stopped: starving and drop on two splits are one incident, its
     principal the cause (starving), the drops its evidence; a later split is an update, a
     split that clears while others stay open too; the incident closes with its last alert."""
-    from qmonit.notify import build_digest
-    from qmonit.stores.alerts import Alert
+    from qmonit.derive.notify import build_digest
+    from qmonit.stores.state.alerts import Alert
 
     def alert(id, rule, resource, severity="warning", reason="why", told=False, closed=None,
               told_close=False):
@@ -581,8 +582,8 @@ def test_the_digest_tells_one_incident_per_queue_opened_updated_and_closed():
 def test_qmonit_suspicious_shows_a_starving_queue_as_one_incident(parts_with):
     """Starving and drop on one queue: one incident, starving its principal; its pilots
     wait in the batch system (Harvester's workers queued, none running): batch/site."""
-    from qmonit.stores.status_tables import replace_factory_labels
-    from qmonit.suspicious import open_flags, render
+    from qmonit.app.suspicious import open_flags, render
+    from qmonit.stores.state.status import replace_factory_labels
 
     parts = parts_with()
     history(parts, T, {"P": 400})

@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from qmonit.components import build
-from qmonit.downsample import rollup, windows_to_do
-from qmonit.sample import make_sample
-from qmonit.stores import state
-from qmonit.stores.embedded import EmbeddedStore
-from qmonit.stores.ts_tables import ts_points, ts_series
+from qmonit.collect.components import build
+from qmonit.core.sample import make_sample
+from qmonit.rollup.downsample import rollup, windows_to_do
+from qmonit.stores.state import tables as state
+from qmonit.stores.timeseries.embedded import EmbeddedStore
+from qmonit.stores.timeseries.ts_tables import ts_points, ts_series
 
 H = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=10)
@@ -173,7 +173,7 @@ def test_window_older_than_the_retention_is_a_clear_error(parts_for):
 
 
 def test_points_replayed_from_the_spool_roll_their_windows_up_again(parts_for, tmp_path):
-    from qmonit.collect import collect
+    from qmonit.collect.cycle import collect
     from qmonit.sources.base import Collection
 
     parts = parts_for()
@@ -231,7 +231,7 @@ def test_hours_the_buffer_holds_are_read_from_it_with_the_same_result(parts_for)
 
 
 def test_late_points_and_a_rejected_write_send_their_windows_to_the_store(parts_for):
-    from qmonit.collect import collect
+    from qmonit.collect.cycle import collect
     from qmonit.sources.base import Collection
 
     parts = parts_for()

@@ -2,11 +2,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from qmonit import config
-from qmonit.derive.flags import Hysteresis, advance
+from qmonit.core import config
+from qmonit.core.flags import Hysteresis, advance
 from qmonit.derive.numbers import QueueNumbers
 from qmonit.derive.rules import backlog, drop, evaluate, failing, starving
-from qmonit.stores.aggregate import Stats
+from qmonit.stores.timeseries.aggregate import Stats
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=10)
@@ -158,7 +158,7 @@ def test_a_queue_that_stopped_reporting_is_one_stale_finding_not_drops():
 
 
 def test_open_durations_read_in_minutes_hours_and_days():
-    from qmonit.suspicious import duration
+    from qmonit.app.suspicious import duration
 
     assert [duration(m) for m in (0, 59, 60, 190, 1439, 1440, 3125)] == [
         "0m", "59m", "1h00m", "3h10m", "23h59m", "1d0h", "2d4h"]

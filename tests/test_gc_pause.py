@@ -4,7 +4,7 @@ import gc
 import weakref
 from datetime import UTC, datetime
 
-from qmonit.gc_pause import gc_paused
+from qmonit.support.gc_pause import gc_paused
 
 
 class Node:
@@ -42,24 +42,23 @@ def test_the_collector_comes_back_when_the_cycle_raises():
 
 
 def test_a_collect_and_a_derive_run_paused_and_leave_it_running(make_config, monkeypatch):
-    import qmonit.collect
+    import qmonit.collect.cycle
     import qmonit.derive.job
-    from qmonit.components import build
-    from qmonit.stores import state
-
+    from qmonit.collect.components import build
+    from qmonit.stores.state import tables as state
     cfg = make_config({"influxdb": {}, "sources": {"enabled": "simulated"},
                        "logging": {"level": "ERROR"}})
     parts = build(cfg)
     state.create_tables(parts.engine)
     parts.store.init({})
     enabled = []
-    levels, gather = qmonit.collect.aggregate, qmonit.derive.job.gather
-    monkeypatch.setattr(qmonit.collect, "aggregate",
+    levels, gather = qmonit.collect.cycle.aggregate, qmonit.derive.job.gather
+    monkeypatch.setattr(qmonit.collect.cycle, "aggregate",
                         lambda data: enabled.append(("collect", gc.isenabled())) or levels(data))
     monkeypatch.setattr(qmonit.derive.job, "gather", lambda *a, **k:
                         enabled.append(("derive", gc.isenabled())) or gather(*a, **k))
     slot = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-    qmonit.collect.collect(parts, slot)
+    qmonit.collect.cycle.collect(parts, slot)
     qmonit.derive.job.derive(parts, slot)
     assert enabled == [("collect", False), ("derive", False)]
     assert gc.isenabled()

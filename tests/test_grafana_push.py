@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from qmonit import cli
+from qmonit.app import cli
 from tests.servers import Reply
 
 TOKEN = "glsa_Secret-Token-123"

@@ -13,9 +13,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from qmonit import cli, config
+from qmonit.app import cli
+from qmonit.core import config
+from qmonit.core.levels import CHOICES
 from qmonit.grafana import readers
-from qmonit.levels import CHOICES
 from tests.grafana_macros import ALL, View, expand_influx, expand_sql
 from tests.servers import InfluxServer
 from tests.test_dashboards import NO_SOURCES, VIEW_END, VIEW_START, boards, filled, panels
@@ -176,7 +177,7 @@ def auth_influxd(tmp_path_factory):
              f"canary,who=x secret=\"{CANARY}\" {at}\n")
     write(server.url, admin, "qmonit", lines)
     write(server.url, admin, "otherdb", f"secret,who=x secret=\"{CANARY}\"\n")
-    from qmonit.stores.influx import InfluxStore
+    from qmonit.stores.timeseries.influx import InfluxStore
     settings = config.defaults({**NO_SOURCES, "influxdb": {
         "url": server.url, "database": "qmonit", "username": "admin",
         "password": "admin-pw"}}).section("influxdb")

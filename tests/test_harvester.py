@@ -3,7 +3,7 @@
 import json
 import logging
 
-from qmonit.collect import collect
+from qmonit.collect.cycle import collect
 from qmonit.sources.harvester import PATH
 from qmonit.sources.panda import PATHS
 from tests.conftest import DATA

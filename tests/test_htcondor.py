@@ -9,7 +9,8 @@ from pathlib import Path
 import classad2
 import pytest
 
-from qmonit.sample import make_sample
+from qmonit.core.sample import make_sample
+from qmonit.core.states.rules import load_rules
 from qmonit.sources.base import SourceError
 from qmonit.sources.htcondor import (
     JOB_PROJECTION,
@@ -19,7 +20,6 @@ from qmonit.sources.htcondor import (
     job_from_ad,
     nodes_from_slots,
 )
-from qmonit.states.rules import load_rules
 from tests.condor_ads import AdPool, AdSchedd, parse_json, parse_long
 from tests.servers import free_port
 

@@ -2,9 +2,9 @@ import base64
 import gzip
 from datetime import UTC, datetime
 
-from qmonit import config
-from qmonit.sample import make_sample
-from qmonit.stores.influx import InfluxStore
+from qmonit.core import config
+from qmonit.core.sample import make_sample
+from qmonit.stores.timeseries.influx import InfluxStore
 from tests.servers import Reply
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -150,7 +150,7 @@ def test_check_says_when_the_dashboards_meta_tables_are_missing(influx_store):
                                     f"missing: run `qmonit init`")
     influx_store.write_rp_config([("10m", 86400.0), ("1h", float("inf"))])
     assert influx_store.check() == f"{version}; Grafana's meta.levels missing: run `qmonit init`"
-    from qmonit.levels import CHOICES
+    from qmonit.core.levels import CHOICES
 
     influx_store.write_levels(CHOICES)
     assert influx_store.check() == version

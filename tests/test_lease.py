@@ -1,7 +1,7 @@
 """The lease rows on SQLite and MariaDB: held until it lapses, claims only forward."""
 
 
-from qmonit.stores import lease
+from qmonit.stores.state import lease
 
 
 def test_one_holder_until_the_lease_lapses(state_engine):

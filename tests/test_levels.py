@@ -11,11 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from qmonit.collect import collect
-from qmonit.components import build
-from qmonit.derive.job import derive
-from qmonit.downsample import rollup
-from qmonit.levels import (
+from qmonit.collect.components import build
+from qmonit.collect.cycle import collect
+from qmonit.core.levels import (
     ALL,
     ANY,
     CHOICES,
@@ -27,11 +25,13 @@ from qmonit.levels import (
     combined,
     levels_of,
 )
-from qmonit.lineprotocol import series_head, split_head
-from qmonit.sample import make_sample
-from qmonit.stores import state
-from qmonit.stores.embedded import EmbeddedStore
-from qmonit.stores.ts_tables import ts_points, ts_series
+from qmonit.core.sample import make_sample
+from qmonit.derive.job import derive
+from qmonit.rollup.downsample import rollup
+from qmonit.stores.state import tables as state
+from qmonit.stores.timeseries.embedded import EmbeddedStore
+from qmonit.stores.timeseries.lineprotocol import series_head, split_head
+from qmonit.stores.timeseries.ts_tables import ts_points, ts_series
 
 T = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=10)
@@ -56,7 +56,7 @@ def test_a_level_point_is_the_sum_of_its_group_per_time_and_field():
         make_sample("jobs", {"state": "running", "q": "D"}, {"jobs": 1}, T),  # no cloud tag
         make_sample("workers", {"cloud": "DE", "state": "running"}, {"workers": 9}, T),
     ]
-    from qmonit.levels import Aggregator
+    from qmonit.core.levels import Aggregator
 
     got = sorted(Aggregator([level]).add_samples(samples).samples())
     assert got == sorted([

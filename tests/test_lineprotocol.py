@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from qmonit.lineprotocol import encode
-from qmonit.sample import Sample, make_sample
+from qmonit.core.sample import Sample, make_sample
+from qmonit.stores.timeseries.lineprotocol import encode
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 STAMP = "1795262400"
@@ -87,7 +87,7 @@ def test_a_newline_that_got_past_make_sample_is_one_point_not_two(influx_store):
 
 
 def test_integer_and_bool_fields_built_without_make_sample_are_still_floats():
-    from qmonit.sample import Sample
+    from qmonit.core.sample import Sample
 
     assert encode(Sample("jobs", (("a", "1"),), (("jobs", 3), ("up", True)), T)) == \
         f"jobs,a=1 jobs=3.0,up=1.0 {STAMP}"

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from qmonit.retry import RetriesExhausted, Retry, Retryable
+from qmonit.support.retry import RetriesExhausted, Retry, Retryable
 
 
 class FakeClock:

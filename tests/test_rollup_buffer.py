@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from qmonit.levels import Aggregator
-from qmonit.sample import make_sample, stable_id
-from qmonit.stores.rollup_buffer import RollupBuffer
+from qmonit.core.levels import Aggregator
+from qmonit.core.sample import make_sample, stable_id
+from qmonit.stores.timeseries.rollup_buffer import RollupBuffer
 
 H = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -1,4 +1,4 @@
-"""The roll-up stated once (qmonit/rollup_spec.py), run on its four paths over the same raw
+"""The roll-up stated once (qmonit/core/rollup_spec.py), run on its four paths over the same raw
 points: InfluxDB's SELECT ... INTO (server), the statistics queried and written back
 (client), the embedded store's SQL, and the roll-up buffer. Each must write exactly the
 points listed here, levels included; a statistic added to the spec reaches all four."""
@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from qmonit.components import build
-from qmonit.downsample import rollup
-from qmonit.rollup_spec import ROLLUP, Statistic
-from qmonit.sample import make_sample
-from qmonit.stores import state
-from qmonit.stores.embedded import EmbeddedStore
-from qmonit.stores.ts_tables import ts_points, ts_series
+from qmonit.collect.components import build
+from qmonit.core.rollup_spec import ROLLUP, Statistic
+from qmonit.core.sample import make_sample
+from qmonit.rollup.downsample import rollup
+from qmonit.stores.state import tables as state
+from qmonit.stores.timeseries.embedded import EmbeddedStore
+from qmonit.stores.timeseries.ts_tables import ts_points, ts_series
 
 DAY = datetime(2026, 11, 21, tzinfo=UTC)
 SLOT = timedelta(minutes=10)

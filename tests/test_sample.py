@@ -4,7 +4,7 @@ import json
 import random
 from datetime import UTC, datetime
 
-from qmonit.sample import Sample, SeriesIds, make_sample, series_id, stable_id
+from qmonit.core.sample import Sample, SeriesIds, make_sample, series_id, stable_id
 
 T = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 

@@ -3,8 +3,8 @@ full comparison), on SQLite and on MariaDB."""
 
 from datetime import UTC, datetime, timedelta
 
-from qmonit.sample import Sample, series_id
-from qmonit.stores import state
+from qmonit.core.sample import Sample, series_id
+from qmonit.stores.state import tables as state
 
 T = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=10)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qmonit.batchjobs import BatchJob
-from qmonit.sample import make_sample
+from qmonit.core.batchjobs import BatchJob
+from qmonit.core.sample import make_sample
+from qmonit.core.states.rules import load_rules
 from qmonit.sources.base import SourceError
 from qmonit.sources.slurm import (
     SlurmSource,
@@ -21,10 +22,9 @@ from qmonit.sources.slurm import (
     parse_squeue_text,
     parse_tres,
 )
-from qmonit.states.rules import load_rules
-from qmonit.stores import state
-from qmonit.stores.batch_tables import current_jobs, ended_jobs, sync_jobs
 from qmonit.stores.sql import make_engine
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.batch import current_jobs, ended_jobs, sync_jobs
 from tests.slurm_cluster import SlurmCluster, available
 
 SLOT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -277,8 +277,8 @@ def test_recorded_0_0_41_shape_reads_once_its_placeholder_errors_are_cleared():
 
 
 def test_collect_writes_counts_and_fills_the_job_table(slurm, make_config):
-    from qmonit.collect import collect
-    from qmonit.components import build
+    from qmonit.collect.components import build
+    from qmonit.collect.cycle import collect
 
     parts = build(make_config({"sources": {"enabled": "slurm"}, "slurm": {"cluster": "qtest"}}))
     state.create_tables(parts.engine)
@@ -298,8 +298,7 @@ def test_collect_writes_counts_and_fills_the_job_table(slurm, make_config):
 
 def test_states_test_shows_native_to_mapped_counts_of_the_live_jobs(slurm, write_config,
                                                                     capsys):
-    from qmonit import cli
-
+    from qmonit.app import cli
     path = write_config({"sources": {"enabled": "slurm"}, "slurm": {"cluster": "qtest"}})
     assert cli.main(["-c", str(path), "states", "test", "slurm"]) == 0
     assert capsys.readouterr().out == (

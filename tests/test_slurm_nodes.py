@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from qmonit.core.states.rules import load_rules
 from qmonit.sources.slurm import (
     gres_gpus,
     node_state_of_json,
@@ -15,7 +16,6 @@ from qmonit.sources.slurm import (
     parse_nodes_json,
     parse_sinfo_text,
 )
-from qmonit.states.rules import load_rules
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/samples is absent")

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from qmonit.batchjobs import BatchNode
-from qmonit.sample import make_sample
+from qmonit.core.batchjobs import BatchNode
+from qmonit.core.sample import make_sample
+from qmonit.core.states.rules import NODE_STATES, load_rules
 from qmonit.sources.slurm import SlurmSource, parse_nodes_json
 from qmonit.sources.slurm_partitions import (
     node_states,
@@ -22,7 +23,6 @@ from qmonit.sources.slurm_partitions import (
     partitions_of_nodes_json,
     partitions_of_text,
 )
-from qmonit.states.rules import NODE_STATES, load_rules
 from tests.conftest import SHARED_SAMPLES as SAMPLES
 from tests.servers import environ_without_qmonit
 from tests.slurm_cluster import SlurmCluster, available
@@ -382,8 +382,8 @@ def test_a_real_slurm_gives_the_same_partitions_from_text_and_json(slurm):
 
 def test_the_partitions_table_shows_each_partition_once_in_its_current_state(influx_store):
     """A partition that went DOWN: its UP series, zero-filled since, is not a second row."""
-    from qmonit.stores.state import SeenSeries
-    from qmonit.zerofill import zero_samples
+    from qmonit.collect.zerofill import zero_samples
+    from qmonit.stores.state.tables import SeenSeries
     from tests.grafana_macros import View, expand_influx
     from tests.test_dashboards import board
 

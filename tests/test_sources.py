@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from qmonit import config
-from qmonit.enrich import enrich_jobs
-from qmonit.lineprotocol import encode
+from qmonit.collect.enrich import enrich_jobs
+from qmonit.core import config
+from qmonit.simulation.grid import SimulatedGrid, SimulatedJobStats
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
 from qmonit.sources.panda import PATHS, PandaJobStats, parse_job_stats
-from qmonit.sources.simulated import SimulatedGrid, SimulatedJobStats
+from qmonit.stores.timeseries.lineprotocol import encode
 from tests.conftest import DATA, SHARED_SAMPLES
 from tests.servers import Reply
 
@@ -202,7 +202,7 @@ def test_a_staged_replay_makes_each_layer_fail_on_its_own_on_the_judged_day():
     jobs pile up 20 times, transferring 50 times; a Harvester queue's workers fail, or wait
     in the batch system, while jobs wait for them; a unified queue's jobs move to
     its _HIMEM twin (the total stays). The day before, every such queue runs as it does plainly."""
-    from qmonit.sources.simulated_batch import SimulatedHarvester
+    from qmonit.simulation.batch import SimulatedHarvester
 
     plain, replay = SimulatedGrid(seed=1), SimulatedGrid(seed=1)
     judged = datetime(2026, 11, 22, tzinfo=UTC)
@@ -283,7 +283,7 @@ def test_simulated_incidents_happen():
 
 
 def test_simulated_factories_and_cluster_go_through_the_real_parsers():
-    from qmonit.components import build
+    from qmonit.collect.components import build
 
     cfg = config.defaults({"sources": {"enabled": "simulated_batch"}})
     sources = {s.name: s for s in build(cfg).sources}
@@ -320,7 +320,7 @@ def test_simulated_factories_and_cluster_go_through_the_real_parsers():
 
 
 def test_a_simulated_pilot_is_idle_then_runs_then_goes_to_the_history_with_its_id():
-    from qmonit.sources.simulated_batch import HISTORY_SLOTS, _FactoryPool, _submitted
+    from qmonit.simulation.batch import HISTORY_SLOTS, _FactoryPool, _submitted
 
     grid = SimulatedGrid(seed=1)
     pool = _FactoryPool(grid)

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from qmonit.stores.sql import ROWS_PER_INSERT, replace_flat, replace_rows
-from qmonit.stores.ts_tables import metadata, ts_points, ts_series
+from qmonit.stores.timeseries.ts_tables import metadata, ts_points, ts_series
 
 
 def point(n, value):

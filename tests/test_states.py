@@ -5,8 +5,9 @@ import logging
 
 import pytest
 
-from qmonit import cli, config
-from qmonit.states.rules import Mapped, RuleError, load_rules, parse_rules
+from qmonit.app import cli
+from qmonit.core import config
+from qmonit.core.states.rules import Mapped, RuleError, load_rules, parse_rules
 
 PANDA = [
     ("pending", "pending"), ("defined", "pending"), ("waiting", "pending"),
@@ -154,7 +155,7 @@ def test_a_configured_rule_file_replaces_the_built_in_one(tmp_path, write_config
     path = write_config({"states": {"slurm": str(rules_file)},
                          "sources": {"enabled": "simulated"}})
     cfg = config.load(str(path))
-    from qmonit.components import build
+    from qmonit.collect.components import build
 
     rules = build(cfg).rules["slurm"]
     assert rules.origin == str(rules_file)

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from qmonit import config
-from qmonit.components import build
-from qmonit.sample import make_sample, slot_start
-from qmonit.status import as_json, gather, render
-from qmonit.stores import alerts, lease, state
-from qmonit.stores.status_tables import record_runs
+from qmonit.app.status import as_json, gather, render
+from qmonit.collect.components import build
+from qmonit.core import config
+from qmonit.core.sample import make_sample, slot_start
+from qmonit.stores.state import alerts, lease
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.status import record_runs
 
 T = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 SIMULATED = {"sources": {"enabled": "simulated"}}

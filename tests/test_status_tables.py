@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine
 
-from qmonit.factory_labels import label_rows
+from qmonit.collect.factory_labels import label_rows
+from qmonit.core.sample import make_sample
 from qmonit.grafana.provision import STALE_SQL
-from qmonit.sample import make_sample
-from qmonit.stores import state
-from qmonit.stores.status_tables import (
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.status import (
     factory_labels,
     read_table,
     record_runs,
@@ -109,8 +109,7 @@ def test_source_status_keeps_the_newest_good_slot_and_the_stale_query_sees_it(ma
 def test_init_drops_the_series_seen_index_no_query_uses(mariadb_url):
     from sqlalchemy import create_engine, inspect, text
 
-    from qmonit.stores import state
-
+    from qmonit.stores.state import tables as state
     engine = create_engine(mariadb_url)
     state.create_tables(engine)
     with engine.begin() as conn:  # as versions before made it

@@ -2,15 +2,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from qmonit import config
-from qmonit.sample import make_sample
+from qmonit.core import config
+from qmonit.core.sample import make_sample
 from qmonit.sources.base import SourceError
 from qmonit.sources.panda import PATHS, PandaJobStats
-from qmonit.stores.base import WriteResult
-from qmonit.stores.durable import DurableWriter
-from qmonit.stores.embedded import EmbeddedStore
-from qmonit.stores.spool import Spool
 from qmonit.stores.sql import make_engine
+from qmonit.stores.timeseries.base import WriteResult
+from qmonit.stores.timeseries.durable import DurableWriter
+from qmonit.stores.timeseries.embedded import EmbeddedStore
+from qmonit.stores.timeseries.spool import Spool
 from tests.conftest import DATA
 from tests.servers import Reply, ScriptedServer, self_signed_certificate
 
@@ -118,7 +118,7 @@ def test_replay_into_the_embedded_store_is_idempotent(tmp_path):
     with engine.connect() as conn:
         from sqlalchemy import func, select
 
-        from qmonit.stores.ts_tables import ts_points
+        from qmonit.stores.timeseries.ts_tables import ts_points
         assert conn.execute(select(func.count()).select_from(ts_points)).scalar_one() == 2
 
 
@@ -155,7 +155,7 @@ def test_an_embedded_store_of_an_older_layout_is_moved_once_keeping_every_point(
     clustered by measurement and time: the first write moves it, nothing is lost."""
     from sqlalchemy import text
 
-    from qmonit.stores.ts_tables import ts_series, ts_tags
+    from qmonit.stores.timeseries.ts_tables import ts_series, ts_tags
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
     ts_series.create(engine)

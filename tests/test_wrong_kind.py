@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from qmonit import cli, config
+from qmonit.app import cli
+from qmonit.core import config
+from qmonit.core.states.rules import load_rules
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import PATH as CRIC_PATH
 from qmonit.sources.cric import CricTopology
@@ -17,7 +19,6 @@ from qmonit.sources.harvester import HarvesterWorkers
 from qmonit.sources.kinds import READERS, describe, kind_of, kind_of_text, refusal
 from qmonit.sources.panda import PATHS, PandaJobStats
 from qmonit.sources.slurm import SINFO_FIELDS, SQUEUE_FIELDS, SlurmSource
-from qmonit.states.rules import load_rules
 from tests.conftest import DATA
 from tests.conftest import SHARED_SAMPLES as SAMPLES
 from tests.servers import Reply
@@ -342,10 +343,10 @@ def test_a_slurm_answer_at_the_cric_url_is_a_failure_not_queues(http, tmp_path):
 
 
 def test_collect_records_the_cric_failure_and_writes_no_queue(make_config, http):
-    from qmonit.collect import collect
-    from qmonit.components import build
-    from qmonit.stores import state
-    from qmonit.stores.status_tables import source_status
+    from qmonit.collect.components import build
+    from qmonit.collect.cycle import collect
+    from qmonit.stores.state import tables as state
+    from qmonit.stores.state.status import source_status
 
     http.route(PATHS["v1"], Reply(200, V1))
     http.route(CRIC_PATH, Reply(200, json.dumps(REST_JOBS)))

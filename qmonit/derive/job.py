@@ -16,9 +16,13 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from qmonit.components import Components
-from qmonit.derive.flags import FlagState, Hysteresis, advance
+from qmonit.collect.components import Components
+from qmonit.core.flags import FlagState, Hysteresis, advance
+from qmonit.core.levels import aggregate
+from qmonit.core.model import AVERAGED_STATUSES, RULES, UNKNOWN
+from qmonit.core.sample import SLOT, Sample, make_sample, slot_start
 from qmonit.derive.layers import LAYER_STATUSES, Layer, Pilots, attribute
+from qmonit.derive.notify import NotifyError, build_digest, notifiers
 from qmonit.derive.numbers import (
     DAILY_WINDOWS,
     HOURLY_WINDOWS,
@@ -28,19 +32,17 @@ from qmonit.derive.numbers import (
     gather_daily,
 )
 from qmonit.derive.rules import ALL, Finding, evaluate
-from qmonit.gc_pause import gc_paused
-from qmonit.levels import aggregate
-from qmonit.model import AVERAGED_STATUSES, RULES, UNKNOWN
-from qmonit.notify import NotifyError, build_digest, notifiers
-from qmonit.redact import brief
-from qmonit.sample import SLOT, Sample, make_sample, slot_start
-from qmonit.stores import alerts, state, status_tables
-from qmonit.stores.alerts import FlagKey
-from qmonit.stores.base import StoreUnavailable
-from qmonit.stores.durable import Delivery
-from qmonit.stores.influx import InfluxQueryError
 from qmonit.stores.sql import describe_db_error
-from qmonit.stores.status_tables import record_run_samples
+from qmonit.stores.state import alerts
+from qmonit.stores.state import status as status_tables
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.alerts import FlagKey
+from qmonit.stores.state.status import record_run_samples
+from qmonit.stores.timeseries.base import StoreUnavailable
+from qmonit.stores.timeseries.durable import Delivery
+from qmonit.stores.timeseries.influx import InfluxQueryError
+from qmonit.support.gc_pause import gc_paused
+from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)
 

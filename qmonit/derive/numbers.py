@@ -39,15 +39,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from qmonit.model import (
+from qmonit.core.model import (
     AVERAGED_STATUSES,
     HISTORY_STATUSES,
     NOISE_STATUSES,
     SEASONAL_STATUSES,
 )
-from qmonit.sample import SLOT
-from qmonit.stores import state
-from qmonit.stores.aggregate import GroupedQuery, Stats
+from qmonit.core.sample import SLOT
+from qmonit.stores.state import tables as state
+from qmonit.stores.timeseries.aggregate import GroupedQuery, Stats
 
 KEY_TAGS = ("panda_queue", "prod_source", "resource", "job_status")
 QueueKey = tuple[str, str, str]  # panda_queue, prod_source, resource

@@ -15,9 +15,9 @@ from typing import Any
 
 from grafanalib._gen import DashboardEncoder, loader
 
-from qmonit.config import Config
-from qmonit.files import READABLE_FILE, write_text_atomic
+from qmonit.core.config import Config
 from qmonit.grafana.helpers import INFLUX, MYSQL
+from qmonit.support.files import READABLE_FILE, write_text_atomic
 
 SUFFIX = ".dashboard.py"
 

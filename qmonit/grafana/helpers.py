@@ -45,7 +45,7 @@ from grafanalib.core import (
 )
 from grafanalib.influxdb import InfluxDBTarget
 
-from qmonit.levels import choice
+from qmonit.core.levels import choice
 
 INFLUX = {"type": "influxdb", "uid": "qmonit-influxdb"}
 MYSQL = {"type": "mysql", "uid": "qmonit-mysql"}
@@ -133,7 +133,7 @@ def rp_variable() -> Template:
 
 def level_variable(name: str) -> Template:
     """The measurement the panels using `$name` read: the cheapest level of write-time
-    aggregates that answers the selection (hidden; qmonit/levels.py says how it is chosen).
+    aggregates that answers the selection (hidden; qmonit/core/levels.py says how it is chosen).
     Grafana refreshes it whenever a filter it names changes."""
     return Template(name=name, label=name, dataSource=INFLUX, type="query", hide=2, refresh=1,
                     query=guard_influx(choice(name).query()), default=choice(name).base)

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from sqlalchemy.engine import make_url
 
-from qmonit.config import Config
+from qmonit.core.config import Config
 
 
 class ReaderError(ValueError):

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from qmonit.grafana.build import Built
-from qmonit.http import describe_failure, make_session, safe_url
+from qmonit.support.http import describe_failure, make_session, safe_url
 
 
 class GrafanaError(Exception):

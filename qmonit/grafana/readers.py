@@ -35,10 +35,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from qmonit.config import Config
-from qmonit.stores.base import StoreUnavailable
-from qmonit.stores.influx import InfluxQueryError, InfluxStore
+from qmonit.core.config import Config
 from qmonit.stores.sql import describe_db_error
+from qmonit.stores.timeseries.base import StoreUnavailable
+from qmonit.stores.timeseries.influx import InfluxQueryError, InfluxStore
 
 # A reader's name goes into statements and init_connect: plain names only.
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")

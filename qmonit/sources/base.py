@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 import requests
 
-from qmonit.http import describe_failure
-from qmonit.sample import Sample
+from qmonit.core.sample import Sample
+from qmonit.support.http import describe_failure
 
 MAX_JSON_DEPTH = 64  # PanDA and Harvester nest 6 deep, CRIC 4, Elasticsearch ~10
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import requests
 
-from qmonit.bounds import MAX_CORECOUNT, MAX_COREPOWER, number_problem
-from qmonit.files import write_text_atomic
-from qmonit.http import make_session, safe_url
-from qmonit.sample import shown
+from qmonit.core.bounds import MAX_CORECOUNT, MAX_COREPOWER, number_problem
+from qmonit.core.sample import shown
 from qmonit.sources.base import PARSE_ERRORS, SourceError, json_answer
 from qmonit.sources.kinds import check_answer
+from qmonit.support.files import write_text_atomic
+from qmonit.support.http import make_session, safe_url
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import requests
 
-from qmonit.bounds import MAX_BYTES, MAX_FILES, field_problem
-from qmonit.http import make_session, safe_url
-from qmonit.redact import brief
-from qmonit.sample import epoch_seconds, shown
+from qmonit.core.bounds import MAX_BYTES, MAX_FILES, field_problem
+from qmonit.core.sample import epoch_seconds, shown
 from qmonit.sources.base import SourceError, json_answer
+from qmonit.support.http import make_session, safe_url
+from qmonit.support.redact import brief
 
 BY_RSE, FILES, BYTES = "4", "1", "3"
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import requests
 
-from qmonit.bounds import MAX_JOBS, number_problem
-from qmonit.sample import make_sample, or_unknown, shown_path
+from qmonit.core.bounds import MAX_JOBS, number_problem
+from qmonit.core.sample import make_sample, or_unknown, shown_path
+from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.kinds import check_answer
 from qmonit.sources.panda import PandaJobStats, unwrap_v1
-from qmonit.states.rules import RuleSet
 
 PATH = "/api/v1/harvester/get_worker_statistics"
 LEVELS = ("harvester instances", "job types", "resource types", "worker statuses")

@@ -15,10 +15,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples, sane_jobs
-from qmonit.sample import Sample, make_sample
+from qmonit.core.batchjobs import (
+    BatchJob,
+    BatchNode,
+    count_jobs,
+    map_states,
+    node_samples,
+    sane_jobs,
+)
+from qmonit.core.sample import Sample, make_sample
+from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Collection, SourceError
-from qmonit.states.rules import RuleSet
 
 log = logging.getLogger(__name__)
 

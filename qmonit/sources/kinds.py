@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from qmonit.sample import shown
+from qmonit.core.sample import shown
 from qmonit.sources.base import SourceError
 
 # kind keys

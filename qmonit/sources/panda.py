@@ -17,13 +17,13 @@ from typing import Any
 
 import requests
 
-from qmonit.bounds import MAX_JOBS, number_problem
-from qmonit.http import make_session, safe_url
-from qmonit.model import PANDA_JOB_STATUSES
-from qmonit.redact import brief
-from qmonit.sample import make_sample, or_unknown, shown_path
+from qmonit.core.bounds import MAX_JOBS, number_problem
+from qmonit.core.model import PANDA_JOB_STATUSES
+from qmonit.core.sample import make_sample, or_unknown, shown_path
 from qmonit.sources.base import Collection, SourceError, json_answer
 from qmonit.sources.kinds import check_answer
+from qmonit.support.http import make_session, safe_url
+from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,19 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples, sane_jobs
-from qmonit.redact import brief, child_environment
-from qmonit.sample import Sample
+from qmonit.core.batchjobs import (
+    BatchJob,
+    BatchNode,
+    count_jobs,
+    map_states,
+    node_samples,
+    sane_jobs,
+)
+from qmonit.core.sample import Sample
+from qmonit.core.states.rules import RuleSet, load_rules
 from qmonit.sources.base import MAX_JSON_DEPTH, Collection, SourceError, json_depth
 from qmonit.sources.kinds import check_answer
-from qmonit.states.rules import RuleSet, load_rules
+from qmonit.support.redact import brief, child_environment
 
 log = logging.getLogger(__name__)
 

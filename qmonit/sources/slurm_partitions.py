@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from qmonit.batchjobs import BatchNode, node_problem
-from qmonit.bounds import MAX_CPUS, field_problem
-from qmonit.redact import brief
-from qmonit.sample import Sample, make_sample, shown
+from qmonit.core.batchjobs import BatchNode, node_problem
+from qmonit.core.bounds import MAX_CPUS, field_problem
+from qmonit.core.sample import Sample, make_sample, shown
+from qmonit.core.states.rules import NODE_STATES
 from qmonit.sources.base import SourceError
 from qmonit.sources.slurm import SEP, _number, check_json_errors
-from qmonit.states.rules import NODE_STATES
+from qmonit.support.redact import brief
 
 MEASUREMENT = "batch_partitions"
 PARTITION_FIELDS = ("NodeHost", "PartitionName", "Available", "CPUsState")

@@ -11,10 +11,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from qmonit.batchjobs import BatchJob, BatchNode, count_jobs, map_states, node_samples, sane_jobs
+from qmonit.core.batchjobs import (
+    BatchJob,
+    BatchNode,
+    count_jobs,
+    map_states,
+    node_samples,
+    sane_jobs,
+)
+from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.slurm import SCHEDULER, SHOWN_FLAGS, jobs_per_node
-from qmonit.states.rules import RuleSet
 
 
 def _time(seconds: Any) -> datetime | None:

@@ -14,11 +14,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from qmonit import config
-from qmonit.batchjobs import count_jobs, map_states
-from qmonit.collect import collect
-from qmonit.components import build
-from qmonit.http import BadEncoding, ResponseTooLarge, Session
+from qmonit.collect.components import build
+from qmonit.collect.cycle import collect
+from qmonit.core import config
+from qmonit.core.batchjobs import count_jobs, map_states
+from qmonit.core.states.rules import load_rules
 from qmonit.sources.base import Collection, SourceError, parse_json
 from qmonit.sources.harvester import PATH as HARVESTER_PATH
 from qmonit.sources.panda import PATHS, PandaJobStats
@@ -31,9 +31,9 @@ from qmonit.sources.slurm import (
     parse_squeue_json,
     parse_squeue_text,
 )
-from qmonit.states.rules import load_rules
-from qmonit.stores import state
-from qmonit.stores.status_tables import source_status
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.status import source_status
+from qmonit.support.http import BadEncoding, ResponseTooLarge, Session
 from tests.conftest import DATA
 from tests.servers import Reply
 

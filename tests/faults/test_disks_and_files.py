@@ -10,14 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from qmonit import commands, config
-from qmonit.components import build
-from qmonit.sample import make_sample
+from qmonit.app import commands
+from qmonit.collect.components import build
+from qmonit.core import config
+from qmonit.core.sample import make_sample
 from qmonit.sources.cric import CricTopology
-from qmonit.stores import state
-from qmonit.stores.durable import DurableWriter
-from qmonit.stores.influx import InfluxStore
-from qmonit.stores.spool import Spool
+from qmonit.stores.state import tables as state
+from qmonit.stores.timeseries.durable import DurableWriter
+from qmonit.stores.timeseries.influx import InfluxStore
+from qmonit.stores.timeseries.spool import Spool
 from tests.conftest import DATA
 from tests.faults.conftest import fill
 from tests.servers import Reply
@@ -74,7 +75,7 @@ def test_collect_goes_on_past_a_damaged_spool_file(make_config, influx_db):
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     spool_file = parts.spool.put(jobs(*[f"B{n:04d}" for n in range(2000)]), "10m")
     readable = cut_in_half(spool_file)
-    from qmonit.collect import collect
+    from qmonit.collect.cycle import collect
 
     report = collect(parts, HEALTHY)
     assert [(s.source, s.status) for s in report.sources] == [("cric", "ok"), ("panda", "ok")]
@@ -195,7 +196,7 @@ def test_a_spool_file_another_run_replayed_meanwhile_is_passed_over(influx_store
 
 def test_a_full_data_dir_with_the_store_up_still_writes_the_slot(small_disk, http, influx_db,
                                                                   make_config, mariadb_url):
-    from qmonit.collect import collect
+    from qmonit.collect.cycle import collect
 
     disk = small_disk(64)
     fill(disk)

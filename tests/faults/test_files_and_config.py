@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from qmonit import config
-from qmonit.sample import make_sample
-from qmonit.stores.spool import Spool
+from qmonit.core import config
+from qmonit.core.sample import make_sample
+from qmonit.stores.timeseries.spool import Spool
 from tests.servers import Reply, environ_without_qmonit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +138,7 @@ def test_a_configuration_owned_by_another_user_is_refused(write_config):
 def test_a_rule_file_dashboards_and_bin_dir_others_can_change_are_refused(write_config,
                                                                           tmp_path):
     rules = tmp_path / "slurm.rules"
-    rules.write_text((ROOT / "qmonit" / "states" / "slurm.rules").read_text())
+    rules.write_text((ROOT / "qmonit" / "core" / "states" / "slurm.rules").read_text())
     rules.chmod(0o666)
     boards = tmp_path / "boards"
     boards.mkdir(mode=0o700)
@@ -239,7 +239,7 @@ def test_run_sh_makes_private_logs_and_runs_no_planted_module(write_config, tmp_
 
 
 def test_the_daemons_children_start_isolated_in_data_dir(write_config, tmp_path):
-    from qmonit.daemon import ProcessRunner
+    from qmonit.app.daemon import ProcessRunner
 
     cfg = write_config({"sources": {"enabled": "simulated"}})
     data_dir = tmp_path / "data"

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import String, select
 
-from qmonit.collect import collect
-from qmonit.components import build
-from qmonit.model import TAG_LIMIT, TAG_LIMITS
+from qmonit.collect.components import build
+from qmonit.collect.cycle import collect
+from qmonit.core.model import TAG_LIMIT, TAG_LIMITS
 from qmonit.sources.panda import PATHS
-from qmonit.stores import state
-from qmonit.stores.state import metadata
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.tables import metadata
 from tests.conftest import DATA
 from tests.servers import Reply
 

@@ -8,18 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from qmonit.batchjobs import BatchNode, node_samples
-from qmonit.bounds import MAX_JOBS, number_problem
-from qmonit.levels import Aggregator, aggregate
-from qmonit.sample import make_sample
+from qmonit.core.batchjobs import BatchNode, node_samples
+from qmonit.core.bounds import MAX_JOBS, number_problem
+from qmonit.core.levels import Aggregator, aggregate
+from qmonit.core.sample import make_sample
+from qmonit.core.states.rules import load_rules
 from qmonit.sources.cric import parse_pandaqueues
 from qmonit.sources.daod import parse_msearch
 from qmonit.sources.harvester import parse_worker_stats
 from qmonit.sources.panda import parse_job_stats
 from qmonit.sources.slurm import SlurmSource
-from qmonit.states.rules import load_rules
-from qmonit.stores import state
-from qmonit.stores.batch_tables import current_jobs, sync_jobs
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.batch import current_jobs, sync_jobs
 from tests.condor_ads import AdSchedd, parse_long
 from tests.test_htcondor import source as condor_source
 
@@ -244,8 +244,8 @@ def test_a_collect_fed_hostile_numbers_stores_only_finite_ones(
     """PanDA's 1e308, NaN and -5 and CRIC's corecount 1e30 and corepower Infinity through the
     whole cycle: the good counts are written, the state tables on SQLite and MariaDB hold
     no number that is not finite."""
-    from qmonit.collect import collect
-    from qmonit.components import build
+    from qmonit.collect.components import build
+    from qmonit.collect.cycle import collect
     from qmonit.sources.panda import PATHS
     from tests.conftest import DATA
     from tests.servers import Reply
@@ -298,7 +298,7 @@ def test_a_collect_fed_hostile_numbers_stores_only_finite_ones(
 def test_a_cached_cric_snapshot_is_checked_again(http, tmp_path, caplog):
     """A snapshot written before the numbers were checked (1e30 cores, Infinity HS06) is
     read back with those numbers unknown."""
-    from qmonit import config
+    from qmonit.core import config
     from qmonit.sources.cric import CricTopology
     from tests.conftest import DATA
     from tests.servers import Reply

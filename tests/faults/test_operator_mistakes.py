@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from qmonit import commands
-from qmonit.components import build
-from qmonit.sample import make_sample
-from qmonit.stores import state
+from qmonit.app import commands
+from qmonit.collect.components import build
+from qmonit.core.sample import make_sample
+from qmonit.stores.state import tables as state
 from tests.servers import environ_without_qmonit
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -95,8 +95,7 @@ def test_an_unreadable_configuration_file_is_a_clear_error(write_config, monkeyp
     # root reads any file; the service account meets EACCES, made here at open()
     from pathlib import Path
 
-    from qmonit import config
-
+    from qmonit.core import config
     path = configured(write_config, {})
     real_open = Path.open
 

@@ -2,10 +2,11 @@
 
 from datetime import UTC, datetime, timedelta
 
-from qmonit.collect import collect
-from qmonit.components import build
+from qmonit.collect.components import build
+from qmonit.collect.cycle import collect
 from qmonit.derive.job import derive
-from qmonit.stores import alerts, state
+from qmonit.stores.state import alerts
+from qmonit.stores.state import tables as state
 from tests.servers import InfluxServer
 
 T = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # no simulated outage around it
@@ -80,8 +81,7 @@ def test_a_collect_killed_mid_write_is_reported_by_the_next_run(write_config, dr
 def make_config_from(path, **overrides):
     import configparser
 
-    from qmonit import config
-
+    from qmonit.core import config
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(path)
     sections = {name: dict(parser[name]) for name in parser.sections()}

@@ -71,19 +71,18 @@ def test_a_traceback_with_a_token_is_masked_in_the_log_file(tmp_path):
     import logging
     import re
 
-    from qmonit import logs
-
+    from qmonit.support import logs
     log_file = tmp_path / "qmonit.log"
     logs.setup("INFO", str(log_file), [CUT_TOKEN])
     try:
         raise RuntimeError(f"HTTP 401: Authorization: Bearer {LOOSE_TOKEN} refused; "
                            f"token={CUT_TOKEN}")
     except RuntimeError:
-        logging.getLogger("qmonit.collect").exception("source %s failed", "panda")
+        logging.getLogger("qmonit.collect.cycle").exception("source %s failed", "panda")
     for handler in logging.getLogger().handlers:
         handler.flush()
     lines = log_file.read_text().splitlines()
-    assert re.fullmatch(f"{TIMESTAMP} ERROR qmonit.collect: source panda failed", lines[0])
+    assert re.fullmatch(f"{TIMESTAMP} ERROR qmonit.collect.cycle: source panda failed", lines[0])
     assert lines[1] == "Traceback (most recent call last):"
     assert lines[-1] == "RuntimeError: HTTP 401: Authorization: Bearer *** refused; token=***"
     assert no_prefix_of(LOOSE_TOKEN, log_file.read_text())
@@ -168,7 +167,7 @@ LOOKS_SECRET = [  # (text, what leaves) for credentials registered nowhere
 
 
 def test_what_looks_like_a_credential_is_masked_even_unregistered():
-    from qmonit.redact import brief, redact
+    from qmonit.support.redact import brief, redact
 
     for text, shown in LOOKS_SECRET:
         assert redact(text) == shown, text
@@ -177,7 +176,7 @@ def test_what_looks_like_a_credential_is_masked_even_unregistered():
 
 
 def test_a_scheduler_client_environment_and_qmonits_own():
-    from qmonit.redact import child_environment
+    from qmonit.support.redact import child_environment
 
     parent = {"PATH": "/usr/bin", "QMONIT_PANDA_TOKEN": "t-1", "QMONIT_CONFIG": "/etc/q.cfg",
               "BEARER_TOKEN": "t-2", "DB_PASSWORD": "p-1", "SLURM_CONF": "/etc/slurm.conf",

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from qmonit import config
-from qmonit.sample import make_sample
+from qmonit.core import config
+from qmonit.core.sample import make_sample
 from qmonit.sources.base import SourceError
 from qmonit.sources.panda import PandaJobStats
-from qmonit.stores.influx import InfluxStore
+from qmonit.stores.timeseries.influx import InfluxStore
 from tests.conftest import DATA
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -83,10 +83,9 @@ def test_retry_after_zero_does_not_make_a_busy_loop(http):
 
 
 def test_a_store_slower_than_the_job_deadline_gets_the_rest_spooled(drip, make_config):
-    from qmonit.collect import collect
-    from qmonit.components import build
-    from qmonit.stores import state
-
+    from qmonit.collect.components import build
+    from qmonit.collect.cycle import collect
+    from qmonit.stores.state import tables as state
     server = drip(b"HTTP/1.1 204 No Content\r\n\r\n", every=0.5)  # each write ~14 s
     parts = build(make_config({
         "influxdb": {"url": server.url, "timeout_s": "60", "retry_deadline_s": "600"},

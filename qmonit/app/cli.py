@@ -1,0 +1,127 @@
+"""The `qmonit` command line. Exit codes: 0 all well, 1 a source or sink failed, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from qmonit import __version__
+from qmonit.core import config
+from qmonit.support import logs, redact
+
+log = logging.getLogger("qmonit")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-11-21T12:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="qmonit", description=__doc__)
+    top.add_argument("-c", "--config", default=os.environ.get("QMONIT_CONFIG"),
+                     help="INI configuration file (default: $QMONIT_CONFIG)")
+    top.add_argument("--version", action="version", version=f"qmonit {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("init", help="create the database, retention policies and tables")
+    sub.add_parser("check", help="validate the configuration and reach every endpoint")
+    run = sub.add_parser("run", help="run one job for one slot")
+    run.add_argument("job", choices=["collect", "derive", "hourly", "daily", "datadisk"])
+    run.add_argument("--at", type=_parse_time, help="pin the slot (ISO 8601, UTC if no zone)")
+    run.add_argument("--since", type=_parse_time,
+                     help="hourly/daily: roll up again from this time (a backfill)")
+    demo = sub.add_parser("demo", help="a simulated grid through the real pipeline, no servers")
+    demo.add_argument("--hours", type=int, default=24)
+    demo.add_argument("--scale", choices=["small", "atlas"], default="small")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--dir", type=Path, help="where the demo database goes "
+                      "(default: <data_dir>/demo)")
+    demo.add_argument("--serial", action="store_true",
+                      help="ask the sources in this process too (default: a second process "
+                           "asks them, slots ahead)")
+    suspicious = sub.add_parser("suspicious", help="the open suspicious-site flags")
+    suspicious.add_argument("--json", action="store_true", help="as JSON")
+    states = sub.add_parser("states", help="the state rules: show them, or test them on the "
+                            "live jobs of a configured source or on recorded outputs")
+    states.add_argument("action", choices=["show", "test"])
+    states.add_argument("source", choices=["panda", "harvester", "apf", "htcondor", "slurm",
+                                           "slurm_nodes", "cric"])
+    states.add_argument("--input", nargs="+", type=Path, metavar="FILE",
+                        help="test: read these recorded outputs instead of the live source "
+                        "(squeue/sinfo text or JSON, condor_q/condor_status -long or -json, "
+                        "PanDA, Harvester or CRIC JSON)")
+    states.add_argument("--json", action="store_true",
+                        help="test: print every sample collect would write, as JSON lines")
+    sub.add_parser("daemon", help="run collect, derive and the roll-ups on their schedule in "
+                   "one process (instead of cron), leading or standing by for another host")
+    status = sub.add_parser("status", help="last runs, source ages, spool, leases, critical "
+                            "alerts; exit code as a Nagios/Icinga check (0 OK ... 3 UNKNOWN)")
+    status.add_argument("--json", action="store_true", help="as JSON")
+    spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
+    spool.add_argument("action", choices=["status", "replay"])
+    boards = sub.add_parser("dashboards", help="build the Grafana dashboards and provisioning "
+                            "files, or push the dashboards to Grafana")
+    boards.add_argument("action", choices=["build", "push"])
+    boards.add_argument("-o", "--output", type=Path, help="build: where the JSON and "
+                        "provisioning files go (default: <data_dir>/grafana)")
+    cfg = sub.add_parser("config", help="print config.cfg.example")
+    cfg.add_argument("action", choices=["example", "reference"])
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # collect and derive pause the collector for their cycle (gc_pause); the rest of a run
+    # (roll-ups, dashboards) makes many short-lived rows too: with the default threshold
+    # (700) the collector would run thousands of times, each walking every long-lived object.
+    gc.set_threshold(50_000, 20, 100)
+    # everything qmonit writes (databases, spool, logs, the CRIC snapshot) names owners,
+    # queues and alerts: private whatever cron's umask (022) is; restored for an in-process
+    # caller (the tests)
+    previous_umask = os.umask(0o077)
+    try:
+        return _main(argv)
+    finally:
+        os.umask(previous_umask)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "config":
+        text = config.example_text() if args.action == "example" else config.reference_markdown()
+        sys.stdout.write(text)
+        return 0
+    warnings: list[str] = []
+    try:
+        needs_no_config = args.command == "demo" or (
+            args.command in ("states", "dashboards") and args.action in ("show", "build")) or (
+            args.command == "states" and bool(args.input))  # recorded outputs: no servers
+        if needs_no_config and not args.config:
+            cfg = config.defaults({"sources": {"enabled": "simulated"}})
+        else:
+            cfg = config.load(args.config, warn=warnings.append)
+    except config.ConfigError as exc:
+        if args.command == "status":  # a check: the monitoring plugin's UNKNOWN
+            print(f"QMONIT UNKNOWN - configuration error: {exc}")
+            return 3
+        print(f"qmonit: configuration error: {exc}", file=sys.stderr)
+        return 2
+    redact.register(cfg.secrets())  # every text that leaves: logs, output, stored messages
+    if not isinstance(sys.stdout, redact.RedactingStream):
+        sys.stdout, sys.stderr = (redact.RedactingStream(sys.stdout),
+                                  redact.RedactingStream(sys.stderr))
+    logs.setup(cfg.get("logging", "level"), cfg.get("logging", "file"), cfg.secrets())
+    for warning in warnings:
+        log.warning(warning)
+    from qmonit.app import commands  # imported late: keeps `qmonit config example` light
+
+    return commands.dispatch(args, cfg)

@@ -1,0 +1,399 @@
+"""What each `qmonit` sub-command does, once the configuration is valid."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from qmonit.collect.components import Components, build
+from qmonit.core.config import Config, duration_seconds
+from qmonit.core.levels import CHOICES
+from qmonit.core.sample import SLOT, slot_start
+from qmonit.sources.base import SourceError
+from qmonit.sources.cric import CricTopology, parse_pandaqueues
+from qmonit.sources.panda import PandaJobStats
+from qmonit.stores.sql import describe_db_error, safe_db_url
+from qmonit.stores.state import lease
+from qmonit.stores.state import tables as state
+from qmonit.stores.timeseries.base import StoreUnavailable
+from qmonit.stores.timeseries.embedded import EmbeddedStore
+from qmonit.stores.timeseries.influx import InfluxQueryError, InfluxStore
+from qmonit.stores.timeseries.spool import DAMAGED
+from qmonit.support import logs
+
+log = logging.getLogger("qmonit")
+
+
+def dispatch(args: argparse.Namespace, cfg: Config) -> int:
+    if args.command == "demo":
+        return demo(args, cfg)
+    if args.command == "dashboards":
+        return dashboards(args, cfg)
+    if args.command == "daemon":
+        return daemon(args, cfg)
+    if args.command == "run" and args.at is not None and args.at > datetime.now(UTC) + SLOT:
+        print(f"qmonit run {args.job}: --at {args.at:%Y-%m-%dT%H:%MZ} is in the future; a slot "
+              "can be collected, derived or rolled up only once it has begun (nothing done)",
+              file=sys.stderr)
+        return 2
+    parts = build(cfg)
+    if args.command in ("run", "suspicious"):
+        try:
+            # an installation upgraded under cron runs on before `qmonit init` adds the
+            # daemon's tables
+            missing = [t for t in state.missing_tables(parts.engine)
+                       if t not in lease.DAEMON_ONLY]
+        except SQLAlchemyError as exc:
+            missing = []  # the command itself reports what is wrong with the store
+            log.debug("state store not inspected: %s", describe_db_error(exc))
+        else:
+            every = [t.name for t in state.metadata.sorted_tables
+                     if t.name not in lease.DAEMON_ONLY]
+            if len(missing) < len(every):  # initialised, perhaps by an older qmonit
+                if _upgrade(parts, missing):
+                    return 1
+                missing = []
+        if missing:
+            print(f"qmonit {args.command}: the state store {safe_db_url(parts.engine)} has no "
+                  f"tables yet ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
+                  "run `qmonit init` first", file=sys.stderr)
+            return 1
+    handler: Callable[[argparse.Namespace, Components], int] = {
+        "init": init, "check": check, "run": run, "spool": spool, "suspicious": suspicious,
+        "states": states, "status": status,
+    }[args.command]
+    return handler(args, parts)
+
+
+def _upgrade(parts: Components, tables: list[str]) -> bool:
+    """Add the tables and columns a newer qmonit reads, and move what it moved (as `qmonit
+    init` would), so an upgrade under cron goes on without a manual step. True when that
+    failed (said on stderr)."""
+    try:
+        missing = tables + state.missing_columns(parts.engine)
+        if missing:
+            state.create_tables(parts.engine)
+            log.warning("state store %s: added %s (this qmonit reads them; `qmonit init` "
+                        "does the same)", safe_db_url(parts.engine), ", ".join(missing))
+    except SQLAlchemyError as exc:
+        print(f"qmonit: state store: {describe_db_error(exc)}; run `qmonit init`",
+              file=sys.stderr)
+        return True
+    return False
+
+
+def init(_args: argparse.Namespace, parts: Components) -> int:
+    durations = {rp: parts.cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
+    try:
+        state.create_tables(parts.engine)
+        print(f"state store {safe_db_url(parts.engine)}: tables present")
+        for line in parts.store.init(durations):
+            print(f"{parts.store.location()}: {line}")
+        if isinstance(parts.store, InfluxStore):
+            print(f"{parts.store.location()}: {parts.store.write_rp_config(rp_ranges(parts.cfg))}")
+            print(f"{parts.store.location()}: {parts.store.write_levels(CHOICES)}")
+        from qmonit.grafana import readers
+        done, todo = readers.setup(parts.cfg, parts.engine, parts.store)
+        for line in done:
+            print(line)
+        for line in todo:
+            print(f"qmonit init: {line}", file=sys.stderr)
+        if todo:
+            return 1
+    except SQLAlchemyError as exc:
+        print(f"qmonit init failed: state store: {describe_db_error(exc)}", file=sys.stderr)
+        return 1
+    except (StoreUnavailable, InfluxQueryError) as exc:
+        print(f"qmonit init failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def rp_ranges(cfg: Config) -> list[tuple[str, float]]:
+    """Which retention policy Grafana reads up to which time range, in seconds."""
+    return [("10m", duration_seconds(cfg.get("grafana", "raw_up_to"))),
+            ("1h", duration_seconds(cfg.get("grafana", "hourly_up_to"))),
+            ("1d", float("inf"))]
+
+
+def check(_args: argparse.Namespace, parts: Components) -> int:
+    """Reach every configured endpoint; say per endpoint what answers, never a secret."""
+    results: list[tuple[str, str, str | None]] = []
+
+    def probe(name: str, where: str, action: Callable[[], str]) -> None:
+        try:
+            results.append((name, where, action()))
+        except (SourceError, StoreUnavailable, InfluxQueryError) as exc:
+            results.append((name, where, f"FAILED: {exc}"))
+        except SQLAlchemyError as exc:
+            results.append((name, where, f"FAILED: {describe_db_error(exc)}"))
+
+    def sql_ok() -> str:
+        with parts.engine.connect() as conn:
+            conn.execute(select(1))
+            missing = [t for t in state.metadata.tables
+                       if not parts.engine.dialect.has_table(conn, t)]
+        return "answers" + (f"; tables missing: {', '.join(missing)} (run `qmonit init`)"
+                            if missing else ", tables present")
+
+    probe("sql", safe_db_url(parts.engine), sql_ok)
+    from qmonit.grafana import readers
+    reader = readers.reader_engine(parts.cfg, parts.engine)
+    if reader is not None:
+        probe("sql reader", safe_db_url(reader), lambda: readers.backslash_status(reader))
+        reader.dispose()
+    if not isinstance(parts.store, EmbeddedStore):
+        probe("influxdb", parts.store.location(), parts.store.check)
+    for source in parts.sources:
+        if isinstance(source, PandaJobStats):  # PanDA, and Harvester through it
+            def panda_ok(source: PandaJobStats = source) -> str:
+                parsed = source.collect(datetime.now(UTC))  # each parses its own answer
+                queues = {s.tag("panda_queue") for s in parsed.samples}
+                return f"answers, {len(queues)} queues, {len(parsed.samples)} counts"
+            probe(source.name, source.origin, panda_ok)
+    if isinstance(parts.topology, CricTopology):
+        cric = parts.topology
+
+        def cric_ok() -> str:
+            queues, problems = parse_pandaqueues(cric.fetch(), cric.origin)
+            return f"answers, {len(queues)} PanDA queues ({len(problems)} empty records)"
+        probe("cric", cric.origin, cric_ok)
+    pending = parts.spool.files()
+    spooled = f"{len(pending)} file(s) pending" if pending else "empty"
+    damaged = parts.spool.damaged()
+    if damaged:  # points were lost: said until someone looks (`qmonit spool status`)
+        spooled += (f"; {len(damaged)} damaged file(s) moved aside in "
+                    f"{parts.spool.directory / DAMAGED}")
+    results.append(("spool", str(parts.spool.directory), spooled))
+    width = max(len(name) for name, _, _ in results)
+    for name, where, status in results:
+        print(f"{name.ljust(width)}  {where}  {status}")
+    return 1 if any(status.startswith("FAILED") for _, _, status in results) else 0
+
+
+def run(args: argparse.Namespace, parts: Components) -> int:
+    if args.job in ("hourly", "daily"):
+        return run_rollup(parts, args.job, args.at or datetime.now(UTC), args.since)
+    if args.job == "datadisk":
+        from qmonit.datadisk.job import run_datadisk
+
+        report = run_datadisk(parts, args.at or datetime.now(UTC))
+        log.info("datadisk %s UTC: %d datadisks%s in %.1f s", f"{report.hour:%Y-%m-%d %H:%M}",
+                 report.datadisks, f"; failed: {report.error}" if report.error else "",
+                 report.duration_s)
+        return report.exit_code
+    slot = slot_start(args.at or datetime.now(UTC))
+    if args.job == "derive":
+        return run_derive(parts, slot)
+    from qmonit.collect.cycle import collect
+
+    report = collect(parts, slot)
+    summary = ", ".join(f"{s.source} {s.status} ({s.points} points)" for s in report.sources)
+    d = report.delivery
+    log.info("collect %s UTC: %s; levels %d points; written %d, spooled %d, rejected %d, "
+             "lost %d, replayed %d in %.1f s", f"{slot:%Y-%m-%d %H:%M}", summary, report.levels,
+             d.written, d.spooled, d.rejected, d.lost, report.replay.points, report.duration_s)
+    return report.exit_code
+
+
+def run_derive(parts: Components, slot: datetime) -> int:
+    from qmonit.derive.job import derive
+
+    report = derive(parts, slot)
+    notified = ", ".join(f"{name} {'failed' if error else 'sent'}"
+                         for name, error in report.notified.items()) or "nothing to send"
+    log.info("derive %s UTC: %d findings from %d queries, %d flags open (%d opened, %d closed); "
+             "notifications: %s; %.1f s", f"{slot:%Y-%m-%d %H:%M}", len(report.findings),
+             report.queries, len(report.open_flags), len(report.opened), len(report.closed),
+             notified, report.duration_s)
+    return report.exit_code
+
+
+def run_rollup(parts: Components, job: str, now: datetime, since: datetime | None) -> int:
+    from qmonit.rollup.downsample import rollup
+
+    report = rollup(parts, job, now, since)
+    pending = sum(report.pending.values())
+    log.info("%s roll-up (%s path): %d window(s), %d points%s in %.1f s", job, report.mode,
+             report.windows, report.points,
+             f", {pending} window(s) left for the next run" if pending else "",
+             report.duration_s)
+    return report.exit_code
+
+
+def daemon(args: argparse.Namespace, cfg: Config) -> int:
+    from qmonit.app.daemon import run_daemon
+    from qmonit.core import config
+    from qmonit.stores.sql import make_engine
+
+    engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
+    try:
+        missing = state.missing_tables(engine)
+    except SQLAlchemyError as exc:
+        print(f"qmonit daemon: state store: {describe_db_error(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if missing:
+        print(f"qmonit daemon: the state store {safe_db_url(engine)} lacks tables "
+              f"({', '.join(missing[:3])}): run `qmonit init` first", file=sys.stderr)
+        return 1
+    return run_daemon(args.config, lambda: config.load(args.config) if args.config else cfg,
+                      lambda c: make_engine(c.sql_url, c.get("sql", "password")))
+
+
+def status(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.app.status import as_json, gather, render
+
+    report = gather(parts)
+    print(as_json(report) if args.json else render(report), end="")
+    return report.code
+
+
+def suspicious(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.app.suspicious import render
+
+    try:
+        print(render(parts.engine, as_json=args.json), end="")
+    except SQLAlchemyError as exc:
+        print(f"qmonit suspicious: state store: {describe_db_error(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def states(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.sources.trial import SOURCE_OF, render, trial_counts
+
+    if getattr(args, "input", None) and args.action == "test":
+        return _states_on_recorded(args, parts)
+    if args.source == "cric":
+        print("qmonit states test cric: CRIC has no state rules; give recorded outputs with "
+              "--input", file=sys.stderr)
+        return 2
+    rules = parts.rules[args.source]
+    if args.action == "show":
+        print(rules.show())
+        return 0
+    wanted = SOURCE_OF[args.source]
+    source = next((s for s in parts.sources if s.name == wanted), None)
+    if source is None:
+        print(f"qmonit states test {args.source}: the {wanted} source is not enabled "
+              f"([sources] enabled)", file=sys.stderr)
+        return 2
+    try:
+        counts = trial_counts(args.source, source, rules)
+    except SourceError as exc:
+        print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.source} state rules from {rules.origin} on the live jobs of {wanted}:")
+    print(render(counts), end="")
+    return 0
+
+
+def _states_on_recorded(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.sources.recorded import RecordedInputError, read_recorded, samples_json
+    from qmonit.sources.trial import render
+
+    try:
+        counts, samples, problems = read_recorded(args.source, args.input, parts.rules)
+    except RecordedInputError as exc:  # 2: a file of the wrong kind; 1: its source failed
+        print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for problem in problems:
+        print(f"qmonit states test {args.source}: {problem}", file=sys.stderr)
+    if args.json:
+        print(samples_json(samples), end="")
+        return 0
+    rules = parts.rules.get(args.source)
+    origin = f"state rules from {rules.origin}" if rules else "topology"
+    print(f"{args.source} {origin} on {', '.join(str(p) for p in args.input)}:")
+    if rules:
+        print(render(counts), end="")
+    else:  # CRIC: the queues and the topology tags collect would give their points
+        for (queue, _, status, cloud), _count in sorted(counts.items()):
+            print(f"{queue}  status {status}  cloud {cloud or '-'}")
+    print(f"{len(samples)} sample(s) collect would write")
+    return 0
+
+
+def spool(args: argparse.Namespace, parts: Components) -> int:
+    if args.action == "replay":
+        from qmonit.collect.cycle import replay_spool
+
+        result, errors = replay_spool(parts)
+        left = parts.spool.files()
+        print(f"replayed {result.files} file(s), {result.points} points to "
+              f"{parts.store.location()}; {len(left)} file(s) pending")
+        for problem in result.damaged + errors:
+            print(problem)
+        if result.error:
+            print(f"replay stopped: {result.error}")
+        return 1 if result.error or result.damaged or errors else 0
+    files = parts.spool.files()
+    aside = parts.spool.damaged()
+    if not files and not aside:
+        print(f"spool {parts.spool.directory}: empty")
+        return 0
+    total = sum(f.size for f in files)
+    print(f"spool {parts.spool.directory}: {len(files)} file(s), "
+          f"{sum(f.points for f in files)} points, {total} of {parts.spool.max_bytes} bytes")
+    damaged = 0
+    for f in files:
+        problem = parts.spool.verify(f)
+        damaged += problem is not None
+        print(f"  {f.created:%Y-%m-%d %H:%M:%S} UTC  rp {f.retention:>3}  {f.points:>8} points  "
+              f"{f.size:>10} bytes  {f.path.name}" + (f"  DAMAGED: {problem}" if problem else ""))
+    if aside:
+        print(f"damaged files moved aside in {parts.spool.directory / DAMAGED} "
+              f"({len(aside)}): " + ", ".join(path.name for path in aside))
+    return 1 if damaged or aside else 0
+
+
+def dashboards(args: argparse.Namespace, cfg: Config) -> int:
+    from qmonit.grafana.build import DashboardError, build_all, write_json
+    from qmonit.grafana.provision import ReaderError, documents
+    from qmonit.grafana.push import GrafanaError, push_all
+    from qmonit.support.files import READABLE_FILE, write_text_atomic
+
+    out_dir = args.output or Path(cfg.data_dir) / "grafana"
+    try:
+        built = build_all(cfg)
+        if args.action == "build":
+            texts, notes = documents(cfg, out_dir)
+    except (DashboardError, ReaderError) as exc:
+        print(f"qmonit dashboards: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "build":
+        for path in write_json(built, out_dir):
+            print(f"wrote {path}")
+        for relative, text in texts.items():
+            write_text_atomic(out_dir / "provisioning" / relative, text, READABLE_FILE)
+            print(f"wrote {out_dir / 'provisioning' / relative}")
+        for note in notes:
+            log.warning(note)
+        return 0
+    try:
+        report = push_all(cfg.section("grafana"), built)
+    except GrafanaError as exc:
+        print(f"qmonit dashboards push: {exc}", file=sys.stderr)
+        return 1
+    for title, url, version in report.pushed:
+        print(f"pushed {title} to folder {report.folder}: {url} (version {version})")
+    for _title, reason in report.failed:
+        print(f"qmonit dashboards push: {reason}", file=sys.stderr)
+    return report.exit_code
+
+
+def demo(args: argparse.Namespace, cfg: Config) -> int:
+    from qmonit.app.demo import run_demo
+
+    logs.setup("CRITICAL" if cfg.get("logging", "level") != "DEBUG" else "DEBUG")
+    directory = args.dir or Path(cfg.data_dir) / "demo"
+    return run_demo(directory, args.hours, args.scale, args.seed, serial=args.serial)

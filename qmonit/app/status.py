@@ -1,0 +1,220 @@
+"""`qmonit status`: one screen for whoever is on call, and a Nagios/Icinga check.
+
+Per job its last run, result and duration; per source its last success and age; the
+spool; who holds the leases; the open critical alerts. The first line and the exit
+code follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+(the state store cannot be read), with performance data after `|`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from qmonit.collect.components import Components
+from qmonit.core.sample import SLOT, epoch_seconds, from_epoch
+from qmonit.stores.sql import describe_db_error, safe_db_url
+from qmonit.stores.state import alerts, lease
+from qmonit.stores.state import tables as state
+from qmonit.stores.state.status import source_status
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+STALE_AFTER = 3 * SLOT  # collect, or one of its sources, without success for this long
+LATE_AFTER = {"hourly": timedelta(hours=2), "daily": timedelta(days=2)}
+JOB_ORDER = ("collect", "derive", "hourly", "daily", "datadisk")
+
+
+@dataclass
+class Status:
+    code: int = OK
+    problems: list[str] = field(default_factory=list)  # worst first once sorted
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    spool: dict[str, Any] = field(default_factory=dict)
+    leases: list[dict[str, Any]] = field(default_factory=list)
+    critical_alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def raise_to(self, code: int, problem: str) -> None:
+        self.code = max(self.code, code)
+        self.problems.append(f"{NAMES[code]}: {problem}")
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+def _age(now: datetime, moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = int((now - moment).total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 172800:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+def gather(parts: Components, now: datetime | None = None) -> Status:
+    now = now or datetime.now(UTC)
+    status = Status()
+    try:
+        all_missing = state.missing_tables(parts.engine)
+        missing = [t for t in all_missing if t not in lease.DAEMON_ONLY]
+        if missing:
+            status.code = UNKNOWN
+            status.problems.append(f"UNKNOWN: the state store {safe_db_url(parts.engine)} has "
+                                   f"no tables yet ({', '.join(missing[:3])}): run `qmonit init`")
+            return status
+        with parts.engine.connect() as conn:
+            rows = [r._asdict() for r in conn.execute(select(source_status))]
+        held = [] if lease.leases.name in all_missing else lease.held(parts.engine)
+        open_critical = [a for a in alerts.open_alerts(parts.engine) if a.severity == "critical"]
+    except SQLAlchemyError as exc:
+        status.code = UNKNOWN
+        status.problems.append(f"UNKNOWN: the state store {safe_db_url(parts.engine)} cannot "
+                               f"be read: {describe_db_error(exc)}")
+        return status
+    _judge_jobs(status, rows, now)
+    _judge_sources(status, rows, now)
+    _judge_spool(status, parts, now)
+    for one in held:
+        alive = one.expires_at >= epoch_seconds(now)
+        status.leases.append({"job": one.job, "holder": one.holder, "alive": alive,
+                              "expires_at": from_epoch(one.expires_at).isoformat(),
+                              "claimed_slot": from_epoch(one.claimed_slot).isoformat()
+                              if one.claimed_slot else None})
+    for alert in open_critical:
+        queue, prod_source, resource, rule = alert.key
+        status.critical_alerts.append({
+            "panda_queue": queue, "prod_source": prod_source, "resource": resource,
+            "rule": rule, "reason": alert.reason, "opened_at": _utc(alert.opened_at).isoformat()})
+    if open_critical:
+        status.raise_to(WARNING, f"{len(open_critical)} critical suspicious-site alert(s) open")
+    return status
+
+
+def _judge_jobs(status: Status, rows: list[dict], now: datetime) -> None:
+    by_job: dict[str, list[dict]] = {}
+    for row in rows:
+        by_job.setdefault(row["job"], []).append(row)
+    if "collect" not in by_job:
+        status.raise_to(WARNING, "collect has never run (a new installation: start cron or "
+                                 "`qmonit daemon`)")
+    for job in sorted(by_job, key=lambda j: (JOB_ORDER + (j,)).index(j)):
+        last = max(by_job[job], key=lambda r: r["last_run_at"])
+        last_run = _utc(last["last_run_at"])
+        this_run = [r for r in by_job[job] if r["last_run_at"] == last["last_run_at"]]
+        failed = [r for r in this_run if r["status"] != "ok"]
+        status.jobs.append({
+            "job": job, "last_run_at": last_run.isoformat(),
+            "slot": _utc(last["last_slot"]).isoformat(),
+            "result": "failed" if failed else "ok",
+            "failed": {r["source"]: r["message"] for r in failed},
+            "duration_s": round(max(r["duration_s"] for r in this_run), 1)})
+        if job == "collect" and now - last_run > STALE_AFTER:
+            status.raise_to(CRITICAL, f"collect last ran {_age(now, last_run)}: the pipeline "
+                                      "is not running")
+        elif job in LATE_AFTER and now - last_run > LATE_AFTER[job]:
+            status.raise_to(WARNING, f"{job} last ran {_age(now, last_run)}")
+        elif failed:
+            status.raise_to(WARNING, f"{job}'s last run failed: " + "; ".join(
+                f"{r['source']}: {r['message']}" for r in failed))
+
+
+def _judge_sources(status: Status, rows: list[dict], now: datetime) -> None:
+    for row in sorted((r for r in rows if r["job"] == "collect" and r["source"] != "sinks"),
+                      key=lambda r: r["source"]):
+        ok = _utc(row["last_ok_slot"])
+        status.sources.append({"source": row["source"], "status": row["status"],
+                               "last_ok_slot": ok.isoformat() if ok else None,
+                               "age_s": int((now - ok).total_seconds()) if ok else None})
+        if ok is None or now - ok > STALE_AFTER + SLOT:  # the slot's start, a cycle later
+            status.raise_to(CRITICAL, f"source {row['source']}: last success "
+                                      f"{_age(now, ok)}")
+
+
+def _judge_spool(status: Status, parts: Components, now: datetime) -> None:
+    files = parts.spool.files()
+    damaged = parts.spool.damaged()
+    since = min((f.created for f in files), default=None)
+    oldest = min((f.oldest or f.created for f in files), default=None)
+    status.spool = {"files": len(files), "bytes": sum(f.size for f in files),
+                    "points": sum(f.points for f in files),
+                    "oldest_slot": oldest.isoformat() if oldest else None,
+                    "damaged": len(damaged)}
+    if since is not None and now - since > SLOT:
+        status.raise_to(WARNING, f"{status.spool['points']} point(s) spooled since "
+                                 f"{_age(now, since)}: a store is not taking writes")
+    if damaged:
+        status.raise_to(WARNING, f"{len(damaged)} damaged spool file(s) set aside (points "
+                                 "lost; `qmonit spool status`)")
+
+
+def render(status: Status, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    worst = [p.split(": ", 1)[1] for p in status.problems
+             if p.startswith(NAMES[status.code])] if status.code != OK else []
+    summary = "; ".join(worst) if worst else "collect, derive and the sources are current"
+    perf = ""
+    if status.code != UNKNOWN:
+        perf = (f" | spool_points={status.spool.get('points', 0)} "
+                f"critical_alerts={len(status.critical_alerts)}")
+    lines = [f"QMONIT {NAMES[status.code]} - {summary}{perf}"]
+    if status.code == UNKNOWN:
+        return "\n".join(lines) + "\n"
+    if status.jobs:
+        lines.append("")
+        lines.append("job       last run                result  duration  slot")
+    for job in status.jobs:
+        when = datetime.fromisoformat(job["last_run_at"])
+        lines.append(f"{job['job']:<9} {when:%Y-%m-%d %H:%M} ({_age(now, when):>9})  "
+                     f"{job['result']:<6}  {job['duration_s']:>6.1f} s  "
+                     f"{datetime.fromisoformat(job['slot']):%H:%M}")
+    if status.sources:
+        lines.append("")
+        lines.append("source           last success")
+        for source in status.sources:
+            ok = source["last_ok_slot"]
+            when = datetime.fromisoformat(ok) if ok else None
+            lines.append(f"{source['source']:<16} "
+                         f"{f'{when:%Y-%m-%d %H:%M}' if when else 'never':<16} "
+                         f"({_age(now, when)})" + ("" if source["status"] == "ok" else
+                                                    f", last run {source['status']}"))
+    spool = status.spool
+    lines.append("")
+    lines.append(f"spool: {spool['files']} file(s), {spool['points']} point(s), "
+                 f"{spool['bytes']} bytes" + (
+                     f", oldest slot {datetime.fromisoformat(spool['oldest_slot']):%Y-%m-%d %H:%M}"
+                     if spool["oldest_slot"] else "") +
+                 (f"; {spool['damaged']} damaged" if spool["damaged"] else ""))
+    if status.leases:
+        lines.append("leases: " + "; ".join(
+            f"{one['job']} {one['holder']} ({'held' if one['alive'] else 'lapsed'})"
+            for one in status.leases))
+    else:
+        lines.append("leases: none (cron, or no daemon has run)")
+    lines.append(f"critical alerts open: {len(status.critical_alerts)}")
+    for alert in status.critical_alerts:
+        lines.append(f"  {alert['panda_queue']} {alert['prod_source']} {alert['resource']} "
+                     f"{alert['rule']}: {alert['reason']}")
+    if status.problems:
+        lines.append("")
+        lines.extend(sorted(status.problems, key=lambda p: -next(
+            code for code, name in NAMES.items() if p.startswith(name))))
+    return "\n".join(lines) + "\n"
+
+
+def as_json(status: Status) -> str:
+    return json.dumps({"status": NAMES[status.code], "exit_code": status.code,
+                       "problems": status.problems, "jobs": status.jobs,
+                       "sources": status.sources, "spool": status.spool,
+                       "leases": status.leases, "critical_alerts": status.critical_alerts},
+                      indent=2, sort_keys=True) + "\n"
