@@ -30,7 +30,7 @@ from qmonit.collect.components import build  # noqa: E402
 from qmonit.collect.cycle import collect  # noqa: E402
 from qmonit.collect.enrich import enrich_jobs  # noqa: E402
 from qmonit.core import config  # noqa: E402
-from qmonit.stores.state import tables as state  # noqa: E402
+from qmonit.stores.state import schema  # noqa: E402
 from qmonit.stores.timeseries.lineprotocol import encode_lines  # noqa: E402
 from tests.servers import InfluxServer  # noqa: E402
 
@@ -75,7 +75,7 @@ def run(server: InfluxServer, tmp: Path, repeat: int) -> int:
         "sources": {"enabled": "simulated", "simulated_scale": "atlas"},
     })
     parts = build(cfg)
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     grid = parts.grid
     topology = parts.topology.load(SLOT)
@@ -118,7 +118,7 @@ def cycles(url: str, data_dir: Path, repeat: int) -> int:
         "downsample": {"buffer": os.environ.get("QMONIT_BENCH_BUFFER", "true")},
     })
     parts = build(cfg)
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     times = []
     for n in range(repeat):

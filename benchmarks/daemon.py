@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from qmonit.app.daemon import Daemon, Run  # noqa: E402
 from qmonit.core import config  # noqa: E402
 from qmonit.stores.sql import make_engine  # noqa: E402
-from qmonit.stores.state import tables as state  # noqa: E402
+from qmonit.stores.state import schema  # noqa: E402
 from tests.daemon_clock import FakeClock  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main() -> int:
         cfg = config.defaults({"qmonit": {"data_dir": tmp},
                                "sources": {"enabled": "simulated"}})
         engine = make_engine(cfg.sql_url)
-        state.create_tables(engine)
+        schema.create_tables(engine)
         engine.dispose()
         daemon = Daemon(lambda: cfg, lambda c: make_engine(c.sql_url), job, clock=clock,
                         holder="bench:1", keep_runs=50)

@@ -44,7 +44,7 @@ from qmonit.core.sample import SLOT, Sample  # noqa: E402
 from qmonit.derive.job import derive  # noqa: E402
 from qmonit.grafana.build import build_all  # noqa: E402
 from qmonit.sources.base import SourceError  # noqa: E402
-from qmonit.stores.state import tables as state  # noqa: E402
+from qmonit.stores.state import schema  # noqa: E402
 from tests.grafana_macros import View, expand_influx, expand_sql, resolve_hidden  # noqa: E402
 from tests.servers import InfluxServer, MariaDB  # noqa: E402
 
@@ -333,7 +333,7 @@ def main() -> int:
                 "logging": {"level": "ERROR"},
             })
             parts = build(cfg)
-            state.create_tables(parts.engine)
+            schema.create_tables(parts.engine)
             parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
             from qmonit.app.commands import rp_ranges
 

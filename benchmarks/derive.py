@@ -29,7 +29,8 @@ from qmonit.core import config  # noqa: E402
 from qmonit.core.model import HISTORY_STATUSES, PANDA_ALWAYS_PRESENT  # noqa: E402
 from qmonit.core.sample import Sample  # noqa: E402
 from qmonit.derive.job import derive  # noqa: E402
-from qmonit.stores.state import tables as state  # noqa: E402
+from qmonit.stores.state import history, schema  # noqa: E402
+from qmonit.stores.state import queues as state_queues  # noqa: E402
 from qmonit.stores.state.status import record_run_samples  # noqa: E402
 from tests.servers import InfluxServer  # noqa: E402
 
@@ -59,7 +60,7 @@ def fill(parts, tags: list, rng: random.Random) -> int:
         when = SLOT - n * STEP
         samples = [Sample("jobs", t, (("jobs", round(level[t] * rng.uniform(0.9, 1.1))),), when)
                    for t in tags]
-        state.record_history(parts.engine, state.counts_per_queue(samples), when,
+        history.record_history(parts.engine, state_queues.counts_per_queue(samples), when,
                              timedelta(hours=25))  # as collect does
         samples.append(Sample("qmonit_run", (("job", "collect"), ("source", "panda"),
                                              ("status", "ok")), (("points", 1.0),), when))
@@ -67,10 +68,10 @@ def fill(parts, tags: list, rng: random.Random) -> int:
         record_run_samples(parts.engine, samples[-1:], when)  # source_status, as collect does
     day = SLOT.replace(hour=0)
     jobs = samples[:-1]  # the last slot's, without its qmonit_run
-    keys = {key: by_status for key, (_, by_status) in state.counts_per_queue(jobs).items()}
+    keys = {key: by_status for key, (_, by_status) in state_queues.counts_per_queue(jobs).items()}
     hours = range(int((day - timedelta(days=7)).timestamp()), int(day.timestamp()), 3600)
     with parts.engine.begin() as conn:  # a week per clock hour, as collect leaves queue_hourly
-        conn.execute(state.queue_hourly.insert(), [
+        conn.execute(history.queue_hourly.insert(), [
             {"panda_queue": key[0], "prod_source": key[1], "resource": key[2], "hour": hour,
              "slots": 6, **{s: 6 * by_status.get(s, 0.0) * rng.uniform(0.9, 1.1)
                             for s in HISTORY_STATUSES}}
@@ -127,7 +128,7 @@ def main() -> int:
                 "sources": {"enabled": "simulated"},
             })
             parts = build(cfg)
-            state.create_tables(parts.engine)
+            schema.create_tables(parts.engine)
             parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
             tags = series_tags(args.queues)
             start = time.perf_counter()
@@ -154,10 +155,10 @@ def main() -> int:
                   f"queries returning every point ({elapsed / min(times):.1f}x slower)")
             with parts.engine.connect() as conn:
                 from sqlalchemy import select
-                row = conn.execute(select(state.queue_stats).where(
-                    state.queue_stats.c.panda_queue == "QUEUE_0000",
-                    state.queue_stats.c.prod_source == "managed",
-                    state.queue_stats.c.resource == "SCORE")).one()
+                row = conn.execute(select(state_queues.queue_stats).where(
+                    state_queues.queue_stats.c.panda_queue == "QUEUE_0000",
+                    state_queues.queue_stats.c.prod_source == "managed",
+                    state_queues.queue_stats.c.resource == "SCORE")).one()
             key = ("QUEUE_0000", "managed", "SCORE", "running")
             for window in ("1h", "24h", "30d"):
                 assert abs(getattr(row, f"running_avg_{window}") - by_hand[window][key]) < 1e-6

@@ -55,8 +55,7 @@ from qmonit.core.sample import SLOT  # noqa: E402
 from qmonit.derive.incidents import group  # noqa: E402
 from qmonit.derive.job import derive  # noqa: E402
 from qmonit.simulation.grid import SLOW_RAMP_H, Incident  # noqa: E402
-from qmonit.stores.state import alerts  # noqa: E402
-from qmonit.stores.state import tables as state  # noqa: E402
+from qmonit.stores.state import alerts, schema  # noqa: E402
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)  # derive runs through this UTC day
 BASELINE_DAYS = 3  # of collect before it: [derive] seasonal_min_days
@@ -158,7 +157,7 @@ def main() -> int:
         cfg = demo_config(directory / "data", "small", args.seed)
         parts = build(cfg)
         parts.grid.stage_replay(DAY.date())  # three whole days of baseline first
-        state.create_tables(parts.engine)
+        schema.create_tables(parts.engine)
         parts.store.init({})
         first = DAY - timedelta(days=BASELINE_DAYS)
         last = DAY + timedelta(hours=26)

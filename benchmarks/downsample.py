@@ -31,7 +31,7 @@ from qmonit.collect.enrich import enrich_jobs  # noqa: E402
 from qmonit.core import config  # noqa: E402
 from qmonit.core.sample import Sample  # noqa: E402
 from qmonit.rollup.downsample import rollup  # noqa: E402
-from qmonit.stores.state import tables as state  # noqa: E402
+from qmonit.stores.state import schema  # noqa: E402
 from tests.servers import InfluxServer  # noqa: E402
 
 HOUR = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -65,7 +65,7 @@ def parts_for(server: InfluxServer, tmp: Path, database: str, mode: str, scale: 
         "downsample": {"mode": mode, "max_hourly_windows": "1000", "max_daily_windows": "100"},
     })
     parts = build(cfg)
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     return parts
 

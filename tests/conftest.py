@@ -121,10 +121,10 @@ def _no_cli_log_handler_left():
 @pytest.fixture(params=["sqlite", "mariadb"])
 def state_engine(request, tmp_path):
     """A state store with qmonit's tables, on SQLite and on MariaDB in turn."""
-    from qmonit.stores.state import tables as state
+    from qmonit.stores.state import schema
     url = f"sqlite:///{tmp_path}/state.db" if request.param == "sqlite" else \
         request.getfixturevalue("mariadb_url")
     engine = create_engine(url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     yield engine
     engine.dispose()

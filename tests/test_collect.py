@@ -9,7 +9,8 @@ from qmonit.collect.components import build
 from qmonit.collect.cycle import collect
 from qmonit.collect.fetch import fetch
 from qmonit.sources.panda import PATHS
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import queues as state_queues
+from qmonit.stores.state import schema
 from tests.conftest import DATA
 from tests.servers import InfluxServer, Reply
 
@@ -41,7 +42,7 @@ def parts_for(make_config, http, mariadb_url):
             **sections,
         })
         built = build(cfg)
-        state.create_tables(built.engine)
+        schema.create_tables(built.engine)
         return built
     return parts
 
@@ -82,8 +83,8 @@ def test_collect_writes_jobs_run_record_and_state(parts_for, http, influx_db):
         ("ok", 26.0 + 60, 60.0)
     with parts.engine.connect() as conn:
         stats = {(r.panda_queue, r.prod_source, r.resource): r
-                 for r in conn.execute(select(state.queue_stats))}
-        queues = {r.panda_queue: r for r in conn.execute(select(state.queues))}
+                 for r in conn.execute(select(state_queues.queue_stats))}
+        queues = {r.panda_queue: r for r in conn.execute(select(state_queues.queues))}
     row = stats[("AGLT2_UCORE", "managed", "SCORE")]
     assert (row.assigned, row.activated, row.running, row.finished, row.failed, row.starting,
             row.transferring) == (3, 120, 410, 95, 4, 2, 0)
@@ -157,7 +158,7 @@ def test_failed_panda_writes_no_zeros_and_records_the_error(parts_for, http, inf
     assert message in runs["panda"]["message"]
     assert runs["cric"]["status"] == "ok"
     with parts.engine.connect() as conn:
-        slots = {r.slot_time for r in conn.execute(select(state.queue_stats))}
+        slots = {r.slot_time for r in conn.execute(select(state_queues.queue_stats))}
     assert [s.replace(tzinfo=UTC) for s in slots] == [T.replace(tzinfo=UTC)]
 
 
@@ -270,10 +271,10 @@ def test_backfilling_an_older_slot_leaves_the_current_state_alone(parts_for, htt
     collect(parts, T - timedelta(hours=2))
     assert count_at(parts.store, T - timedelta(hours=2)) == 20  # the backfill itself is written
     with parts.engine.connect() as conn:
-        row = conn.execute(select(state.queue_stats).where(
-            state.queue_stats.c.panda_queue == "AGLT2_UCORE",
-            state.queue_stats.c.resource == "SCORE",
-            state.queue_stats.c.prod_source == "managed")).one()
+        row = conn.execute(select(state_queues.queue_stats).where(
+            state_queues.queue_stats.c.panda_queue == "AGLT2_UCORE",
+            state_queues.queue_stats.c.resource == "SCORE",
+            state_queues.queue_stats.c.prod_source == "managed")).one()
     assert (row.running, row.slot_time.replace(tzinfo=UTC)) == (410, T)
 
 
@@ -293,7 +294,8 @@ def test_answers_fetched_beforehand_write_what_collect_would_have_fetched(parts_
         [(s.source, s.status, s.points, s.zero_filled, s.errors) for s in asked.sources]
     assert given.levels == asked.levels == 60
     with parts.engine.connect() as conn:
-        slots = {r.slot_time.replace(tzinfo=UTC) for r in conn.execute(select(state.queue_stats))}
+        slots = {r.slot_time.replace(tzinfo=UTC)
+                 for r in conn.execute(select(state_queues.queue_stats))}
     assert slots == {T + SLOT}
 
 

@@ -10,8 +10,7 @@ import pytest
 from qmonit.app.daemon import Daemon, Run
 from qmonit.core import config
 from qmonit.stores.sql import make_engine
-from qmonit.stores.state import lease
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import lease, schema
 from tests.daemon_clock import FakeClock
 
 START = datetime(2026, 11, 1, 0, 0, 30, tzinfo=UTC)
@@ -61,7 +60,7 @@ def daemon_with(tmp_path, clock, jobs, load=None, **daemon_options):
     cfg = config.defaults({**SIMULATED, "qmonit": {"data_dir": str(tmp_path / "data")},
                            "daemon": {k: str(v) for k, v in daemon_options.items()}})
     engine = make_engine(cfg.sql_url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     engine.dispose()
     return Daemon(load or (lambda: cfg), lambda c: make_engine(c.sql_url), jobs, clock=clock,
                   holder="host-a:1")

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from qmonit.core.sample import SLOT, slot_start
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTOR = 120.0
@@ -24,7 +24,7 @@ START = datetime(2026, 11, 1, 0, 0, 40, tzinfo=UTC)
 @pytest.fixture
 def pair(mariadb_url, tmp_path):
     engine = create_engine(mariadb_url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE daemon_runs (holder VARCHAR(32), job VARCHAR(16), "
                           "at VARCHAR(40), started VARCHAR(40))"))

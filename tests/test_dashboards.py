@@ -287,13 +287,13 @@ def test_the_open_incidents_panel_shows_what_qmonit_suspicious_shows(mariadb_url
 
     from qmonit.app.suspicious import open_flags
     from qmonit.derive.incidents import OPEN_INCIDENTS_SQL
-    from qmonit.stores.state import tables as state
+    from qmonit.stores.state import alerts, queues, schema
 
     engine = create_engine(mariadb_url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     t0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     with engine.begin() as conn:
-        conn.execute(insert(state.queues), [
+        conn.execute(insert(queues.queues), [
             {"panda_queue": "Q", "atlas_site": "Q-SITE", "cloud": "US", "tier": "T2",
              "queue_status": "online", "pilot_manager": "Harvester",
              "harvester": "CERN_central_A", "updated_at": t0},
@@ -309,7 +309,7 @@ def test_the_open_incidents_panel_shows_what_qmonit_suspicious_shows(mariadb_url
                     "as_of": t0 + opened, "opened_at": t0 + opened,
                     "closed_at": None if closed is None else t0 + closed, "status": None,
                     **more}
-        conn.execute(insert(state.alerts), [
+        conn.execute(insert(alerts.alerts), [
             alert("Q", "managed", "SCORE", "drop", "critical", SLOT),
             alert("Q", "managed", "SCORE", "starving", "warning", 2 * SLOT),
             alert("Q", "managed", "MCORE", "drop", "critical", 0 * SLOT),

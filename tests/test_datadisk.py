@@ -15,7 +15,7 @@ from qmonit.sources.base import SourceError
 from qmonit.sources.cric import QueueInfo, Topology
 from qmonit.sources.daod import DaodAccounting, RseVolume, parse_msearch
 from qmonit.stores.sql import upsert
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import metadata, queues, schema
 from tests.conftest import SHARED_SAMPLES
 from tests.servers import Reply
 
@@ -163,10 +163,10 @@ def datadisk_parts(make_config, http, mariadb_url, influx_db):
                            "cric": {"url": http.url},
                            "datadisk": {"url": http.url, **datadisk}})
         parts = build(cfg)
-        state.create_tables(parts.engine)
+        schema.create_tables(parts.engine)
         parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
         with parts.engine.begin() as conn:
-            upsert(conn, state.queue_stats, [
+            upsert(conn, queues.queue_stats, [
                 {"panda_queue": "AGLT2_UCORE", "prod_source": "user", "resource": "SCORE",
                  "running": 120.0, "running_avg_24h": 90.0, "running_avg_7d": 80.0,
                  "slot_time": HOUR},
@@ -241,11 +241,11 @@ def test_the_simulated_grid_has_one_badly_placed_datadisk(tmp_path):
 
 def test_without_a_datadisk_url_the_job_says_so_and_writes_nothing(make_config, http):
     parts = build(make_config({"sources": {"enabled": "panda"}, "panda": {"url": http.url}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({})
     report = run_datadisk(parts, HOUR)
     assert (report.exit_code, report.samples) == (1, [])
     assert report.error == "[datadisk] url is not set: no DAOD accounting to read"
     with parts.engine.connect() as conn:
-        [row] = conn.execute(state.metadata.tables["source_status"].select()).fetchall()
+        [row] = conn.execute(metadata.metadata.tables["source_status"].select()).fetchall()
     assert (row.job, row.status, row.message) == ("datadisk", "failed", report.error)

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from qmonit.collect.components import build
 from qmonit.core.sample import make_sample
 from qmonit.derive.job import derive
-from qmonit.stores.state import alerts
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import alerts, schema
+from qmonit.stores.state import history as state_history
+from qmonit.stores.state import queues as state_queues
 from qmonit.stores.state.status import record_run_samples
 from tests.servers import Reply, free_port
 
@@ -51,7 +52,7 @@ def parts_with(request, make_config, mariadb_url):
         cfg = make_config({"influxdb": influx, "sql": {"url": mariadb_url},
                            "sources": {"enabled": "simulated"}, **sections})
         parts = build(cfg)
-        state.create_tables(parts.engine)
+        schema.create_tables(parts.engine)
         parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
         return parts
     return make
@@ -63,7 +64,7 @@ def record(parts, when, samples):
     record_run_samples(parts.engine, [s for s in samples if s.measurement == "qmonit_run"],
                        when)
     jobs_only = [s for s in samples if s.measurement == "jobs"]
-    state.record_history(parts.engine, state.counts_per_queue(jobs_only), when,
+    state_history.record_history(parts.engine, state_queues.counts_per_queue(jobs_only), when,
                          timedelta(hours=25))
 
 
@@ -78,7 +79,7 @@ def history(parts, slot, queues, hours=24, skip=()):
             samples += jobs(when, name, {**STEADY, "running": running(n) if callable(running)
                                          else running})
         record(parts, when, samples)
-    state.upsert_queues(parts.engine, [queue_row(q) for q in queues])
+    state_queues.upsert_queues(parts.engine, [queue_row(q) for q in queues])
 
 
 def cycle(parts, slot, counts_by_queue, ok=True):
@@ -93,8 +94,8 @@ def cycle(parts, slot, counts_by_queue, ok=True):
 
 def stats_row(parts, queue):
     with parts.engine.connect() as conn:
-        return conn.execute(select(state.queue_stats).where(
-            state.queue_stats.c.panda_queue == queue)).one()
+        return conn.execute(select(state_queues.queue_stats).where(
+            state_queues.queue_stats.c.panda_queue == queue)).one()
 
 
 def alert_rows(parts):
@@ -106,7 +107,7 @@ def test_moving_averages_equal_hand_computed_values(parts_with):
     parts = parts_with()
     missing = T - 3 * SLOT  # a failed cycle inside the last hour: absent, not zero
     history(parts, T, {"Q": lambda n: 100 + (144 - n)}, skip={missing})
-    state.upsert_queues(parts.engine, [queue_row("Q")])
+    state_queues.upsert_queues(parts.engine, [queue_row("Q")])
     daily = [make_sample("jobs", {"panda_queue": "Q", "prod_source": "managed",
                                   "resource": "SCORE", "job_status": "running"},
                          {"jobs": 10 * d}, T.replace(hour=0) - d * DAY) for d in range(1, 8)]
@@ -271,7 +272,7 @@ def test_a_unified_queue_is_judged_on_its_total_across_resource_types(parts_with
                              *jobs(when, "U", {**STEADY, "running": 300 + (10 if n % 2 else -10)}),
                              *jobs(when, "U", {**STEADY, "running": 100 + (20 if n % 2 else -20)},
                                    resource="MCORE")])
-    state.upsert_queues(parts.engine, [queue_row("U")])
+    state_queues.upsert_queues(parts.engine, [queue_row("U")])
     numbers, _ = gather(parts.engine, T, 0.5, 24)
     total = numbers[("U", "managed", "all")]
     assert total.parts == ("MCORE", "SCORE")
@@ -304,8 +305,8 @@ def test_a_unified_queue_is_judged_on_its_total_across_resource_types(parts_with
 
 def _stats_rows(parts, queue):
     with parts.engine.connect() as conn:
-        return conn.execute(select(state.queue_stats).where(
-            state.queue_stats.c.panda_queue == queue)).all()
+        return conn.execute(select(state_queues.queue_stats).where(
+            state_queues.queue_stats.c.panda_queue == queue)).all()
 
 
 def test_panda_outage_is_one_stale_alert_and_no_drops(parts_with):
@@ -332,7 +333,8 @@ def test_panda_outage_is_one_stale_alert_and_no_drops(parts_with):
 def test_offline_queue_is_not_flagged(parts_with):
     parts = parts_with()
     history(parts, T, {"OFF": 400, "GONE": 400})
-    state.upsert_queues(parts.engine, [queue_row("OFF", "offline"), queue_row("GONE", "test")])
+    state_queues.upsert_queues(parts.engine,
+                               [queue_row("OFF", "offline"), queue_row("GONE", "test")])
     for n in range(3):
         report = cycle(parts, T + n * SLOT, {"OFF": {**STEADY, "running": 0, "activated": 500},
                                             "GONE": {"running": 0}})
@@ -423,7 +425,7 @@ def test_simulated_grid_incidents_flag_and_its_noise_does_not(make_config, tmp_p
     parts.grid = SimulatedGrid(seed=1, sites=30)
     parts.sources = [SimulatedJobStats(parts.grid)]
     parts.topology = SimulatedTopology(parts.grid)
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({})
     end = datetime(2026, 11, 21, 10, 50, tzinfo=UTC)
     for n in range(24 * 6 + 12, -1, -1):
@@ -629,15 +631,16 @@ def test_a_daily_rhythm_is_judged_against_the_same_hour_of_previous_days(parts_w
     for when in slots:
         counts = {}
         for name in ("RHYTHM", "ITS_TWIN"):
-            counts.update(state.counts_per_queue(jobs(when, name, {**STEADY,
+            counts.update(state_queues.counts_per_queue(jobs(when, name, {**STEADY,
                                                                    "running": running(when)})))
-        state.record_history(parts.engine, counts, when, timedelta(hours=25), 8 * DAY)
-    state.record_history(parts.engine, counts, slots[-1], timedelta(hours=25), 8 * DAY)  # re-run
+        state_history.record_history(parts.engine, counts, when, timedelta(hours=25), 8 * DAY)
+    # re-run
+    state_history.record_history(parts.engine, counts, slots[-1], timedelta(hours=25), 8 * DAY)
     with parts.engine.connect() as conn:
-        hours = conn.execute(select(state.queue_hourly.c.slots).where(
-            state.queue_hourly.c.panda_queue == "RHYTHM")).scalars().all()
+        hours = conn.execute(select(state_history.queue_hourly.c.slots).where(
+            state_history.queue_hourly.c.panda_queue == "RHYTHM")).scalars().all()
     assert len(hours) == 4 * 24 + 12 and set(hours) == {6}  # the re-run counted once
-    state.upsert_queues(parts.engine, [queue_row("RHYTHM"), queue_row("ITS_TWIN")])
+    state_queues.upsert_queues(parts.engine, [queue_row("RHYTHM"), queue_row("ITS_TWIN")])
 
     last_day = [running(when) for when in slots[-144:]]
     midnight = T - timedelta(hours=12)

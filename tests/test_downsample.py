@@ -8,7 +8,7 @@ from sqlalchemy import select
 from qmonit.collect.components import build
 from qmonit.core.sample import make_sample
 from qmonit.rollup.downsample import rollup, windows_to_do
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import schema, watermarks
 from qmonit.stores.timeseries.embedded import EmbeddedStore
 from qmonit.stores.timeseries.ts_tables import ts_points, ts_series
 
@@ -54,7 +54,7 @@ def parts_for(request, make_config, tmp_path):
                            "downsample": {"mode": "client" if request.param == "client"
                                           else "auto"}, **sections})
         parts = build(cfg)
-        state.create_tables(parts.engine)
+        schema.create_tables(parts.engine)
         durations = {rp: cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
         parts.store.init(durations)
         return parts
@@ -96,7 +96,7 @@ def test_hourly_means_and_maxima_are_exact(parts_for):
     assert report.mode == ("client" if parts_for.path != "server" else "server")
     assert rolled(parts, "1h") == HOURLY
     assert rolled(parts, "1h", "qmonit_run") == {("-", H): {"points": 3.0, "points_max": 3.0}}
-    assert state.watermark(parts.engine, "jobs", "hourly") == H + HOUR
+    assert watermarks.watermark(parts.engine, "jobs", "hourly") == H + HOUR
 
 
 def test_daily_means_and_maxima_are_exact(parts_for):
@@ -132,7 +132,7 @@ def test_catching_up_oldest_first_bounded_per_run(parts_for):
     assert [r.pending.get("jobs", 0) for r in runs] == [2, 1, 0, 0]
     assert rolled(parts, "1h")[("A", H + HOUR)] == {"jobs": 1000, "jobs_max": 1000,
                                                     "cores": 2000, "cores_max": 2000}
-    assert state.watermark(parts.engine, "jobs", "hourly") == H + 2 * HOUR
+    assert watermarks.watermark(parts.engine, "jobs", "hourly") == H + 2 * HOUR
 
 
 def test_windows_to_do():
@@ -169,7 +169,7 @@ def test_window_older_than_the_retention_is_a_clear_error(parts_for):
     [error] = report.errors
     assert "jobs 2020-01-01 05:00 UTC" in error
     assert "beyond retention policy" in error
-    assert state.watermark(parts.engine, "jobs", "hourly") is None  # tried again next time
+    assert watermarks.watermark(parts.engine, "jobs", "hourly") is None  # tried again next time
 
 
 def test_points_replayed_from_the_spool_roll_their_windows_up_again(parts_for, tmp_path):
@@ -191,7 +191,7 @@ def test_points_replayed_from_the_spool_roll_their_windows_up_again(parts_for, t
 
     parts.sources = [Quiet()]
     collect(parts, now)
-    assert state.watermark(parts.engine, "jobs", "hourly") == H
+    assert watermarks.watermark(parts.engine, "jobs", "hourly") == H
     rollup(parts, "hourly", now, progress=False)
     assert rolled(parts, "1h")[("B", H)] == {"jobs": 16, "jobs_max": 36, "cores": 32,
                                             "cores_max": 72}  # (5 + 7 + 36) / 3
@@ -318,7 +318,7 @@ def test_a_buffer_that_cannot_be_read_or_a_store_that_refuses_its_lines_is_repor
         pytest.skip("the embedded store has no roll-up buffer")
     parts.writer.write(raw_points())
     for measurement in ("jobs", "qmonit_run"):
-        state.set_watermark(parts.engine, measurement, "hourly", H, H)
+        watermarks.set_watermark(parts.engine, measurement, "hourly", H, H)
     with sqlite3.connect(parts.buffer.path) as conn:
         conn.execute(f"DROP TABLE points_{int(H.timestamp())}")  # damaged under the job
     read = rollup(parts, "hourly", H + HOUR + timedelta(minutes=7), progress=False)
@@ -334,4 +334,4 @@ def test_a_buffer_that_cannot_be_read_or_a_store_that_refuses_its_lines_is_repor
     assert refused.errors[0].startswith(
         f'jobs 2026-11-21 11:00 UTC into "1h": {parts.store.location()}: HTTP 500 '
         '{"error":"retention policy not found: 1h"} (gave up after ')
-    assert state.watermark(parts.engine, "jobs", "hourly") == H + HOUR  # tried again next run
+    assert watermarks.watermark(parts.engine, "jobs", "hourly") == H + HOUR  # tried again next run

@@ -45,11 +45,11 @@ def test_a_collect_and_a_derive_run_paused_and_leave_it_running(make_config, mon
     import qmonit.collect.cycle
     import qmonit.derive.job
     from qmonit.collect.components import build
-    from qmonit.stores.state import tables as state
+    from qmonit.stores.state import schema
     cfg = make_config({"influxdb": {}, "sources": {"enabled": "simulated"},
                        "logging": {"level": "ERROR"}})
     parts = build(cfg)
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({})
     enabled = []
     levels, gather = qmonit.collect.cycle.aggregate, qmonit.derive.job.gather

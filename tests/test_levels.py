@@ -28,7 +28,7 @@ from qmonit.core.levels import (
 from qmonit.core.sample import make_sample
 from qmonit.derive.job import derive
 from qmonit.rollup.downsample import rollup
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import schema
 from qmonit.stores.timeseries.embedded import EmbeddedStore
 from qmonit.stores.timeseries.lineprotocol import series_head, split_head
 from qmonit.stores.timeseries.ts_tables import ts_points, ts_series
@@ -199,7 +199,7 @@ def grid(request, make_config):
         "logging": {"level": "ERROR"},
     })
     parts = build(cfg)
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     parts.path = request.param
     return parts

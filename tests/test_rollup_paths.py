@@ -16,7 +16,7 @@ from qmonit.collect.components import build
 from qmonit.core.rollup_spec import ROLLUP, Statistic
 from qmonit.core.sample import make_sample
 from qmonit.rollup.downsample import rollup
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import schema
 from qmonit.stores.timeseries.embedded import EmbeddedStore
 from qmonit.stores.timeseries.ts_tables import ts_points, ts_series
 
@@ -132,7 +132,7 @@ def parts_on(request, make_config):
         "influxdb": influx, "sources": {"enabled": "simulated"},
         "downsample": {"mode": "client" if path == "client" else "auto",
                        "buffer": "true" if path == "buffer" else "false"}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     for cycle in raw_points():
         delivery = parts.writer.write(cycle)

@@ -4,7 +4,7 @@ full comparison), on SQLite and on MariaDB."""
 from datetime import UTC, datetime, timedelta
 
 from qmonit.core.sample import Sample, series_id
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import series
 
 T = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=10)
@@ -36,7 +36,7 @@ def shape_reads(engine):
 
 
 def seen(state_engine, samples, slot):
-    vanished = state.seen_and_vanished(state_engine, "panda", {series_id(s): s for s in samples},
+    vanished = series.seen_and_vanished(state_engine, "panda", {series_id(s): s for s in samples},
                                        slot, HORIZON)
     return sorted(dict(s.tags)["panda_queue"] for s in vanished)
 
@@ -47,7 +47,7 @@ def test_each_cycle_in_turn_returns_what_vanished_within_the_horizon(state_engin
     assert seen(state_engine, [A, C], T + 2 * SLOT) == ["B"]  # C is back
     assert seen(state_engine, [A], T + 7 * SLOT) == ["C"]  # B last seen 70 min before: past
     assert seen(state_engine, [A, B], T + 8 * SLOT) == ["C"]  # B returns as a new streak
-    [shape] = state.seen_and_vanished(state_engine, "panda", {series_id(A): A}, T + 9 * SLOT,
+    [shape] = series.seen_and_vanished(state_engine, "panda", {series_id(A): A}, T + 9 * SLOT,
                                       HORIZON)[:1]
     assert (shape.measurement, shape.tags, shape.fields) == ("jobs", B.tags, ("count",))
 
@@ -85,17 +85,17 @@ def test_a_running_process_reads_a_vanished_shape_once_and_a_fresh_one_reads_it(
     wider = Sample("jobs", B.tags, (("cores", 8.0), ("count", 1.0)), T)
     assert seen(state_engine, [A, wider], T + 3 * SLOT) == ["C"]
     statements.clear()
-    vanished = state.seen_and_vanished(state_engine, "panda", {series_id(A): A},
+    vanished = series.seen_and_vanished(state_engine, "panda", {series_id(A): A},
                                        T + 4 * SLOT, HORIZON)
     assert sorted((dict(v.tags)["panda_queue"], v.fields) for v in vanished) == [
         ("B", ("cores", "count")), ("C", ("count",))]
     assert reads() == 1  # B's new shape; C's kept
     other = create_engine(state_engine.url)  # another process: nothing of it remembered
-    vanished = state.seen_and_vanished(other, "panda", {series_id(A): A}, T + 5 * SLOT,
+    vanished = series.seen_and_vanished(other, "panda", {series_id(A): A}, T + 5 * SLOT,
                                        HORIZON)
     assert sorted((dict(v.tags)["panda_queue"], v.fields) for v in vanished) == [
         ("B", ("cores", "count")), ("C", ("count",))]
-    assert state._SHAPES[other].known == {}  # its first cycle (a cron run's only): none kept
+    assert series._SHAPES[other].known == {}  # its first cycle (a cron run's only): none kept
     other.dispose()
 
 
@@ -104,13 +104,13 @@ def test_past_the_bound_the_shapes_of_the_cycle_s_own_vanished_stay(state_engine
     the same) instead of forgetting everything and reading it all again."""
     d, e = jobs("D"), jobs("E")
     _, reads = shape_reads(state_engine)
-    monkeypatch.setattr(state, "SHAPES_KEPT", 2)
+    monkeypatch.setattr(series, "SHAPES_KEPT", 2)
     seen(state_engine, [A, B, C, d, e], T)
     assert seen(state_engine, [A, B, C], T + SLOT) == ["D", "E"] and reads() == 1
-    assert set(state._SHAPES[state_engine].known) == {series_id(d), series_id(e)}
+    assert set(series._SHAPES[state_engine].known) == {series_id(d), series_id(e)}
     assert seen(state_engine, [A], T + 2 * SLOT) == ["B", "C", "D", "E"] and reads() == 1
     # four asked for, two kept: the bound holds, and they are this cycle's
-    known = state._SHAPES[state_engine].known
+    known = series._SHAPES[state_engine].known
     assert len(known) == 2 and set(known) <= {series_id(s) for s in (B, C, d, e)}
     assert seen(state_engine, [A, B, C], T + 3 * SLOT) == ["D", "E"]
-    assert state._SHAPES[state_engine].known.keys() <= {series_id(s) for s in (B, C, d, e)}
+    assert series._SHAPES[state_engine].known.keys() <= {series_id(s) for s in (B, C, d, e)}

@@ -23,7 +23,7 @@ from qmonit.sources.slurm import (
     parse_tres,
 )
 from qmonit.stores.sql import make_engine
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import schema
 from qmonit.stores.state.batch import current_jobs, ended_jobs, sync_jobs
 from tests.slurm_cluster import SlurmCluster, available
 
@@ -103,7 +103,7 @@ def test_counts_per_partition_owner_state_and_reason_with_array_tasks(slurm, fmt
 
 def test_job_tables_follow_the_queue(slurm, mariadb_url):
     engine = make_engine(mariadb_url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     source = SlurmSource(settings(), load_rules("slurm"))
     source.collect(SLOT)
     now = datetime.now(UTC)
@@ -281,7 +281,7 @@ def test_collect_writes_counts_and_fills_the_job_table(slurm, make_config):
     from qmonit.collect.cycle import collect
 
     parts = build(make_config({"sources": {"enabled": "slurm"}, "slurm": {"cluster": "qtest"}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({})
     report = collect(parts, SLOT)
     assert report.exit_code == 0, report

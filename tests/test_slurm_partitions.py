@@ -383,7 +383,7 @@ def test_a_real_slurm_gives_the_same_partitions_from_text_and_json(slurm):
 def test_the_partitions_table_shows_each_partition_once_in_its_current_state(influx_store):
     """A partition that went DOWN: its UP series, zero-filled since, is not a second row."""
     from qmonit.collect.zerofill import zero_samples
-    from qmonit.stores.state.tables import SeenSeries
+    from qmonit.stores.state.series import SeenSeries
     from tests.grafana_macros import View, expand_influx
     from tests.test_dashboards import board
 

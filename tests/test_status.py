@@ -12,8 +12,7 @@ from qmonit.app.status import as_json, gather, render
 from qmonit.collect.components import build
 from qmonit.core import config
 from qmonit.core.sample import make_sample, slot_start
-from qmonit.stores.state import alerts, lease
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import alerts, lease, schema
 from qmonit.stores.state.status import record_runs
 
 T = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -23,7 +22,7 @@ SIMULATED = {"sources": {"enabled": "simulated"}}
 @pytest.fixture
 def parts(tmp_path):
     parts = build(config.defaults({**SIMULATED, "qmonit": {"data_dir": str(tmp_path)}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     return parts
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import create_engine
 from qmonit.collect.factory_labels import label_rows
 from qmonit.core.sample import make_sample
 from qmonit.grafana.provision import STALE_SQL
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import schema, series
 from qmonit.stores.state.status import (
     factory_labels,
     read_table,
@@ -73,7 +73,7 @@ def test_each_label_gets_its_counts_a_message_and_trouble():
 
 def test_a_label_gone_from_its_factory_is_removed_and_other_factories_stay(mariadb_url):
     engine = create_engine(mariadb_url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     first = label_rows(pilots("apf-1", "A", running=1) + pilots("apf-1", "B", running=2)
                        + pilots("apf-2", "C", running=3), [], NOW)
     replace_factory_labels(engine, first)
@@ -85,7 +85,7 @@ def test_a_label_gone_from_its_factory_is_removed_and_other_factories_stay(maria
 
 def test_source_status_keeps_the_newest_good_slot_and_the_stale_query_sees_it(mariadb_url):
     engine = create_engine(mariadb_url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     now = datetime.now(UTC).replace(microsecond=0)
     fresh, old = now - timedelta(minutes=10), now - timedelta(minutes=45)
 
@@ -109,16 +109,16 @@ def test_source_status_keeps_the_newest_good_slot_and_the_stale_query_sees_it(ma
 def test_init_drops_the_series_seen_index_no_query_uses(mariadb_url):
     from sqlalchemy import create_engine, inspect, text
 
-    from qmonit.stores.state import tables as state
+    from qmonit.stores.state import schema
     engine = create_engine(mariadb_url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     with engine.begin() as conn:  # as versions before made it
         conn.execute(text("CREATE INDEX ix_series_seen_last_seen ON series_seen (last_seen)"))
-    assert state.create_tables(engine) == ["series_seen: unused index ix_series_seen_last_seen "
+    assert schema.create_tables(engine) == ["series_seen: unused index ix_series_seen_last_seen "
                                            "dropped"]
     assert "ix_series_seen_last_seen" not in {
         i["name"] for i in inspect(engine).get_indexes("series_seen")}
-    assert state.create_tables(engine) == []
+    assert schema.create_tables(engine) == []
 
 
 def test_init_moves_the_series_shapes_out_of_series_seen_on_mariadb(mariadb_url):
@@ -127,7 +127,7 @@ def test_init_moves_the_series_shapes_out_of_series_seen_on_mariadb(mariadb_url)
     from sqlalchemy import inspect, text
 
     engine = create_engine(mariadb_url)
-    state.create_tables(engine)
+    schema.create_tables(engine)
     with engine.begin() as conn:  # as versions before made it
         conn.execute(text("DROP TABLE series_seen"))
         conn.execute(text("DROP TABLE series_shapes"))
@@ -139,14 +139,14 @@ def test_init_moves_the_series_shapes_out_of_series_seen_on_mariadb(mariadb_url)
             "INSERT INTO series_seen VALUES (7, 'slurm', 'batch_jobs', "
             "'[[\"cluster\",\"c\"],[\"state\",\"running\"]]', '[\"cores\",\"jobs\"]', "
             "1795254600, 1795254600)"))
-    assert state.missing_columns(engine) == ["series_seen's shapes (moved to series_shapes)"]
-    assert state.create_tables(engine) == ["series_seen: the shapes of 1 series moved to "
+    assert schema.missing_columns(engine) == ["series_seen's shapes (moved to series_shapes)"]
+    assert schema.create_tables(engine) == ["series_seen: the shapes of 1 series moved to "
                                            "series_shapes"]
     assert {c["name"] for c in inspect(engine).get_columns("series_seen")} == {
         "series_id", "source", "first_seen", "last_seen"}
-    assert state.create_tables(engine) == [] and state.missing_columns(engine) == []
+    assert schema.create_tables(engine) == [] and schema.missing_columns(engine) == []
     fresh = create_engine(mariadb_url)  # another process: nothing of it remembered
     slot = datetime(2026, 11, 21, 10, 10, tzinfo=UTC)
-    [gone] = state.seen_and_vanished(fresh, "slurm", {}, slot, timedelta(hours=48))
-    assert gone == state.SeenSeries("batch_jobs", (("cluster", "c"), ("state", "running")),
+    [gone] = series.seen_and_vanished(fresh, "slurm", {}, slot, timedelta(hours=48))
+    assert gone == series.SeenSeries("batch_jobs", (("cluster", "c"), ("state", "running")),
                                     ("cores", "jobs"))

@@ -345,14 +345,15 @@ def test_a_slurm_answer_at_the_cric_url_is_a_failure_not_queues(http, tmp_path):
 def test_collect_records_the_cric_failure_and_writes_no_queue(make_config, http):
     from qmonit.collect.components import build
     from qmonit.collect.cycle import collect
-    from qmonit.stores.state import tables as state
+    from qmonit.stores.state import queues as state_queues
+    from qmonit.stores.state import schema
     from qmonit.stores.state.status import source_status
 
     http.route(PATHS["v1"], Reply(200, V1))
     http.route(CRIC_PATH, Reply(200, json.dumps(REST_JOBS)))
     parts = build(make_config({"panda": {"url": http.url, "timeout_s": "2"},
                                "cric": {"url": http.url, "timeout_s": "2"}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     report = collect(parts, T)
     assert report.exit_code == 1
@@ -363,7 +364,7 @@ def test_collect_records_the_cric_failure_and_writes_no_queue(make_config, http)
     assert runs["panda"][:2] == ("ok", 26)
     with parts.engine.connect() as conn:
         rows = {r.source: (r.status, r.message) for r in conn.execute(select(source_status))}
-        queues = conn.execute(select(state.queues.c.panda_queue)).all()
+        queues = conn.execute(select(state_queues.queues.c.panda_queue)).all()
     assert rows["cric"] == ("failed", refused)
     assert queues == []  # not last_backfill, last_update, meta
     parts.engine.dispose()

@@ -20,8 +20,7 @@ from qmonit.sources.base import SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
 from qmonit.sources.panda import PandaJobStats
 from qmonit.stores.sql import describe_db_error, safe_db_url
-from qmonit.stores.state import lease
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import lease, metadata, schema
 from qmonit.stores.timeseries.base import StoreUnavailable
 from qmonit.stores.timeseries.embedded import EmbeddedStore
 from qmonit.stores.timeseries.influx import InfluxQueryError, InfluxStore
@@ -48,13 +47,13 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         try:
             # an installation upgraded under cron runs on before `qmonit init` adds the
             # daemon's tables
-            missing = [t for t in state.missing_tables(parts.engine)
+            missing = [t for t in schema.missing_tables(parts.engine)
                        if t not in lease.DAEMON_ONLY]
         except SQLAlchemyError as exc:
             missing = []  # the command itself reports what is wrong with the store
             log.debug("state store not inspected: %s", describe_db_error(exc))
         else:
-            every = [t.name for t in state.metadata.sorted_tables
+            every = [t.name for t in metadata.metadata.sorted_tables
                      if t.name not in lease.DAEMON_ONLY]
             if len(missing) < len(every):  # initialised, perhaps by an older qmonit
                 if _upgrade(parts, missing):
@@ -77,9 +76,9 @@ def _upgrade(parts: Components, tables: list[str]) -> bool:
     init` would), so an upgrade under cron goes on without a manual step. True when that
     failed (said on stderr)."""
     try:
-        missing = tables + state.missing_columns(parts.engine)
+        missing = tables + schema.missing_columns(parts.engine)
         if missing:
-            state.create_tables(parts.engine)
+            schema.create_tables(parts.engine)
             log.warning("state store %s: added %s (this qmonit reads them; `qmonit init` "
                         "does the same)", safe_db_url(parts.engine), ", ".join(missing))
     except SQLAlchemyError as exc:
@@ -92,7 +91,7 @@ def _upgrade(parts: Components, tables: list[str]) -> bool:
 def init(_args: argparse.Namespace, parts: Components) -> int:
     durations = {rp: parts.cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
     try:
-        state.create_tables(parts.engine)
+        schema.create_tables(parts.engine)
         print(f"state store {safe_db_url(parts.engine)}: tables present")
         for line in parts.store.init(durations):
             print(f"{parts.store.location()}: {line}")
@@ -138,7 +137,7 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
     def sql_ok() -> str:
         with parts.engine.connect() as conn:
             conn.execute(select(1))
-            missing = [t for t in state.metadata.tables
+            missing = [t for t in metadata.metadata.tables
                        if not parts.engine.dialect.has_table(conn, t)]
         return "answers" + (f"; tables missing: {', '.join(missing)} (run `qmonit init`)"
                             if missing else ", tables present")
@@ -235,7 +234,7 @@ def daemon(args: argparse.Namespace, cfg: Config) -> int:
 
     engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
     try:
-        missing = state.missing_tables(engine)
+        missing = schema.missing_tables(engine)
     except SQLAlchemyError as exc:
         print(f"qmonit daemon: state store: {describe_db_error(exc)}", file=sys.stderr)
         return 1

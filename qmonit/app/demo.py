@@ -23,8 +23,7 @@ from qmonit.core.sample import SLOT, epoch_seconds, slot_start
 from qmonit.datadisk.job import placement_summary, run_datadisk
 from qmonit.derive.job import derive
 from qmonit.derive.notify import describe
-from qmonit.stores.state import alerts
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import alerts, schema
 from qmonit.stores.timeseries.embedded import EmbeddedStore
 from qmonit.support.files import private_dir, write_text_atomic
 
@@ -124,7 +123,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
     with _answers(cfg, slots, serial) as answers:
         parts = build(cfg)
         assert isinstance(parts.store, EmbeddedStore)
-        state.create_tables(parts.engine)
+        schema.create_tables(parts.engine)
         parts.store.init({})
         for number, (slot, fetched) in enumerate(zip(slots, answers, strict=True), 1):
             reports.append(collect(parts, slot, fetched))

@@ -19,8 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from qmonit.collect.components import Components
 from qmonit.core.sample import SLOT, epoch_seconds, from_epoch
 from qmonit.stores.sql import describe_db_error, safe_db_url
-from qmonit.stores.state import alerts, lease
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import alerts, lease, schema
 from qmonit.stores.state.status import source_status
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -66,7 +65,7 @@ def gather(parts: Components, now: datetime | None = None) -> Status:
     now = now or datetime.now(UTC)
     status = Status()
     try:
-        all_missing = state.missing_tables(parts.engine)
+        all_missing = schema.missing_tables(parts.engine)
         missing = [t for t in all_missing if t not in lease.DAEMON_ONLY]
         if missing:
             status.code = UNKNOWN

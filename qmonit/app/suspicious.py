@@ -11,8 +11,7 @@ from sqlalchemy import Engine
 from qmonit.app.report import table
 from qmonit.core.model import UNKNOWN
 from qmonit.derive.incidents import group
-from qmonit.stores.state import alerts
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import alerts, queues
 
 CRIC_FIELDS = ("tier", "queue_status", "pilot_manager", "harvester")
 
@@ -32,8 +31,8 @@ def open_flags(engine: Engine, now: datetime | None = None) -> list[dict]:
     """The open incidents, most urgent first: one per queue, its principal alert's fields,
     and the queue's other open alerts as `evidence` (see incidents). Open minutes count to
     `now`: the newest slot the state tables describe, else the clock."""
-    topology = state.queue_topology(engine)
-    now = now or state.newest_slot(engine) or datetime.now(UTC)
+    topology = queues.queue_topology(engine)
+    now = now or queues.newest_slot(engine) or datetime.now(UTC)
     rows = []
     for incident in group(alerts.open_alerts(engine)):
         where = topology.get(incident.panda_queue, {})

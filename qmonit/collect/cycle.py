@@ -24,7 +24,7 @@ from qmonit.core.rollup_spec import RESOLUTIONS
 from qmonit.core.sample import Sample, make_sample, slot_start
 from qmonit.sources.cric import Topology
 from qmonit.stores.sql import describe_db_error
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import history, queues, series, watermarks
 from qmonit.stores.state.batch import sync_jobs
 from qmonit.stores.state.status import record_run_samples, replace_factory_labels
 from qmonit.stores.timeseries.durable import Delivery
@@ -86,7 +86,7 @@ def _queue_rows(topology: Topology, now: datetime) -> list[dict]:
     for name, q in topology.queues.items():
         rows.append({
             "panda_queue": name, "panda_resource": q.panda_resource,
-            **{column: getattr(q, column) for column in state.QUEUE_COLUMNS},
+            **{column: getattr(q, column) for column in queues.QUEUE_COLUMNS},
             "corecount": q.corecount, "corepower": q.corepower, "updated_at": now,
         })
     return rows
@@ -282,7 +282,7 @@ def replay_spool(parts: Components) -> tuple[ReplayResult, list[str]]:
         return result, []
     widths = {job: int(r.width.total_seconds()) for job, r in RESOLUTIONS.items()}
     try:
-        state.rewind_watermarks(parts.engine, result.oldest, widths)
+        watermarks.rewind_watermarks(parts.engine, result.oldest, widths)
     except SQLAlchemyError as exc:
         message = f"state store: {describe_db_error(exc)}; roll-ups not rewound for late points"
         log.error(message)
@@ -294,7 +294,7 @@ def _zero_fill(parts: Components, source: str, present: dict[int, Sample], slot:
                horizon: timedelta, report: CollectReport) -> list[Sample]:
     """Zeros for the series of `source` that vanished; `present`: its samples by series id."""
     try:
-        zeros = zero_samples(state.seen_and_vanished(parts.engine, source, present, slot,
+        zeros = zero_samples(series.seen_and_vanished(parts.engine, source, present, slot,
                                                      horizon), slot)
     except SQLAlchemyError as exc:
         message = f"state store: {describe_db_error(exc)}; zero-fill of {source} skipped"
@@ -307,21 +307,21 @@ def _zero_fill(parts: Components, source: str, present: dict[int, Sample], slot:
 def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slot: datetime,
                   report: CollectReport) -> None:
     try:
-        counts = state.counts_per_queue(jobs)
+        counts = queues.counts_per_queue(jobs)
         if counts:  # the derive job's history; backfilled slots belong in it too
             keep = timedelta(hours=max(24, parts.cfg.get("derive", "baseline_hours")) + 1)
             days = parts.cfg.get("derive", "seasonal_days")  # whole days before today's
-            state.record_history(parts.engine, counts, slot, keep,
+            history.record_history(parts.engine, counts, slot, keep,
                                  timedelta(days=days + 1) if days else timedelta(0))
-        newest = state.newest_slot(parts.engine)
+        newest = queues.newest_slot(parts.engine)
         if newest is not None and slot < newest:
             log.info("slot %s is older than the current state (%s): queues and queue_stats "
                      "left as they are", f"{slot:%Y-%m-%d %H:%M}", f"{newest:%Y-%m-%d %H:%M}")
             return
         if topology.status == "fresh":
-            state.upsert_queues(parts.engine, _queue_rows(topology, slot))
+            queues.upsert_queues(parts.engine, _queue_rows(topology, slot))
         if counts:
-            state.upsert_queue_stats(parts.engine, counts, slot)
+            queues.upsert_queue_stats(parts.engine, counts, slot)
     except SQLAlchemyError as exc:
         message = f"state store: {describe_db_error(exc)}"
         log.error(message)

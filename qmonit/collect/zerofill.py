@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from qmonit.core.sample import Sample
-from qmonit.stores.state.tables import SeenSeries
+from qmonit.stores.state.series import SeenSeries
 
 
 def zero_samples(vanished: list[SeenSeries], slot: datetime) -> list[Sample]:

@@ -36,7 +36,7 @@ from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
 from qmonit.sources.daod import RseVolume
 from qmonit.stores.sql import describe_db_error
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import queues
 from qmonit.stores.state.status import record_run_samples
 from qmonit.support.redact import brief
 
@@ -68,7 +68,7 @@ def _plus(total: float | None, value: float | None) -> float | None:
 
 def analysis_per_queue(engine) -> dict[str, Analysis]:
     """From queue_stats: per PanDA queue, its analysis prod_sources over every resource."""
-    table = state.queue_stats
+    table = queues.queue_stats
     out: dict[str, Analysis] = {}
     with engine.connect() as conn:
         for row in conn.execute(select(table.c.panda_queue, table.c.running,

@@ -33,9 +33,8 @@ from qmonit.derive.numbers import (
 )
 from qmonit.derive.rules import ALL, Finding, evaluate
 from qmonit.stores.sql import describe_db_error
-from qmonit.stores.state import alerts
+from qmonit.stores.state import alerts, history, queues
 from qmonit.stores.state import status as status_tables
-from qmonit.stores.state import tables as state
 from qmonit.stores.state.alerts import FlagKey
 from qmonit.stores.state.status import record_run_samples
 from qmonit.stores.timeseries.base import StoreUnavailable
@@ -167,7 +166,7 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
     topology: dict[str, dict[str, str]] = {}
     try:
         findings, report.stale_sources = _source_findings(parts, slot)
-        topology = state.queue_topology(parts.engine)
+        topology = queues.queue_topology(parts.engine)
         daily = None
         # queues are judged on PanDA's counts: only a stale PanDA source holds them back
         judged_now = "panda" not in report.stale_sources
@@ -177,7 +176,7 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
                                              cfg.get("derive", "baseline_hours"),
                                              cfg.get("derive", "seasonal_days"),
                                              cfg.get("derive", "seasonal_min_days"))
-            if state.daily_for(parts.engine) != _day(slot):
+            if history.daily_for(parts.engine) != _day(slot):
                 try:
                     daily, queries = gather_daily(parts.store, slot, coverage_min)
                     report.queries += queries
@@ -207,7 +206,7 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
         by_key = {(*f.key, f.rule): f for f in findings}
         report.open_flags = {k: by_key[k] for k in steps.open_now if k in by_key}
         if numbers:
-            state.update_derived(parts.engine, _queue_stats_rows(numbers, daily, steps.open_now,
+            queues.update_derived(parts.engine, _queue_stats_rows(numbers, daily, steps.open_now,
                                                                  by_key, slot))
     except (StoreUnavailable, InfluxQueryError) as exc:
         report.error = str(exc)

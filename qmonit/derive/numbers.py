@@ -46,7 +46,7 @@ from qmonit.core.model import (
     SEASONAL_STATUSES,
 )
 from qmonit.core.sample import SLOT
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import history
 from qmonit.stores.timeseries.aggregate import GroupedQuery, Stats
 
 KEY_TAGS = ("panda_queue", "prod_source", "resource", "job_status")
@@ -188,7 +188,7 @@ def gather(engine: Engine, slot: datetime, coverage_min: float, baseline_hours: 
     buckets: dict[QueueKey, dict[int, tuple[int, list[float]]]] = defaultdict(dict)
     squares: dict[QueueKey, dict[int, list[float]]] = defaultdict(dict)
     width = len(HISTORY_STATUSES)
-    for row in state.history_buckets(engine, slot, hours):
+    for row in history.history_buckets(engine, slot, hours):
         queue, label, resource, bucket, slots, *sums = row
         numbers_of = [float(x or 0.0) for x in sums]
         buckets[(queue, label, resource)][bucket] = (slots, numbers_of[:width])
@@ -222,7 +222,7 @@ def gather(engine: Engine, slot: datetime, coverage_min: float, baseline_hours: 
         numbers[key] = n
     if not seasonal_days:
         return numbers, 1
-    seasonal(numbers, state.day_shapes(engine, slot, seasonal_days), coverage_min,
+    seasonal(numbers, history.day_shapes(engine, slot, seasonal_days), coverage_min,
              seasonal_min_days)
     return numbers, 2
 
@@ -231,7 +231,7 @@ def seasonal(numbers: dict[QueueKey, QueueNumbers], rows: list, coverage_min: fl
              min_days: int) -> None:
     """The time-of-day baseline of SEASONAL_STATUSES (see the module's text) in place of the
     24 h quartiles, for every key with `min_days` days whose hours and whose slot's clock
-    hour are covered. `rows` are state.day_shapes'; a unified queue's total sums its
+    hour are covered. `rows` are history.day_shapes'; a unified queue's total sums its
     resources' means per day."""
     width = len(SEASONAL_STATUSES)
     days: dict[QueueKey, dict[int, list[float]]] = defaultdict(dict)

@@ -10,8 +10,8 @@ most [downsample] max_*_windows per run, and the next run goes on from there. Re
 window writes the same points at the same times: nothing changes. On InfluxDB 1.x, SELECT
 ... INTO runs in the server; elsewhere the statistics are queried and written back (the
 client path). The hourly job reads a window from the roll-up buffer instead
-(qmonit/stores/timeseries/rollup_buffer.py) where the buffer holds all of it: the same result without
-reading the hour back out of the store, which is what makes an ATLAS-scale hour take
+(qmonit/stores/timeseries/rollup_buffer.py) where the buffer holds all of it: the same result
+without reading the hour back out of the store, which is what makes an ATLAS-scale hour take
 seconds, not half a minute.
 """
 
@@ -31,7 +31,7 @@ from qmonit.core.levels import Aggregator
 from qmonit.core.rollup_spec import ROLLUP, RollupSpec, Window
 from qmonit.core.sample import EPOCH, make_sample
 from qmonit.stores.sql import describe_db_error
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import watermarks
 from qmonit.stores.state.status import record_run_samples
 from qmonit.stores.timeseries.base import StoreUnavailable, WriteResult
 from qmonit.stores.timeseries.durable import Delivery
@@ -133,7 +133,7 @@ def _rollup_measurement(parts: Components, window: Window, measurement: str,
                         closed_until: datetime, limit: int, since: datetime | None,
                         now: datetime, report: RollupReport, show: bool,
                         spec: RollupSpec) -> None:
-    done = state.watermark(parts.engine, measurement, window.job)
+    done = watermarks.watermark(parts.engine, measurement, window.job)
     first = None if done is not None or since is not None else \
         parts.store.first_time(measurement, window.source_rp)
     starts, left = windows_to_do(done, first, closed_until, window.width, limit, since)
@@ -149,7 +149,7 @@ def _rollup_measurement(parts: Components, window: Window, measurement: str,
         report.points += _rollup_window(parts, window, measurement, start, since, report, spec)
         report.done[measurement] = report.done.get(measurement, 0) + 1
         if done is None or end > done:
-            state.set_watermark(parts.engine, measurement, window.job, end, now)
+            watermarks.set_watermark(parts.engine, measurement, window.job, end, now)
         if parts.buffer is not None and window.buffered:
             parts.buffer.rolled_up(measurement, end)
 

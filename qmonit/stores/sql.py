@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,8 @@ def _replace_each(conn: Connection, table: Table, rows: list[tuple],
                  f"({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE {update}")
     for start in range(0, len(rows), UPSERT_CHUNK):
         conn.exec_driver_sql(statement, rows[start : start + UPSERT_CHUNK])
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """SQLite and MySQL hand back naive datetimes; they are UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

@@ -31,7 +31,7 @@ from qmonit.sources.slurm import (
     parse_squeue_json,
     parse_squeue_text,
 )
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import schema
 from qmonit.stores.state.status import source_status
 from qmonit.support.http import BadEncoding, ResponseTooLarge, Session
 from tests.conftest import DATA
@@ -184,7 +184,7 @@ def test_deep_json_from_harvester_and_cric_is_recorded_and_panda_still_writes(
     parts = build(make_config({"influxdb": influx_db, "panda": {"url": http.url},
                                "cric": {"url": http.url},
                                "sources": {"enabled": "panda, harvester"}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     report = collect(parts, T)
     assert report.exit_code == 1
@@ -230,7 +230,7 @@ def test_a_parser_that_gives_up_fails_its_source_only(http, make_config, exc, sa
     http.route(PATHS["v1"], Reply(200, V1))
     parts = build(make_config({"panda": {"url": http.url}}))
     parts.sources.append(GivesUp(exc))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     report = collect(parts, T)
     assert report.exit_code == 1

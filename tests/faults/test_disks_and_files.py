@@ -15,7 +15,7 @@ from qmonit.collect.components import build
 from qmonit.core import config
 from qmonit.core.sample import make_sample
 from qmonit.sources.cric import CricTopology
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import schema
 from qmonit.stores.timeseries.durable import DurableWriter
 from qmonit.stores.timeseries.influx import InfluxStore
 from qmonit.stores.timeseries.spool import Spool
@@ -71,7 +71,7 @@ def test_a_spool_file_cut_in_half_is_moved_aside_and_everything_else_replays(
 def test_collect_goes_on_past_a_damaged_spool_file(make_config, influx_db):
     cfg = make_config({"influxdb": influx_db, "sources": {"enabled": "simulated"}})
     parts = build(cfg)
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     spool_file = parts.spool.put(jobs(*[f"B{n:04d}" for n in range(2000)]), "10m")
     readable = cut_in_half(spool_file)
@@ -207,7 +207,7 @@ def test_a_full_data_dir_with_the_store_up_still_writes_the_slot(small_disk, htt
                        "sql": {"url": mariadb_url}, "panda": {"url": http.url},
                        "cric": {"url": http.url}})
     parts = build(cfg)
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     report = collect(parts, T)
     assert [(s.source, s.status) for s in report.sources] == [("cric", "ok"), ("panda", "ok")]

@@ -11,8 +11,9 @@ from qmonit.collect.components import build
 from qmonit.collect.cycle import collect
 from qmonit.core.model import TAG_LIMIT, TAG_LIMITS
 from qmonit.sources.panda import PATHS
-from qmonit.stores.state import tables as state
-from qmonit.stores.state.tables import metadata
+from qmonit.stores.state import queues as state_queues
+from qmonit.stores.state import schema
+from qmonit.stores.state.metadata import metadata
 from tests.conftest import DATA
 from tests.servers import Reply
 
@@ -41,7 +42,7 @@ def test_hostile_queue_names_are_skipped_and_every_other_queue_updates(
     http.route("/api/atlas/pandaqueue/query/", Reply(200, CRIC))
     parts = build(make_config({"influxdb": influx_db, "sql": {"url": mariadb_url},
                                "panda": {"url": http.url}, "cric": {"url": http.url}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
     with caplog.at_level(logging.WARNING):
         report = collect(parts, T)
@@ -57,7 +58,7 @@ def test_hostile_queue_names_are_skipped_and_every_other_queue_updates(
     assert f"{LONG[:60]!r}.../managed/SCORE/running: jobs" in caplog.text  # quoted, cut
     assert "\nQUEUE" not in caplog.text  # no forged log line
     with parts.engine.connect() as conn:
-        queues = {row[0] for row in conn.execute(select(state.queue_stats.c.panda_queue))}
+        queues = {row[0] for row in conn.execute(select(state_queues.queue_stats.c.panda_queue))}
     assert queues == set(V1["data"])  # every recorded queue, none of the hostile ones
     stored = {r["panda_queue"] for r in parts.store.rows(
         'SELECT "jobs", panda_queue FROM "10m"."jobs"')}

@@ -18,7 +18,7 @@ from qmonit.sources.daod import parse_msearch
 from qmonit.sources.harvester import parse_worker_stats
 from qmonit.sources.panda import parse_job_stats
 from qmonit.sources.slurm import SlurmSource
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import queues as state_queues
 from qmonit.stores.state.batch import current_jobs, sync_jobs
 from tests.condor_ads import AdSchedd, parse_long
 from tests.test_htcondor import source as condor_source
@@ -94,13 +94,13 @@ def test_cric_1e30_and_infinity_are_left_unknown_and_reach_no_table(state_engine
     ]
     assert {name: (q.corecount, q.corepower) for name, q in queues.items()} == {
         "GOOD": (8, 12.5), "HUGE": (None, 10.0), "INF": (1, None), "NEG": (None, None)}
-    state.upsert_queues(state_engine, [
+    state_queues.upsert_queues(state_engine, [
         {"panda_queue": name, "atlas_site": q.atlas_site, "cloud": q.cloud,
          "corecount": q.corecount, "corepower": q.corepower, "updated_at": T}
         for name, q in queues.items()])
     with state_engine.connect() as conn:
-        rows = conn.execute(select(state.queues.c.panda_queue, state.queues.c.corecount,
-                                   state.queues.c.corepower)).all()
+        table = state_queues.queues.c
+        rows = conn.execute(select(table.panda_queue, table.corecount, table.corepower)).all()
     assert sorted(map(tuple, rows)) == [("GOOD", 8, 12.5), ("HUGE", None, 10.0),
                                         ("INF", 1, None), ("NEG", None, None)]
 
@@ -281,8 +281,9 @@ def test_a_collect_fed_hostile_numbers_stores_only_finite_ones(
         in caplog.text
     with state_engine.connect() as conn:
         queues = {r[0]: (r[1], r[2]) for r in conn.execute(select(
-            state.queues.c.panda_queue, state.queues.c.corecount, state.queues.c.corepower))}
-        stats = conn.execute(select(state.queue_stats)).mappings().all()
+            state_queues.queues.c.panda_queue, state_queues.queues.c.corecount,
+            state_queues.queues.c.corepower))}
+        stats = conn.execute(select(state_queues.queue_stats)).mappings().all()
     assert queues["AGLT2_UCORE"] == (None, 10.96)
     assert queues["SLAC_ES-lsf"][1] is None
     numbers = [v for row in stats for v in row.values() if isinstance(v, float)]

@@ -10,7 +10,7 @@ import pytest
 from qmonit.app import commands
 from qmonit.collect.components import build
 from qmonit.core.sample import make_sample
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import queues, schema, watermarks
 from tests.servers import environ_without_qmonit
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -33,28 +33,29 @@ def test_a_slot_in_the_future_is_refused_and_writes_nothing(write_config, tmp_pa
 
 def test_state_rows_of_a_future_slot_do_not_freeze_the_current_state(make_config):
     parts = build(make_config({"sources": {"enabled": "simulated"}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     counts = {("Q", "managed", "SCORE"): ({"cloud": "DE"}, {"running": 5.0})}
-    state.upsert_queue_stats(parts.engine, {("OLD", "managed", "SCORE"):
+    queues.upsert_queue_stats(parts.engine, {("OLD", "managed", "SCORE"):
                                             ({"cloud": "DE"}, {"running": 1.0})},
                              datetime(2099, 1, 1, tzinfo=UTC))  # written by an older version
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    state.upsert_queue_stats(parts.engine, counts, now - timedelta(minutes=10))
-    assert state.newest_slot(parts.engine) == now - timedelta(minutes=10)
+    queues.upsert_queue_stats(parts.engine, counts, now - timedelta(minutes=10))
+    assert queues.newest_slot(parts.engine) == now - timedelta(minutes=10)
 
 
 def test_a_manual_spool_replay_rewinds_the_roll_ups(make_config, influx_db, capsys):
     parts = build(make_config({"influxdb": influx_db, "sources": {"enabled": "simulated"}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
-    state.set_watermark(parts.engine, "jobs", "hourly", T + timedelta(hours=3), T)
-    state.set_watermark(parts.engine, "jobs", "daily", T.replace(hour=0) + timedelta(days=1), T)
+    watermarks.set_watermark(parts.engine, "jobs", "hourly", T + timedelta(hours=3), T)
+    watermarks.set_watermark(parts.engine, "jobs", "daily", T.replace(hour=0) + timedelta(days=1),
+                             T)
     parts.spool.put([make_sample("jobs", {"panda_queue": "A"}, {"jobs": 1},
                                  T + timedelta(minutes=40))], "10m")
     assert commands.spool(Namespace(action="replay"), parts) == 0
     assert capsys.readouterr().out.startswith("replayed 1 file(s), 1 points to InfluxDB")
-    assert state.watermark(parts.engine, "jobs", "hourly") == T  # 12:40 late: 12:00 again
-    assert state.watermark(parts.engine, "jobs", "daily") == T.replace(hour=0)
+    assert watermarks.watermark(parts.engine, "jobs", "hourly") == T  # 12:40 late: 12:00 again
+    assert watermarks.watermark(parts.engine, "jobs", "daily") == T.replace(hour=0)
 
 
 def configured(write_config, sections):

@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 from qmonit.collect.components import build
 from qmonit.collect.cycle import collect
 from qmonit.derive.job import derive
-from qmonit.stores.state import alerts
-from qmonit.stores.state import tables as state
+from qmonit.stores.state import alerts, schema
 from tests.servers import InfluxServer
 
 T = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # no simulated outage around it
@@ -20,7 +19,7 @@ def test_an_influxdb_outage_raises_a_stale_store_alert(make_config, mariadb_url,
                                         "retry_initial_s": "0.01", "timeout_s": "2"},
                            "sql": {"url": mariadb_url}, "sources": {"enabled": "simulated"}})
         parts = build(cfg)
-        state.create_tables(parts.engine)
+        schema.create_tables(parts.engine)
         parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
         assert collect(parts, T).exit_code == 0
         assert derive(parts, T).error is None
@@ -56,7 +55,7 @@ def test_a_collect_killed_mid_write_is_reported_by_the_next_run(write_config, dr
     cfg = write_config({"influxdb": {"url": hang.url, "timeout_s": "60"},
                         "sources": {"enabled": "simulated"}})
     env = environ_without_qmonit()
-    state.create_tables(build(make_config_from(cfg)).engine)  # init, less the store
+    schema.create_tables(build(make_config_from(cfg)).engine)  # init, less the store
     run = subprocess.Popen([sys.executable, "-m", "qmonit", "-c", str(cfg), "run", "collect",
                             "--at", "2026-11-22T03:00Z"], env=env)
     deadline = time.monotonic() + 30

@@ -85,12 +85,12 @@ def test_retry_after_zero_does_not_make_a_busy_loop(http):
 def test_a_store_slower_than_the_job_deadline_gets_the_rest_spooled(drip, make_config):
     from qmonit.collect.components import build
     from qmonit.collect.cycle import collect
-    from qmonit.stores.state import tables as state
+    from qmonit.stores.state import schema
     server = drip(b"HTTP/1.1 204 No Content\r\n\r\n", every=0.5)  # each write ~14 s
     parts = build(make_config({
         "influxdb": {"url": server.url, "timeout_s": "60", "retry_deadline_s": "600"},
         "sources": {"enabled": "simulated"}, "collect": {"deadline_s": "2"}}))
-    state.create_tables(parts.engine)
+    schema.create_tables(parts.engine)
     started = time.monotonic()
     report = collect(parts, datetime(2026, 11, 22, 3, 0, tzinfo=UTC))
     elapsed = time.monotonic() - started

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Double,
     Engine,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
     and_,
     delete,
     select,
@@ -20,8 +29,55 @@ from sqlalchemy import (
 )
 
 from qmonit.core.flags import FlagState
-from qmonit.stores.sql import upsert
-from qmonit.stores.state.tables import KEY_COLUMNS, alerts, flag_state, utc
+from qmonit.stores.sql import upsert, utc
+from qmonit.stores.state.metadata import metadata
+
+# Suspicious-site flags: the hysteresis of every flag open or recently violated, and one
+# alert row per time a flag opened (when, why, when it closed, when the crew was told).
+KEY_COLUMNS = ("panda_queue", "prod_source", "resource", "rule")
+
+
+def _flag_key(primary_key: bool) -> list[Column]:
+    """The columns that name a flag: new Column objects for each table."""
+    return [Column(name, String(length), primary_key=primary_key, nullable=False)
+            for name, length in zip(KEY_COLUMNS, (128, 64, 64, 16), strict=True)]
+
+
+flag_state = Table(
+    "flag_state", metadata,
+    *_flag_key(primary_key=True),
+    Column("history", String(64), nullable=False),
+    Column("is_open", Boolean, nullable=False),
+    Column("last_slot", DateTime(timezone=True), nullable=False),
+    Column("history_before", String(64), nullable=False),
+    Column("open_before", Boolean, nullable=False),
+)
+
+
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *_flag_key(primary_key=False),
+    Column("severity", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("current", Double),
+    Column("baseline", Double),
+    Column("score", Double),
+    Column("metric", String(64)),  # what current and baseline measure ("running jobs")
+    Column("layer", String(32)),  # the layer likely at fault (derive.layers) and why
+    Column("layer_evidence", Text),
+    # open (violated at as_of), recovering (open, its last judged cycle clean), unjudged
+    # (open, its source stale: not judged since as_of), closed
+    Column("status", String(16)),
+    Column("as_of", DateTime(timezone=True)),  # the slot current and baseline are from
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("last_notified_at", DateTime(timezone=True)),
+    Column("notified_open", Boolean, nullable=False, default=False),
+    Column("notified_close", Boolean, nullable=False, default=False),
+    UniqueConstraint("panda_queue", "prod_source", "resource", "rule", "opened_at",
+                     name="uq_alerts_flag_opened"),
+)
 
 FlagKey = tuple[str, str, str, str]  # panda_queue, prod_source, resource, rule
 

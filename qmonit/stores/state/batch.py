@@ -29,7 +29,7 @@ from sqlalchemy.dialects import mysql, sqlite
 
 from qmonit.core.batchjobs import BatchJob
 from qmonit.stores.sql import upsert
-from qmonit.stores.state.tables import metadata
+from qmonit.stores.state.metadata import metadata
 
 CHUNK = 1000
 

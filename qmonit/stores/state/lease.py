@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, Column, Engine, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from qmonit.stores.state.tables import metadata
+from qmonit.stores.state.metadata import metadata
 
 DAEMON_ONLY = frozenset({"leases"})  # a cron installation runs without them
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.core.sample import Sample
 from qmonit.stores.sql import describe_db_error, upsert
-from qmonit.stores.state.tables import metadata
+from qmonit.stores.state.metadata import metadata
 from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)

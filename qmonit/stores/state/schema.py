@@ -1,0 +1,61 @@
+"""Every state table of every owner: what `qmonit init` creates, what `check` finds missing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Engine,
+    inspect,
+    text,
+)
+
+from qmonit.stores.state import alerts, batch, history, lease, queues, series, status, watermarks  # noqa: F401  (their tables)
+from qmonit.stores.state.metadata import metadata
+from qmonit.stores.state.series import UNUSED_INDEXES, move_shapes, series_seen
+
+
+def missing_tables(engine: Engine) -> list[str]:
+    """The state tables `qmonit init` has not created yet (raises SQLAlchemyError)."""
+    present = set(inspect(engine).get_table_names())
+    return [table.name for table in metadata.sorted_tables if table.name not in present]
+
+
+def missing_columns(engine: Engine) -> list[str]:
+    """`table.column` of the columns a newer qmonit added to tables that exist, and the
+    columns it moved out of them (`series_seen`'s shapes, into series_shapes)."""
+    inspector = inspect(engine)
+    present_tables = set(inspector.get_table_names())
+    missing = []
+    for table in metadata.sorted_tables:
+        if table.name not in present_tables:
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing += [f"{table.name}.{c.name}" for c in table.columns
+                    if c.name not in present and c.nullable]
+        if table is series_seen and "tags" in present:
+            missing.append("series_seen's shapes (moved to series_shapes)")
+    return missing
+
+
+def create_tables(engine: Engine) -> list[str]:
+    """Create missing tables, add columns a newer qmonit defines to existing ones, drop the
+    indexes it no longer uses; returns what it changed."""
+    metadata.create_all(engine)
+    added = []
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table, index in UNUSED_INDEXES.items():
+            if any(i["name"] == index for i in inspector.get_indexes(table)):
+                on = "" if conn.dialect.name == "sqlite" else f" ON {table}"
+                conn.execute(text(f"DROP INDEX {index}{on}"))
+                added.append(f"{table}: unused index {index} dropped")
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+                    added.append(f"{table.name}.{column.name}")
+            if table is series_seen and "tags" in present:
+                added.append(move_shapes(conn))
+    return added
