@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    Engine,
-    inspect,
-    text,
-)
+from sqlalchemy import Engine, inspect, text
 
-from qmonit.stores.state import alerts, batch, history, lease, queues, series, status, watermarks  # noqa: F401  (their tables)
+# every owner's tables join the metadata when its module is imported
+from qmonit.stores.state import (  # noqa: F401
+    alerts,
+    batch,
+    history,
+    lease,
+    queues,
+    series,
+    status,
+    watermarks,
+)
 from qmonit.stores.state.metadata import metadata
 from qmonit.stores.state.series import UNUSED_INDEXES, move_shapes, series_seen
 
