@@ -35,7 +35,7 @@ def sample(name):
     ("idle#", "powered_down", "IDLE+POWERING_UP"), ("idle%", "powered_down",
                                                     "IDLE+POWERING_DOWN"),
     ("reserved", "reserved", "IDLE+RESERVED"), ("maint", "maintenance", "IDLE+MAINTENANCE"),
-    ("mixed$", "maintenance", "MIXED+MAINTENANCE"), ("completing", "allocated", "COMPLETING"),
+    ("mixed$", "maintenance", "MIXED+MAINTENANCE"), ("completing", "allocated", "IDLE+COMPLETING"),
     ("future", "unknown", "FUTURE"), ("planned", "reserved", "IDLE+PLANNED"),
 ])
 def test_the_text_states_map_to_the_common_node_states(state_long, common, native):

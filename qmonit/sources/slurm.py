@@ -187,7 +187,7 @@ def gres_gpus(text: str) -> float:
 _LONG_STATES = {
     "idle": ("IDLE", ()), "mixed": ("MIXED", ()), "mix": ("MIXED", ()),
     "allocated": ("ALLOCATED", ()), "alloc": ("ALLOCATED", ()),
-    "completing": ("COMPLETING", ()), "comp": ("COMPLETING", ()),
+    "completing": ("IDLE", ("COMPLETING",)), "comp": ("IDLE", ("COMPLETING",)),
     "down": ("DOWN", ()), "drained": ("IDLE", ("DRAIN",)), "drain": ("IDLE", ("DRAIN",)),
     "draining": ("MIXED", ("DRAIN",)), "drng": ("MIXED", ("DRAIN",)),
     "fail": ("DOWN", ("DRAIN", "FAIL")), "failing": ("ALLOCATED", ("FAIL",)),
@@ -391,6 +391,7 @@ def parse_squeue_json(doc: Any) -> tuple[list[BatchJob], list[str]]:
         tres = record.get("tres_alloc_str") or record.get("tres_req_str") or ""
         try:
             cpus, gpus, memory = parse_tres(tres)
+            gpus = gpus or requested_gpus(record)
         except ValueError as exc:
             problems.append(f"squeue --json: job {record['job_id']}: {exc}; skipped")
             continue
@@ -400,6 +401,30 @@ def parse_squeue_json(doc: Any) -> tuple[list[BatchJob], list[str]]:
             problems.append(f"squeue --json: job {record['job_id']}: a number out of range: "
                             f"{exc}; skipped")
     return jobs, problems
+
+
+def _tres_gpus(text: str) -> float:
+    """'gres/gpu:2', 'gres/gpu:h100:1,gres/gpu:h200:1' (tres_per_job/node/task) -> 3."""
+    return gres_gpus(",".join(item.strip().removeprefix("gres/")
+                              for item in text.split(",")))
+
+
+def requested_gpus(record: dict) -> float:
+    """GPUs of a job whose tres strings carry none (a cluster whose AccountingStorageTRES
+    does not track gres/gpu), in this order: what its nodes hold for it (gres_detail, one
+    string a node, running jobs), then the request per job, per node x nodes, per task x
+    tasks. 0 when none says."""
+    held = sum(gres_gpus(str(d)) for d in record.get("gres_detail") or [])
+    if held:
+        return held
+    per_job = _tres_gpus(str(record.get("tres_per_job") or ""))
+    if per_job:
+        return per_job
+    per_node = _tres_gpus(str(record.get("tres_per_node") or ""))
+    if per_node:
+        return per_node * (_number(record.get("node_count")) or 1.0)
+    per_task = _tres_gpus(str(record.get("tres_per_task") or ""))
+    return per_task * (_number(record.get("tasks")) or 1.0) if per_task else 0.0
 
 
 def _json_jobs(record: dict, cpus: float, gpus: float, memory: float) -> list[BatchJob]:
@@ -437,7 +462,9 @@ def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int] | NodeJobs,
                      problems: list[str] | None = None) -> list[BatchNode]:
     """`sinfo --json` or slurmrestd /nodes, any version: a `nodes` list (21.08-22.05
     sinfo, every slurmrestd /nodes) or, since 23.02, an `sinfo` list of node groups (one
-    node each with `sinfo -N`; a group of several shares its counts out evenly)."""
+    node each with `sinfo -N`; a group of several shares its CPU counts out evenly). A group's
+    `gres` is one node's string, copied by sinfo into the group (`_update_sinfo` in
+    src/sinfo/sinfo.c), not a sum: every node of the group has those GPUs."""
     check_json_errors(doc, "sinfo --json")
     rules = rules or node_rules()
     nodes: dict[str, BatchNode] = {}
@@ -470,8 +497,8 @@ def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int] | NodeJobs,
         for name in names:
             add(str(name), base, flags, (_number(cpus.get("total")) or 0.0) * share,
                 (_number(cpus.get("allocated")) or 0.0) * share,
-                gres_gpus(str(gres.get("total") or "")) * share,
-                gres_gpus(str(gres.get("used") or "")) * share)
+                gres_gpus(str(gres.get("total") or "")),
+                gres_gpus(str(gres.get("used") or "")))
     return list(nodes.values())
 
 
