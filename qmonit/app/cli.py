@@ -74,6 +74,12 @@ def parser() -> argparse.ArgumentParser:
     boards.add_argument("action", choices=["build", "push"])
     boards.add_argument("-o", "--output", type=Path, help="build: where the JSON and "
                         "provisioning files go (default: <data_dir>/grafana)")
+    deploy = sub.add_parser("deploy", help="print or write a deployment file shipped with "
+                            "qmonit (run.sh with its jobs, crontab, systemd unit, config)")
+    deploy.add_argument("file", choices=["run.sh", "crontab", "systemd", "config"])
+    deploy.add_argument("-o", "--output", type=Path, help="write it there (run.sh: a folder, "
+                        "which gets run.sh and jobs/); default: print it")
+    deploy.add_argument("--force", action="store_true", help="replace files that exist")
     cfg = sub.add_parser("config", help="print config.cfg.example")
     cfg.add_argument("action", choices=["example", "reference"])
     return top
@@ -90,8 +96,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_umask = os.umask(0o077)
     try:
         return _main(argv)
+    except BrokenPipeError:  # `qmonit ... | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         os.umask(previous_umask)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from qmonit.app import deploy
+
+    try:
+        if args.output is None:
+            sys.stdout.write(deploy.text_of(args.file))
+            return 0
+        for path in deploy.write(args.file, args.output, args.force):
+            print(f"wrote {path}")
+    except deploy.DeployError as exc:
+        print(f"qmonit deploy: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -100,6 +124,8 @@ def _main(argv: Sequence[str] | None) -> int:
         text = config.example_text() if args.action == "example" else config.reference_markdown()
         sys.stdout.write(text)
         return 0
+    if args.command == "deploy":
+        return _deploy(args)
     warnings: list[str] = []
     try:
         needs_no_config = args.command == "demo" or (

@@ -355,9 +355,24 @@ def spool(args: argparse.Namespace, parts: Components) -> int:
     return 1 if damaged or aside else 0
 
 
+def _provisioning(args: argparse.Namespace, cfg: Config,
+                  out_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """The provisioning files; without a configuration file (the embedded default) only the
+    dashboards are built: Grafana's datasources need its reading accounts, which only a
+    configuration names (with one, a missing reader is an error)."""
+    from qmonit.grafana.provision import ReaderError, documents
+
+    try:
+        return documents(cfg, out_dir)
+    except ReaderError as exc:
+        if args.config:
+            raise
+        return {}, [f"provisioning files not written (no configuration file): {exc}"]
+
+
 def dashboards(args: argparse.Namespace, cfg: Config) -> int:
     from qmonit.grafana.build import DashboardError, build_all, write_json
-    from qmonit.grafana.provision import ReaderError, documents
+    from qmonit.grafana.provision import ReaderError
     from qmonit.grafana.push import GrafanaError, push_all
     from qmonit.support.files import READABLE_FILE, write_text_atomic
 
@@ -365,7 +380,7 @@ def dashboards(args: argparse.Namespace, cfg: Config) -> int:
     try:
         built = build_all(cfg)
         if args.action == "build":
-            texts, notes = documents(cfg, out_dir)
+            texts, notes = _provisioning(args, cfg, out_dir)
     except (DashboardError, ReaderError) as exc:
         print(f"qmonit dashboards: {exc}", file=sys.stderr)
         return 2

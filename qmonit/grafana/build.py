@@ -9,15 +9,15 @@ provisioned datasources.
 from __future__ import annotations
 
 import json
+import runpy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grafanalib._gen import DashboardEncoder, loader
-
 from qmonit.core.config import Config
 from qmonit.grafana.helpers import INFLUX, MYSQL
 from qmonit.support.files import READABLE_FILE, write_text_atomic
+from qmonit.support.resources import ResourceMissing, resource
 
 SUFFIX = ".dashboard.py"
 
@@ -42,12 +42,24 @@ class Built:
 
 
 def dashboards_dir(cfg: Config) -> Path:
+    """[grafana] dashboards_dir, else the dashboards shipped with qmonit (in the wheel, or
+    the checkout's dashboards/)."""
     configured = cfg.get("grafana", "dashboards_dir")
-    directory = Path(configured) if configured else Path(__file__).resolve().parents[2] / \
-        "dashboards"
+    try:
+        directory = Path(configured) if configured else resource("dashboards")
+    except ResourceMissing as exc:
+        raise DashboardError(f"{exc} ([grafana] dashboards_dir)") from None
     if not directory.is_dir():
         raise DashboardError(f"{directory}: no such directory ([grafana] dashboards_dir)")
     return directory
+
+
+def _json_data(value: Any) -> Any:
+    """grafanalib's objects nest: each becomes its to_json_data() (what grafanalib's own
+    encoder does, without its private module)."""
+    if hasattr(value, "to_json_data"):
+        return value.to_json_data()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _swap_datasources(node: Any, uids: dict[str, str]) -> Any:
@@ -63,10 +75,13 @@ def _swap_datasources(node: Any, uids: dict[str, str]) -> Any:
 def build_one(path: Path, uids: dict[str, str]) -> Built:
     name = path.name[: -len(SUFFIX)]
     try:
-        board = loader(str(path))
-        model = json.loads(json.dumps(board.to_json_data(), cls=DashboardEncoder))
+        board = runpy.run_path(str(path)).get("dashboard")
+        model = None if board is None else json.loads(json.dumps(board.to_json_data(),
+                                                                 default=_json_data))
     except Exception as exc:  # a dashboard file is code: any error is reported with its file
         raise DashboardError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    if model is None:
+        raise DashboardError(f"{path}: defines no `dashboard` (a grafanalib Dashboard)")
     for key in ("uid", "title"):
         if not model.get(key):
             raise DashboardError(f"{path}: the dashboard has no {key}")
