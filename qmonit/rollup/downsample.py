@@ -35,7 +35,6 @@ from qmonit.stores.state import watermarks
 from qmonit.stores.state.status import record_run_samples
 from qmonit.stores.timeseries.base import StoreUnavailable, WriteResult
 from qmonit.stores.timeseries.durable import Delivery
-from qmonit.stores.timeseries.embedded import EmbeddedStore
 from qmonit.stores.timeseries.influx import InfluxQueryError
 from qmonit.support.redact import brief
 
@@ -68,7 +67,7 @@ def floor_to(moment: datetime, width: timedelta) -> datetime:
 
 def choose_mode(parts: Components) -> str:
     configured = parts.cfg.get("downsample", "mode")
-    if isinstance(parts.store, EmbeddedStore):
+    if not parts.store.rolls_up_in_server:
         return "client"
     if configured != "auto":
         return configured

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -49,6 +49,13 @@ class WriteResult:
 
 
 class TimeSeriesStore(Protocol):
+    # time.monotonic() by which the running job must be done (None: no deadline); the
+    # durable writer sets it, the store spools rather than outlive it
+    until: float | None
+    # whether the roll-ups can run in the store's own server (SELECT ... INTO); the
+    # embedded store has no server: its roll-ups are the client path's SQL
+    rolls_up_in_server: bool
+
     def location(self) -> str:
         """Where the points go, without secrets."""
 
@@ -80,3 +87,19 @@ class TimeSeriesStore(Protocol):
                           spec: RollupSpec = ...) -> list[Sample]:
         """The spec's statistics of every numeric field per series for one window (the
         roll-up client path; the spec is qmonit/core/rollup_spec.py's ROLLUP unless given)."""
+
+    # the roll-ups' server path and the roll-up buffer's lines (rolls_up_in_server)
+
+    def version(self) -> str:
+        """The server's version ('1.6.7'); decides the roll-up path when mode = auto."""
+
+    def write_lines(self, lines: Iterable[str], retention: str) -> WriteResult:
+        """Line protocol encoded already (the roll-up buffer's windows)."""
+
+    def rollup_into(self, measurement: str, window: Window, start: datetime,
+                    spec: RollupSpec = ...) -> int:
+        """The server path: the window rolled up inside the server; the points written."""
+
+    def levels_into(self, base: str, window: Window, start: datetime,
+                    spec: RollupSpec = ...) -> int:
+        """The server path's level totals of `base` for the window; the points written."""

@@ -55,8 +55,7 @@ class DurableWriter:
         they are spooled."""
         self.deadline_s = seconds
         self.until = None if seconds is None else time.monotonic() + seconds
-        if hasattr(self.store, "until"):
-            self.store.until = self.until
+        self.store.until = self.until
 
     def _write(self, samples: Sequence[Sample], retention: str) -> WriteResult:
         """One write to the store (and the buffer), for the spool's replay."""

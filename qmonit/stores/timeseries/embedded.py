@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import NoReturn
 
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,6 +36,9 @@ class EmbeddedStore:
         self.series_id = series_ids
         self._known_series: set[int] = set()
         self._layout_checked = False
+        self.until: float | None = None  # a local file: writes take no network deadline
+
+    rolls_up_in_server = False  # no server: the roll-ups are the client path's SQL
 
     def location(self) -> str:
         return f"embedded SQL store {safe_db_url(self.engine)}"
@@ -199,3 +204,22 @@ class EmbeddedStore:
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"{self.location()}: {describe_db_error(exc)}") from None
         return "answers"
+
+    def version(self) -> str:
+        return f"SQLite {sqlite3.sqlite_version}" if self.engine.dialect.name == "sqlite" \
+            else self.engine.dialect.name
+
+    def _no_server(self, what: str) -> NoReturn:
+        raise NotImplementedError(f"{self.location()}: {what} needs a server store; the "
+                                  "embedded store rolls up through the client path")
+
+    def write_lines(self, lines: Iterable[str], retention: str) -> WriteResult:
+        self._no_server("line protocol (the roll-up buffer)")
+
+    def rollup_into(self, measurement: str, window: Window, start: datetime,
+                    spec: RollupSpec = ROLLUP) -> int:
+        self._no_server("a server-side roll-up")
+
+    def levels_into(self, base: str, window: Window, start: datetime,
+                    spec: RollupSpec = ROLLUP) -> int:
+        self._no_server("a server-side roll-up")

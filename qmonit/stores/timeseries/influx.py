@@ -122,6 +122,7 @@ class InfluxStore:
         )
         self._field_keys: dict[tuple[str, str, frozenset[str]], list[str]] = {}
         self.until: float | None = None  # time.monotonic() by which the job must be done
+        self.rolls_up_in_server = True  # SELECT ... INTO (InfluxDB 1.x; mode = auto asks)
         if settings.get("token"):
             self.session.headers["Authorization"] = f"Token {settings['token']}"
         elif settings.get("username"):
