@@ -207,7 +207,7 @@ def test_jobs_counted_by_owner_group_and_vo_with_mapped_states():
     assert constraint == "true"
     assert {"JobStatus", "Owner", "AccountingGroup", "x509UserProxyVOName", "RequestCpus"} \
         <= set(projection)
-    held = next(j for j in htcondor.last_jobs if j.job_id == "ce01.example.org#3.0")
+    held = next(j for j in out.jobs if j.job_id == "ce01.example.org#3.0")
     assert (held.state, held.cause, held.reason, held.substate) == \
         ("failed", "memory limit exceeded", "34", "Running")
 

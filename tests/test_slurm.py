@@ -105,9 +105,9 @@ def test_job_tables_follow_the_queue(slurm, mariadb_url):
     engine = make_engine(mariadb_url)
     schema.create_tables(engine)
     source = SlurmSource(settings(), load_rules("slurm"))
-    source.collect(SLOT)
+    collected = source.collect(SLOT).jobs
     now = datetime.now(UTC)
-    assert sync_jobs(engine, "qtest", "slurm", source.last_jobs, now, timedelta(days=90)) == \
+    assert sync_jobs(engine, "qtest", "slurm", collected, now, timedelta(days=90)) == \
         {"written": 12, "ended": 0, "expired": 0}
     rows = {r["job_id"]: r for r in current_jobs(engine, "qtest")}
     ids = slurm.ids
@@ -124,18 +124,18 @@ def test_job_tables_follow_the_queue(slurm, mariadb_url):
     assert running["start_time"] is not None
 
     # unchanged jobs are not written again; a job that left moves to batch_jobs_ended
-    assert sync_jobs(engine, "qtest", "slurm", source.last_jobs, now, timedelta(days=90)) == \
+    assert sync_jobs(engine, "qtest", "slurm", collected, now, timedelta(days=90)) == \
         {"written": 0, "ended": 0, "expired": 0}
     # a job whose state or reason changed is written again, and only that one
     moved = [replace(job, reason="Priority") if job.job_id == ids["B"] else job
-             for job in source.last_jobs]
+             for job in collected]
     assert sync_jobs(engine, "qtest", "slurm", moved, now, timedelta(days=90)) == \
         {"written": 1, "ended": 0, "expired": 0}
     assert {r["job_id"]: r["reason"] for r in current_jobs(engine, "qtest")}[ids["B"]] == \
         "Priority"
     slurm.run("scancel", ids["C"])
-    source.collect(SLOT)  # B is listed as it was again: written back
-    assert sync_jobs(engine, "qtest", "slurm", source.last_jobs, now, timedelta(days=90)) == \
+    collected = source.collect(SLOT).jobs  # B is listed as it was again: written back
+    assert sync_jobs(engine, "qtest", "slurm", collected, now, timedelta(days=90)) == \
         {"written": 1, "ended": 1, "expired": 0}
     assert ids["C"] not in {r["job_id"] for r in current_jobs(engine, "qtest")}
     ended = ended_jobs(engine, "qtest")
@@ -144,7 +144,7 @@ def test_job_tables_follow_the_queue(slurm, mariadb_url):
     assert ended[0]["end_time"] == ended[0]["last_seen"]
     # kept [collect] ended_jobs_days, then dropped
     later = now + timedelta(days=91)
-    assert sync_jobs(engine, "qtest", "slurm", source.last_jobs, later,
+    assert sync_jobs(engine, "qtest", "slurm", collected, later,
                      timedelta(days=90))["expired"] == 1
     engine.dispose()
 

@@ -297,10 +297,9 @@ def test_simulated_factories_and_cluster_go_through_the_real_parsers():
                                 "slurm": {"batch_jobs", "batch_nodes", "batch_partitions"},
                                 "htcondor": {"workers", "batch_jobs"}}[name]
     slurm = sources["slurm"]
-    slurm.collect(when)
-    before = {j.job_id: j.native_state for j in slurm.last_jobs}
-    slurm.collect(when + timedelta(minutes=10))
-    after = {j.job_id: j.native_state for j in slurm.last_jobs}
+    before = {j.job_id: j.native_state for j in slurm.collect(when).jobs}
+    after = {j.job_id: j.native_state
+             for j in slurm.collect(when + timedelta(minutes=10)).jobs}
     # the same jobs live on from one cycle to the next: some start, some leave, most stay
     assert len(before.keys() & after.keys()) > len(before) / 2
     assert any(before[k] == "PENDING" and after[k] == "RUNNING" for k in before.keys() & after)
@@ -308,10 +307,9 @@ def test_simulated_factories_and_cluster_go_through_the_real_parsers():
 
     # the factory's pilots too, as a schedd keeps them: one id from submission to the end
     factory = sources["htcondor"]
-    factory.collect(when)
-    pilots_before = {j.job_id: j.native_state for j in factory.last_jobs}
-    factory.collect(when + timedelta(minutes=10))
-    pilots_after = {j.job_id: j.native_state for j in factory.last_jobs}
+    pilots_before = {j.job_id: j.native_state for j in factory.collect(when).jobs}
+    pilots_after = {j.job_id: j.native_state
+                    for j in factory.collect(when + timedelta(minutes=10)).jobs}
     stayed = pilots_before.keys() & pilots_after.keys()
     assert len(stayed) > 0.6 * len(pilots_before)
     assert any(pilots_before[k] == "Idle" and pilots_after[k] == "Running" for k in stayed)

@@ -74,7 +74,7 @@ def fetch(parts: Components, slot: datetime) -> SlotFetch:
         samples = normalize(parts, source.name, collection.samples, topology, unknown)
         answers.append(SourceAnswer(
             source.name, samples, collection.problems, duration_s=time.monotonic() - clock,
-            jobs=getattr(source, "last_jobs", None), cluster=getattr(source, "cluster", ""),
+            jobs=collection.jobs, cluster=collection.cluster,
             levels=aggregate(samples), series_ids=list(map(parts.series_ids, samples))))
     return SlotFetch(slot, topology, topology_s, answers, unknown)
 

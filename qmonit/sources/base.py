@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import requests
 
+from qmonit.core.batchjobs import BatchJob
 from qmonit.core.sample import Sample
 from qmonit.support.http import describe_failure
 
@@ -27,10 +28,14 @@ class SourceError(Exception):
 
 @dataclass
 class Collection:
-    """What one fetch produced: the samples, and the records it had to skip (with why)."""
+    """What one fetch produced: the samples, the records it had to skip (with why) and, for
+    a batch scheduler, its job records with their mapped states (for the job tables) and
+    the cluster they belong to; None where a source keeps no job records."""
 
     samples: list[Sample] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    jobs: list[BatchJob] | None = None
+    cluster: str = ""
 
 
 class Source(Protocol):

@@ -217,18 +217,16 @@ class HTCondorSource:
         self.rules = rules
         self.apf_rules = apf_rules
         self.pool = pool or BindingsPool(settings)
-        self.last_jobs: list[BatchJob] = []
 
     def collect(self, slot: datetime) -> Collection:
         now = datetime.now(UTC)
-        out = Collection()
+        out = Collection(jobs=[], cluster=self.cluster)
         try:
             schedds = self.pool.schedds()
         except Exception as exc:  # noqa: BLE001 - the bindings raise HTCondorException
             raise SourceError(f"HTCondor collector: {exc}") from None
         answered = 0
         since = int(now.timestamp()) - HISTORY_S  # factory pilots ended within the hour
-        self.last_jobs = []
         for schedd in schedds:
             factory = schedd.name in self.factories
             label = self.label_attribute if factory else ""
@@ -252,7 +250,7 @@ class HTCondorSource:
                                         f"{exc}; skipped")
             jobs = sane_jobs(jobs, f"HTCondor schedd {schedd.name}", out.problems)
             mapped = map_states(jobs, self.rules, now)
-            self.last_jobs += mapped
+            out.jobs += mapped
             out.samples += count_jobs(mapped, self.cluster, SCHEDULER, slot)
             if factory:
                 out.samples += pilot_samples(mapped, ended, schedd.name, label, self.apf_rules,

@@ -546,7 +546,6 @@ class SlurmSource:
         self.timeout = settings["timeout_s"]
         self.rules = rules
         self.run = run
-        self.last_jobs: list[BatchJob] = []
         self.nodes_doc: Any = None  # the sinfo --json read_nodes read, for the partitions
 
     def _cmd(self, name: str) -> str:
@@ -594,11 +593,11 @@ class SlurmSource:
             jobs = [j for j in jobs if j.native_state in ("PENDING", "RUNNING", "SUSPENDED")
                     or j.native_state in SHOWN_FLAGS]
         nodes = self.read_nodes(jobs_per_node(jobs), problems)
-        self.last_jobs = map_states(jobs, self.rules, now)
-        samples = count_jobs(self.last_jobs, self.cluster, SCHEDULER, slot)
+        mapped = map_states(jobs, self.rules, now)
+        samples = count_jobs(mapped, self.cluster, SCHEDULER, slot)
         samples += node_samples(nodes, self.cluster, SCHEDULER, slot)
         samples += self.read_partitions(nodes, slot, problems)
-        return Collection(samples, problems)
+        return Collection(samples, problems, jobs=mapped, cluster=self.cluster)
 
     def read_partitions(self, nodes: Sequence[BatchNode], slot: datetime,
                         problems: list[str]) -> list[Sample]:

@@ -38,7 +38,6 @@ class PyslurmSource:
         self.pyslurm = pyslurm
         self.cluster = settings["cluster"]
         self.rules = rules
-        self.last_jobs: list[BatchJob] = []
 
     def collect(self, slot: datetime) -> Collection:
         try:
@@ -62,10 +61,11 @@ class PyslurmSource:
         now = datetime.now(UTC)
         problems: list[str] = []
         records = sane_jobs(records, f"pyslurm {self.cluster}", problems)
-        self.last_jobs = map_states(records, self.rules, now)
+        mapped = map_states(records, self.rules, now)
         per_node = jobs_per_node(records)
         batch_nodes = [BatchNode(n.name, str(n.state).lower(), float(n.total_cpus or 0),
                                  float(n.allocated_cpus or 0), 0.0, 0.0,
                                  float(per_node.get(n.name, 0))) for n in nodes.values()]
-        return Collection(count_jobs(self.last_jobs, self.cluster, SCHEDULER, slot)
-                          + node_samples(batch_nodes, self.cluster, SCHEDULER, slot), problems)
+        return Collection(count_jobs(mapped, self.cluster, SCHEDULER, slot)
+                          + node_samples(batch_nodes, self.cluster, SCHEDULER, slot), problems,
+                          jobs=mapped, cluster=self.cluster)

@@ -23,7 +23,7 @@ def trial_counts(rule_source: str, source: Source, rules: RuleSet) -> Counter:
     collection = source.collect(datetime.now(UTC))
     counts: Counter = Counter()
     if rule_source in ("slurm", "htcondor"):
-        for job in source.last_jobs:
+        for job in collection.jobs or []:
             counts[(job.native_state, job.reason, job.state, job.cause)] += job.tasks
         return counts
     for sample in collection.samples:

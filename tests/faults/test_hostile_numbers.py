@@ -146,7 +146,7 @@ def test_htcondor_one_nan_request_costs_only_that_job(state_engine):
     assert sorted((s.tag("owner"), s.tag("state"), s.field("jobs"), s.field("cpus"))
                   for s in out.samples) == [("alice", "running", 1.0, 8.0),
                                             ("bob", "pending", 1.0, 1.0)]
-    assert sync_jobs(state_engine, "pool1", "htcondor", htcondor.last_jobs, T,
+    assert sync_jobs(state_engine, "pool1", "htcondor", out.jobs, T,
                      timedelta(days=90))["written"] == 2
     rows = current_jobs(state_engine, "pool1")
     assert sorted((r["job_id"], r["cpus"]) for r in rows) == [("ce01#1.0", 8.0),
@@ -176,7 +176,7 @@ def test_slurm_negative_and_nan_cpus_are_skipped(state_engine):
     assert sorted((s.tag("owner"), s.tag("state"), s.field("jobs"), s.field("cpus"))
                   for s in out.samples) == [("alice", "running", 1.0, 4.0),
                                             ("bob", "pending", 1.0, 2.0)]
-    sync_jobs(state_engine, "c1", "slurm", slurm.last_jobs, T, timedelta(days=90))
+    sync_jobs(state_engine, "c1", "slurm", out.jobs, T, timedelta(days=90))
     assert sorted((r["job_id"], r["cpus"]) for r in current_jobs(state_engine, "c1")) == \
         [("11", 4.0), ("14", 2.0)]
 
