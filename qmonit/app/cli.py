@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from qmonit import __version__
-from qmonit.core import config
+from qmonit.core import config, registry
 from qmonit.support import logs, redact
 
 log = logging.getLogger("qmonit")
@@ -54,8 +54,7 @@ def parser() -> argparse.ArgumentParser:
     states = sub.add_parser("states", help="the state rules: show them, or test them on the "
                             "live jobs of a configured source or on recorded outputs")
     states.add_argument("action", choices=["show", "test"])
-    states.add_argument("source", choices=["panda", "harvester", "apf", "htcondor", "slurm",
-                                           "slurm_nodes", "cric"])
+    states.add_argument("source", choices=[*registry.RULE_SETS, "cric"])
     states.add_argument("--input", nargs="+", type=Path, metavar="FILE",
                         help="test: read these recorded outputs instead of the live source "
                         "(squeue/sinfo text or JSON, condor_q/condor_status -long or -json, "

@@ -268,7 +268,8 @@ def suspicious(args: argparse.Namespace, parts: Components) -> int:
 
 
 def states(args: argparse.Namespace, parts: Components) -> int:
-    from qmonit.sources.trial import SOURCE_OF, render, trial_counts
+    from qmonit.core.registry import source_of_rule_set
+    from qmonit.sources.trial import render, trial_counts
 
     if getattr(args, "input", None) and args.action == "test":
         return _states_on_recorded(args, parts)
@@ -280,7 +281,7 @@ def states(args: argparse.Namespace, parts: Components) -> int:
     if args.action == "show":
         print(rules.show())
         return 0
-    wanted = SOURCE_OF[args.source]
+    wanted = source_of_rule_set(args.source).name
     source = next((s for s in parts.sources if s.name == wanted), None)
     if source is None:
         print(f"qmonit states test {args.source}: the {wanted} source is not enabled "

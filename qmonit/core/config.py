@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from qmonit.core import registry
+
 ENV_PREFIX = "QMONIT_"
 
 
@@ -216,7 +218,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "states": {
         source: Option("", f"Rule file replacing the built-in {source} state rules "
                        f"(`qmonit states show {source}` prints them); empty: built in.", "path")
-        for source in ("panda", "harvester", "apf", "htcondor", "slurm", "slurm_nodes")
+        for source in registry.RULE_SETS
     },
     "slurm": {
         "cluster": Option("slurm", "Cluster name, the `cluster` tag."),
@@ -623,7 +625,7 @@ def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
     log_file = values["logging"]["file"]
     if log_file and not Path(log_file).parent.is_dir():
         errors.append(f"[logging] file: directory {Path(log_file).parent} does not exist")
-    known_sources = ("panda", "harvester", "htcondor", "slurm", "simulated", "simulated_batch")
+    known_sources = registry.NAMES
     for name in values["sources"]["enabled"]:
         if name not in known_sources:
             errors.append(f"[sources] enabled: unknown source {name!r} "

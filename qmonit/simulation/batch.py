@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from qmonit.core.config import Config
 from qmonit.core.sample import epoch_seconds
 from qmonit.core.states.rules import RuleSet
 from qmonit.simulation.grid import SimulatedGrid
@@ -250,3 +251,10 @@ class SimulatedFactory(HTCondorSource):
         self.factory_pool.slot = slot
         return super().collect(slot)
 
+
+def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: SimulatedGrid) -> list:
+    """The registry's builder: the simulated grid's Harvester, its Slurm cluster and its
+    AutoPyFactory schedd."""
+    return [SimulatedHarvester(grid, rules["harvester"]),
+            SimulatedSlurm(rules["slurm"], rules["slurm_nodes"]),
+            SimulatedFactory(grid, rules["htcondor"], rules["apf"])]

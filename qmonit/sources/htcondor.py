@@ -23,6 +23,7 @@ from qmonit.core.batchjobs import (
     node_samples,
     sane_jobs,
 )
+from qmonit.core.config import Config
 from qmonit.core.sample import Sample, make_sample
 from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Collection, SourceError
@@ -301,3 +302,8 @@ class BindingsSchedd:
     def history(self, constraint: str,
                 projection: Sequence[str]) -> list[Mapping[str, Any]]:
         return self.schedd.history(constraint=constraint, projection=list(projection))
+
+
+def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: Any = None) -> list:
+    """The registry's builder: one HTCondor pool (its schedds, factories and slots)."""
+    return [HTCondorSource(cfg.section("htcondor"), rules["htcondor"], rules["apf"])]

@@ -18,9 +18,11 @@ from typing import Any
 import requests
 
 from qmonit.core.bounds import MAX_JOBS, number_problem
+from qmonit.core.config import Config
 from qmonit.core.model import PANDA_JOB_STATUSES
 from qmonit.core.sample import make_sample, or_unknown, shown_path
-from qmonit.sources.base import Collection, SourceError, json_answer
+from qmonit.core.states.rules import RuleSet
+from qmonit.sources.base import Collection, SourceError, http_section, json_answer
 from qmonit.sources.kinds import check_answer
 from qmonit.support.http import make_session, safe_url
 from qmonit.support.redact import brief
@@ -129,3 +131,8 @@ class PandaJobStats:
 
     def collect(self, slot: datetime) -> Collection:
         return parse_job_stats(self.fetch(), slot, self.origin)
+
+
+def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: Any = None) -> list:
+    """The registry's builder (qmonit.core.registry): PanDA's job statistics."""
+    return [PandaJobStats(http_section(cfg, "panda"))]

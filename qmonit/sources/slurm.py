@@ -29,6 +29,7 @@ from qmonit.core.batchjobs import (
     node_samples,
     sane_jobs,
 )
+from qmonit.core.config import Config
 from qmonit.core.sample import Sample
 from qmonit.core.states.rules import RuleSet, load_rules
 from qmonit.sources.base import MAX_JSON_DEPTH, Collection, SourceError, json_depth
@@ -613,3 +614,13 @@ class SlurmSource:
                 [self._cmd("sinfo"), "-h", "-N", "-O", _format(parts.PARTITION_FIELDS)],
                 self.timeout), states, problems)
         return parts.partition_samples(counts, self.cluster, SCHEDULER, slot, problems)
+
+
+def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: Any = None) -> list:
+    """The registry's builder: one Slurm cluster, through its clients or pyslurm."""
+    settings = cfg.section("slurm")
+    if settings["backend"] == "pyslurm":
+        from qmonit.sources.slurm_pyslurm import PyslurmSource  # only when configured
+
+        return [PyslurmSource(settings, rules["slurm"])]
+    return [SlurmSource(settings, rules["slurm"], node_rules=rules["slurm_nodes"])]

@@ -12,17 +12,13 @@ from datetime import UTC, datetime
 from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Source
 
-# Which collect source shows the native states of each rule set.
-SOURCE_OF = {"panda": "panda", "harvester": "harvester", "apf": "htcondor",
-             "htcondor": "htcondor", "slurm": "slurm"}
-
 
 def trial_counts(rule_source: str, source: Source, rules: RuleSet) -> Counter:
     """(native, reason, state, cause) -> jobs, from one live fetch (raises SourceError);
     `rules`: the rule set in force for `rule_source` (the batch sources map with their own)."""
     collection = source.collect(datetime.now(UTC))
     counts: Counter = Counter()
-    if rule_source in ("slurm", "htcondor"):
+    if collection.jobs is not None and rule_source in ("slurm", "htcondor"):
         for job in collection.jobs or []:
             counts[(job.native_state, job.reason, job.state, job.cause)] += job.tasks
         return counts
