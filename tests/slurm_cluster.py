@@ -8,6 +8,8 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.servers import free_port
@@ -139,6 +141,21 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    @contextmanager
+    def as_the_slurm(self) -> Iterator[SlurmCluster]:
+        """The cluster started is this process's Slurm (SLURM_CONF) until the block ends;
+        then it is stopped and SLURM_CONF is what it was."""
+        before = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = str(self.conf)
+        try:
+            yield self
+        finally:
+            self.stop()
+            if before is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = before
 
     def stop(self) -> None:
         if "slurmctld" in self.processes:

@@ -2,7 +2,6 @@
 JSON shapes of Slurm 21.08 to 24.x."""
 
 import json
-import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,9 +40,7 @@ def slurm():
     if reason:
         pytest.skip(reason)
     cluster = SlurmCluster().start()
-    before = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(cluster.conf)
-    try:
+    with cluster.as_the_slurm():
         ids = {
             "A": cluster.submit("-n", "2"),
             "B": cluster.submit("-H"),
@@ -61,12 +58,6 @@ def slurm():
         cluster.wait_for(settled, "the test jobs to settle")
         cluster.ids = ids
         yield cluster
-    finally:
-        cluster.stop()
-        if before is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = before
 
 
 def job_point(partition, owner, group, state_, native, reason, jobs, cpus, memory):

@@ -3,7 +3,6 @@
 computed here from the raw files (or the exporters' own outputs), not by qmonit's parsers."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -335,20 +334,12 @@ def slurm():
     with open(cluster.conf, "a") as conf:
         conf.write(MORE_PARTITIONS)
     cluster.start()
-    before = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(cluster.conf)
-    try:
+    with cluster.as_the_slurm():
         cluster.submit("-n", "3")
         cluster.submit("-n", "2", "-p", "long", user="nobody")
         cluster.wait_for(lambda: cluster.run("squeue", "-h", "-t", "R").count("\n") == 2,
                          "the test jobs to run")
         yield cluster
-    finally:
-        cluster.stop()
-        if before is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = before
 
 
 def test_a_real_slurm_gives_the_same_partitions_from_text_and_json(slurm):
