@@ -17,6 +17,7 @@ from qmonit.app import cli
 from qmonit.core import config
 from qmonit.core.levels import CHOICES
 from qmonit.grafana import readers
+from qmonit.stores.timeseries.influx import reader_statements
 from tests.grafana_macros import ALL, View, expand_influx, expand_sql
 from tests.servers import InfluxServer
 from tests.test_dashboards import NO_SOURCES, VIEW_END, VIEW_START, boards, filled, panels
@@ -53,7 +54,7 @@ def test_the_statements_for_a_dba():
         "SET GLOBAL init_connect = 'SET SESSION sql_mode = IF(SUBSTRING_INDEX(CURRENT_USER(), "
         "''@'', 1) = ''qmonit_grafana'', CONCAT(@@SESSION.sql_mode, '',NO_BACKSLASH_ESCAPES''), "
         "@@SESSION.sql_mode)'"]
-    assert readers.influx_statements("grafana", "p'w", "qmonit") == [
+    assert reader_statements("grafana", "p'w", "qmonit") == [
         "CREATE USER \"grafana\" WITH PASSWORD 'p\\'w'", 'GRANT READ ON "qmonit" TO "grafana"']
 
 
@@ -181,7 +182,7 @@ def auth_influxd(tmp_path_factory):
     settings = config.defaults({**NO_SOURCES, "influxdb": {
         "url": server.url, "database": "qmonit", "username": "admin",
         "password": "admin-pw"}}).section("influxdb")
-    assert readers.create_influx_reader(InfluxStore(settings), INFLUX_READER, PASSWORD) == [
+    assert InfluxStore(settings).create_reader(INFLUX_READER, PASSWORD) == [
         f"InfluxDB reader '{INFLUX_READER}': READ on 'qmonit'"]
     yield server
     server.stop()

@@ -22,8 +22,7 @@ from qmonit.sources.panda import PandaJobStats
 from qmonit.stores.sql import describe_db_error, safe_db_url
 from qmonit.stores.state import lease, metadata, schema
 from qmonit.stores.timeseries.base import StoreUnavailable
-from qmonit.stores.timeseries.embedded import EmbeddedStore
-from qmonit.stores.timeseries.influx import InfluxQueryError, InfluxStore
+from qmonit.stores.timeseries.influx import InfluxQueryError
 from qmonit.stores.timeseries.spool import DAMAGED
 from qmonit.support import logs
 
@@ -95,9 +94,8 @@ def init(_args: argparse.Namespace, parts: Components) -> int:
         print(f"state store {safe_db_url(parts.engine)}: tables present")
         for line in parts.store.init(durations):
             print(f"{parts.store.location()}: {line}")
-        if isinstance(parts.store, InfluxStore):
-            print(f"{parts.store.location()}: {parts.store.write_rp_config(rp_ranges(parts.cfg))}")
-            print(f"{parts.store.location()}: {parts.store.write_levels(CHOICES)}")
+        for line in parts.store.write_grafana_tables(rp_ranges(parts.cfg), CHOICES):
+            print(f"{parts.store.location()}: {line}")
         from qmonit.grafana import readers
         done, todo = readers.setup(parts.cfg, parts.engine, parts.store)
         for line in done:
@@ -148,8 +146,8 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
     if reader is not None:
         probe("sql reader", safe_db_url(reader), lambda: readers.backslash_status(reader))
         reader.dispose()
-    if not isinstance(parts.store, EmbeddedStore):
-        probe("influxdb", parts.store.location(), parts.store.check)
+    if parts.store.server:
+        probe(parts.store.server, parts.store.location(), parts.store.check)
     for source in parts.sources:
         if isinstance(source, PandaJobStats):  # PanDA, and Harvester through it
             def panda_ok(source: PandaJobStats = source) -> str:

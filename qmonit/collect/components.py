@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
@@ -19,8 +18,8 @@ from qmonit.simulation.grid import (
     SimulatedTopology,
 )
 from qmonit.sources.base import Source, http_section
-from qmonit.sources.cric import CricTopology, NoTopology
-from qmonit.sources.daod import DaodAccounting
+from qmonit.sources.cric import CricTopology, NoTopology, TopologySource
+from qmonit.sources.daod import DaodAccounting, VolumeSource
 from qmonit.stores.sql import make_engine
 from qmonit.stores.timeseries.base import TimeSeriesStore
 from qmonit.stores.timeseries.durable import DurableWriter
@@ -41,22 +40,26 @@ class Components:
     spool: Spool
     writer: DurableWriter
     sources: list[Source]
-    topology: Any  # has load(slot) -> Topology
+    topology: TopologySource
     grid: SimulatedGrid | None = None
     rules: dict[str, RuleSet] | None = None
     buffer: RollupBuffer | None = None  # what the hourly roll-up reads instead of the store
-    series_ids: Callable[[Sample], int] = series_id  # remembered with the embedded store
-    daod: Any = None  # the datadisk job's DAOD accounting: has volumes(until)
+    series_ids: Callable[[Sample], int] = series_id
+    daod: VolumeSource | None = None  # the datadisk job's DAOD accounting
+    # the embedded store's ids (`series_ids` itself): what the fetch worked out, kept for
+    # the write of the same cycle; None with InfluxDB (its ids are only the zero-fill's)
+    kept_ids: SeriesIds | None = None
 
 
 def build(cfg: Config) -> Components:
     engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
     influx = http_section(cfg, "influxdb")
     series_ids: Callable[[Sample], int] = series_id
+    kept_ids = None
     if influx["url"]:
         store: TimeSeriesStore = InfluxStore(influx)
     else:
-        series_ids = SeriesIds()
+        series_ids = kept_ids = SeriesIds()
         store = EmbeddedStore(engine, series_ids)
     spool = Spool(cfg.spool_dir, int(cfg.get("spool", "max_mb") * 1024 * 1024))
     buffer = None  # the embedded store's own client path is the same SQL on a local file
@@ -66,7 +69,7 @@ def build(cfg: Config) -> Components:
     enabled = cfg.get("sources", "enabled")
     sources: list[Source] = []
     grid = None
-    topology: Any = NoTopology()
+    topology: TopologySource = NoTopology()
     specs = [spec for spec in registry.SOURCES if spec.name in enabled]
     if any(spec.simulated for spec in specs):
         grid = SimulatedGrid(cfg.get("sources", "simulated_seed"),
@@ -77,10 +80,10 @@ def build(cfg: Config) -> Components:
         sources += registry.builder(spec)(cfg, rules, grid)
     if cfg.get("cric", "url") and grid is None:
         topology = CricTopology(http_section(cfg, "cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
-    daod: Any = None
+    daod: VolumeSource | None = None
     if cfg.get("datadisk", "url"):
         daod = DaodAccounting(http_section(cfg, "datadisk"))
     elif grid is not None:
         daod = SimulatedDaod(grid)
     return Components(cfg, engine, store, spool, DurableWriter(store, spool, buffer), sources,
-                      topology, grid, rules, buffer, series_ids, daod)
+                      topology, grid, rules, buffer, series_ids, daod, kept_ids)

@@ -150,8 +150,7 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
     data: list[Sample] = []
     jobs: list[Sample] = []
     level_points: list[list[Sample]] = []
-    # the embedded store's SeriesIds: the write asks for the ids the fetch worked out
-    remember = getattr(parts.series_ids, "remember", None)
+    kept_ids = parts.kept_ids  # the embedded store's: the write asks for the fetch's ids
     for answer in fetched.answers:
         if answer.samples is None:
             log.error("source %s failed, nothing written for it: %s", answer.source,
@@ -167,8 +166,8 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
         ids = answer.series_ids
         if ids is None:
             ids = list(map(parts.series_ids, samples))
-        elif remember is not None:
-            remember(samples, ids)
+        elif kept_ids is not None:
+            kept_ids.remember(samples, ids)
         zeros = _zero_fill(parts, answer.source, dict(zip(ids, samples, strict=True)), slot,
                            zero_fill_horizon, report)
         level_points += [aggregate(samples) if answer.levels is None else answer.levels,
@@ -192,8 +191,8 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
     levels = combined(level_points)
     report.levels = len(levels)
     report.delivery = parts.writer.write(data + levels)
-    if remember is not None:
-        parts.series_ids.forget()
+    if kept_ids is not None:
+        kept_ids.forget()
     _update_state(parts, fetched.topology, jobs, slot, report)
     _sync_batch_jobs(parts, fetched.answers, report)
     _update_factory_labels(parts, data, jobs, report)

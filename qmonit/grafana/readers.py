@@ -37,8 +37,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.core.config import Config
 from qmonit.stores.sql import describe_db_error
-from qmonit.stores.timeseries.base import StoreUnavailable
-from qmonit.stores.timeseries.influx import InfluxQueryError, InfluxStore
+from qmonit.stores.timeseries.base import StoreUnavailable, TimeSeriesStore
+from qmonit.stores.timeseries.influx import InfluxQueryError
 
 # A reader's name goes into statements and init_connect: plain names only.
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -100,12 +100,6 @@ def sql_statements(user: str, password: str, database: str, tables: Sequence[str
             + [f"SET GLOBAL init_connect = {_sql_string(init_connect_value(user))}"])
 
 
-def influx_statements(user: str, password: str, database: str) -> list[str]:
-    quoted = password.replace("\\", "\\\\").replace("'", "\\'")
-    return [f'CREATE USER "{user}" WITH PASSWORD \'{quoted}\'',
-            f'GRANT READ ON "{database}" TO "{user}"']
-
-
 def create_sql_reader(engine: Engine, user: str, password: str, tables: Sequence[str]
                       ) -> list[str]:
     """Run the SQL reader's statements as qmonit's account; lines saying what was done.
@@ -147,20 +141,7 @@ def grafana_tables(cfg: Config) -> list[str]:
                             [OPEN_FLAGS_SQL, STALE_SQL])
 
 
-def create_influx_reader(store: InfluxStore, user: str, password: str) -> list[str]:
-    create, grant = influx_statements(user, password, store.database)
-    try:
-        store.query(create, method="POST", database=False)
-    except InfluxQueryError as exc:
-        if "user already exists" not in str(exc):
-            raise
-        store.query(f'SET PASSWORD FOR "{user}" = ' + create.split(" WITH PASSWORD ", 1)[1],
-                    method="POST", database=False)
-    store.query(grant, method="POST", database=False)
-    return [f"InfluxDB reader {user!r}: READ on {store.database!r}"]
-
-
-def setup(cfg: Config, engine: Engine, store: Any) -> tuple[list[str], list[str]]:
+def setup(cfg: Config, engine: Engine, store: TimeSeriesStore) -> tuple[list[str], list[str]]:
     """`qmonit init`'s part: create the readers configured; (done, what a DBA must run)."""
     done: list[str] = []
     todo: list[str] = []
@@ -177,15 +158,15 @@ def setup(cfg: Config, engine: Engine, store: Any) -> tuple[list[str], list[str]
             todo.append(f"SQL reader {user!r} not created ({reason}); as an administrator run:\n"
                         + "\n".join(f"  {s};" for s in sql_statements(
                             user, "PASSWORD", database, tables)))
-    if influx_user and isinstance(store, InfluxStore):
+    if influx_user and store.server:
         user = influx_user
         try:
             checked_name(user, "[grafana] influxdb_reader_user")
-            done += create_influx_reader(store, user, grafana["influxdb_reader_password"])
+            done += store.create_reader(user, grafana["influxdb_reader_password"])
         except (InfluxQueryError, StoreUnavailable, ReaderSetupError) as exc:
             todo.append(f"InfluxDB reader {user!r} not created ({exc}); as an admin run:\n"
-                        + "\n".join(f"  {s}" for s in influx_statements(
-                            user, "PASSWORD", store.database)))
+                        + "\n".join(f"  {s}" for s in store.reader_statements(
+                            user, "PASSWORD")))
     return done, todo
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -217,6 +217,16 @@ class CricTopology:
             message += f", older than [cric] max_snapshot_age_h = {self.max_age_h:g}"
         log.warning(message)
         return Topology(queues, "cached", fetched_at, message)
+
+
+class TopologySource(Protocol):
+    """Where the PanDA queues' sites and clouds come from (CRIC, its snapshot, or simulated):
+    the collect cycle and the datadisk job tag with what `load` gives."""
+
+    name: str
+
+    def load(self, slot: datetime) -> Topology:
+        """The queues known at `slot`, with how fresh they are; never raises."""
 
 
 class NoTopology:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -104,6 +104,13 @@ def parse_msearch(data: Any, origin: str) -> tuple[list[RseVolume], list[str]]:
             continue
         volumes.append(RseVolume(rse, files, size))
     return volumes, problems
+
+
+class VolumeSource(Protocol):
+    """What the datadisk job reads DAOD volumes from (the search endpoint or simulated)."""
+
+    def volumes(self, until: datetime) -> tuple[list[RseVolume], list[str]]:
+        """The DAOD files and bytes per datadisk up to `until`, and the buckets skipped."""
 
 
 class DaodAccounting:

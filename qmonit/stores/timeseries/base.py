@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from qmonit.core.sample import Sample
 
 if TYPE_CHECKING:
+    from qmonit.core.levels import Choice
     from qmonit.core.rollup_spec import RollupSpec, Window
     from qmonit.stores.timeseries.aggregate import GroupedQuery, Stats
 
@@ -55,6 +56,9 @@ class TimeSeriesStore(Protocol):
     # whether the roll-ups can run in the store's own server (SELECT ... INTO); the
     # embedded store has no server: its roll-ups are the client path's SQL
     rolls_up_in_server: bool
+    # the server the points live in, by its product name ("influxdb"): `qmonit check` probes
+    # it; None when the points are tables of the state store (checked as "sql" already)
+    server: str | None
 
     def location(self) -> str:
         """Where the points go, without secrets."""
@@ -103,3 +107,18 @@ class TimeSeriesStore(Protocol):
     def levels_into(self, base: str, window: Window, start: datetime,
                     spec: RollupSpec = ...) -> int:
         """The server path's level totals of `base` for the window; the points written."""
+
+    # what Grafana reads from the store itself (`qmonit init`)
+
+    def write_grafana_tables(self, up_to: Sequence[tuple[str, float]],
+                             choices: Sequence[Choice]) -> list[str]:
+        """The tables the dashboards' variables read from the store (which retention policy
+        serves which range, the level choices); lines saying what was written, none when the
+        store's dashboards need no such table."""
+
+    def create_reader(self, user: str, password: str) -> list[str]:
+        """A read-only account for Grafana's datasource (a server store only: `server`);
+        lines saying what was done."""
+
+    def reader_statements(self, user: str, password: str) -> list[str]:
+        """The statements an administrator runs when create_reader was refused."""

@@ -18,6 +18,7 @@ from typing import NoReturn
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from qmonit.core.levels import Choice
 from qmonit.core.rollup_spec import ROLLUP, RollupSpec, Window
 from qmonit.core.sample import Sample, epoch_seconds, from_epoch, series_id
 from qmonit.stores.sql import describe_db_error, replace_flat, replace_rows, safe_db_url
@@ -39,6 +40,7 @@ class EmbeddedStore:
         self.until: float | None = None  # a local file: writes take no network deadline
 
     rolls_up_in_server = False  # no server: the roll-ups are the client path's SQL
+    server = None  # tables of the state store: `qmonit check` reaches them as "sql"
 
     def location(self) -> str:
         return f"embedded SQL store {safe_db_url(self.engine)}"
@@ -223,3 +225,13 @@ class EmbeddedStore:
     def levels_into(self, base: str, window: Window, start: datetime,
                     spec: RollupSpec = ROLLUP) -> int:
         self._no_server("a server-side roll-up")
+
+    def write_grafana_tables(self, up_to: Sequence[tuple[str, float]],
+                             choices: Sequence[Choice]) -> list[str]:
+        return []  # InfluxDB's meta policy only; nothing of the kind is kept here
+
+    def create_reader(self, user: str, password: str) -> list[str]:
+        self._no_server("a reading account of its own (Grafana reads the state store)")
+
+    def reader_statements(self, user: str, password: str) -> list[str]:
+        self._no_server("a reading account of its own (Grafana reads the state store)")

@@ -123,6 +123,7 @@ class InfluxStore:
         self._field_keys: dict[tuple[str, str, frozenset[str]], list[str]] = {}
         self.until: float | None = None  # time.monotonic() by which the job must be done
         self.rolls_up_in_server = True  # SELECT ... INTO (InfluxDB 1.x; mode = auto asks)
+        self.server: str | None = "influxdb"
         if settings.get("token"):
             self.session.headers["Authorization"] = f"Token {settings['token']}"
         elif settings.get("username"):
@@ -486,6 +487,26 @@ class InfluxStore:
         self._write_meta(LEVELS, samples)
         return f"{LEVELS} for Grafana: {len(samples)} choices of {len(choices)} variables"
 
+    def write_grafana_tables(self, up_to: Sequence[tuple[str, float]],
+                             choices: Sequence[Choice]) -> list[str]:
+        return [self.write_rp_config(up_to), self.write_levels(choices)]
+
+    def create_reader(self, user: str, password: str) -> list[str]:
+        """Create (or re-password) the user and grant it READ on the database."""
+        create, grant = self.reader_statements(user, password)
+        try:
+            self.query(create, method="POST", database=False)
+        except InfluxQueryError as exc:
+            if "user already exists" not in str(exc):
+                raise
+            self.query(f'SET PASSWORD FOR "{user}" = ' + create.split(" WITH PASSWORD ", 1)[1],
+                       method="POST", database=False)
+        self.query(grant, method="POST", database=False)
+        return [f"InfluxDB reader {user!r}: READ on {self.database!r}"]
+
+    def reader_statements(self, user: str, password: str) -> list[str]:
+        return reader_statements(user, password, self.database)
+
     def _write_meta(self, measurement: str, samples: list[Sample]) -> None:
         """Replace a measurement of the "meta" policy (created when missing)."""
         target = f"{quote_ident(META_RP)} ON {quote_ident(self.database)}"
@@ -521,6 +542,13 @@ class InfluxStore:
     def _policies(self) -> set[str]:
         return {row["name"] for row in self.rows(
             f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}", database=False)}
+
+
+def reader_statements(user: str, password: str, database: str) -> list[str]:
+    """CREATE USER and GRANT READ, the password quoted for InfluxQL."""
+    quoted = password.replace("\\", "\\\\").replace("'", "\\'")
+    return [f'CREATE USER "{user}" WITH PASSWORD \'{quoted}\'',
+            f'GRANT READ ON "{database}" TO "{user}"']
 
 
 def _window_where(window: Window, start: datetime) -> str:
