@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from qmonit.app import cli
+from qmonit.core import config
+from qmonit.grafana.build import Built
+from qmonit.grafana.push import push_all
+from qmonit.grafana.schema import problems
 from tests.servers import Reply
+from tests.test_grafana_schema import schema_faults
 
 TOKEN = "glsa_Secret-Token-123"
 UIDS = ["qmonit-batch", "qmonit-daod", "qmonit-factories", "qmonit-jobs", "qmonit-pipeline",
@@ -45,7 +51,7 @@ def test_push_creates_the_folder_and_uploads_every_dashboard(write_config, http,
     bodies = [json.loads(r.body) for r in http.requests[2:]]
     assert [b["dashboard"]["uid"] for b in bodies] == UIDS
     assert all(b["folderUid"] == "qmonit" and b["overwrite"] is True
-               and b["dashboard"]["id"] is None for b in bodies)
+               and "id" not in b["dashboard"] for b in bodies)  # Grafana goes by the uid
     assert bodies[3]["message"] == "qmonit dashboards push (jobs.dashboard.py)"
 
 
@@ -114,3 +120,33 @@ def test_grafana_not_answering_and_no_url_configured(write_config, http, capsys)
     assert cli.main(["-c", str(cfg), "dashboards", "push"]) == 1
     assert capsys.readouterr().err == ("qmonit dashboards push: [grafana] url is empty: say "
                                        "where Grafana is\n")
+
+
+def test_what_push_sends_is_one_of_grafanas_schema_version_42(write_config, http, capsys):
+    http.routes["/api/folders/qmonit"] = [Reply(200, "{}")]
+    http.routes["/api/dashboards/db"] = [saved(n) for n in range(6)]
+    code, _, err = push(write_config, http, capsys)
+    assert code == 0, err
+    sent = [json.loads(r.body)["dashboard"] for r in http.requests[1:]]
+    assert [d["uid"] for d in sent] == UIDS
+    for dashboard in sent:
+        assert dashboard["schemaVersion"] == 42
+        assert schema_faults(dashboard) == [], dashboard["uid"]  # Grafana's own model
+        assert problems(dashboard) == []
+
+
+def test_a_dashboard_not_of_schema_version_42_is_not_sent(write_config, http):
+    http.routes["/api/folders/qmonit"] = [Reply(200, "{}")]
+    http.routes["/api/dashboards/db"] = [saved(1)]
+    old = Built("old", Path("old.dashboard.py"), {"uid": "old", "title": "Old",
+                                                   "schemaVersion": 12, "rows": [],
+                                                   "panels": []})
+    current = Built("daod", Path("daod.dashboard.py"), {"uid": "qmonit-daod", "title": "DAOD",
+                                                        "schemaVersion": 42, "panels": []})
+    cfg = write_config({"sources": {"enabled": "simulated"}, "grafana": {"url": http.url}})
+    report = push_all(config.load(str(cfg), environ={}).section("grafana"), [old, current])
+    assert report.failed == [("Old", "dashboard Old: not sent, not a Grafana dashboard of "
+                                     "schemaVersion 42: schemaVersion is 12, not 42 (and 1 more)")]
+    assert report.pushed == [("DAOD", "/d/qmonit-daod/x", 2)]
+    assert [json.loads(r.body)["dashboard"]["uid"] for r in http.requests
+            if r.path == "/api/dashboards/db"] == ["qmonit-daod"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from qmonit.core.config import Config
 from qmonit.grafana.helpers import INFLUX, MYSQL
+from qmonit.grafana.schema import SchemaError, modernise
 from qmonit.support.files import READABLE_FILE, write_text_atomic
 from qmonit.support.resources import ResourceMissing, resource
 
@@ -85,7 +86,10 @@ def build_one(path: Path, uids: dict[str, str]) -> Built:
     for key in ("uid", "title"):
         if not model.get(key):
             raise DashboardError(f"{path}: the dashboard has no {key}")
-    return Built(name, path, _swap_datasources(model, uids))
+    try:  # the JSON of Grafana 12-13 (schemaVersion 42), not grafanalib's of Grafana 4
+        return Built(name, path, modernise(_swap_datasources(model, uids)))
+    except SchemaError as exc:
+        raise DashboardError(f"{path}: {exc}") from None
 
 
 def build_all(cfg: Config, directory: Path | None = None) -> list[Built]:

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 from grafanalib.core import (
     Dashboard,
     DashboardLink,
     GridPos,
+    Panel,
     RowPanel,
     SqlTarget,
     Stat,
@@ -53,6 +55,7 @@ TAG = "qmonit"
 WIDTH = 24  # Grafana's grid
 # The colours of a severity, as the derive job names them.
 SEVERITY_COLOURS = {"none": "green", "warning": "orange", "critical": "red"}
+PanelT = TypeVar("PanelT", bound=Panel)  # TimeSeries, Stat, Table, RowPanel
 
 
 def dashboard_url(uid: str, **variables: str) -> str:
@@ -251,17 +254,24 @@ def colour_column(column: str, colours: dict[str, str]) -> dict:
         value: {"color": colour, "index": n} for n, (value, colour) in enumerate(colours.items())}}
     return {"matcher": {"id": "byName", "options": column},
             "properties": [{"id": "mappings", "value": [mapping]},
-                           {"id": "custom.displayMode", "value": "color-background"}]}
+                           colour_cells()]}
 
 
 def threshold_column(column: str, steps: Sequence[tuple[float | None, str]]) -> dict:
     return {"matcher": {"id": "byName", "options": column},
             "properties": [{"id": "thresholds", "value": {"mode": "absolute",
                                                           "steps": thresholds(*steps)}},
-                           {"id": "custom.displayMode", "value": "color-background"}]}
+                           colour_cells()]}
 
 
-def sized(panel, width: int, height: int):
+def colour_cells() -> dict:
+    """Cells filled with their colour: Grafana 10.1+'s cellOptions, in the gradient that
+    grafanalib's `displayMode: color-background` became."""
+    return {"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "gradient"}}
+
+
+def sized(panel: PanelT, width: int, height: int) -> PanelT:
+    """The panel `width` x `height` grid units; `layout` places it."""
     panel.gridPos = GridPos(h=height, w=width, x=0, y=0)
     return panel
 

@@ -1,6 +1,8 @@
 """`qmonit dashboards push`: the built dashboards into a Grafana folder over its HTTP API.
 
-POST /api/dashboards/db with the folder's uid; the folder is created when missing.
+POST /api/dashboards/db with the folder's uid; the folder is created when missing. Each
+dashboard is the JSON `dashboards build` writes (schemaVersion 42, qmonit/grafana/schema.py),
+checked before it is sent: one that is not is reported and not sent.
 Grafana's refusals become messages that say what to change: 401 the token, 403 its
 role, 404 the URL, 412 a dashboard changed in Grafana since the last push. The token
 is sent as a Bearer header and never appears in a message.
@@ -14,6 +16,7 @@ from typing import Any
 import requests
 
 from qmonit.grafana.build import Built
+from qmonit.grafana.schema import SCHEMA_VERSION, problems
 from qmonit.support.http import describe_failure, make_session, safe_url
 
 
@@ -97,9 +100,14 @@ class GrafanaClient:
 
     def push(self, board: Built, folder_uid: str, folder: str, overwrite: bool
              ) -> tuple[str, int]:
-        model = {**board.model, "id": None}
+        found = problems(board.model)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise GrafanaError(f"dashboard {board.title}: not sent, not a Grafana dashboard of "
+                               f"schemaVersion {SCHEMA_VERSION}: {found[0]}{more}")
+        # No id: Grafana finds the dashboard by its uid (the same as "id": null).
         response = self.request("POST", "/api/dashboards/db", f"dashboard {board.title}", folder,
-                                {"dashboard": model, "folderUid": folder_uid,
+                                {"dashboard": board.model, "folderUid": folder_uid,
                                  "overwrite": overwrite,
                                  "message": f"qmonit dashboards push ({board.source.name})"})
         if response.status_code != 200:
