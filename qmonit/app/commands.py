@@ -266,7 +266,7 @@ def suspicious(args: argparse.Namespace, parts: Components) -> int:
 
 
 def states(args: argparse.Namespace, parts: Components) -> int:
-    from qmonit.core.registry import source_of_rule_set
+    from qmonit.sources.registry import source_of_rule_set
     from qmonit.sources.trial import render, trial_counts
 
     if getattr(args, "input", None) and args.action == "test":
@@ -297,14 +297,17 @@ def states(args: argparse.Namespace, parts: Components) -> int:
 
 def _states_on_recorded(args: argparse.Namespace, parts: Components) -> int:
     from qmonit.sources.recorded import RecordedInputError, read_recorded, samples_json
+    from qmonit.sources.registry import recorded_reader
     from qmonit.sources.trial import render
 
     try:
-        counts, samples, problems = read_recorded(args.source, args.input, parts.rules)
+        found = read_recorded(args.source, recorded_reader(args.source), args.input,
+                              parts.rules or {})
     except RecordedInputError as exc:  # 2: a file of the wrong kind; 1: its source failed
         print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
         return exc.exit_code
-    for problem in problems:
+    counts, samples = found.counts, found.samples
+    for problem in found.problems:
         print(f"qmonit states test {args.source}: {problem}", file=sys.stderr)
     if args.json:
         print(samples_json(samples), end="")

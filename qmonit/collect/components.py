@@ -8,10 +8,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from qmonit.core import registry
 from qmonit.core.config import Config
 from qmonit.core.sample import Sample, SeriesIds, series_id
+from qmonit.core.states.rules import SOURCES as RULE_SETS
 from qmonit.core.states.rules import RuleSet, load_rules
+from qmonit.simulation.batch import SIMULATED
 from qmonit.simulation.grid import (
     SimulatedDaod,
     SimulatedGrid,
@@ -20,6 +21,7 @@ from qmonit.simulation.grid import (
 from qmonit.sources.base import Source, http_section
 from qmonit.sources.cric import CricTopology, NoTopology, TopologySource
 from qmonit.sources.daod import DaodAccounting, VolumeSource
+from qmonit.sources.registry import SOURCES
 from qmonit.stores.sql import make_engine
 from qmonit.stores.timeseries.base import TimeSeriesStore
 from qmonit.stores.timeseries.durable import DurableWriter
@@ -68,16 +70,18 @@ def build(cfg: Config) -> Components:
                               cfg.get("downsample", "buffer_hours"))
     enabled = cfg.get("sources", "enabled")
     sources: list[Source] = []
-    grid = None
+    grid: SimulatedGrid | None = None
     topology: TopologySource = NoTopology()
-    specs = [spec for spec in registry.SOURCES if spec.name in enabled]
-    if any(spec.simulated for spec in specs):
+    rules = {name: load_rules(name, cfg.get("states", name)) for name in RULE_SETS}
+    simulated = [spec for spec in SIMULATED if spec.name in enabled]
+    if simulated:  # one grid under all of them, its topology and its DAOD
         grid = SimulatedGrid(cfg.get("sources", "simulated_seed"),
                              cfg.get("sources", "simulated_scale"))
         topology = SimulatedTopology(grid)
-    rules = {name: load_rules(name, cfg.get("states", name)) for name in registry.RULE_SETS}
-    for spec in specs:
-        sources += registry.builder(spec)(cfg, rules, grid)
+        sources += [source for sim in simulated for source in sim.build(grid, rules)]
+    for spec in SOURCES:  # the real ones, each through its registry entry
+        if spec.name in enabled:
+            sources += spec.build(cfg, rules)
     if cfg.get("cric", "url") and grid is None:
         topology = CricTopology(http_section(cfg, "cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
     daod: VolumeSource | None = None

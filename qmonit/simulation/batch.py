@@ -9,16 +9,16 @@ waits, runs and leaves, so the job-level tables fill and empty as on a real clus
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from qmonit.core.config import Config
 from qmonit.core.sample import epoch_seconds
 from qmonit.core.states.rules import RuleSet
-from qmonit.simulation.grid import SimulatedGrid
-from qmonit.sources.base import Collection, SourceError
+from qmonit.simulation.grid import SimulatedGrid, SimulatedJobStats
+from qmonit.sources.base import Collection, Source, SourceError
 from qmonit.sources.harvester import parse_worker_stats
 from qmonit.sources.htcondor import HTCondorSource
 from qmonit.sources.slurm import SlurmSource
@@ -252,9 +252,32 @@ class SimulatedFactory(HTCondorSource):
         return super().collect(slot)
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: SimulatedGrid) -> list:
-    """The registry's builder: the simulated grid's Harvester, its Slurm cluster and its
-    AutoPyFactory schedd."""
+def _batch_sources(grid: SimulatedGrid, rules: Mapping[str, RuleSet]) -> list[Source]:
+    """The simulated grid's Harvester, its Slurm cluster and its AutoPyFactory schedd."""
     return [SimulatedHarvester(grid, rules["harvester"]),
             SimulatedSlurm(rules["slurm"], rules["slurm_nodes"]),
             SimulatedFactory(grid, rules["htcondor"], rules["apf"])]
+
+
+def _job_stats(grid: SimulatedGrid, rules: Mapping[str, RuleSet]) -> list[Source]:
+    """The simulated grid's PanDA job statistics."""
+    return [SimulatedJobStats(grid)]
+
+
+@dataclass(frozen=True)
+class SimulatedSpec:
+    """A source of the simulated grid, declared beside qmonit/sources/registry.py's real
+    ones: this stage comes after the sources, and its builder takes the grid its sources
+    (and the topology and DAOD of `qmonit demo`) share. No rule sets of its own: it maps
+    with the real sources' rules."""
+
+    name: str
+    measures: tuple[str, ...]
+    build: Callable[[SimulatedGrid, Mapping[str, RuleSet]], list[Source]]
+
+
+SIMULATED = (
+    SimulatedSpec("simulated", ("jobs",), _job_stats),
+    SimulatedSpec("simulated_batch", ("workers", "batch_jobs", "batch_nodes",
+                                      "batch_partitions"), _batch_sources),
+)

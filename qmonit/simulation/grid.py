@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from qmonit.core.config import Config
 from qmonit.core.model import PANDA_ALWAYS_PRESENT
 from qmonit.core.sample import epoch_seconds
-from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.cric import Topology, parse_pandaqueues
 from qmonit.sources.daod import RseVolume, parse_msearch
@@ -380,8 +377,3 @@ class SimulatedDaod:
 
     def volumes(self, until: datetime) -> tuple[list[RseVolume], list[str]]:
         return parse_msearch(self.answer(), self.origin)
-
-
-def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: SimulatedGrid) -> list:
-    """The registry's builder: the simulated grid's PanDA job statistics."""
-    return [SimulatedJobStats(grid)]

@@ -18,7 +18,7 @@ from qmonit.core.bounds import MAX_JOBS, number_problem
 from qmonit.core.config import Config
 from qmonit.core.sample import make_sample, or_unknown, shown_path
 from qmonit.core.states.rules import RuleSet
-from qmonit.sources.base import Collection, SourceError, http_section
+from qmonit.sources.base import Collection, Source, SourceError, http_section
 from qmonit.sources.kinds import check_answer
 from qmonit.sources.panda import PandaJobStats, unwrap_v1
 
@@ -90,6 +90,6 @@ class HarvesterWorkers(PandaJobStats):
         return parse_worker_stats(self.fetch(), self.rules, slot, self.origin)
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: Any = None) -> list:
+def from_config(cfg: Config, rules: Mapping[str, RuleSet]) -> list[Source]:
     """The registry's builder: Harvester's worker statistics, through PanDA's API."""
     return [HarvesterWorkers(http_section(cfg, "panda"), rules["harvester"])]

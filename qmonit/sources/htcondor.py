@@ -26,7 +26,7 @@ from qmonit.core.batchjobs import (
 from qmonit.core.config import Config
 from qmonit.core.sample import Sample, make_sample
 from qmonit.core.states.rules import RuleSet
-from qmonit.sources.base import Collection, SourceError
+from qmonit.sources.base import Collection, Source, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +304,6 @@ class BindingsSchedd:
         return self.schedd.history(constraint=constraint, projection=list(projection))
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: Any = None) -> list:
+def from_config(cfg: Config, rules: Mapping[str, RuleSet]) -> list[Source]:
     """The registry's builder: one HTCondor pool (its schedds, factories and slots)."""
     return [HTCondorSource(cfg.section("htcondor"), rules["htcondor"], rules["apf"])]

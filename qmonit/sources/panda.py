@@ -22,7 +22,7 @@ from qmonit.core.config import Config
 from qmonit.core.model import PANDA_JOB_STATUSES
 from qmonit.core.sample import make_sample, or_unknown, shown_path
 from qmonit.core.states.rules import RuleSet
-from qmonit.sources.base import Collection, SourceError, http_section, json_answer
+from qmonit.sources.base import Collection, Source, SourceError, http_section, json_answer
 from qmonit.sources.kinds import check_answer
 from qmonit.support.http import make_session, safe_url
 from qmonit.support.redact import brief
@@ -133,6 +133,6 @@ class PandaJobStats:
         return parse_job_stats(self.fetch(), slot, self.origin)
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: Any = None) -> list:
-    """The registry's builder (qmonit.core.registry): PanDA's job statistics."""
+def from_config(cfg: Config, rules: Mapping[str, RuleSet]) -> list[Source]:
+    """The registry's builder: PanDA's job statistics."""
     return [PandaJobStats(http_section(cfg, "panda"))]

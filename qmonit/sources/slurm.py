@@ -32,7 +32,7 @@ from qmonit.core.batchjobs import (
 from qmonit.core.config import Config
 from qmonit.core.sample import Sample
 from qmonit.core.states.rules import RuleSet, load_rules
-from qmonit.sources.base import MAX_JSON_DEPTH, Collection, SourceError, json_depth
+from qmonit.sources.base import MAX_JSON_DEPTH, Collection, Source, SourceError, json_depth
 from qmonit.sources.kinds import check_answer
 from qmonit.support.redact import brief, child_environment
 
@@ -616,7 +616,7 @@ class SlurmSource:
         return parts.partition_samples(counts, self.cluster, SCHEDULER, slot, problems)
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet], grid: Any = None) -> list:
+def from_config(cfg: Config, rules: Mapping[str, RuleSet]) -> list[Source]:
     """The registry's builder: one Slurm cluster, through its clients or pyslurm."""
     settings = cfg.section("slurm")
     if settings["backend"] == "pyslurm":

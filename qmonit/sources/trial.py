@@ -6,18 +6,22 @@ can check a changed rule file before deploying it. Nothing is written anywhere.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Source
 
+# (native state, reason, mapped state, cause) -> jobs (or workers, nodes, queues)
+StateCounts = defaultdict[tuple[str, str, str, str], float]
 
-def trial_counts(rule_source: str, source: Source, rules: RuleSet) -> Counter:
+
+def trial_counts(rule_source: str, source: Source, rules: RuleSet) -> StateCounts:
     """(native, reason, state, cause) -> jobs, from one live fetch (raises SourceError);
     `rules`: the rule set in force for `rule_source` (the batch sources map with their own)."""
     collection = source.collect(datetime.now(UTC))
-    counts: Counter = Counter()
+    counts: StateCounts = defaultdict(float)
     if collection.jobs is not None and rule_source in ("slurm", "htcondor"):
         for job in collection.jobs or []:
             counts[(job.native_state, job.reason, job.state, job.cause)] += job.tasks
@@ -36,7 +40,8 @@ def trial_counts(rule_source: str, source: Source, rules: RuleSet) -> Counter:
     return counts
 
 
-def render(counts: Counter) -> str:
+def render(counts: Mapping[tuple[str, str, str, str], float]) -> str:
+    """The native -> mapped table, one row a (native, reason, state, cause), with its count."""
     rows = [("native_state", "reason", "state", "cause", "count")]
     for (native, reason, state, cause), count in sorted(counts.items()):
         rows.append((native, reason or "-", state, cause or "-", f"{count:g}"))

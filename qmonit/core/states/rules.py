@@ -20,7 +20,6 @@ from fnmatch import fnmatchcase
 from importlib import resources
 from pathlib import Path
 
-from qmonit.core.registry import RULE_SETS
 from qmonit.core.sample import Sample
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,9 @@ COMMON_STATES = ("pending", "running", "held", "completed", "failed", "cancelled
 # the common states of a batch node (a worker node, not a job)
 NODE_STATES = ("idle", "mixed", "allocated", "draining", "drained", "down", "powered_down",
                "reserved", "maintenance", "unknown")
-SOURCES = RULE_SETS  # every rule set, as the sources declare them (qmonit.core.registry)
+# every rule set, one *.rules file each, in the order qmonit/sources/registry.py's sources
+# declare them (this stage cannot import it; tests/test_registry.py checks they agree)
+SOURCES = ("panda", "harvester", "htcondor", "apf", "slurm", "slurm_nodes")
 STATES_OF = {"slurm_nodes": NODE_STATES}  # every other rule set maps to COMMON_STATES
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
