@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
@@ -161,6 +161,13 @@ def _replace_each(conn: Connection, table: Table, rows: list[tuple],
         conn.exec_driver_sql(statement, rows[start : start + UPSERT_CHUNK])
 
 
+@overload
+def utc(moment: datetime) -> datetime: ...
+@overload
+def utc(moment: None) -> None: ...
+
+
 def utc(moment: datetime | None) -> datetime | None:
-    """SQLite and MySQL hand back naive datetimes; they are UTC."""
+    """SQLite and MySQL hand back naive datetimes; they are UTC (None stays None: the
+    overloads tell mypy that a NOT NULL column gives a datetime)."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

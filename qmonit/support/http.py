@@ -67,7 +67,7 @@ class _Inflater:
     def feed(self, data: bytes, room: int) -> list[bytes]:
         """Inflate `data`, at most `room` bytes out (the rest of the input stays unread);
         the pieces as inflated (joined only once, at the end of the answer)."""
-        out = []
+        out: list[bytes] = []
         while data and room > 0:
             try:
                 piece = self.inflate.decompress(data, min(room, CHUNK * 16))
@@ -168,8 +168,11 @@ class _Adapter(HTTPAdapter):
     max_bytes = int(DEFAULT_MAX_RESPONSE_MB * 2**20)
 
     def send(self, request: requests.PreparedRequest, stream: bool = False,
-             **kwargs: Any) -> requests.Response:
-        response = super().send(request, stream=True, **kwargs)
+             timeout: float | tuple[float | None, float | None] | None = None,
+             verify: bool | str = True, cert: str | tuple[str, str] | None = None,
+             proxies: dict[str, str] | None = None) -> requests.Response:
+        response = super().send(request, stream=True, timeout=timeout, verify=verify,
+                                cert=cert, proxies=proxies)
         if not stream:
             response._content = read_capped(response, self.max_bytes)
             response._content_consumed = True
@@ -216,7 +219,8 @@ class Session(requests.Session):
             adapter.max_bytes = int(max_response_mb * 2**20)
             self.mount(prefix, adapter)
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any
+                ) -> requests.Response:
         kwargs.setdefault("verify", self.verify)
         deadline = kwargs.pop("deadline_s", None)
         if deadline is None and isinstance(kwargs.get("timeout"), int | float):
@@ -249,7 +253,7 @@ class Session(requests.Session):
         return response
 
 
-def make_session(settings: Mapping[str, Any]) -> requests.Session:
+def make_session(settings: Mapping[str, Any]) -> Session:
     """A session from a config section with verify_tls, ca_bundle, token, cert, key (and
     max_response_mb, the [http] cap, which components.py adds to each section)."""
     session = Session(settings.get("max_response_mb") or DEFAULT_MAX_RESPONSE_MB)

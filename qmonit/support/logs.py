@@ -16,7 +16,7 @@ class RedactingFormatter(logging.Formatter):
     """The house format in UTC, with the whole formatted record redacted: the message, its
     arguments, and a traceback or stack (an exception's text often holds an echoed token)."""
 
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)  # a plain function, not a method of self
 
     def __init__(self) -> None:
         super().__init__(FORMAT, "%Y-%m-%dT%H:%M:%SZ")
@@ -30,8 +30,8 @@ def setup(level: str = "INFO", file: str = "", secrets: Iterable[str] = ()) -> N
     `secrets` are registered with qmonit.support.redact for every other exit too."""
     redact.register(secrets)
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler = (logging.FileHandler(file, encoding="utf-8") if file
                                 else logging.StreamHandler(sys.stderr))
     handler.setFormatter(RedactingFormatter())

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
-from typing import TextIO
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TextIO
 
 MASK = "***"
 _secrets: list[str] = []
@@ -26,7 +26,9 @@ _KEY = r"(?:password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key)"
 _KEY_WORDS = ("pass", "pwd", "token", "secret", "key")
 # credentials by their look: (words one of which the text must hold, pattern, replacement
 # keeping what says where it was); the words, looked for first, spare a long text the scans
-_LOOKS_SECRET = [
+# (words that must occur, the pattern, its replacement)
+Replacement = str | Callable[[re.Match[str]], str]
+_LOOKS_SECRET: list[tuple[tuple[str, ...], re.Pattern[str], Replacement]] = [
     # an Authorization header, any scheme: "Authorization: Basic dXNl..." (as echoed or dumped)
     (("authorization",), re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:([a-z]+)(\s+))?"
                 r"[^\s\"',;}]+"), lambda m: f"{m[1]}{m[2] or ''}{m[3] or ''}{MASK}"),
@@ -94,5 +96,5 @@ class RedactingStream:
     def write(self, text: str) -> int:
         return self._stream.write(redact(text))
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:  # the rest of the stream's API, as it is
         return getattr(self._stream, name)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     Double,
     Engine,
     Integer,
+    Row,
     String,
     Table,
     Text,
@@ -133,7 +136,7 @@ def save_flags(engine: Engine, states: dict[FlagKey, FlagState], gone: list[Flag
                 tuple_(*(flag_state.c[c] for c in KEY_COLUMNS)).in_(chunk)))
 
 
-def _row_to_alert(row) -> Alert:
+def _row_to_alert(row: Row[Any]) -> Alert:
     return Alert(row.id, (row.panda_queue, row.prod_source, row.resource, row.rule),
                  row.severity, row.reason, row.current, row.baseline, row.score,
                  utc(row.opened_at), utc(row.closed_at), utc(row.last_notified_at),
@@ -141,7 +144,7 @@ def _row_to_alert(row) -> Alert:
                  row.layer_evidence, row.status, utc(row.as_of))
 
 
-def _key_filter(key: FlagKey):
+def _key_filter(key: FlagKey) -> ColumnElement[bool]:
     return and_(*(alerts.c[c] == v for c, v in zip(KEY_COLUMNS, key, strict=True)))
 
 

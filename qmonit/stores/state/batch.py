@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Column,
+    ColumnClause,
     ColumnElement,
     Connection,
     DateTime,
@@ -104,7 +106,8 @@ def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[Batch
         dialect = conn.dialect
         store = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
                  for c in CHANGING]
-        raw = [column(c) for c in CHANGING]  # untyped: the driver's values, unconverted
+        # untyped columns: the driver's values, unconverted
+        raw: list[ColumnClause[Any]] = [column(c) for c in CHANGING]
         known = {r[0]: tuple(r[1:]) for r in conn.execute(
             select(column("job_id"), *raw).select_from(table)
             .where(table.c.cluster == cluster))}
@@ -132,15 +135,14 @@ def _move_ended(conn: Connection, where: ColumnElement) -> None:
                       for name in names]).where(where)
     key = {"cluster", "job_id"}
     if conn.dialect.name == "sqlite":
-        insert = sqlite.insert(batch_jobs_ended).from_select(names, picked)
-        insert = insert.on_conflict_do_update(
+        lite = sqlite.insert(batch_jobs_ended).from_select(names, picked)
+        conn.execute(lite.on_conflict_do_update(
             index_elements=sorted(key),
-            set_={n: insert.excluded[n] for n in names if n not in key})
+            set_={n: lite.excluded[n] for n in names if n not in key}))
     else:
-        insert = mysql.insert(batch_jobs_ended).from_select(names, picked)
-        insert = insert.on_duplicate_key_update(
-            {n: insert.inserted[n] for n in names if n not in key})
-    conn.execute(insert)
+        maria = mysql.insert(batch_jobs_ended).from_select(names, picked)
+        conn.execute(maria.on_duplicate_key_update(
+            {n: maria.inserted[n] for n in names if n not in key}))
 
 
 def current_jobs(engine: Engine, cluster: str) -> list[dict]:

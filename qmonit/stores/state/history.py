@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -117,7 +119,7 @@ def _replace_sums(conn: Connection, target: Table, when: str, count: str, start:
         .where(source_time >= start, source_time < start + width).group_by(*keys)))
 
 
-def day_shapes(engine: Engine, slot: datetime, days: int) -> list:
+def day_shapes(engine: Engine, slot: datetime, days: int) -> Sequence[Any]:
     """Per key and each of the `days` whole UTC days before `slot`'s: hours with counts and
     the mean hourly mean over them (queue_days), and the slot's clock hour's slots and mean
     of that day, per SEASONAL_STATUSES. A day not yet in queue_days is summed from
@@ -155,7 +157,7 @@ def _record_day(conn: Connection, day: int) -> None:
                   {s: func.avg(h[s] / h.slots) for s in SEASONAL_STATUSES})
 
 
-def history_buckets(engine: Engine, slot: datetime, hours: int) -> list:
+def history_buckets(engine: Engine, slot: datetime, hours: int) -> Sequence[Any]:
     """Per key, hourly counts, sums (HISTORY_STATUSES) and sums of squares (NOISE_STATUSES)
     over the `hours` before `slot` (bucket 0 = the last hour), and the slot itself as bucket
     -1: one aggregation query for every queue."""

@@ -50,11 +50,11 @@ def create_tables(engine: Engine) -> list[str]:
     added = []
     inspector = inspect(engine)
     with engine.begin() as conn:
-        for table, index in UNUSED_INDEXES.items():
-            if any(i["name"] == index for i in inspector.get_indexes(table)):
-                on = "" if conn.dialect.name == "sqlite" else f" ON {table}"
+        for name, index in UNUSED_INDEXES.items():
+            if any(i["name"] == index for i in inspector.get_indexes(name)):
+                on = "" if conn.dialect.name == "sqlite" else f" ON {name}"
                 conn.execute(text(f"DROP INDEX {index}{on}"))
-                added.append(f"{table}: unused index {index} dropped")
+                added.append(f"{name}: unused index {index} dropped")
         for table in metadata.sorted_tables:
             present = {c["name"] for c in inspector.get_columns(table.name)}
             for column in table.columns:

@@ -116,7 +116,7 @@ def seen_and_vanished(engine: Engine, source: str, present: Mapping[int, Sample]
 
 def _next_slot(conn: Connection, source: str, present: Mapping[int, Sample], now: int,
                since: int) -> list[int]:
-    new = []
+    new: list[int] = []
     for chunk in _chunks(list(present)):
         # the ids are our own 64-bit integers: written into the statement, they spare
         # SQLAlchemy compiling 5,000 bound parameters per chunk (most of the cost)
@@ -128,9 +128,9 @@ def _next_slot(conn: Connection, source: str, present: Mapping[int, Sample], now
                 f"SELECT series_id FROM series_seen WHERE series_id IN ({ids})").scalars())
             new.extend(sid for sid in chunk if sid not in known)
     _insert_new(conn, source, present, new, now)
-    return conn.execute(select(series_seen.c.series_id).where(
+    return list(conn.execute(select(series_seen.c.series_id).where(
         series_seen.c.source == source, series_seen.c.last_seen >= since,
-        series_seen.c.last_seen < now)).scalars().all()
+        series_seen.c.last_seen < now)).scalars().all())
 
 
 def _any_slot(conn: Connection, source: str, present: Mapping[int, Sample], now: int,

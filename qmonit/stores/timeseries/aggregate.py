@@ -8,10 +8,12 @@ mean and the count of those per-time sums.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import FromClause, Row, Select, and_, func, select
 
 from qmonit.core.sample import epoch_seconds
 from qmonit.stores.timeseries.ts_tables import ts_points, ts_series, ts_tags
@@ -75,19 +77,19 @@ def sql(q: GroupedQuery, dialect: str = "sqlite") -> Select:
     looked up in that map: no tag join per point.
     """
     tag_alias = {t: ts_tags.alias(f"tag_{t}") for t in q.group_by}
-    source = ts_series
+    source: FromClause = ts_series
     for tag, alias in tag_alias.items():
         source = source.join(alias, and_(alias.c.series_id == ts_series.c.series_id,
                                          alias.c.tag == tag))
     tag_values = [tag_alias[t].c.value for t in q.group_by]
-    groups = select(ts_series.c.series_id, *(v.label(t) for v, t in zip(tag_values, q.group_by,
+    grouping = select(ts_series.c.series_id, *(v.label(t) for v, t in zip(tag_values, q.group_by,
                                                                          strict=True)),
                     func.dense_rank().over(order_by=tag_values).label("gid"))
-    groups = groups.select_from(source).where(ts_series.c.measurement == q.measurement)
+    grouping = grouping.select_from(source).where(ts_series.c.measurement == q.measurement)
     if q.only:
         tag, values = q.only
-        groups = groups.where(tag_alias[tag].c.value.in_(values))
-    groups = groups.cte("groups")
+        grouping = grouping.where(tag_alias[tag].c.value.in_(values))
+    groups = grouping.cte("groups")
     if dialect == "sqlite":  # else SQLite re-runs the tag joins for every point
         groups = groups.prefix_with("MATERIALIZED")
     per_time = (
@@ -108,7 +110,7 @@ def sql(q: GroupedQuery, dialect: str = "sqlite") -> Select:
         .select_from(stats.join(labels, labels.c.gid == stats.c.gid))
 
 
-def stats_from_rows(rows, group_by: tuple[str, ...]) -> dict[Key, Stats]:
+def stats_from_rows(rows: Iterable[Row[Any]], group_by: tuple[str, ...]) -> dict[Key, Stats]:
     out = {}
     for row in rows:
         mapping = row._mapping

@@ -73,7 +73,7 @@ class DurableWriter:
         return None if buffer is None else buffer.begin(samples)
 
     def _finish(self, pending: int | None) -> None:
-        if pending is not None:
+        if pending is not None and self.buffer is not None:  # a pending begin had a buffer
             self.buffer.finish(pending)
 
     def _store_and_buffer(self, samples: Sequence[Sample], retention: str) -> WriteResult:
@@ -121,8 +121,9 @@ class DurableWriter:
             try:
                 path = self.spool.put(result.unwritten, retention)
             except (SpoolFull, OSError) as exc:
-                if self._buffer_for(retention) is not None:
-                    self.buffer.taint(result.unwritten)
+                buffer = self._buffer_for(retention)
+                if buffer is not None:
+                    buffer.taint(result.unwritten)
                 delivery.lost = len(result.unwritten)
                 reason = str(exc) if isinstance(exc, SpoolFull) else (
                     f"spool {self.spool.directory} could not be written ({exc}): "

@@ -40,7 +40,7 @@ class EmbeddedStore:
         self.until: float | None = None  # a local file: writes take no network deadline
 
     rolls_up_in_server = False  # no server: the roll-ups are the client path's SQL
-    server = None  # tables of the state store: `qmonit check` reaches them as "sql"
+    server: str | None = None  # tables of the state store: `qmonit check` reaches them as "sql"
 
     def location(self) -> str:
         return f"embedded SQL store {safe_db_url(self.engine)}"
@@ -86,7 +86,8 @@ class EmbeddedStore:
                        f"({moved} rows)"]
 
     def write(self, samples: Sequence[Sample], retention: str = "10m") -> WriteResult:
-        series_rows, tag_rows = [], []
+        series_rows: list[tuple[int, str, str]] = []
+        tag_rows: list[tuple[int, str, str]] = []
         new_series = set()
         known = self._known_series
         series_id = self.series_id

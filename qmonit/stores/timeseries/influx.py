@@ -35,7 +35,7 @@ from qmonit.stores.timeseries.base import (
     WriteResult,
 )
 from qmonit.stores.timeseries.lineprotocol import encode
-from qmonit.support.http import describe_failure, make_session, safe_url
+from qmonit.support.http import Session, describe_failure, make_session, safe_url
 from qmonit.support.redact import brief
 from qmonit.support.retry import RetriesExhausted, Retry, Retryable
 
@@ -103,7 +103,7 @@ def _field_type(line: str, name: str) -> str | None:
 
 class InfluxStore:
     def __init__(self, settings: Mapping[str, Any], retry: Retry | None = None,
-                 session: requests.Session | None = None):
+                 session: Session | None = None):
         self.url = settings["url"].rstrip("/")
         self.database = settings["database"]
         self.timeout = settings["timeout_s"]
@@ -242,9 +242,11 @@ class InfluxStore:
 
         def attempt() -> Rejection | None:
             try:
-                response = self.session.post(f"{self.url}/write", params=params, data=body,
-                                             headers=headers, timeout=self.timeout,
-                                             deadline_s=self._exchange_s())
+                # request(), not post(): deadline_s is qmonit's Session's own keyword
+                response = self.session.request("POST", f"{self.url}/write", params=params,
+                                                data=body, headers=headers,
+                                                timeout=self.timeout,
+                                                deadline_s=self._exchange_s())
             except requests.RequestException as exc:
                 raise Retryable(f"{self.location()}: {describe_failure(exc, self.timeout)}"
                                 ) from None

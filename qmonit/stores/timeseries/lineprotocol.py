@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import cast
 
-from qmonit.core.sample import Sample, epoch_seconds
+from qmonit.core.sample import FieldValue, Sample, epoch_seconds
 
 TagSet = tuple[tuple[str, str], ...]
 FieldSet = tuple[tuple[str, float | str], ...]
@@ -30,8 +31,9 @@ _STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
 _SPECIAL = re.compile(r"[,= \\\n\r\t]")
 
 
-def _number(key: str, value: float) -> str:
-    """Always a float literal (an int would create an integer field and a type conflict)."""
+def _number(key: str, value: FieldValue) -> str:
+    """Always a float literal (an int would create an integer field and a type conflict).
+    Text never comes here: encode and _field send it to the quoted form."""
     value = float(value)
     if value - value != 0.0:  # NaN and ±inf, without a function call per field
         raise ValueError(f"field {key}={value!r}: InfluxDB cannot store NaN or infinity")
@@ -97,7 +99,7 @@ def split_head(head: str) -> tuple[str, TagSet]:
     commas, equals signs and spaces (the inverse of series_head for what the store holds)."""
     if "\\" not in head:  # the common case: nothing escaped, plain splits
         measurement, *pairs = head.split(",")
-        return measurement, tuple([tuple(pair.split("=", 1)) for pair in pairs])
+        return measurement, cast(TagSet, tuple([tuple(pair.split("=", 1)) for pair in pairs]))
     measurement, *pairs = _UNESCAPED_COMMA.split(head)
     tags = []
     for pair in pairs:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from qmonit.core.sample import Sample, from_epoch
+from qmonit.stores.timeseries.base import WriteResult
 from qmonit.support.files import private_dir
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class Spool:
             result.lost += lost
         return samples
 
-    def replay(self, write: Callable[[Sequence[Sample], str], object]) -> ReplayResult:
+    def replay(self, write: Callable[[Sequence[Sample], str], WriteResult]) -> ReplayResult:
         """Hand every file, oldest first, to write(samples, retention); stop at the first failure.
 
         `write` returns a WriteResult; a file is removed once nothing of it is left unwritten.
