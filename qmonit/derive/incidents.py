@@ -81,7 +81,7 @@ def split(alert: Alert) -> str:
 
 def _field_rank(column: str, ranks: dict[str, int], other: int) -> str:
     """An SQL rank of `column` in the order of `ranks` (`other` for a value not in it)."""
-    ordered = ", ".join(f"'{name}'" for name in sorted(ranks, key=ranks.get))
+    ordered = ", ".join(f"'{name}'" for name in sorted(ranks, key=ranks.__getitem__))
     return f"COALESCE(NULLIF(FIELD({column}, {ordered}), 0), {other + 1})"
 
 

@@ -34,8 +34,10 @@ a day; the ratios change only when the shape of the day does.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -48,6 +50,7 @@ from qmonit.core.model import (
 from qmonit.core.sample import SLOT
 from qmonit.stores.state import history
 from qmonit.stores.timeseries.aggregate import GroupedQuery, Stats
+from qmonit.stores.timeseries.base import TimeSeriesStore
 
 KEY_TAGS = ("panda_queue", "prod_source", "resource", "job_status")
 QueueKey = tuple[str, str, str]  # panda_queue, prod_source, resource
@@ -60,7 +63,8 @@ DAILY_WINDOWS = {"7d": 7, "30d": 30}
 @dataclass
 class QueueNumbers:
     current: dict[str, float] = field(default_factory=dict)  # status -> count at the slot
-    averages: dict[str, dict[str, float | None]] = field(default_factory=dict)  # window -> ...
+    # window -> status -> mean count; None where the window's coverage is too low
+    averages: dict[str, dict[str, float] | None] = field(default_factory=dict)
     coverage: dict[str, float] = field(default_factory=dict)  # window -> share of slots
     baseline: dict[str, Stats] = field(default_factory=dict)  # status -> robust stats
     baseline_coverage: float = 0.0
@@ -121,8 +125,8 @@ def ten_minute_noise(buckets: dict[int, tuple[int, list[float]]],
             continue
         for n, at in enumerate(NOISE_AT):
             per_status[n].append(_variance(entry, sq, n, at) ** 0.5)
-    return {status: median(sorted(values)) for status, values in
-            zip(NOISE_STATUSES, per_status, strict=True) if values}
+    return {status: middle for status, values in zip(NOISE_STATUSES, per_status, strict=True)
+            if (middle := median(sorted(values))) is not None}  # None: no hour of it
 
 
 def _totals(buckets: dict[QueueKey, dict[int, tuple[int, list[float]]]],
@@ -227,7 +231,7 @@ def gather(engine: Engine, slot: datetime, coverage_min: float, baseline_hours: 
     return numbers, 2
 
 
-def seasonal(numbers: dict[QueueKey, QueueNumbers], rows: list, coverage_min: float,
+def seasonal(numbers: dict[QueueKey, QueueNumbers], rows: Sequence[Any], coverage_min: float,
              min_days: int) -> None:
     """The time-of-day baseline of SEASONAL_STATUSES (see the module's text) in place of the
     24 h quartiles, for every key with `min_days` days whose hours and whose slot's clock
@@ -255,10 +259,10 @@ def seasonal(numbers: dict[QueueKey, QueueNumbers], rows: list, coverage_min: fl
             continue
         for i, status in enumerate(SEASONAL_STATUSES):
             ratios = sorted(v[width + i] / v[i] for v in by_day.values() if v[i] > 0)
-            base = n.baseline.get(status)
-            if len(ratios) < min_days or base is None:
+            base, middle = n.baseline.get(status), median(ratios)
+            if len(ratios) < min_days or base is None or middle is None:
                 continue
-            level, middle = base.mean, median(ratios)
+            level = base.mean
             # the wider half of the ratios' quartiles, on both sides: they are previous days',
             # which today's anomaly does not touch, and of 3 ratios the nearest-rank p75 is
             # the median itself (no spread at all above it)
@@ -270,7 +274,7 @@ def seasonal(numbers: dict[QueueKey, QueueNumbers], rows: list, coverage_min: fl
             n.seasonal[status] = len(ratios)
 
 
-def gather_daily(store, slot: datetime, coverage_min: float
+def gather_daily(store: TimeSeriesStore, slot: datetime, coverage_min: float
                  ) -> tuple[dict[QueueKey, dict[str, tuple[dict | None, float]]], int]:
     """7d and 30d averages over whole days of "1d" data: {key: {window: (averages, coverage)}}."""
     day = slot.replace(hour=0, minute=0, second=0, microsecond=0)

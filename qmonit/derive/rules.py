@@ -46,7 +46,7 @@ def spread(numbers: QueueNumbers, status: str, side: str) -> float:
     """
     stats = numbers.baseline.get(status)
     hourly = 0.0
-    if stats and None not in (stats.p25, stats.median, stats.p75):
+    if stats and stats.p25 is not None and stats.median is not None and stats.p75 is not None:
         half = stats.p75 - stats.median if side == "upper" else stats.median - stats.p25
         hourly = half / HALF_IQR_TO_SIGMA
     within = numbers.noise.get(status, 0.0)
@@ -110,8 +110,9 @@ def failing(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any],
     ratio = _failed_share(failed, finished)
     violated = ended >= cfg["failing_min_ended"] and ratio > cfg["failing_ratio"]
     critical = violated and ratio > cfg["failing_critical"]
-    before = n.baseline.get("failed"), n.baseline.get("finished")
-    usual = _failed_share(before[0].mean, before[1].mean) if all(before) else 0.0
+    failed_before, finished_before = n.baseline.get("failed"), n.baseline.get("finished")
+    usual = _failed_share(failed_before.mean, finished_before.mean) \
+        if failed_before and finished_before else 0.0
     return Finding(key, "failing", violated, "critical" if critical else "warning" if violated
                    else "none", round(100 * ratio, 1), round(100 * usual, 1), round(ratio, 3),
                    f"{failed:.0f} of {ended:.0f} ended jobs failed ({ratio:.0%}) in the last "
