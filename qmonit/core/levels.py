@@ -32,8 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from math import isfinite
 from operator import itemgetter
+from typing import cast
 
 from qmonit.core.sample import Sample
+
+Numbers = tuple[tuple[str, float], ...]  # a sample's fields without its text fields
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,7 @@ class Aggregator:
     def add(self, measurement: str, tags: tuple[tuple[str, str], ...],
             fields: Iterable[tuple[str, float | str]], time: datetime) -> None:
         """One point of `measurement`; `tags` sorted by key, as a Sample holds them."""
-        self.add_samples([(measurement, tags, tuple(fields), time)])
+        self.add_samples([Sample(measurement, tags, tuple(fields), time)])
 
     def add_totals(self, level: Level, group: tuple[tuple[str, str], ...],
                    numbers: Iterable[tuple[str, float]], time: datetime) -> None:
@@ -139,16 +142,17 @@ class Aggregator:
                     break
             if not fields:
                 continue
+            numbers = cast(Numbers, fields)  # text fields were dropped just above
             for level, pick in chosen:
-                if level.above is not None and not _above(fields, *level.above):
+                if level.above is not None and not _above(numbers, *level.above):
                     continue
                 key = (level, pick(tags), time)
                 totals = sums.get(key)
                 if totals is None:
-                    sums[key] = dict(fields)
+                    sums[key] = dict(numbers)
                     continue
-                for name, value in fields:
-                    totals[name] = totals.get(name, 0.0) + value
+                for name, number in numbers:
+                    totals[name] = totals.get(name, 0.0) + number
         return self
 
     def samples(self) -> list[Sample]:
@@ -170,7 +174,7 @@ class Aggregator:
 _first = itemgetter(0)
 
 
-def _above(numbers: list[tuple[str, float]], name: str, floor: float) -> bool:
+def _above(numbers: Iterable[tuple[str, float]], name: str, floor: float) -> bool:
     return any(key == name and value > floor for key, value in numbers)
 
 
@@ -190,7 +194,8 @@ def combined(level_points: Iterable[Iterable[Sample]]) -> list[Sample]:
     total = Aggregator()
     for points in level_points:
         for measurement, tags, fields, time in points:
-            total.add_totals(LEVEL_NAMED[measurement], tags, fields, time)
+            # level points hold numbers only (the sums of add_samples)
+            total.add_totals(LEVEL_NAMED[measurement], tags, cast(Numbers, fields), time)
     return total.samples()
 
 

@@ -54,7 +54,8 @@ class Condition:
         if self.key == "age":
             if age_s is None:
                 return False
-            return age_s > self.value if self.op == ">" else age_s < self.value
+            limit = float(self.value)  # seconds: parse makes an age's value a float
+            return age_s > limit if self.op == ">" else age_s < limit
         text = reason if self.key == "reason" else substate
         matched = fnmatchcase(text, str(self.value))
         return matched if self.op == "=" else not matched
