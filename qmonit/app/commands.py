@@ -122,7 +122,7 @@ def rp_ranges(cfg: Config) -> list[tuple[str, float]]:
 
 def check(_args: argparse.Namespace, parts: Components) -> int:
     """Reach every configured endpoint; say per endpoint what answers, never a secret."""
-    results: list[tuple[str, str, str | None]] = []
+    results: list[tuple[str, str, str]] = []  # (what, where, status)
 
     def probe(name: str, where: str, action: Callable[[], str]) -> None:
         try:
@@ -181,11 +181,11 @@ def run(args: argparse.Namespace, parts: Components) -> int:
     if args.job == "datadisk":
         from qmonit.datadisk.job import run_datadisk
 
-        report = run_datadisk(parts, args.at or datetime.now(UTC))
-        log.info("datadisk %s UTC: %d datadisks%s in %.1f s", f"{report.hour:%Y-%m-%d %H:%M}",
-                 report.datadisks, f"; failed: {report.error}" if report.error else "",
-                 report.duration_s)
-        return report.exit_code
+        placed = run_datadisk(parts, args.at or datetime.now(UTC))
+        log.info("datadisk %s UTC: %d datadisks%s in %.1f s", f"{placed.hour:%Y-%m-%d %H:%M}",
+                 placed.datadisks, f"; failed: {placed.error}" if placed.error else "",
+                 placed.duration_s)
+        return placed.exit_code
     slot = slot_start(args.at or datetime.now(UTC))
     if args.job == "derive":
         return run_derive(parts, slot)
@@ -302,7 +302,7 @@ def _states_on_recorded(args: argparse.Namespace, parts: Components) -> int:
 
     try:
         found = read_recorded(args.source, recorded_reader(args.source), args.input,
-                              parts.rules or {})
+                              parts.rules)
     except RecordedInputError as exc:  # 2: a file of the wrong kind; 1: its source failed
         print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -347,10 +347,10 @@ def spool(args: argparse.Namespace, parts: Components) -> int:
           f"{sum(f.points for f in files)} points, {total} of {parts.spool.max_bytes} bytes")
     damaged = 0
     for f in files:
-        problem = parts.spool.verify(f)
-        damaged += problem is not None
+        wrong = parts.spool.verify(f)
+        damaged += wrong is not None
         print(f"  {f.created:%Y-%m-%d %H:%M:%S} UTC  rp {f.retention:>3}  {f.points:>8} points  "
-              f"{f.size:>10} bytes  {f.path.name}" + (f"  DAMAGED: {problem}" if problem else ""))
+              f"{f.size:>10} bytes  {f.path.name}" + (f"  DAMAGED: {wrong}" if wrong else ""))
     if aside:
         print(f"damaged files moved aside in {parts.spool.directory / DAMAGED} "
               f"({len(aside)}): " + ", ".join(path.name for path in aside))

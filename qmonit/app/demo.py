@@ -145,6 +145,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
                                                             for s in r.sources))
     when = epoch_seconds(latest.slot)
     grid = parts.grid
+    assert grid is not None  # demo_config enables the simulated sources only
     print(f"qmonit demo: simulated grid ({scale}, seed {seed}), {len(grid.queues)} PanDA queues, "
           f"{len(slots)} ten-minute cycles from {slots[0]:%Y-%m-%d %H:%M} to "
           f"{last:%Y-%m-%d %H:%M} UTC in {elapsed:.1f} s\n", file=out)

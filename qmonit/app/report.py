@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, FromClause, and_, func, select
 
 from qmonit.stores.timeseries.ts_tables import ts_points, ts_tags
 
@@ -21,7 +21,7 @@ def _jobs_by(engine: Engine, tags: tuple[str, ...], when: int, where_status: str
     joins = {tag: ts_tags.alias(f"t_{tag}") for tag in dict.fromkeys(tags + (status_tag,))}
     query = select(*(joins[t].c.value.label(t) for t in tags),
                    func.sum(ts_points.c.value).label("jobs"))
-    source = ts_points
+    source: FromClause = ts_points
     for tag, alias in joins.items():
         source = source.join(alias, and_(alias.c.series_id == ts_points.c.series_id,
                                          alias.c.tag == tag))

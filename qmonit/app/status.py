@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.collect.components import Components
 from qmonit.core.sample import SLOT, epoch_seconds, from_epoch
-from qmonit.stores.sql import describe_db_error, safe_db_url
+from qmonit.stores.sql import describe_db_error, safe_db_url, utc
 from qmonit.stores.state import alerts, lease, schema
 from qmonit.stores.state.status import source_status
 
@@ -42,10 +42,6 @@ class Status:
     def raise_to(self, code: int, problem: str) -> None:
         self.code = max(self.code, code)
         self.problems.append(f"{NAMES[code]}: {problem}")
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.replace(tzinfo=UTC)
 
 
 def _age(now: datetime, moment: datetime | None) -> str:
@@ -94,7 +90,7 @@ def gather(parts: Components, now: datetime | None = None) -> Status:
         queue, prod_source, resource, rule = alert.key
         status.critical_alerts.append({
             "panda_queue": queue, "prod_source": prod_source, "resource": resource,
-            "rule": rule, "reason": alert.reason, "opened_at": _utc(alert.opened_at).isoformat()})
+            "rule": rule, "reason": alert.reason, "opened_at": utc(alert.opened_at).isoformat()})
     if open_critical:
         status.raise_to(WARNING, f"{len(open_critical)} critical suspicious-site alert(s) open")
     return status
@@ -109,12 +105,12 @@ def _judge_jobs(status: Status, rows: list[dict], now: datetime) -> None:
                                  "`qmonit daemon`)")
     for job in sorted(by_job, key=lambda j: (JOB_ORDER + (j,)).index(j)):
         last = max(by_job[job], key=lambda r: r["last_run_at"])
-        last_run = _utc(last["last_run_at"])
+        last_run = utc(last["last_run_at"])
         this_run = [r for r in by_job[job] if r["last_run_at"] == last["last_run_at"]]
         failed = [r for r in this_run if r["status"] != "ok"]
         status.jobs.append({
             "job": job, "last_run_at": last_run.isoformat(),
-            "slot": _utc(last["last_slot"]).isoformat(),
+            "slot": utc(last["last_slot"]).isoformat(),
             "result": "failed" if failed else "ok",
             "failed": {r["source"]: r["message"] for r in failed},
             "duration_s": round(max(r["duration_s"] for r in this_run), 1)})
@@ -131,7 +127,7 @@ def _judge_jobs(status: Status, rows: list[dict], now: datetime) -> None:
 def _judge_sources(status: Status, rows: list[dict], now: datetime) -> None:
     for row in sorted((r for r in rows if r["job"] == "collect" and r["source"] != "sinks"),
                       key=lambda r: r["source"]):
-        ok = _utc(row["last_ok_slot"])
+        ok = utc(row["last_ok_slot"])
         status.sources.append({"source": row["source"], "status": row["status"],
                                "last_ok_slot": ok.isoformat() if ok else None,
                                "age_s": int((now - ok).total_seconds()) if ok else None})
@@ -182,10 +178,10 @@ def render(status: Status, now: datetime | None = None) -> str:
         lines.append("source           last success")
         for source in status.sources:
             ok = source["last_ok_slot"]
-            when = datetime.fromisoformat(ok) if ok else None
+            ok_at = datetime.fromisoformat(ok) if ok else None
             lines.append(f"{source['source']:<16} "
-                         f"{f'{when:%Y-%m-%d %H:%M}' if when else 'never':<16} "
-                         f"({_age(now, when)})" + ("" if source["status"] == "ok" else
+                         f"{f'{ok_at:%Y-%m-%d %H:%M}' if ok_at else 'never':<16} "
+                         f"({_age(now, ok_at)})" + ("" if source["status"] == "ok" else
                                                     f", last run {source['status']}"))
     spool = status.spool
     lines.append("")

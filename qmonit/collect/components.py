@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -44,7 +44,7 @@ class Components:
     sources: list[Source]
     topology: TopologySource
     grid: SimulatedGrid | None = None
-    rules: dict[str, RuleSet] | None = None
+    rules: dict[str, RuleSet] = field(default_factory=dict)  # rule set name -> its rules
     buffer: RollupBuffer | None = None  # what the hourly roll-up reads instead of the store
     series_ids: Callable[[Sample], int] = series_id
     daod: VolumeSource | None = None  # the datadisk job's DAOD accounting

@@ -33,7 +33,8 @@ def activated_per_queue(job_samples: Iterable[Sample]) -> dict[str, float]:
         if s.measurement != "jobs" or ("job_status", "activated") not in s.tags:
             continue  # a sample's tags are (key, value) pairs: no dict for the ~70,000 others
         queue = s.tag("panda_queue")
-        out[queue] = out.get(queue, 0.0) + float(s.field("jobs") or 0.0)
+        if queue is not None:  # PanDA's counts always have one; nothing to add it to else
+            out[queue] = out.get(queue, 0.0) + float(s.field("jobs") or 0.0)
     return out
 
 
@@ -76,9 +77,10 @@ def label_rows(worker_samples: Sequence[Sample], job_samples: Sequence[Sample],
         if s.measurement != "workers":  # the cycle's other samples, passed over cheaply
             continue
         kind = s.tag("factory_type")
-        if kind not in ("apf", "harvester"):
-            continue
-        key = (s.tag("factory"), s.tag("panda_queue"))
+        factory, queue = s.tag("factory"), s.tag("panda_queue")
+        if kind not in ("apf", "harvester") or factory is None or queue is None:
+            continue  # no label to count it under (the sources always tag both)
+        key = (factory, queue)
         row = labels.setdefault(key, {
             "factory": key[0][:128], "label": key[1][:128], "factory_type": kind,
             "atlas_site": s.tag("atlas_site") or "unknown", "cloud": s.tag("cloud") or "unknown",

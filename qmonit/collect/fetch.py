@@ -82,8 +82,9 @@ def fetch(parts: Components, slot: datetime) -> SlotFetch:
 def parse_failure(source: Source, exc: BaseException) -> str:
     """What a source whose answer broke a parser failed of (RecursionError's message says
     nothing a user can act on)."""
-    what = {RecursionError: "nested too deep", MemoryError: "too large for memory"}.get(
-        type(exc), str(exc))
+    plain: dict[type[BaseException], str] = {RecursionError: "nested too deep",
+                                             MemoryError: "too large for memory"}
+    what = plain.get(type(exc), str(exc))
     return f"{source.name}: its answer could not be parsed ({type(exc).__name__}: {what})"
 
 
