@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.collect.components import Components
@@ -66,7 +66,7 @@ def _plus(total: float | None, value: float | None) -> float | None:
     return value if total is None else total + value
 
 
-def analysis_per_queue(engine) -> dict[str, Analysis]:
+def analysis_per_queue(engine: Engine) -> dict[str, Analysis]:
     """From queue_stats: per PanDA queue, its analysis prod_sources over every resource."""
     table = queues.queue_stats
     out: dict[str, Analysis] = {}
@@ -206,15 +206,21 @@ def run_datadisk(parts: Components, now: datetime | None = None) -> DatadiskRepo
     return report
 
 
+def _ratio(sample: Sample) -> float:
+    """A datadisk point's placement_ratio (0.0 without one: such points are not ranked)."""
+    value = sample.field("placement_ratio")
+    return 0.0 if value is None else float(value)
+
+
 def placement_summary(report: DatadiskReport, top: int = 3) -> str:
     """The most under- and over-supplied datadisks of a run, for a report."""
     ranked = sorted((s for s in report.samples if s.field("placement_ratio") is not None),
-                    key=lambda s: -float(s.field("placement_ratio")))
+                    key=lambda s: -_ratio(s))
     if not ranked:
         return f"no datadisk placement ({report.error or 'nothing to rank'})"
 
     def named(samples: list[Sample]) -> str:
-        return ", ".join(f"{s.tag('rse')} {float(s.field('placement_ratio')):.2f}"
+        return ", ".join(f"{s.tag('rse')} {_ratio(s):.2f}"
                          for s in samples)
     return (f"{report.datadisks} datadisks; share of analysis / share of DAOD, most "
             f"under-supplied: {named(ranked[:top])}; most over-supplied: "

@@ -9,7 +9,7 @@ waits, runs and leaves, so the job-level tables fill and empty as on a real clus
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -211,6 +211,7 @@ class _FactoryPool:
     def _incident_pilots(self, number: int, queue: str, active: set[str],
                          ended: bool) -> list[Mapping[str, Any]]:
         rng = random.Random(f"apf:{queue}:{epoch_seconds(self.slot)}")
+        states: Sequence[tuple[int, int | None]]  # (JobStatus, ExitCode; None: not ended)
         if ended:
             states = [(4, 0)] * rng.randint(5, 40) + [(4, 1)] * rng.randint(0, 3)
             if "pilots_failing" in active:  # they fail: removed by the factory
@@ -229,13 +230,14 @@ class _FactoryPool:
                 "Owner": "apf", "MATCH_APF_QUEUE": queue, "RequestCpus": 1,
                 "RequestMemory": 2000}
 
-    def query(self, constraint: str, projection) -> list:
+    def query(self, constraint: str, projection: Sequence[str]) -> list[Mapping[str, Any]]:
         return self._pilots(ended=False)
 
-    def history(self, constraint: str, projection) -> list:
+    def history(self, constraint: str,
+                projection: Sequence[str]) -> list[Mapping[str, Any]]:
         return self._pilots(ended=True)
 
-    def slots(self, projection) -> list:
+    def slots(self, projection: Sequence[str]) -> list[Mapping[str, Any]]:
         return []
 
 

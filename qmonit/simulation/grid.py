@@ -155,7 +155,7 @@ class SimulatedGrid:
         self.incidents = [i if i.kind in EVERY_DAY else replace(i, only_on=day)
                           for i in self.incidents + scenarios]
         for incident in scenarios:
-            if incident.kind == "resource_shift":
+            if incident.kind == "resource_shift" and incident.panda_queue is not None:
                 queue = self.queues[incident.panda_queue]
                 [resource] = queue.resources  # the small grid's: one per queue
                 self.queues[incident.panda_queue] = replace(

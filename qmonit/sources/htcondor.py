@@ -221,7 +221,8 @@ class HTCondorSource:
 
     def collect(self, slot: datetime) -> Collection:
         now = datetime.now(UTC)
-        out = Collection(jobs=[], cluster=self.cluster)
+        mapped_jobs: list[BatchJob] = []  # every schedd's, with their states
+        out = Collection(jobs=mapped_jobs, cluster=self.cluster)
         try:
             schedds = self.pool.schedds()
         except Exception as exc:  # noqa: BLE001 - the bindings raise HTCondorException
@@ -251,7 +252,7 @@ class HTCondorSource:
                                         f"{exc}; skipped")
             jobs = sane_jobs(jobs, f"HTCondor schedd {schedd.name}", out.problems)
             mapped = map_states(jobs, self.rules, now)
-            out.jobs += mapped
+            mapped_jobs += mapped
             out.samples += count_jobs(mapped, self.cluster, SCHEDULER, slot)
             if factory:
                 out.samples += pilot_samples(mapped, ended, schedd.name, label, self.apf_rules,
@@ -273,7 +274,7 @@ class BindingsPool:
         self.collector_host = settings["collector"] or None
         self.names = tuple(settings["schedds"])
 
-    def _collector(self):
+    def _collector(self) -> tuple[Any, Any]:  # (the htcondor2 module, its Collector)
         import htcondor2
 
         return htcondor2, htcondor2.Collector(self.collector_host)

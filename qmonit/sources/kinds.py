@@ -240,7 +240,9 @@ def _slurm_kind(doc: dict) -> Kind | None:
             return Kind(key, client_label)
         if name in _SLURM_CLIENTS:
             return Kind(key, f"{shown(' '.join(map(str, command)), 80)} output")
-    plugin = meta.get("plugin") if isinstance(meta.get("plugin"), dict) else {}
+    plugin = meta.get("plugin")
+    if not isinstance(plugin, dict):
+        plugin = {}
     rest = str(plugin.get("type") or "").startswith(("openapi/slurmctld", "openapi/slurmdbd",
                                                      "openapi/dbv")) or command == []
     return Kind(key, rest_label if rest else either)

@@ -85,16 +85,23 @@ class _Tally:
         new = [name for name in names if (partition, name) not in self.counted]
         if not new:
             return  # the same record again: its CPUs are in already
+        by_state = count.by_state
+        assert by_state is not None and count.cpus_alloc is not None  # made so just above
         for name in new:
             self.counted.add((partition, name))
             mapped = self.states.get(name, "unknown")
-            count.by_state[mapped if mapped in count.by_state else "unknown"] += 1
+            by_state[mapped if mapped in by_state else "unknown"] += 1
         count.nodes += len(new)
         count.cpus += cpus
         count.cpus_alloc += cpus_alloc
 
     def result(self) -> list[PartitionCount]:
         return list(self.partitions.values())
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object as it is; anything else (missing, null, a list) as an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def _cpu_problem(cpus: float, alloc: float, nodes: int) -> str | None:
@@ -145,14 +152,14 @@ def _add_group(tally: _Tally, number: int, group: Any, problems: list[str]) -> N
     names = nodes.get("nodes") if isinstance(nodes, dict) else None
     if not info.get("name") or not isinstance(names, list) or not names:
         return  # a node in no partition, or a group naming no node (reported as a node)
-    cpus = group.get("cpus") if isinstance(group.get("cpus"), dict) else {}
+    cpus = _object(group.get("cpus"))
     total, alloc = _number(cpus.get("total")) or 0.0, _number(cpus.get("allocated")) or 0.0
     problem = _cpu_problem(total, alloc, len(names))
     if problem:
         problems.append(f"sinfo --json: node group {number}: {problem}; not counted in "
                         f"partition {shown(str(info['name']))}")
         return
-    own = info.get("partition") if isinstance(info.get("partition"), dict) else {}
+    own = _object(info.get("partition"))
     tally.add(str(info["name"]), partition_state(own.get("state")), [str(n) for n in names],
               total, alloc)
 
