@@ -5,14 +5,29 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING, Any
 
-import classad2
+if TYPE_CHECKING:
+    import classad2
 
 BATCH = 500  # classad2.parseAds is superlinear on one big string
 
 
+def _classad2() -> Any:
+    """The HTCondor bindings (the optional `htcondor` extra), imported when a recorded ad is
+    read: the registry imports this module, and a qmonit without them runs every other
+    source."""
+    try:
+        import classad2
+    except ImportError:
+        raise ValueError("reading HTCondor ads needs the HTCondor bindings: "
+                         "pip install 'qmonit[htcondor]'") from None
+    return classad2
+
+
 def parse_long(text: str) -> list[classad2.ClassAd]:
     """`condor_q -long` / `condor_status -long`: ads separated by blank lines."""
+    classad2 = _classad2()
     blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
     ads = []
     for start in range(0, len(blocks), BATCH):
@@ -23,6 +38,7 @@ def parse_long(text: str) -> list[classad2.ClassAd]:
 def parse_json(text: str) -> list[classad2.ClassAd]:
     """`condor_q -json`: a JSON array (or one object); "\\/Expr(...)\\/" strings are
     unevaluated expressions."""
+    classad2 = _classad2()
     records = json.loads(text)
     out = []
     for record in records if isinstance(records, list) else [records]:
