@@ -4,9 +4,11 @@ prints or writes them with the installation's interpreter filled in."""
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -15,13 +17,36 @@ import pytest
 from qmonit.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
+STALE = ["qmonit/core/registry.py", "qmonit/_data/dashboards/gone.dashboard.py"]
+# what setup.py copies into qmonit/_data/ (the repository's top level keeps them)
+DEPLOYMENT = ["run.sh", "crontab.example", "config.cfg.example", "deploy/qmonit.service",
+              "LICENSE"]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
+def source_tree(tmp_path_factory) -> Path:
+    """The checkout's files (tracked and new, not ignored) copied aside, with a build/lib
+    left over from an earlier build: a module and a dashboard since deleted."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip(f"not a git checkout: {listed.stderr.strip()}")
+    tree = tmp_path_factory.mktemp("source")
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, tree / name)
+    for stale in STALE:
+        (tree / "build/lib" / stale).parent.mkdir(parents=True, exist_ok=True)
+        (tree / "build/lib" / stale).write_text("# deleted since the last build\n")
+    return tree
+
+
+@pytest.fixture(scope="module")
+def wheel(source_tree, tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                    "-q", "-w", str(out), str(ROOT)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+                    str(source_tree)], check=True, capture_output=True)
     (path,) = out.glob("qmonit-*.whl")
     return zipfile.ZipFile(path)
 
@@ -40,8 +65,23 @@ def test_the_wheel_carries_what_a_deployment_needs(wheel):
          "qmonit/_data/LICENSE", "qmonit/app/cli.py", "qmonit/grafana/helpers.py"}
     assert expected - names == set()
     assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "bench"))]
+    assert not set(STALE) & names
     licence = [n for n in names if n.endswith(".dist-info/METADATA")]
     assert "License: Apache-2.0" in wheel.read(licence[0]).decode()
+
+
+def test_the_sdist_carries_what_its_wheel_copies(source_tree, tmp_path):
+    """python -m build and pip install of the .tar.gz build the wheel from the sdist."""
+    subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                    "build_meta.build_sdist(sys.argv[1])", str(tmp_path)],
+                   cwd=source_tree, check=True, capture_output=True)
+    (path,) = tmp_path.glob("qmonit-*.tar.gz")
+    with tarfile.open(path) as sdist:
+        names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
+    boards = {f"dashboards/{p.name}" for p in (ROOT / "dashboards").glob("*.dashboard.py")}
+    jobs = {f"jobs/{p.name}" for p in (ROOT / "jobs").glob("*.py")}
+    assert (boards | jobs | set(DEPLOYMENT)) - names == set()
+    assert not [n for n in names if "__pycache__" in n]
 
 
 def test_deploy_prints_run_sh_with_this_interpreter(capsys):
