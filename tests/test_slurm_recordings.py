@@ -170,8 +170,14 @@ FORMS = [
     ("reserved", ["IDLE", "RESERVED"], "reserved"),
     ("maint", ["IDLE", "MAINTENANCE"], "maintenance"),
     ("planned", ["IDLE", "PLANNED"], "reserved"),
-    ("fail", ["DOWN", "DRAIN", "FAIL"], "drained"),
-    ("inval", ["UNKNOWN", "INVALID"], "unknown"), ("future", ["FUTURE"], "unknown"),
+    ("fail", ["IDLE", "FAIL"], "drained"), ("failing", ["ALLOCATED", "FAIL"], "draining"),
+    ("inval", ["IDLE", "DRAIN", "INVALID_REG"], "drained"), ("future", ["FUTURE"], "unknown"),
+    ("allocated+", ["ALLOCATED", "COMPLETING"], "allocated"),
+    ("mixed!", ["MIXED", "POWER_DOWN"], "mixed"),
+    ("maint*", ["IDLE", "NOT_RESPONDING", "MAINTENANCE"], "maintenance"),
+    ("drained*", ["IDLE", "DRAIN", "NOT_RESPONDING"], "drained"),
+    ("draining@", ["MIXED", "DRAIN", "REBOOT_REQUESTED"], "draining"),
+    ("reboot^", ["DOWN", "REBOOT_ISSUED"], "down"),
 ]
 
 

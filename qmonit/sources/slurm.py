@@ -191,11 +191,13 @@ _LONG_STATES = {
     "completing": ("IDLE", ("COMPLETING",)), "comp": ("IDLE", ("COMPLETING",)),
     "down": ("DOWN", ()), "drained": ("IDLE", ("DRAIN",)), "drain": ("IDLE", ("DRAIN",)),
     "draining": ("MIXED", ("DRAIN",)), "drng": ("MIXED", ("DRAIN",)),
-    "fail": ("DOWN", ("DRAIN", "FAIL")), "failing": ("ALLOCATED", ("FAIL",)),
+    "fail": ("IDLE", ("FAIL",)), "failing": ("ALLOCATED", ("FAIL",)),
     "future": ("FUTURE", ()), "futr": ("FUTURE", ()), "maint": ("IDLE", ("MAINTENANCE",)),
     "reserved": ("IDLE", ("RESERVED",)), "resv": ("IDLE", ("RESERVED",)),
     "planned": ("IDLE", ("PLANNED",)), "plnd": ("IDLE", ("PLANNED",)),
-    "inval": ("UNKNOWN", ("INVALID",)), "unknown": ("UNKNOWN", ()), "unk": ("UNKNOWN", ()),
+    "inval": ("IDLE", ("DRAIN", "INVALID_REG")), "unknown": ("UNKNOWN", ()),
+    "unk": ("UNKNOWN", ()), "reboot": ("IDLE", ("REBOOT_REQUESTED",)),
+    "reboot^": ("DOWN", ("REBOOT_ISSUED",)),
     "power_down": ("IDLE", ("POWER_DOWN",)), "powered_down": ("IDLE", ("POWERED_DOWN",)),
     "powering_down": ("IDLE", ("POWERING_DOWN",)), "powering_up": ("IDLE", ("POWERING_UP",)),
     "reboot_issued": ("IDLE", ("REBOOT_ISSUED",)), "reboot_requested": ("IDLE",
@@ -204,19 +206,29 @@ _LONG_STATES = {
 }
 _SUFFIX_FLAGS = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP",
                  "%": "POWERING_DOWN", "!": "POWER_DOWN", "@": "REBOOT_REQUESTED",
-                 "^": "REBOOT_ISSUED", "$": "MAINTENANCE", "-": "PLANNED", "+": ""}
+                 "^": "REBOOT_ISSUED", "$": "MAINTENANCE", "-": "PLANNED", "+": "COMPLETING"}
+# The order slurmrestd and sinfo --json list a node's flags in (the NODE_STATES flag array of
+# src/plugins/data_parser/v0.0.4x/parsers.c), so that text gives JSON's native_state.
+_FLAG_ORDER = ("EXTERNAL", "RESERVED", "UNDRAIN", "CLOUD", "RESUME", "DRAIN", "COMPLETING",
+               "NOT_RESPONDING", "POWERED_DOWN", "FAIL", "POWERING_UP", "MAINTENANCE",
+               "REBOOT_REQUESTED", "REBOOT_CANCELED", "POWERING_DOWN", "DYNAMIC_FUTURE",
+               "REBOOT_ISSUED", "PLANNED", "INVALID_REG", "POWER_DOWN", "POWER_UP",
+               "POWER_DRAIN", "DYNAMIC_NORM", "BLOCKED")
 
 
 def node_state_of_text(text: str) -> tuple[str, tuple[str, ...]]:
-    """sinfo's StateLong ('drained*', 'idle~', 'mixed-') -> (base state, flags)."""
+    """sinfo's StateLong ('drained*', 'idle~', 'mixed-', 'allocated+') -> (base state,
+    flags), as node_state_string() in src/common/slurm_protocol_defs.c writes them, with the
+    flags in JSON's order: the same node reads the same from text and JSON."""
     name = text.strip().lower()
-    flags = []
-    while name and name[-1] in _SUFFIX_FLAGS:
-        if _SUFFIX_FLAGS[name[-1]]:
-            flags.append(_SUFFIX_FLAGS[name[-1]])
+    flags: list[str] = []
+    while name not in _LONG_STATES and name and name[-1] in _SUFFIX_FLAGS:
+        flags.append(_SUFFIX_FLAGS[name[-1]])
         name = name[:-1]
     base, implied = _LONG_STATES.get(name, (name.upper() or "UNKNOWN", ()))
-    return base, (*implied, *reversed(flags))
+    known = {*implied, *flags}
+    return base, (*(f for f in _FLAG_ORDER if f in known),
+                  *(f for f in (*implied, *reversed(flags)) if f not in _FLAG_ORDER))
 
 
 def node_state_of_json(state: Any, flags: Any = ()) -> tuple[str, tuple[str, ...]]:
