@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from qmonit.sources.slurm import (
     parse_squeue_json,
     requested_gpus,
 )
+from tests.servers import environ_without_qmonit
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/samples is absent")
@@ -31,9 +34,21 @@ NODE_RULES = load_rules("slurm_nodes")
 JOB_RULES = load_rules("slurm")
 
 
+def recording_path(version: str, kind: str) -> Path:
+    return SAMPLES / f"rackslab+Slurm-web__tests_assets_slurmrestd_{version}_slurm-{kind}.json"
+
+
 def recording(version: str, kind: str) -> dict:
-    name = f"rackslab+Slurm-web__tests_assets_slurmrestd_{version}_slurm-{kind}.json"
-    return json.loads((SAMPLES / name).read_text())
+    return json.loads(recording_path(version, kind).read_text())
+
+
+def states_test(source: str, path: Path) -> list[dict]:
+    """The samples `qmonit states test SOURCE --input PATH --json` prints, one a line."""
+    done = subprocess.run([sys.executable, "-m", "qmonit", "states", "test", source,
+                           "--input", str(path), "--json"], capture_output=True, text=True,
+                          env=environ_without_qmonit())
+    assert (done.returncode, done.stderr) == (0, "")
+    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def number(value) -> float:
@@ -95,13 +110,22 @@ def test_job_totals_per_state_are_the_recordings_own(version):
 @needs_samples
 def test_job_totals_of_the_recordings_in_figures():
     totals = {v: qmonit_job_totals(recording(v, "jobs")) for v in VERSIONS}
-    assert {v: int(sum(t[0] for t in totals[v].values())) for v in VERSIONS} == \
-        {"23.11": 14, "24.05_0.0.41": 14, "24.11_0.0.42": 16, "25.05_0.0.43": 19,
-         "25.11_0.0.44": 15}
-    # the GPUs of jobs whose tres strings carry none, read from tres_per_job / tres_per_node
-    assert {v: sum(t[2] for t in totals[v].values()) for v in VERSIONS} == \
-        {"23.11": 0.0, "24.05_0.0.41": 0.0, "24.11_0.0.42": 3.0, "25.05_0.0.43": 5.0,
-         "25.11_0.0.44": 4.0}
+    # [jobs, cpus, gpus, memory_mb] of each recording; its GPUs are those of the jobs whose
+    # tres strings carry none, read from tres_per_job / tres_per_node
+    assert {v: [sum(t[n] for t in totals[v].values()) for n in range(4)] for v in VERSIONS} \
+        == {"23.11": [14, 305, 0, 156160], "24.05_0.0.41": [14, 409, 0, 209408],
+            "24.11_0.0.42": [16, 405, 3, 207360], "25.05_0.0.43": [19, 1209, 5, 619008],
+            "25.11_0.0.44": [15, 157, 4, 80384]}
+    assert {v: {state: t[0] for state, t in totals[v].items()} for v in VERSIONS} == {
+        "23.11": {"COMPLETED": 5, "FAILED": 1, "PENDING": 2, "RUNNING": 5, "TIMEOUT": 1},
+        "24.05_0.0.41": {"COMPLETED": 8, "FAILED": 1, "PENDING": 1, "RUNNING": 3,
+                         "TIMEOUT": 1},
+        "24.11_0.0.42": {"CANCELLED": 2, "COMPLETED": 3, "FAILED": 1, "PENDING": 2,
+                         "RUNNING": 7, "TIMEOUT": 1},
+        "25.05_0.0.43": {"CANCELLED": 5, "COMPLETED": 4, "FAILED": 1, "PENDING": 2,
+                         "RUNNING": 6, "TIMEOUT": 1},
+        "25.11_0.0.44": {"CANCELLED": 1, "COMPLETED": 7, "FAILED": 1, "PENDING": 1,
+                         "RUNNING": 4, "TIMEOUT": 1}}
 
 
 @needs_samples
@@ -122,6 +146,12 @@ def test_requested_gpus_order_and_forms():
     assert requested_gpus({"tres_per_node": "gres/gpu:h100:1,gres/gpu:h200:1",
                            "node_count": {"set": True, "infinite": False, "number": 3}}) == 6.0
     assert requested_gpus({"tres_per_task": "gres/gpu:1", "tasks": 8}) == 8.0
+    # tres_per_task as src/common/slurm_opt.c writes it: 'cpu=N,gres/gpu:TYPE=N'
+    assert requested_gpus({"tres_per_task": "cpu=4,gres/gpu:h100=2", "tasks": {
+        "set": True, "infinite": False, "number": 3}}) == 6.0
+    assert requested_gpus({"tres_per_task": "cpu=4", "tasks": 3}) == 0.0
+    assert requested_gpus({"tres_per_job": "gres/gpu=2,license/iop1:1"}) == 2.0
+    assert requested_gpus({"tres_per_job": "gres/gpu"}) == 1.0  # as --gres=gpu: one
     assert requested_gpus({"tres_per_job": "", "gres_detail": []}) == 0.0
 
 
@@ -143,17 +173,63 @@ def test_node_totals_per_state_are_the_recordings_own(version):
     assert {k: sum(n.gpus for n in nodes if n.native_state == k) for k in raw} == dict(gpus)
 
 
+def raw_node_totals(doc: dict) -> dict:
+    """native state -> [nodes, cpus, cpus_alloc, gpus, gpus_alloc], straight from the JSON."""
+    out: dict[str, list[float]] = {}
+    for node in doc["nodes"]:
+        acc = out.setdefault("+".join(node["state"]), [0.0] * 5)
+        for n, value in enumerate((1, node["cpus"], node["alloc_cpus"], gpus_in(node["gres"]),
+                                   gpus_in(node["gres_used"]))):
+            acc[n] += value
+    return out
+
+
+@needs_samples
+@pytest.mark.parametrize("version", VERSIONS)
+def test_states_test_over_each_recording_gives_its_own_totals(version):
+    """The whole path (the file's kind, parse, map, count) as `qmonit states test` runs it."""
+    jobs: dict[str, list[float]] = {}
+    for point in states_test("slurm", recording_path(version, "jobs")):
+        acc = jobs.setdefault(point["tags"]["native_state"], [0.0] * 4)
+        for n, field in enumerate(("jobs", "cpus", "gpus", "memory_mb")):
+            acc[n] += point["fields"][field]
+    assert jobs == raw_job_totals(recording(version, "jobs"))
+    nodes: dict[str, list[float]] = {}
+    for point in states_test("slurm_nodes", recording_path(version, "nodes")):
+        acc = nodes.setdefault(point["tags"]["native_state"], [0.0] * 5)
+        acc[0] += 1
+        for n, field in enumerate(("cpus", "cpus_alloc", "gpus", "gpus_alloc"), 1):
+            acc[n] += point["fields"][field]
+    assert nodes == raw_node_totals(recording(version, "nodes"))
+
+
 @needs_samples
 def test_node_states_of_the_recordings_in_figures():
     mapped = {v: Counter((n.native_state, n.node_state) for n in
                          parse_nodes_json(recording(v, "nodes"), {}, NODE_RULES))
-              for v in ("24.11_0.0.42", "25.11_0.0.44")}
-    assert mapped["24.11_0.0.42"] == Counter({
-        ("IDLE", "idle"): 3, ("DOWN", "down"): 1, ("IDLE+DRAIN", "drained"): 1,
-        ("IDLE+COMPLETING", "allocated"): 1})
-    assert mapped["25.11_0.0.44"] == Counter({
-        ("IDLE", "idle"): 4, ("IDLE+DRAIN", "drained"): 1, ("DOWN", "down"): 1,
-        ("ALLOCATED", "allocated"): 1, ("MIXED", "mixed"): 1})
+              for v in VERSIONS}
+    assert mapped == {
+        "23.11": Counter({("IDLE", "idle"): 2, ("IDLE+DRAIN", "drained"): 1,
+                          ("MIXED", "mixed"): 1, ("ALLOCATED", "allocated"): 1,
+                          ("DOWN", "down"): 1}),
+        "24.05_0.0.41": Counter({("IDLE", "idle"): 100}),
+        "24.11_0.0.42": Counter({("IDLE", "idle"): 3, ("DOWN", "down"): 1,
+                                 ("IDLE+DRAIN", "drained"): 1,
+                                 ("IDLE+COMPLETING", "allocated"): 1}),
+        "25.05_0.0.43": Counter({("IDLE", "idle"): 3, ("DOWN", "down"): 1,
+                                 ("IDLE+DRAIN", "drained"): 1,
+                                 ("IDLE+COMPLETING", "allocated"): 1}),
+        "25.11_0.0.44": Counter({("IDLE", "idle"): 4, ("IDLE+DRAIN", "drained"): 1,
+                                 ("DOWN", "down"): 1, ("ALLOCATED", "allocated"): 1,
+                                 ("MIXED", "mixed"): 1})}
+    totals = {v: raw_node_totals(recording(v, "nodes")) for v in VERSIONS}
+    # CPUs and GPUs of every recording: [nodes, cpus, cpus_alloc, gpus, gpus_alloc]
+    assert {v: [sum(t[n] for t in totals[v].values()) for n in range(5)]
+            for v in VERSIONS} == {"23.11": [6, 320, 109, 12, 0],
+                                   "24.05_0.0.41": [100, 6400, 0, 0, 0],
+                                   "24.11_0.0.42": [6, 320, 0, 12, 0],
+                                   "25.05_0.0.43": [6, 320, 0, 8, 0],
+                                   "25.11_0.0.44": [8, 384, 110, 16, 0]}
 
 
 # The same node, as sinfo's StateLong and as the JSON state list, and what it maps to.

@@ -417,9 +417,17 @@ def parse_squeue_json(doc: Any) -> tuple[list[BatchJob], list[str]]:
 
 
 def _tres_gpus(text: str) -> float:
-    """'gres/gpu:2', 'gres/gpu:h100:1,gres/gpu:h200:1' (tres_per_job/node/task) -> 3."""
-    return gres_gpus(",".join(item.strip().removeprefix("gres/")
-                              for item in text.split(",")))
+    """GPUs of a tres_per_* string: 'gres/gpu:2', 'gres/gpu:h100:1,gres/gpu:h200:1'
+    (tres_per_job/node) or 'cpu=4,gres/gpu:h100=1', 'gres/gpu=2' (tres_per_task, as
+    src/common/slurm_opt.c writes it) -> 2 / 2 / 1 / 2; older Slurm's 'gres:gpu:2' or
+    'gpu:2' alike. A count left out is one, as in --gres=gpu."""
+    total = 0.0
+    for part in text.split(","):
+        item = part.strip().replace("=", ":").removeprefix("gres/").removeprefix("gres:")
+        if item == "gpu" or item.startswith("gpu:"):
+            count = item.rsplit(":", 1)[-1]
+            total += float(count) if count.isdigit() else 1.0
+    return total
 
 
 def requested_gpus(record: dict) -> float:
