@@ -1,0 +1,111 @@
+"""`qmonit init` and `qmonit check`: the stores made ready, every endpoint reached."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from qmonit.collect.components import Components
+from qmonit.core.config import Config, duration_seconds
+from qmonit.core.levels import CHOICES
+from qmonit.sources.base import SourceError
+from qmonit.sources.cric import CricTopology, parse_pandaqueues
+from qmonit.sources.panda import PandaJobStats
+from qmonit.stores.sql import describe_db_error, safe_db_url
+from qmonit.stores.state import metadata, schema
+from qmonit.stores.timeseries.base import StoreUnavailable
+from qmonit.stores.timeseries.influx import InfluxQueryError
+from qmonit.stores.timeseries.spool import DAMAGED
+
+
+def init(_args: argparse.Namespace, parts: Components) -> int:
+    durations = {rp: parts.cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
+    try:
+        schema.create_tables(parts.engine)
+        print(f"state store {safe_db_url(parts.engine)}: tables present")
+        for line in parts.store.init(durations):
+            print(f"{parts.store.location()}: {line}")
+        for line in parts.store.write_grafana_tables(rp_ranges(parts.cfg), CHOICES):
+            print(f"{parts.store.location()}: {line}")
+        from qmonit.grafana import readers
+        done, todo = readers.setup(parts.cfg, parts.engine, parts.store)
+        for line in done:
+            print(line)
+        for line in todo:
+            print(f"qmonit init: {line}", file=sys.stderr)
+        if todo:
+            return 1
+    except SQLAlchemyError as exc:
+        print(f"qmonit init failed: state store: {describe_db_error(exc)}", file=sys.stderr)
+        return 1
+    except (StoreUnavailable, InfluxQueryError) as exc:
+        print(f"qmonit init failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def rp_ranges(cfg: Config) -> list[tuple[str, float]]:
+    """Which retention policy Grafana reads up to which time range, in seconds."""
+    return [("10m", duration_seconds(cfg.get("grafana", "raw_up_to"))),
+            ("1h", duration_seconds(cfg.get("grafana", "hourly_up_to"))),
+            ("1d", float("inf"))]
+
+
+def check(_args: argparse.Namespace, parts: Components) -> int:
+    """Reach every configured endpoint; say per endpoint what answers, never a secret."""
+    results: list[tuple[str, str, str]] = []  # (what, where, status)
+
+    def probe(name: str, where: str, action: Callable[[], str]) -> None:
+        try:
+            results.append((name, where, action()))
+        except (SourceError, StoreUnavailable, InfluxQueryError) as exc:
+            results.append((name, where, f"FAILED: {exc}"))
+        except SQLAlchemyError as exc:
+            results.append((name, where, f"FAILED: {describe_db_error(exc)}"))
+
+    def sql_ok() -> str:
+        with parts.engine.connect() as conn:
+            conn.execute(select(1))
+            missing = [t for t in metadata.metadata.tables
+                       if not parts.engine.dialect.has_table(conn, t)]
+        return "answers" + (f"; tables missing: {', '.join(missing)} (run `qmonit init`)"
+                            if missing else ", tables present")
+
+    probe("sql", safe_db_url(parts.engine), sql_ok)
+    from qmonit.grafana import readers
+    reader = readers.reader_engine(parts.cfg, parts.engine)
+    if reader is not None:
+        probe("sql reader", safe_db_url(reader), lambda: readers.backslash_status(reader))
+        reader.dispose()
+    if parts.store.server:
+        probe(parts.store.server, parts.store.location(), parts.store.check)
+    for source in parts.sources:
+        if isinstance(source, PandaJobStats):  # PanDA, and Harvester through it
+            def panda_ok(source: PandaJobStats = source) -> str:
+                parsed = source.collect(datetime.now(UTC))  # each parses its own answer
+                queues = {s.tag("panda_queue") for s in parsed.samples}
+                return f"answers, {len(queues)} queues, {len(parsed.samples)} counts"
+            probe(source.name, source.origin, panda_ok)
+    if isinstance(parts.topology, CricTopology):
+        cric = parts.topology
+
+        def cric_ok() -> str:
+            queues, problems = parse_pandaqueues(cric.fetch(), cric.origin)
+            return f"answers, {len(queues)} PanDA queues ({len(problems)} empty records)"
+        probe("cric", cric.origin, cric_ok)
+    pending = parts.spool.files()
+    spooled = f"{len(pending)} file(s) pending" if pending else "empty"
+    damaged = parts.spool.damaged()
+    if damaged:  # points were lost: said until someone looks (`qmonit spool status`)
+        spooled += (f"; {len(damaged)} damaged file(s) moved aside in "
+                    f"{parts.spool.directory / DAMAGED}")
+    results.append(("spool", str(parts.spool.directory), spooled))
+    width = max(len(name) for name, _, _ in results)
+    for name, where, status in results:
+        print(f"{name.ljust(width)}  {where}  {status}")
+    return 1 if any(status.startswith("FAILED") for _, _, status in results) else 0
