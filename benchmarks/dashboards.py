@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qmonit.collect.components import build  # noqa: E402
-from qmonit.collect.cycle import CollectReport, _normalize, collect  # noqa: E402
+from qmonit.collect.cycle import collect  # noqa: E402
+from qmonit.collect.fetch import normalize  # noqa: E402
 from qmonit.core import config  # noqa: E402
 from qmonit.core.levels import CHOICES, DERIVED, aggregate  # noqa: E402
 from qmonit.core.sample import SLOT, Sample  # noqa: E402
@@ -68,14 +69,14 @@ def grafana_interval(range_s: float, max_points: int = 1000) -> str:
 def samples_of(parts, slot: datetime) -> list[Sample]:
     """One cycle of every simulated source, through the state rules and the topology."""
     topology = parts.topology.load(slot)
-    report = CollectReport(slot)
+    unknown_queues: set[str] = set()
     out = []
     for source in parts.sources:
         try:
             collection = source.collect(slot)
         except SourceError:  # the simulated PanDA outage: a gap, as collect leaves it
             continue
-        out += _normalize(parts, source.name, collection.samples, topology, report)
+        out += normalize(parts, source.name, collection.samples, topology, unknown_queues)
     return out
 
 
@@ -335,7 +336,7 @@ def main() -> int:
             parts = build(cfg)
             schema.create_tables(parts.engine)
             parts.store.init({"10m": "INF", "1h": "INF", "1d": "INF"})
-            from qmonit.app.commands import rp_ranges
+            from qmonit.app.preflight import rp_ranges
 
             parts.store.write_rp_config(rp_ranges(cfg))
             parts.store.write_levels(CHOICES)
