@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -416,6 +417,25 @@ def test_dashboards_build_writes_json_and_provisioning(write_config, tmp_path):
            for kind in ("alerting", "dashboards", "datasources")},
         **{f"grafana/provisioning/{kind}/qmonit.yaml": "0o644"
            for kind in ("alerting", "dashboards", "datasources")}}
+
+
+def test_grafana_path_is_where_grafanas_host_reads_the_json(write_config, tmp_path, capsys):
+    """Built on the qmonit host, read on Grafana's: the provisioning file names the folder the
+    JSON is copied to there, not the build folder; a relative path is refused (exit 2)."""
+    cfg = write_config({**NO_SOURCES, "grafana": {"sql_reader_user": "reader",
+                                                  "influxdb_reader_user": "grafana"}})
+    out = tmp_path / "build"
+    assert cli.main(["-c", str(cfg), "dashboards", "build", "-o", str(out), "--grafana-path",
+                     "/var/lib/grafana/dashboards/qmonit"]) == 0
+    provider = yaml.safe_load((out / "provisioning/dashboards/qmonit.yaml").read_text())
+    assert provider["providers"][0]["options"] == {"path": "/var/lib/grafana/dashboards/qmonit"}
+    capsys.readouterr()
+    assert cli.main(["-c", str(cfg), "dashboards", "build", "-o", str(tmp_path / "other"),
+                     "--grafana-path", "dashboards/qmonit"]) == 2
+    assert capsys.readouterr().err == (
+        "qmonit dashboards build: --grafana-path dashboards/qmonit: not an absolute path "
+        "(Grafana's provisioning needs the folder as its host sees it)\n")
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_broken_dashboard_file_is_named_and_exits_2(write_config, tmp_path, capsys):

@@ -76,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
     boards.add_argument("action", choices=["build", "push"])
     boards.add_argument("-o", "--output", type=Path, help="build: where the JSON and "
                         "provisioning files go (default: <data_dir>/grafana)")
+    boards.add_argument("--grafana-path", type=Path, metavar="DIR",
+                        help="build: the absolute folder Grafana's host reads the dashboards' "
+                        "JSON from, written into the provisioning file (default: the output "
+                        "folder, for a Grafana on this host); copy the JSON there")
     deploy = sub.add_parser("deploy", help="print or write a deployment file shipped with "
                             "qmonit (run.sh with its jobs, crontab, systemd unit, config)")
     deploy.add_argument("file", choices=["run.sh", "crontab", "systemd", "config"])

@@ -272,7 +272,7 @@ def _provisioning(args: argparse.Namespace, cfg: Config,
     from qmonit.grafana.provision import ReaderError, documents
 
     try:
-        return documents(cfg, out_dir)
+        return documents(cfg, args.grafana_path or out_dir)
     except ReaderError as exc:
         if args.config:
             raise
@@ -286,6 +286,11 @@ def dashboards(args: argparse.Namespace, cfg: Config) -> int:
     from qmonit.support.files import READABLE_FILE, write_text_atomic
 
     out_dir = args.output or Path(cfg.data_dir) / "grafana"
+    if args.action == "build" and args.grafana_path and not args.grafana_path.is_absolute():
+        print(f"qmonit dashboards build: --grafana-path {args.grafana_path}: not an absolute "
+              "path (Grafana's provisioning needs the folder as its host sees it)",
+              file=sys.stderr)
+        return 2
     try:
         built = build_all(cfg)
         if args.action == "build":

@@ -101,7 +101,8 @@ def influx_reader(cfg: Config) -> str:
 
 
 def dashboard_provider(cfg: Config, json_dir: Path) -> dict[str, Any]:
-    """A file provider: Grafana loads the built JSON from json_dir into the folder."""
+    """A file provider: Grafana loads the built JSON from json_dir into the folder (the build
+    folder, or `--grafana-path`: where Grafana's host has the JSON copied)."""
     return {"apiVersion": 1, "providers": [{
         "name": "qmonit", "orgId": 1, "folder": cfg.get("grafana", "folder"),
         "folderUid": cfg.get("grafana", "folder_uid"), "type": "file",
