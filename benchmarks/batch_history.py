@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Benchmark: the Batch Clusters dashboard's SQL over a large batch site's job history.
+
+The site is CC-IN2P3's as BBQ serves it: a Slurm cluster (423 nodes) and an HTCondor pool
+(765 hosts, 48 slots each); 120,000 current Slurm jobs and 50,000 current HTCondor jobs
+(45 % running); ~400 owners; and `--days` (90) of ended jobs at 171,000 Slurm and 51,000
+HTCondor jobs a day (20 million rows at 90 days). The rows are generated inside MariaDB
+(its Sequence engine) with these distributions, deterministic per row:
+- owner rank: 400 * u^3 (u uniform): a few owners hold most jobs, as on a real site
+  (rank 0 ~ 16 % of the jobs, rank 150 ~ 0.06 %);
+- run time: 60 s + 24 h * u^3; queue wait 1 h * u^2; end times evenly over the days;
+- Slurm partitions htc / hpc / gpu / flash (gpu: 1-4 GPUs), 1, 1, 1, 8 or 16 CPUs;
+  HTCondor jobs in `grid` on `slot1_N@wnNNNN.in2p3.fr`;
+- ended states: 90 % completed, 6 % failed, 4 % cancelled.
+Then every SQL panel of the Batch Clusters dashboard, expanded as Grafana expands it, at
+6 h, 24 h, 7 d, 30 d and 90 d, with every filter on All, one owner (rank 0 and rank 150), one
+job id typed and one worker typed: each query's time and the rows MariaDB's plan reads
+(EXPLAIN). And the cost of one cycle's expiry at that volume. Target (issue 35): every
+query under 1 s at 20 million ended jobs.
+Run from the repository root: python3 benchmarks/batch_history.py [--days 90]
+[--scale 1.0: the share of the daily rates, e.g. 0.1 for a quick look]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qmonit.core import config  # noqa: E402
+from qmonit.grafana.build import build_all  # noqa: E402
+from qmonit.stores.state import schema  # noqa: E402
+from tests.grafana_macros import ALL, View, expand_sql  # noqa: E402
+from tests.servers import MariaDB  # noqa: E402
+
+END = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+DATABASE = "qmonit_bench_history"
+SLURM_PER_DAY, CONDOR_PER_DAY = 171_000, 51_000
+CHUNK = 1_000_000
+SPANS = {"6h": timedelta(hours=6), "24h": timedelta(days=1), "7d": timedelta(days=7),
+         "30d": timedelta(days=30), "90d": timedelta(days=90)}
+COLUMNS = ("cluster, job_id, scheduler, owner, group_name, state, native_state, cause, "
+           "reason, `partition`, worker, submit_time, start_time, end_time, cpus, gpus, "
+           "memory_mb, last_seen")
+
+
+def _job_sql(table: str, first: int, last: int, slurm: bool, ended: bool, spread_s: int,
+             end: datetime) -> str:
+    """INSERT ... SELECT over MariaDB's seq_FIRST_to_LAST: one job a number."""
+    u = "RAND(seq * {k})"  # uniform in [0, 1), the same for the same row and stream k
+    owner = f"FLOOR(400 * POW({u.format(k=3)}, 3))"
+    node = (f"CONCAT('node', LPAD(FLOOR({u.format(k=5)} * 423), 4, '0'))" if slurm else
+            f"CONCAT('slot1_', 1 + FLOOR({u.format(k=13)} * 48), '@wn', "
+            f"LPAD(FLOOR({u.format(k=5)} * 765), 4, '0'), '.in2p3.fr')")
+    partition = (f"ELT(1 + FLOOR({u.format(k=17)} * 4), 'htc', 'hpc', 'gpu', 'flash')"
+                 if slurm else "'grid'")
+    end_at = f"TIMESTAMP('{end:%Y-%m-%d %H:%M:%S}') - INTERVAL (seq * {spread_s} DIV {last}) SECOND"
+    run_s = f"(60 + FLOOR(86400 * POW({u.format(k=7)}, 3)))"
+    wait_s = f"FLOOR(3600 * POW({u.format(k=11)}, 2))"
+    if ended:
+        roll = u.format(k=19)
+        state = f"IF({roll} < 0.90, 'completed', IF({roll} < 0.96, 'failed', 'cancelled'))"
+        native = (f"IF({roll} < 0.90, 'COMPLETED', IF({roll} < 0.96, 'FAILED', 'CANCELLED'))"
+                  if slurm else f"IF({roll} < 0.90, 'Completed', 'Removed')")
+        start, stop = f"{end_at} - INTERVAL {run_s} SECOND", end_at
+        worker = node
+    else:  # current: 45 % running on a worker, the rest pending
+        running = f"{u.format(k=23)} < 0.45"
+        state = f"IF({running}, 'running', 'pending')"
+        native = (f"IF({running}, 'RUNNING', 'PENDING')" if slurm
+                  else f"IF({running}, 'Running', 'Idle')")
+        start = f"IF({running}, {end_at} - INTERVAL {run_s} SECOND, NULL)"
+        stop, worker = "NULL", f"IF({running}, {node}, '')"
+    cpus = f"ELT(1 + FLOOR({u.format(k=29)} * 5), 1, 1, 1, 8, 16)"
+    gpus = (f"IF({partition} = 'gpu', 1 + FLOOR({u.format(k=31)} * 4), 0)" if slurm else "0")
+    job_id = "CAST(10000000 + seq AS CHAR)" if slurm else \
+        "CONCAT(5000000 + seq DIV 10, '.', seq MOD 10)"
+    cluster, scheduler = ("ccin2p3-slurm", "slurm") if slurm else ("ccin2p3-condor",
+                                                                    "htcondor")
+    submit = f"COALESCE({start}, {end_at}) - INTERVAL {wait_s} SECOND"
+    return (f"INSERT INTO {table} ({COLUMNS}) SELECT '{cluster}', {job_id}, '{scheduler}', "
+            f"CONCAT('user', LPAD({owner}, 3, '0')), CONCAT('grp', {owner} DIV 10), {state}, "
+            f"{native}, '', '', {partition}, {worker}, {submit}, {start}, {stop}, {cpus}, "
+            f"{gpus}, {cpus} * 2000, TIMESTAMP('{end:%Y-%m-%d %H:%M:%S}') "
+            f"FROM seq_{first}_to_{last}")
+
+
+def fill(engine: Engine, days: int, scale: float) -> dict[str, int]:
+    """The current and ended jobs; returns the rows per table."""
+    naive_end = END.replace(tzinfo=None)
+    counts = {}
+    with engine.begin() as conn:
+        conn.execute(text(_job_sql("batch_jobs_current", 1, int(120_000 * scale), True,
+                                   False, 3 * 86400, naive_end)))
+        conn.execute(text(_job_sql("batch_jobs_current", 1, int(50_000 * scale), False,
+                                   False, 3 * 86400, naive_end)))
+    for slurm, per_day in ((True, SLURM_PER_DAY), (False, CONDOR_PER_DAY)):
+        total = int(per_day * days * scale)
+        for first in range(1, total + 1, CHUNK):
+            last = min(total, first + CHUNK - 1)
+            with engine.begin() as conn:  # seq DIV total spreads each chunk over the days
+                conn.execute(text(_job_sql("batch_jobs_ended", first, last, slurm, True,
+                                           days * 86400 * last // total, naive_end)))
+            print(f"  {'slurm' if slurm else 'htcondor'} ended: {last:,} of {total:,}",
+                  flush=True)
+    with engine.connect() as conn:
+        for table in ("batch_jobs_current", "batch_jobs_ended"):
+            counts[table] = conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+        conn.execute(text("ANALYZE TABLE batch_jobs_current, batch_jobs_ended"))
+    return counts
+
+
+def plan_rows(engine: Engine, query: str) -> int:
+    """The rows MariaDB's plan expects to read (EXPLAIN's rows, multiplied over the joins)."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("EXPLAIN " + query).mappings().all()
+    total = 0
+    for row in rows:
+        total += int(row["rows"] or 0)
+    return total
+
+
+def timed(engine: Engine, query: str) -> tuple[float, int]:
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET time_zone = '+00:00'")
+        start = time.perf_counter()
+        n = len(conn.exec_driver_sql(query).fetchall())
+    return time.perf_counter() - start, n
+
+
+def selections(engine: Engine) -> dict[str, dict[str, object]]:
+    """All, the biggest owner, an owner of rank 150, a job id typed (an ended job of three
+    days ago) and a worker typed (a Slurm node)."""
+    with engine.connect() as conn:
+        job_id = conn.execute(text(
+            "SELECT job_id FROM batch_jobs_ended WHERE cluster = 'ccin2p3-slurm' AND end_time "
+            "< :t ORDER BY end_time DESC LIMIT 1"),
+            {"t": (END - timedelta(days=3)).replace(tzinfo=None)}).scalar_one()
+    base: dict[str, object] = {"cluster": ALL, "partition": ALL, "owner": ALL, "job_id": "",
+                               "worker": ""}
+    return {"all": base, "owner rank 0": {**base, "owner": ["user000"]},
+            "owner rank 150": {**base, "owner": ["user150"]},
+            "job id": {**base, "job_id": job_id}, "worker": {**base, "worker": "node0042"}}
+
+
+def sql_panels(model: dict) -> list[tuple[str, str]]:
+    return [(panel["title"], target["rawSql"]) for panel in model["panels"]
+            if panel["type"] != "row" for target in panel.get("targets", [])
+            if target["datasource"]["type"] == "mysql"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=90, help="days of ended jobs (90)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="share of the daily rates and current jobs (1.0)")
+    args = parser.parse_args()
+    server = MariaDB()
+    root = create_engine(server.url())
+    with root.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
+        conn.execute(text(f"CREATE DATABASE {DATABASE}"))
+    engine = create_engine(server.url(DATABASE))
+    try:
+        schema.create_tables(engine)
+        print(f"filling: {args.days} days of ended jobs at {args.scale:g} x "
+              f"({SLURM_PER_DAY:,} Slurm + {CONDOR_PER_DAY:,} HTCondor) a day", flush=True)
+        start = time.perf_counter()
+        counts = fill(engine, args.days, args.scale)
+        print(f"filled in {time.perf_counter() - start:.0f} s: "
+              + ", ".join(f"{table} {n:,} rows" for table, n in counts.items()))
+        board = next(b for b in build_all(config.defaults({"sources": {"enabled": ""}}))
+                     if b.model["uid"] == "qmonit-batch")
+        variables = {v["name"]: v for v in board.model["templating"]["list"]}
+        worst: list[tuple[float, str]] = []
+        for name, selected in selections(engine).items():
+            for span_name, span in SPANS.items():
+                if span.days > args.days:
+                    continue
+                view = View(END - span, END, variables=variables, selected=dict(selected))
+                print(f"\n{name}, {span_name}:")
+                for title, raw in sql_panels(board.model):
+                    query = expand_sql(raw, view)
+                    seconds, rows = timed(engine, query)
+                    read = plan_rows(engine, query)
+                    worst.append((seconds, f"{title} [{name}, {span_name}]"))
+                    print(f"  {seconds:7.3f} s  {rows:>5} rows  plan reads {read:>11,}  "
+                          f"{title}")
+        with engine.begin() as conn:  # one cycle's expiry: the ten minutes that age out
+            start = time.perf_counter()
+            expired = conn.execute(text(
+                "DELETE FROM batch_jobs_ended WHERE cluster = 'ccin2p3-slurm' AND end_time < "
+                ":t"), {"t": (END - timedelta(days=args.days) + timedelta(minutes=10))
+                        .replace(tzinfo=None)}).rowcount
+            print(f"\nexpiry of one cycle: {expired:,} rows in "
+                  f"{time.perf_counter() - start:.3f} s")
+        worst.sort(reverse=True)
+        over = [w for w in worst if w[0] >= 1.0]
+        print(f"\nqueries: {len(worst)}, over 1 s: {len(over)} (target: none); slowest:")
+        for seconds, what in worst[:10]:
+            print(f"  {seconds:7.3f} s  {what}")
+    finally:
+        with root.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
