@@ -18,7 +18,7 @@ job id typed and one worker typed: each query's time and the rows MariaDB's plan
 (EXPLAIN). And the cost of one cycle's expiry at that volume. Target (issue 35): every
 query under 1 s at 20 million ended jobs.
 Run from the repository root: python3 benchmarks/batch_history.py [--days 90]
-[--scale 1.0: the share of the daily rates, e.g. 0.1 for a quick look]
+[--scale 1.0: the share of the daily rates, e.g. 0.1 for a quick look] [--keep]
 """
 
 from __future__ import annotations
@@ -162,6 +162,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=90, help="days of ended jobs (90)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="share of the daily rates and current jobs (1.0)")
+    parser.add_argument("--keep", action="store_true",
+                        help=f"keep the database {DATABASE} afterwards (to try queries by hand)")
     args = parser.parse_args()
     server = MariaDB()
     root = create_engine(server.url())
@@ -208,9 +210,10 @@ def main() -> int:
         for seconds, what in worst[:10]:
             print(f"  {seconds:7.3f} s  {what}")
     finally:
-        with root.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
-        server.stop()
+        if not args.keep:
+            with root.begin() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
+            server.stop()
     return 0
 
 

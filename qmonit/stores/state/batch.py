@@ -59,12 +59,19 @@ def _columns() -> list[Column]:
     ]
 
 
+# The indexes of the Batch Clusters dashboard's filters: a job id or a worker typed, an
+# owner chosen; the ended jobs' look-ups read one time range, so owner and worker lead
+# (owner, end_time) and (worker, end_time) (benchmarks/batch_history.py).
 batch_jobs_current = Table("batch_jobs_current", metadata, *_columns(),
                            Index("ix_batch_jobs_current_owner", "owner"),
-                           Index("ix_batch_jobs_current_worker", "worker"))
+                           Index("ix_batch_jobs_current_worker", "worker"),
+                           Index("ix_batch_jobs_current_job", "job_id"))
 batch_jobs_ended = Table("batch_jobs_ended", metadata, *_columns(),
-                         Index("ix_batch_jobs_ended_owner", "owner"),
+                         Index("ix_batch_jobs_ended_owner_end", "owner", "end_time"),
+                         Index("ix_batch_jobs_ended_worker_end", "worker", "end_time"),
+                         Index("ix_batch_jobs_ended_job", "job_id"),
                          Index("ix_batch_jobs_ended_end", "end_time"))
+UNUSED_INDEXES = {"batch_jobs_ended": "ix_batch_jobs_ended_owner"}  # (owner, end_time) serves
 # What decides whether a current row needs writing again.
 CHANGING = ("state", "native_state", "reason", "worker", "start_time", "end_time")
 

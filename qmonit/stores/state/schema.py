@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, Index, inspect, text
 
 # every owner's tables join the metadata when its module is imported
 from qmonit.stores.state import (  # noqa: F401
@@ -17,7 +17,9 @@ from qmonit.stores.state import (  # noqa: F401
     watermarks,
 )
 from qmonit.stores.state.metadata import metadata
-from qmonit.stores.state.series import UNUSED_INDEXES, move_shapes, series_seen
+from qmonit.stores.state.series import move_shapes, series_seen
+
+UNUSED_INDEXES = [*series.UNUSED_INDEXES.items(), *batch.UNUSED_INDEXES.items()]
 
 
 def missing_tables(engine: Engine) -> list[str]:
@@ -40,7 +42,14 @@ def missing_columns(engine: Engine) -> list[str]:
                     if c.name not in present and c.nullable]
         if table is series_seen and "tags" in present:
             missing.append("series_seen's shapes (moved to series_shapes)")
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        missing += [f"{table.name}: index {i.name}" for i in sorted(table.indexes, key=_name)
+                    if i.name not in indexes]
     return missing
+
+
+def _name(index: Index) -> str:
+    return str(index.name)
 
 
 def create_tables(engine: Engine) -> list[str]:
@@ -50,7 +59,7 @@ def create_tables(engine: Engine) -> list[str]:
     added = []
     inspector = inspect(engine)
     with engine.begin() as conn:
-        for name, index in UNUSED_INDEXES.items():
+        for name, index in UNUSED_INDEXES:
             if any(i["name"] == index for i in inspector.get_indexes(name)):
                 on = "" if conn.dialect.name == "sqlite" else f" ON {name}"
                 conn.execute(text(f"DROP INDEX {index}{on}"))
@@ -64,4 +73,9 @@ def create_tables(engine: Engine) -> list[str]:
                     added.append(f"{table.name}.{column.name}")
             if table is series_seen and "tags" in present:
                 added.append(move_shapes(conn))
+            indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+            for new in sorted(table.indexes, key=_name):
+                if new.name not in indexes:  # a newer qmonit's: minutes on a large table
+                    new.create(conn)
+                    added.append(f"{table.name}: index {new.name}")
     return added
