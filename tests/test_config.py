@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,11 @@ def test_example_file_loads_and_equals_defaults(tmp_path):
     ({"influxdb": {"verify_tls": "perhaps"}}, "[influxdb] verify_tls = 'perhaps': must be true "
                                               "or false"),
     ({"influxdb": {"url": "influx:8086"}}, "[influxdb] url = 'influx:8086': must be an http"),
-    ({"influxdb": {"pasword": "x"}}, "[influxdb] pasword: unknown key"),
-    ({"influx": {"url": "x"}}, "[influx]: unknown section"),
+    ({"influxdb": {"pasword": "x"}}, "[influxdb] pasword: unknown key (did you mean "
+                                     "`password`?)"),
+    ({"influx": {"url": "x"}}, "[influx]: unknown section (did you mean `influxdb`?) (known: "),
+    ({"logging": {"level": "loud"}}, "[logging] level = 'loud': must be one of DEBUG, INFO, "
+                                     "WARNING, ERROR"),
     ({"panda": {"api": "v2"}}, "[panda] api = 'v2': must be one of v1, legacy"),
     ({"influxdb": {"retention_10m": "30 days"}}, "[influxdb] retention_10m = '30 days': is not "
                                                   "a duration"),
@@ -106,3 +110,63 @@ def test_cli_missing_file_exits_2(tmp_path):
 
 def test_readme_carries_the_generated_reference():
     assert config.reference_markdown() in (ROOT / "README.md").read_text()
+
+
+def test_an_unknown_key_far_from_any_gets_no_guess(write_config):
+    path = write_config({"sources": {"enabled": "simulated"}, "influxdb": {"colour": "x"}})
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path), environ={})
+    assert str(caught.value) == f"{path}: [influxdb] colour: unknown key"
+
+
+def test_an_unknown_environment_key_gets_the_closest_one(write_config):
+    path = write_config({"sources": {"enabled": "simulated"}})
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path), environ={"QMONIT_INFLUXDB_PASWORD": "x"})
+    assert "QMONIT_INFLUXDB_PASWORD: no such key [influxdb] pasword (did you mean " \
+           "`password`?) (known: " in str(caught.value)
+
+
+@pytest.mark.parametrize("written, level", [("debug", "DEBUG"), ("Warning", "WARNING"),
+                                            ("INFO", "INFO")])
+def test_a_choice_is_read_whatever_its_case(write_config, written, level):
+    path = write_config({"sources": {"enabled": "simulated"}, "logging": {"level": written}})
+    assert config.load(str(path), environ={}).get("logging", "level") == level
+
+
+@pytest.mark.parametrize("url", ["mysql://qmonit@db.example.org/qmonit",
+                                 "mariadb://qmonit@db.example.org/qmonit",
+                                 "mysql+pymysql://qmonit@db.example.org/qmonit",
+                                 "mysql+mysqldb://qmonit@db.example.org/qmonit",
+                                 "mysql+mysqlconnector://qmonit@db.example.org/qmonit"])
+def test_mysql_urls_get_the_installed_driver(write_config, url):
+    path = write_config({"sources": {"enabled": "simulated"}, "sql": {"url": url}})
+    assert config.load(str(path), environ={}).sql_url == \
+        "mysql+mysqlconnector://qmonit@db.example.org/qmonit"
+
+
+def test_a_mysql_url_without_driver_reaches_the_server(write_config, mariadb):
+    """`mysql://` crashed with `No module named 'MySQLdb'`, exit 1 (issue 34)."""
+    typed = mariadb.replace("mysql+mysqlconnector://", "mysql://")
+    path = write_config({"sources": {"enabled": "simulated"}, "sql": {"url": typed}})
+    done = subprocess.run([sys.executable, "-m", "qmonit", "-c", str(path), "check"],
+                          capture_output=True, text=True)
+    assert done.stdout.splitlines()[0].split()[:3] == [
+        "sql", mariadb, "answers;"]
+    assert "MySQLdb" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command, code, stream", [("check", 2, "stderr"),
+                                                   ("status", 3, "stdout")])
+def test_a_password_for_the_sqlite_store_is_refused(write_config, command, code, stream):
+    """It crashed every command with `Invalid SQLite URL`, and status exited 1 (issue 34)."""
+    path = write_config({"sources": {"enabled": "simulated"}})
+    done = subprocess.run([sys.executable, "-m", "qmonit", "-c", str(path), command],
+                          capture_output=True, text=True,
+                          env={**os.environ, "QMONIT_SQL_PASSWORD": "s3cret-pw"})
+    assert done.returncode == code
+    message = (f"{path}: [sql] password (or QMONIT_SQL_PASSWORD) is set but the state store "
+               "is SQLite (the default in data_dir), which has no password: unset it, or set "
+               "[sql] url to a MySQL/MariaDB URL")
+    assert message in getattr(done, stream)
+    assert "s3cret-pw" not in done.stdout + done.stderr

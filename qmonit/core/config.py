@@ -8,10 +8,11 @@ Validation happens before any I/O; every error names `[section] key`.
 from __future__ import annotations
 
 import configparser
+import difflib
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
                           "grid), simulated_batch (its Harvester, AutoPyFactory and Slurm).",
                           "list"),
         "simulated_seed": Option("1", "Seed of the simulated grid.", "int"),
-        "simulated_scale": Option("small", "small (~250 queues) or atlas (~750 queues).",
+        "simulated_scale": Option("small", "small (196 PanDA queues) or atlas (790).",
                                   "choice", choices=("small", "atlas")),
     },
     "collect": {
@@ -390,10 +391,11 @@ def _convert(opt: Option, raw: str, base_dir: Path) -> Any:
         if opt.positive and number <= 0:
             raise ValueError("must be more than 0")
         return number
-    if opt.kind == "choice":
-        if raw not in opt.choices:
+    if opt.kind == "choice":  # `debug` is DEBUG: a choice's case carries no meaning
+        chosen = [choice for choice in opt.choices if choice.lower() == raw.lower()]
+        if not chosen:
             raise ValueError(f"must be one of {', '.join(opt.choices)}")
-        return raw
+        return chosen[0]
     if opt.kind == "list":
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if opt.kind == "url":
@@ -477,11 +479,13 @@ def load(
     errors: list[str] = []
     for section in parser.sections():
         if section not in SCHEMA:
-            errors.append(f"[{section}]: unknown section (known: {', '.join(SCHEMA)})")
+            errors.append(f"[{section}]: unknown section{_did_you_mean(section, SCHEMA)} "
+                          f"(known: {', '.join(SCHEMA)})")
             continue
         for key in parser[section]:
             if key not in SCHEMA[section]:
-                errors.append(f"[{section}] {key}: unknown key")
+                errors.append(f"[{section}] {key}: unknown key"
+                              f"{_did_you_mean(key, SCHEMA[section])}")
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX):
             errors.extend(_unknown_env_key(name))
@@ -603,30 +607,50 @@ def _unknown_env_key(name: str) -> list[str]:
         if rest.startswith(f"{section}_"):
             key = rest[len(section) + 1:]
             if key not in SCHEMA[section]:
-                return [f"{name}: no such key [{section}] {key} (known: "
+                return [f"{name}: no such key [{section}] {key}"
+                        f"{_did_you_mean(key, SCHEMA[section])} (known: "
                         f"{', '.join(SCHEMA[section])})"]
             return []
     return []
 
 
-def _sql_url_errors(url: str) -> list[str]:
-    if not url:
-        return []
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    """` (did you mean `x`?)` for the closest known name, or nothing."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+MYSQL_DRIVER = "mysql+mysqlconnector"  # the driver qmonit installs (mysql-connector-python)
+
+
+def _sql_url(values: dict[str, dict[str, Any]]) -> list[str]:
+    """Check [sql] url, and write MySQL and MariaDB URLs with the driver qmonit installs:
+    `mysql://` (what most people type) would ask SQLAlchemy for MySQLdb, which is not here."""
+    url, password = values["sql"]["url"], values["sql"]["password"]
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        backend = make_url(url).get_backend_name()
+        parsed = make_url(url or "sqlite://")
     except ArgumentError:
         return ["[sql] url: not a database URL such as "
                 "mysql+mysqlconnector://user@host/qmonit or sqlite:////path/qmonit.sqlite"]
-    if backend not in ("mysql", "mariadb", "sqlite"):
+    backend = parsed.get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        values["sql"]["url"] = parsed.set(drivername=MYSQL_DRIVER).render_as_string(
+            hide_password=False)
+        return []
+    if backend != "sqlite":
         return [f"[sql] url: {backend} is not supported (MySQL/MariaDB or SQLite)"]
+    if password:  # an SQLite URL takes no password: it would fail every command
+        return ["[sql] password (or QMONIT_SQL_PASSWORD) is set but the state store is SQLite "
+                f"({'[sql] url' if url else 'the default in data_dir'}), which has no "
+                "password: unset it, or set [sql] url to a MySQL/MariaDB URL"]
     return []
 
 
-def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    errors = _sql_url_errors(values["sql"]["url"])
+def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
+    errors = _sql_url(values)
     log_file = values["logging"]["file"]
     if log_file and not Path(log_file).parent.is_dir():
         errors.append(f"[logging] file: directory {Path(log_file).parent} does not exist")
@@ -680,7 +704,8 @@ def example_text() -> str:
         "# qmonit configuration. Every key shows its default; uncomment to change it.",
         "# Any key can also come from the environment as QMONIT_<SECTION>_<KEY>,",
         "# e.g. QMONIT_INFLUXDB_PASSWORD: the way to pass secrets.",
-        "# Generated by `qmonit config example`; do not edit by hand.",
+        "# Copy this file to config.cfg and edit it (`qmonit config example` writes it anew",
+        "# from the schema of the qmonit installed).",
     ]
     for section, options in SCHEMA.items():
         lines += ["", f"[{section}]"]
