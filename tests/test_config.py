@@ -170,3 +170,27 @@ def test_a_password_for_the_sqlite_store_is_refused(write_config, command, code,
                "[sql] url to a MySQL/MariaDB URL")
     assert message in getattr(done, stream)
     assert "s3cret-pw" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command, code, stream, prefix", [
+    ("check", 2, "stderr", "qmonit: configuration error: "),
+    ("status", 3, "stdout", "QMONIT UNKNOWN - configuration error: ")])
+def test_no_configuration_file_is_said_as_such(tmp_path, command, code, stream, prefix):
+    """It said `[panda] url: required because [sources] enabled lists panda` (issue 34)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QMONIT_")}
+    done = subprocess.run([sys.executable, "-m", "qmonit", command], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
+    assert done.returncode == code
+    assert getattr(done, stream) == (
+        f"{prefix}no configuration file: none given with -c FILE or $QMONIT_CONFIG, and no "
+        "QMONIT_<SECTION>_<KEY> variable is set (`qmonit config example > config.cfg` writes "
+        "one to start from)\n")
+
+
+def test_settings_from_the_environment_alone_need_no_file(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("QMONIT_")},
+           "QMONIT_SOURCES_ENABLED": "simulated", "QMONIT_QMONIT_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "qmonit", "check"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
+    assert done.stdout.splitlines()[0].split()[:2] == [
+        "sql", f"sqlite:///{tmp_path}/qmonit.sqlite"]

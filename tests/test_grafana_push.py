@@ -117,9 +117,10 @@ def test_grafana_not_answering_and_no_url_configured(write_config, http, capsys)
     assert code == 1
     assert err.startswith(f"qmonit dashboards push: folder QMonit: Grafana at {http.url} ")
     cfg = write_config({"sources": {"enabled": "simulated"}})
-    assert cli.main(["-c", str(cfg), "dashboards", "push"]) == 1
+    assert cli.main(["-c", str(cfg), "dashboards", "push"]) == 2  # usage: nothing tried
     assert capsys.readouterr().err == ("qmonit dashboards push: [grafana] url is empty: say "
-                                       "where Grafana is\n")
+                                       "where Grafana is (or use `qmonit dashboards build` "
+                                       "and Grafana's provisioning)\n")
 
 
 def test_what_push_sends_is_one_of_grafanas_schema_version_42(write_config, http, capsys):

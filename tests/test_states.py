@@ -185,6 +185,16 @@ def test_states_show_prints_the_rules_with_their_lines(capsys):
         "   6  fault -> failed: pilot faulted or was held\n")
 
 
+@pytest.mark.parametrize("action", ["show", "test"])
+def test_cric_has_no_rules_and_the_message_names_the_command_typed(action, write_config,
+                                                                   capsys):
+    path = write_config({"sources": {"enabled": "simulated"}})
+    assert cli.main(["-c", str(path), "states", action, "cric"]) == 2
+    assert capsys.readouterr().err == (
+        f"qmonit states {action} cric: CRIC has no state rules (it gives the topology); "
+        "`qmonit states test cric --input FILE` reads a recorded answer\n")
+
+
 def test_an_unreadable_rule_file_stops_qmonit_at_start(tmp_path, write_config, capsys):
     missing = tmp_path / "nowhere.rules"
     path = write_config({"states": {"slurm": str(missing)}, "sources": {"enabled": "simulated"}})

@@ -139,6 +139,11 @@ def _main(argv: Sequence[str] | None) -> int:
             args.command == "states" and bool(args.input))  # recorded outputs: no servers
         if needs_no_config and not args.config:
             cfg = config.defaults({"sources": {"enabled": "simulated"}})
+        elif not args.config and not config.settings_in(os.environ):
+            raise config.ConfigError(
+                "no configuration file: none given with -c FILE or $QMONIT_CONFIG, and no "
+                "QMONIT_<SECTION>_<KEY> variable is set (`qmonit config example > config.cfg` "
+                "writes one to start from)")
         else:
             cfg = config.load(args.config, warn=warnings.append)
     except config.ConfigError as exc:

@@ -179,8 +179,9 @@ def states(args: argparse.Namespace, parts: Components) -> int:
     if getattr(args, "input", None) and args.action == "test":
         return _states_on_recorded(args, parts)
     if args.source == "cric":
-        print("qmonit states test cric: CRIC has no state rules; give recorded outputs with "
-              "--input", file=sys.stderr)
+        print(f"qmonit states {args.action} cric: CRIC has no state rules (it gives the "
+              "topology); `qmonit states test cric --input FILE` reads a recorded answer",
+              file=sys.stderr)
         return 2
     rules = parts.rules[args.source]
     if args.action == "show":
@@ -307,6 +308,10 @@ def dashboards(args: argparse.Namespace, cfg: Config) -> int:
         for note in notes:
             log.warning(note)
         return 0
+    if not cfg.get("grafana", "url"):  # a usage error: nothing was tried
+        print("qmonit dashboards push: [grafana] url is empty: say where Grafana is (or use "
+              "`qmonit dashboards build` and Grafana's provisioning)", file=sys.stderr)
+        return 2
     try:
         report = push_all(cfg.section("grafana"), built)
     except GrafanaError as exc:

@@ -614,6 +614,12 @@ def _unknown_env_key(name: str) -> list[str]:
     return []
 
 
+def settings_in(environ: Mapping[str, str]) -> list[str]:
+    """The QMONIT_<SECTION>_<KEY> variables of `environ` (not QMONIT_CONFIG and the like)."""
+    return sorted(name for name in environ if name.startswith(ENV_PREFIX) and any(
+        name[len(ENV_PREFIX):].lower().startswith(f"{section}_") for section in SCHEMA))
+
+
 def _did_you_mean(word: str, known: Iterable[str]) -> str:
     """` (did you mean `x`?)` for the closest known name, or nothing."""
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
