@@ -360,3 +360,29 @@ def test_demo_with_the_sources_asked_ahead_reports_what_the_serial_demo_reports(
     assert "12 ten-minute cycles from 2026-11-21 10:10 to 2026-11-21 12:00 UTC in <s> s" \
         in pipelined
     assert "derive ran after each of the last 12 cycles, <s> s in all" in pipelined
+
+
+def test_every_command_and_option_has_help():
+    """`qmonit X --help` says what X and each of its options do (issue 34: `run --help` did
+    not describe the jobs, `demo --hours/--scale/--seed` had no help)."""
+    import argparse
+
+    from qmonit.app.cli import JOBS, parser
+
+    top = parser()
+    commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"qmonit {a.dest}" for a in top._actions
+               if not a.help and a.dest not in ("command",)]
+    described = {choice.dest: choice.help for choice in commands._choices_actions}
+    for name, sub in commands.choices.items():
+        if not described.get(name) or not sub.description:
+            missing.append(f"qmonit {name}")
+        missing += [f"qmonit {name} {'/'.join(a.option_strings) or a.dest}"
+                    for a in sub._actions if not a.help]
+    assert missing == []
+    assert sorted(commands.choices) == sorted([
+        "init", "check", "run", "demo", "suspicious", "states", "daemon", "status", "spool",
+        "dashboards", "deploy", "config"])
+    run_help = commands.choices["run"].format_help()
+    for job in JOBS:
+        assert f"\n  {job:<10}" in run_help

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from qmonit.app import cli
 from qmonit.app.status import as_json, gather, render
 from qmonit.collect.components import build
 from qmonit.core import config
@@ -62,13 +63,13 @@ def test_healthy_installation_under_a_daemon_is_ok(parts):
         "QMONIT OK - collect, derive and the sources are current | spool_points=0 "
         "critical_alerts=0\n"
         "\n"
-        "job       last run                result  duration  slot\n"
-        "collect   2026-11-21 10:01 (2 min ago)  ok         3.1 s  10:00\n"
-        "derive    2026-11-21 10:01 (115 s ago)  ok         0.8 s  10:00\n"
+        "job       last run                        result  duration  slot\n"
+        "collect   2026-11-21 10:01 (2 min ago)    ok         3.1 s  10:00\n"
+        "derive    2026-11-21 10:01 (115 s ago)    ok         0.8 s  10:00\n"
         "\n"
         "source           last success\n"
-        "cric             2026-11-21 10:00 (3 min ago)\n"
-        "panda            2026-11-21 10:00 (3 min ago)\n"
+        "cric             2026-11-21 10:01 (2 min ago)\n"
+        "panda            2026-11-21 10:01 (2 min ago)\n"
         "\n"
         "spool: 0 file(s), 0 point(s), 0 bytes\n"
         "leases: cycle host-a:12 (held)\n"
@@ -85,13 +86,13 @@ def test_stale_installation_is_critical_and_names_what_is_stale(parts):
     text = render(status, now)
     assert text.splitlines()[0] == (
         "QMONIT CRITICAL - collect last ran 44 min ago: the pipeline is not running; source "
-        "cric: last success 45 min ago; source panda: last success 55 min ago | "
+        "cric: last success 44 min ago; source panda: last success 55 min ago | "
         "spool_points=0 critical_alerts=0")
     assert "leases: cycle host-a:12 (lapsed)" in text
     assert "panda            2026-11-21 10:00 (55 min ago), last run failed" in text
     assert text.splitlines()[-3:] == [
         "CRITICAL: collect last ran 44 min ago: the pipeline is not running",
-        "CRITICAL: source cric: last success 45 min ago",
+        "CRITICAL: source cric: last success 44 min ago",
         "CRITICAL: source panda: last success 55 min ago"]
     report = json.loads(as_json(status))
     assert (report["status"], report["exit_code"]) == ("CRITICAL", 2)
@@ -101,6 +102,7 @@ def test_stale_installation_is_critical_and_names_what_is_stale(parts):
                                  "duration_s": 3.1}
     assert report["sources"][1] == {"source": "panda", "status": "failed",
                                     "last_ok_slot": "2026-11-21T10:00:00+00:00",
+                                    "last_success": "2026-11-21T10:00:00+00:00",
                                     "age_s": 3300}
 
 
@@ -161,3 +163,41 @@ def test_an_installation_from_before_the_daemon_runs_and_reports_without_leases(
     status = gather(parts, T + timedelta(minutes=3))
     assert (status.code, status.leases) == (0, [])
     assert "leases: none (cron, or no daemon has run)" in render(status, T)
+
+
+def test_last_success_is_when_the_source_succeeded_not_its_slot(parts):
+    """A success seconds ago said "9 min ago": the age counted from the slot's start."""
+    record_runs(parts.engine, "collect", [
+        {"source": "panda", "status": "ok", "message": "", "points": 1.0, "duration_s": 1.0}],
+        T, T + timedelta(minutes=9))
+    now = T + timedelta(minutes=9, seconds=5)
+    assert "panda            2026-11-21 10:09 (5 s ago)\n" in render(gather(parts, now), now)
+
+
+@pytest.mark.parametrize("minutes, code, first", [
+    (5, 0, "QMONIT OK - collect, derive and the sources are current"),
+    (15, 1, "QMONIT WARNING - collect last ran 15 min ago: the pipeline is not running; "
+            "source cric: last success 15 min ago; source panda: last success 15 min ago"),
+    (25, 2, "QMONIT CRITICAL - collect last ran 25 min ago: the pipeline is not running; "
+            "source cric: last success 25 min ago; source panda: last success 25 min ago")])
+def test_warning_and_critical_thresholds(write_config, capsys, minutes, code, first):
+    """`status -w 10 -c 20`, as a Nagios check is given, on the command line."""
+    path = write_config(SIMULATED)
+    parts = build(config.load(str(path), environ={}))
+    schema.create_tables(parts.engine)
+    run_at = datetime.now(UTC) - timedelta(minutes=minutes)
+    for job, source in (("collect", "panda"), ("collect", "cric"), ("derive", "derive")):
+        record_runs(parts.engine, job, [{"source": source, "status": "ok", "message": "",
+                                         "points": 1.0, "duration_s": 1.0}],
+                    slot_start(run_at), run_at)
+    assert cli.main(["-c", str(path), "status", "-w", "10", "-c", "20"]) == code
+    assert capsys.readouterr().out.splitlines()[0].startswith(first)
+
+
+@pytest.mark.parametrize("limits", [["-w", "40", "-c", "20"], ["-w", "0"]])
+def test_thresholds_the_wrong_way_round_are_unknown(write_config, capsys, limits):
+    path = write_config(SIMULATED)
+    assert cli.main(["-c", str(path), "status", *limits]) == 3
+    warning, critical = (limits + ["-c", "30"])[1], (limits + ["-c", "30"])[3]
+    assert capsys.readouterr().out == (f"QMONIT UNKNOWN - -w {warning} and -c {critical}: give "
+                                       "0 < -w <= -c (minutes)\n")

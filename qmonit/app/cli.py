@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,66 +29,109 @@ def _parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+JOBS = {
+    "collect": "ask every configured source once, enrich with CRIC, write the counts (InfluxDB "
+               "or the embedded store) and the current state (SQL)",
+    "derive": "moving averages, the suspicious-site rules and flags, notifications",
+    "hourly": "roll the 10-minute points of the last hours up into the 1h retention policy",
+    "daily": "roll the hourly points up into the 1d retention policy",
+    "datadisk": "DAOD replicas per RSE from the accounting, against CRIC's datadisks and the "
+                "analysis jobs",
+}
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="qmonit", description=__doc__)
     top.add_argument("-c", "--config", default=os.environ.get("QMONIT_CONFIG"),
                      help="INI configuration file (default: $QMONIT_CONFIG)")
-    top.add_argument("--version", action="version", version=f"qmonit {__version__}")
+    top.add_argument("--version", action="version", version=f"qmonit {__version__}",
+                     help="print qmonit's version and exit")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("init", help="create the database, retention policies and tables")
-    sub.add_parser("check", help="validate the configuration and reach every endpoint")
-    run = sub.add_parser("run", help="run one job for one slot")
-    run.add_argument("job", choices=["collect", "derive", "hourly", "daily", "datadisk"])
+
+    def command(name: str, text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        """A sub-command whose --help page says what `qmonit --help` says of it."""
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
+                              epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    command("init", "create the database, retention policies and tables (idempotent)")
+    command("check", "validate the configuration and reach every endpoint; say what answers")
+    run = command("run", "run one job for one slot (what cron runs through run.sh)",
+                  epilog="jobs:\n" + "\n".join(
+                      textwrap.fill(text, 79, initial_indent=f"  {job:<10}",
+                                    subsequent_indent=" " * 12) for job, text in JOBS.items())
+                  + "\n\n" + textwrap.fill("exit: 0 all well; 1 a source or sink failed (the "
+                                            "rest was written); 2 bad configuration or "
+                                            "arguments", 79))
+    run.add_argument("job", choices=list(JOBS), help="the job (see below)")
     run.add_argument("--at", type=_parse_time, help="pin the slot (ISO 8601, UTC if no zone)")
     run.add_argument("--since", type=_parse_time,
                      help="hourly/daily: roll up again from this time (a backfill)")
-    demo = sub.add_parser("demo", help="a simulated grid through the real pipeline, no servers")
-    demo.add_argument("--hours", type=int, default=24)
-    demo.add_argument("--scale", choices=["small", "atlas"], default="small")
-    demo.add_argument("--seed", type=int, default=1)
+    demo = command("demo", "a simulated grid through the real pipeline on the embedded "
+                   "stores, no servers; prints a report")
+    demo.add_argument("--hours", type=int, default=24,
+                      help="simulated hours, six 10-minute cycles each (default: 24)")
+    demo.add_argument("--scale", choices=["small", "atlas"], default="small",
+                      help="small: 196 PanDA queues; atlas: 790, as ATLAS (default: small)")
+    demo.add_argument("--seed", type=int, default=1,
+                      help="the simulation's random seed: the same seed, the same grid "
+                      "(default: 1)")
     demo.add_argument("--dir", type=Path, help="where the demo database goes "
                       "(default: <data_dir>/demo)")
     demo.add_argument("--serial", action="store_true",
                       help="ask the sources in this process too (default: a second process "
                            "asks them, slots ahead)")
-    suspicious = sub.add_parser("suspicious", help="the open suspicious-site flags")
+    suspicious = command("suspicious", "the open suspicious-site incidents, as a table")
     suspicious.add_argument("--json", action="store_true", help="as JSON")
-    states = sub.add_parser("states", help="the state rules: show them, or test them on the "
-                            "live jobs of a configured source or on recorded outputs")
-    states.add_argument("action", choices=["show", "test"])
+    states = command("states", "the state rules: show them, or test them on the live jobs of "
+                     "a configured source or on recorded outputs")
+    states.add_argument("action", choices=["show", "test"],
+                        help="show: print the rules; test: map jobs through them and count")
     # the registry's rule sets and cric (tests/test_registry.py): kept in the core stage so
     # that parsing the command line does not import every source
-    states.add_argument("source", choices=[*RULE_SETS, "cric"])
+    states.add_argument("source", choices=[*RULE_SETS, "cric"],
+                        help="whose rules (cric: recorded answers only)")
     states.add_argument("--input", nargs="+", type=Path, metavar="FILE",
                         help="test: read these recorded outputs instead of the live source "
                         "(squeue/sinfo text or JSON, condor_q/condor_status -long or -json, "
                         "PanDA, Harvester or CRIC JSON)")
     states.add_argument("--json", action="store_true",
                         help="test: print every sample collect would write, as JSON lines")
-    sub.add_parser("daemon", help="run collect, derive and the roll-ups on their schedule in "
-                   "one process (instead of cron), leading or standing by for another host")
-    status = sub.add_parser("status", help="last runs, source ages, spool, leases, critical "
-                            "alerts; exit code as a Nagios/Icinga check (0 OK ... 3 UNKNOWN)")
+    command("daemon", "run collect, derive and the roll-ups on their schedule in one process "
+            "(instead of cron), leading or standing by for another host")
+    status = command("status", "last runs, source ages, spool, leases, critical alerts; exit "
+                     "code as a Nagios/Icinga check (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
     status.add_argument("--json", action="store_true", help="as JSON")
-    spool = sub.add_parser("spool", help="inspect or replay points that could not be written")
-    spool.add_argument("action", choices=["status", "replay"])
-    boards = sub.add_parser("dashboards", help="build the Grafana dashboards and provisioning "
-                            "files, or push the dashboards to Grafana")
-    boards.add_argument("action", choices=["build", "push"])
+    status.add_argument("-w", "--warning", type=float, default=30, metavar="MIN",
+                        help="WARNING when collect has not run, or a source not succeeded, "
+                        "for MIN minutes (default: 30)")
+    status.add_argument("-c", "--critical", type=float, default=30, metavar="MIN",
+                        help="CRITICAL after MIN minutes (default: 30: three missed cycles, "
+                        "no warning before)")
+    spool = command("spool", "inspect or replay points that could not be written")
+    spool.add_argument("action", choices=["status", "replay"],
+                       help="status: list the spooled files; replay: write them now")
+    boards = command("dashboards", "build the Grafana dashboards and provisioning files, or "
+                     "push the dashboards to Grafana")
+    boards.add_argument("action", choices=["build", "push"],
+                        help="build: write JSON and provisioning files; push: send the "
+                        "dashboards to [grafana] url")
     boards.add_argument("-o", "--output", type=Path, help="build: where the JSON and "
                         "provisioning files go (default: <data_dir>/grafana)")
     boards.add_argument("--grafana-path", type=Path, metavar="DIR",
                         help="build: the absolute folder Grafana's host reads the dashboards' "
                         "JSON from, written into the provisioning file (default: the output "
                         "folder, for a Grafana on this host); copy the JSON there")
-    deploy = sub.add_parser("deploy", help="print or write a deployment file shipped with "
-                            "qmonit (run.sh with its jobs, crontab, systemd unit, config)")
-    deploy.add_argument("file", choices=["run.sh", "crontab", "systemd", "config"])
+    deploy = command("deploy", "print or write a deployment file shipped with qmonit "
+                     "(run.sh with its jobs, crontab, systemd unit, config)")
+    deploy.add_argument("file", choices=["run.sh", "crontab", "systemd", "config"],
+                        help="which file")
     deploy.add_argument("-o", "--output", type=Path, help="write it there (run.sh: a folder, "
                         "which gets run.sh and jobs/); default: print it")
     deploy.add_argument("--force", action="store_true", help="replace files that exist")
-    cfg = sub.add_parser("config", help="print config.cfg.example")
-    cfg.add_argument("action", choices=["example", "reference"])
+    cfg = command("config", "print the example configuration, or its reference as Markdown")
+    cfg.add_argument("action", choices=["example", "reference"],
+                     help="example: config.cfg.example to copy and edit; reference: every "
+                     "key as a Markdown table")
     return top
 
 

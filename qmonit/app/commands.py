@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -154,9 +154,15 @@ def daemon(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def status(args: argparse.Namespace, parts: Components) -> int:
-    from qmonit.app.status import as_json, gather, render
+    from qmonit.app.status import Thresholds, as_json, gather, render
 
-    report = gather(parts)
+    warning, critical = args.warning, args.critical
+    if not 0 < warning <= critical:  # a monitoring plugin's usage error is UNKNOWN
+        print(f"QMONIT UNKNOWN - -w {warning:g} and -c {critical:g}: give 0 < -w <= -c "
+              "(minutes)")
+        return 3
+    report = gather(parts, thresholds=Thresholds(timedelta(minutes=warning),
+                                                 timedelta(minutes=critical)))
     print(as_json(report) if args.json else render(report), end="")
     return report.code
 

@@ -29,6 +29,19 @@ LATE_AFTER = {"hourly": timedelta(hours=2), "daily": timedelta(days=2)}
 JOB_ORDER = ("collect", "derive", "hourly", "daily", "datadisk")
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """`status -w MIN -c MIN`: how long collect may not have run, or a source not have
+    succeeded, before a WARNING and a CRITICAL (by default both 30 minutes: three missed
+    cycles are critical, with no warning before)."""
+
+    warning: timedelta = STALE_AFTER
+    critical: timedelta = STALE_AFTER
+
+    def judge(self, age: timedelta) -> int:
+        return CRITICAL if age > self.critical else WARNING if age > self.warning else OK
+
+
 @dataclass
 class Status:
     code: int = OK
@@ -57,7 +70,8 @@ def _age(now: datetime, moment: datetime | None) -> str:
     return f"{seconds // 86400} d ago"
 
 
-def gather(parts: Components, now: datetime | None = None) -> Status:
+def gather(parts: Components, now: datetime | None = None,
+           thresholds: Thresholds = Thresholds()) -> Status:
     now = now or datetime.now(UTC)
     status = Status()
     try:
@@ -77,8 +91,8 @@ def gather(parts: Components, now: datetime | None = None) -> Status:
         status.problems.append(f"UNKNOWN: the state store {safe_db_url(parts.engine)} cannot "
                                f"be read: {describe_db_error(exc)}")
         return status
-    _judge_jobs(status, rows, now)
-    _judge_sources(status, rows, now)
+    _judge_jobs(status, rows, now, thresholds)
+    _judge_sources(status, rows, now, thresholds)
     _judge_spool(status, parts, now)
     for one in held:
         alive = one.expires_at >= epoch_seconds(now)
@@ -96,7 +110,8 @@ def gather(parts: Components, now: datetime | None = None) -> Status:
     return status
 
 
-def _judge_jobs(status: Status, rows: list[dict], now: datetime) -> None:
+def _judge_jobs(status: Status, rows: list[dict], now: datetime, thresholds: Thresholds
+                ) -> None:
     by_job: dict[str, list[dict]] = {}
     for row in rows:
         by_job.setdefault(row["job"], []).append(row)
@@ -114,9 +129,10 @@ def _judge_jobs(status: Status, rows: list[dict], now: datetime) -> None:
             "result": "failed" if failed else "ok",
             "failed": {r["source"]: r["message"] for r in failed},
             "duration_s": round(max(r["duration_s"] for r in this_run), 1)})
-        if job == "collect" and now - last_run > STALE_AFTER:
-            status.raise_to(CRITICAL, f"collect last ran {_age(now, last_run)}: the pipeline "
-                                      "is not running")
+        if job == "collect" and thresholds.judge(now - last_run) != OK:
+            status.raise_to(thresholds.judge(now - last_run),
+                            f"collect last ran {_age(now, last_run)}: the pipeline is not "
+                            "running")
         elif job in LATE_AFTER and now - last_run > LATE_AFTER[job]:
             status.raise_to(WARNING, f"{job} last ran {_age(now, last_run)}")
         elif failed:
@@ -124,16 +140,22 @@ def _judge_jobs(status: Status, rows: list[dict], now: datetime) -> None:
                 f"{r['source']}: {r['message']}" for r in failed))
 
 
-def _judge_sources(status: Status, rows: list[dict], now: datetime) -> None:
+def _judge_sources(status: Status, rows: list[dict], now: datetime, thresholds: Thresholds
+                   ) -> None:
     for row in sorted((r for r in rows if r["job"] == "collect" and r["source"] != "sinks"),
                       key=lambda r: r["source"]):
         ok = utc(row["last_ok_slot"])
+        # when it last succeeded: its last run, if that was a success; else no later than the
+        # start of the slot it last succeeded for
+        success = utc(row["last_run_at"]) if row["status"] == "ok" else ok
         status.sources.append({"source": row["source"], "status": row["status"],
                                "last_ok_slot": ok.isoformat() if ok else None,
-                               "age_s": int((now - ok).total_seconds()) if ok else None})
-        if ok is None or now - ok > STALE_AFTER + SLOT:  # the slot's start, a cycle later
-            status.raise_to(CRITICAL, f"source {row['source']}: last success "
-                                      f"{_age(now, ok)}")
+                               "last_success": success.isoformat() if success else None,
+                               "age_s": int((now - success).total_seconds())
+                               if success else None})
+        code = CRITICAL if success is None else thresholds.judge(now - success)
+        if code != OK:
+            status.raise_to(code, f"source {row['source']}: last success {_age(now, success)}")
 
 
 def _judge_spool(status: Status, parts: Components, now: datetime) -> None:
@@ -167,22 +189,22 @@ def render(status: Status, now: datetime | None = None) -> str:
         return "\n".join(lines) + "\n"
     if status.jobs:
         lines.append("")
-        lines.append("job       last run                result  duration  slot")
+        lines.append(f"{'job':<9} {'last run':<30}  {'result':<6}  {'duration':>8}  slot")
     for job in status.jobs:
         when = datetime.fromisoformat(job["last_run_at"])
-        lines.append(f"{job['job']:<9} {when:%Y-%m-%d %H:%M} ({_age(now, when):>9})  "
+        lines.append(f"{job['job']:<9} {f'{when:%Y-%m-%d %H:%M} ({_age(now, when)})':<30}  "
                      f"{job['result']:<6}  {job['duration_s']:>6.1f} s  "
                      f"{datetime.fromisoformat(job['slot']):%H:%M}")
     if status.sources:
         lines.append("")
-        lines.append("source           last success")
+        lines.append(f"{'source':<16} last success")
         for source in status.sources:
-            ok = source["last_ok_slot"]
-            ok_at = datetime.fromisoformat(ok) if ok else None
+            at = source["last_success"]
+            success = datetime.fromisoformat(at) if at else None
             lines.append(f"{source['source']:<16} "
-                         f"{f'{ok_at:%Y-%m-%d %H:%M}' if ok_at else 'never':<16} "
-                         f"({_age(now, ok_at)})" + ("" if source["status"] == "ok" else
-                                                    f", last run {source['status']}"))
+                         f"{f'{success:%Y-%m-%d %H:%M}' if success else 'never'} "
+                         f"({_age(now, success)})" + ("" if source["status"] == "ok" else
+                                                   f", last run {source['status']}"))
     spool = status.spool
     lines.append("")
     lines.append(f"spool: {spool['files']} file(s), {spool['points']} point(s), "
