@@ -8,9 +8,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from qmonit.app.demo import run_demo
 from qmonit.simulation.grid import SimulatedGrid
 from qmonit.sources.panda import PATHS
+from qmonit.stores.state import metadata
 from qmonit.support import redact
 from qmonit.support.logs import RedactingFormatter
 from tests.conftest import DATA
@@ -82,8 +85,8 @@ def test_check_says_what_answers(write_config, http, influxd, mariadb):
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[1] == (f"influxdb  InfluxDB {influxd.url} database check_db  answers "
-                        f"(InfluxDB 1.6.7~rc0), authenticated; database check_db missing: "
-                        f"run `qmonit init`")
+                        f"(InfluxDB 1.6.7~rc0), no credentials configured; database check_db "
+                        f"missing: run `qmonit init`")
     assert lines[2] == (f"panda     PanDA {http.url}{PATHS['v1']}  answers, 3 queues, "
                         f"26 counts")
     assert lines[3] == (f"cric      CRIC {http.url}/api/atlas/pandaqueue/query/  answers, "
@@ -101,7 +104,11 @@ def test_init_is_idempotent_on_influxdb_and_mariadb(write_config, influxd, maria
         in first.stdout
     assert f'InfluxDB {influxd.url} database init_db: retention policy "10m" set to 14d' \
         in second.stdout
-    assert "tables present" in second.stdout
+    sql = make_url(mariadb_url).render_as_string(hide_password=True)
+    assert f"state store {sql}: {len(metadata.metadata.tables)} tables created (" \
+        in first.stdout
+    assert f"state store {sql}: tables present, nothing to change\n" in second.stdout
+    assert "tables created" not in second.stdout
     from qmonit.core.levels import CHOICES
 
     rows = sum(len(list(choice.rows())) for choice in CHOICES)

@@ -139,12 +139,12 @@ def test_init_is_idempotent_and_sets_durations(influx_store):
 
 def test_check_reports_version_and_missing_database(influxd):
     store = store_for(influxd.url, database="not_created_yet")
-    assert store.check() == ("answers (InfluxDB 1.6.7~rc0), authenticated; database "
+    assert store.check() == ("answers (InfluxDB 1.6.7~rc0), no credentials configured; database "
                              "not_created_yet missing: run `qmonit init`")
 
 
 def test_check_says_when_the_dashboards_meta_tables_are_missing(influx_store):
-    version = "answers (InfluxDB 1.6.7~rc0), authenticated, database " \
+    version = "answers (InfluxDB 1.6.7~rc0), no credentials configured, database " \
               f"{influx_store.database} present"
     assert influx_store.check() == (f"{version}; Grafana's meta.rp_config and meta.levels "
                                     f"missing: run `qmonit init`")

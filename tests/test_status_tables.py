@@ -139,9 +139,12 @@ def test_init_moves_the_series_shapes_out_of_series_seen_on_mariadb(mariadb_url)
             "INSERT INTO series_seen VALUES (7, 'slurm', 'batch_jobs', "
             "'[[\"cluster\",\"c\"],[\"state\",\"running\"]]', '[\"cores\",\"jobs\"]', "
             "1795254600, 1795254600)"))
-    assert schema.missing_columns(engine) == ["series_seen's shapes (moved to series_shapes)"]
-    assert schema.create_tables(engine) == ["series_seen: the shapes of 1 series moved to "
-                                           "series_shapes"]
+    assert schema.missing_columns(engine) == ["series_seen's shapes (moved to series_shapes)",
+                                              "series_seen: index ix_series_seen_source"]
+    assert schema.create_tables(engine) == ["1 table created (series_shapes)",
+                                           "series_seen: the shapes of 1 series moved to "
+                                           "series_shapes",
+                                           "series_seen: index ix_series_seen_source"]
     assert {c["name"] for c in inspect(engine).get_columns("series_seen")} == {
         "series_id", "source", "first_seen", "last_seen"}
     assert schema.create_tables(engine) == [] and schema.missing_columns(engine) == []

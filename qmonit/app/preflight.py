@@ -26,8 +26,11 @@ from qmonit.stores.timeseries.spool import DAMAGED
 def init(_args: argparse.Namespace, parts: Components) -> int:
     durations = {rp: parts.cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
     try:
-        schema.create_tables(parts.engine)
-        print(f"state store {safe_db_url(parts.engine)}: tables present")
+        changed = schema.create_tables(parts.engine)
+        for change in changed:
+            print(f"state store {safe_db_url(parts.engine)}: {change}")
+        if not changed:
+            print(f"state store {safe_db_url(parts.engine)}: tables present, nothing to change")
         for line in parts.store.init(durations):
             print(f"{parts.store.location()}: {line}")
         for line in parts.store.write_grafana_tables(rp_ranges(parts.cfg), CHOICES):

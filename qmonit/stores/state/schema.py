@@ -55,8 +55,10 @@ def _name(index: Index) -> str:
 def create_tables(engine: Engine) -> list[str]:
     """Create missing tables, add columns a newer qmonit defines to existing ones, drop the
     indexes it no longer uses; returns what it changed."""
+    created = missing_tables(engine)
     metadata.create_all(engine)
-    added = []
+    added = [f"{len(created)} table{'s' if len(created) > 1 else ''} created "
+             f"({', '.join(created)})"] if created else []
     inspector = inspect(engine)
     with engine.begin() as conn:
         for name, index in UNUSED_INDEXES:

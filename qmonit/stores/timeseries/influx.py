@@ -124,10 +124,14 @@ class InfluxStore:
         self.until: float | None = None  # time.monotonic() by which the job must be done
         self.rolls_up_in_server = True  # SELECT ... INTO (InfluxDB 1.x; mode = auto asks)
         self.server: str | None = "influxdb"
+        # what `check` can truly say of the credentials once the server has answered a query
+        self.credentials = "no credentials configured"
         if settings.get("token"):
             self.session.headers["Authorization"] = f"Token {settings['token']}"
+            self.credentials = "token accepted"
         elif settings.get("username"):
             self.session.auth = (settings["username"], settings["password"])
+            self.credentials = f"user {settings['username']} accepted"
 
     def location(self) -> str:
         return f"InfluxDB {safe_url(self.url)} database {self.database}"
@@ -530,9 +534,10 @@ class InfluxStore:
         version = ping.headers.get("X-Influxdb-Version", "unknown version")
         names = {row["name"] for row in self.rows("SHOW DATABASES", database=False)}
         if self.database not in names:
-            return f"answers (InfluxDB {version}), authenticated; database {self.database} " \
-                   f"missing: run `qmonit init`"
-        present = f"answers (InfluxDB {version}), authenticated, database {self.database} present"
+            return f"answers (InfluxDB {version}), {self.credentials}; database " \
+                   f"{self.database} missing: run `qmonit init`"
+        present = f"answers (InfluxDB {version}), {self.credentials}, database {self.database} " \
+                  "present"
         meta = META_RP in self._policies()
         missing = [name for name in (RP_CONFIG, LEVELS) if not meta or not self.rows(
             f"SELECT count(*) FROM {quote_ident(META_RP)}.{quote_ident(name)}")]
