@@ -393,3 +393,16 @@ def test_every_command_and_option_has_help():
     run_help = commands.choices["run"].format_help()
     for job in JOBS:
         assert f"\n  {job:<10}" in run_help
+
+
+def test_demo_piped_says_its_progress_as_log_lines(tmp_path):
+    """Piped, `demo --scale atlas --hours 2` was silent for 63 s (issue 34): not on a
+    terminal, a log line every PROGRESS_EVERY_S seconds and after the last cycle."""
+    done = subprocess.run([sys.executable, "-m", "qmonit", "demo", "--hours", "1", "--dir",
+                           str(tmp_path / "demo")], capture_output=True, text=True)
+    assert done.returncode == 0
+    lines = done.stderr.splitlines()
+    assert len(lines) >= 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO qmonit demo: collected 6 of 6 "
+                        r"cycles \(slot \d{4}-\d\d-\d\d \d\d:\d0 UTC\) in \d+ s", lines[-1])
+    assert all(" INFO qmonit demo: collected " in line for line in lines)

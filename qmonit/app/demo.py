@@ -99,6 +99,9 @@ def _answers(cfg: config.Config, slots: list[datetime], serial: bool
         yield in_order()
 
 
+PROGRESS_EVERY_S = 10.0  # not on a terminal: a progress line this often
+
+
 def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int = 1,
              now: datetime | None = None, out: TextIO = sys.stdout,
              serial: bool = False) -> int:
@@ -116,6 +119,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
     started = time.monotonic()
     reports = []
     progress = sys.stderr.isatty()
+    said = started
     derive_s = 0.0
     derived = 0
     derive_from = last - timedelta(hours=DERIVE_HOURS) + SLOT
@@ -134,6 +138,11 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
             if progress:
                 print(f"\rcollecting {slot:%Y-%m-%d %H:%M} UTC  [{number}/{len(slots)}]",
                       end="", file=sys.stderr, flush=True)
+            elif time.monotonic() - said >= PROGRESS_EVERY_S or number == len(slots):
+                said = time.monotonic()  # piped or under cron: a log line now and then
+                print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} INFO qmonit demo: collected "
+                      f"{number} of {len(slots)} cycles (slot {slot:%Y-%m-%d %H:%M} UTC) in "
+                      f"{said - started:.0f} s", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
     placement = run_datadisk(parts, last)
