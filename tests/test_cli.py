@@ -131,7 +131,7 @@ def test_spool_status_and_replay_into_the_embedded_store(write_config, tmp_path)
     assert re.search(rf"spool {data_dir}/spool: 2 file\(s\), \d+ points", status.stdout)
     failed = qmonit("-c", str(down), "spool", "replay")
     assert failed.returncode == 1
-    assert "replay stopped: InfluxDB http://127.0.0.1:9 database qmonit: connection failed" \
+    assert "replay stopped: InfluxDB http://127.0.0.1:9 database qmonit: connection refused" \
         in failed.stdout
     replay = qmonit("-c", str(up), "spool", "replay")
     assert replay.returncode == 0, replay.stdout + replay.stderr
@@ -249,12 +249,13 @@ def test_init_and_derive_say_clearly_when_influxdb_is_down(write_config, tmp_pat
     init = qmonit("-c", str(cfg), "init")
     assert init.returncode == 1
     assert init.stderr == ("qmonit init failed: InfluxDB http://127.0.0.1:9 database qmonit: "
-                           "connection failed (server down or unreachable)\n")
+                           "connection refused: nothing listens there (server down, or wrong "
+                           "port)\n")
     derive = qmonit("-c", str(cfg), "run", "derive", "--at", "2026-11-21T10:00")
     assert derive.returncode == 1
     logged = (tmp_path / "q.log").read_text()  # judged on SQL; its points wait in the spool
     assert ("ERROR qmonit.stores.timeseries.durable: InfluxDB http://127.0.0.1:9 database qmonit: "
-            "connection failed (server down or unreachable)") in logged
+            "connection refused: nothing listens there (server down, or wrong port)") in logged
     assert "derive 2026-11-21 10:00 UTC: 1 findings from 0 queries" in logged
 
 

@@ -107,8 +107,8 @@ def test_cric_down_uses_the_last_snapshot_and_says_so(http, tmp_path, caplog):
     cached = source.load()
     assert cached.status == "cached"
     assert cached.queues == fresh.queues
-    assert cached.message.startswith(f"CRIC {http.url}/api/atlas/pandaqueue/query/: HTTP 503; "
-                                     f"using the cached snapshot of ")
+    assert cached.message.startswith(f"CRIC {http.url}/api/atlas/pandaqueue/query/: HTTP 503: "
+                                     f"maintenance; using the cached snapshot of ")
     assert "h old, 2 queues)" in cached.message
     assert cached.message in caplog.text
 

@@ -35,8 +35,9 @@ def test_tls_is_verified_by_default(https):
     server, _ = https
     with pytest.raises(SourceError) as caught:
         panda(server.url).collect(T)
-    assert str(caught.value) == (f"PanDA {server.url}{PATHS['v1']}: TLS verification failed "
-                                 f"(set ca_bundle, or check the server certificate)")
+    assert str(caught.value) == (f"PanDA {server.url}{PATHS['v1']}: TLS verification failed: "
+                                 f"the server's certificate is not trusted (set ca_bundle to "
+                                 f"the CA that signed it, or check the host name)")
 
 
 def test_ca_bundle_makes_it_trusted(https):
@@ -195,3 +196,44 @@ def test_the_unused_tag_index_of_older_versions_is_dropped_once(tmp_path):
     assert [i["name"] for i in inspect(engine).get_indexes("ts_tags")] == []
     assert store.write(points("A")).written == 1
     assert EmbeddedStore(engine).init({})[1:] == []
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("where, message", [
+    ("https", "the server speaks plain HTTP, not TLS: use http:// in the URL"),
+    ("closed", "connection refused: nothing listens there (server down, or wrong port)"),
+    ("dns", "host name not found (DNS): check the URL's host")])
+def test_each_failure_class_gets_its_own_line(http, where, message):
+    """https:// against a plain-HTTP server said 'TLS verification failed (set ca_bundle
+    ...)'; an unknown host and a closed port both said 'connection failed (server down or
+    unreachable)' (issue 34)."""
+    url = {"https": http.url.replace("http://", "https://"),
+           "closed": f"http://127.0.0.1:{_closed_port()}",
+           "dns": "http://panda.qmonit-test.invalid:25443"}[where]
+    with pytest.raises(SourceError) as caught:
+        panda(url).collect(T)
+    assert str(caught.value) == f"PanDA {url}{PATHS['v1']}: {message}"
+
+
+def test_an_http_error_page_is_one_line_of_the_server_s_words(http):
+    """A 404 pasted multi-line HTML into check's one-line output."""
+    page = ("<!DOCTYPE html>\n<html><head>\n<title>404 Not Found</title>\n</head><body>\n"
+            "<h1>Not Found</h1>\n<p>The requested URL was not found on this server.</p>\n"
+            "</body></html>\n")
+    http.route(PATHS["v1"], Reply(404, page))
+    with pytest.raises(SourceError) as caught:
+        panda(http.url).collect(T)
+    assert str(caught.value) == f"PanDA {http.url}{PATHS['v1']}: HTTP 404: 404 Not Found"
+    http.route(PATHS["v1"], Reply(500, "Traceback (most recent call last):\n  File ...\n" +
+                                  "x" * 300))
+    with pytest.raises(SourceError) as caught:
+        panda(http.url).collect(T)
+    assert str(caught.value) == (f"PanDA {http.url}{PATHS['v1']}: HTTP 500: Traceback (most "
+                                 "recent call last):")

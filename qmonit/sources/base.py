@@ -13,7 +13,7 @@ import requests
 from qmonit.core.batchjobs import BatchJob
 from qmonit.core.config import Config
 from qmonit.core.sample import Sample
-from qmonit.support.http import describe_failure
+from qmonit.support.http import body_summary, describe_failure
 
 MAX_JSON_DEPTH = 64  # PanDA and Harvester nest 6 deep, CRIC 4, Elasticsearch ~10
 
@@ -47,7 +47,8 @@ class Source(Protocol):
 
 
 def json_answer(send: Callable[[], requests.Response], origin: str, timeout: Any,
-                refused: Callable[[requests.Response], str] = lambda response: "") -> Any:
+                refused: Callable[[requests.Response], str] = lambda response: body_summary(
+                    response.text)) -> Any:
     """Send a request; its decoded JSON, or a SourceError naming `origin` and what failed
     (the exchange, the HTTP status with `refused`'s reason, or the body)."""
     try:

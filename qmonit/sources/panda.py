@@ -24,7 +24,7 @@ from qmonit.core.sample import make_sample, or_unknown, shown_path
 from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Collection, Source, SourceError, http_section, json_answer
 from qmonit.sources.kinds import check_answer
-from qmonit.support.http import make_session, safe_url
+from qmonit.support.http import body_summary, make_session, safe_url
 from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class PandaJobStats:
         """GET the URL with `params`; the decoded JSON, or a SourceError saying what failed."""
         return json_answer(
             lambda: self.session.get(self.url, params=params, timeout=self.timeout),
-            self.origin, self.timeout, lambda response: brief(response.text.strip(), 200))
+            self.origin, self.timeout, lambda response: body_summary(response.text))
 
     def fetch(self) -> Any:
         """The job statistics (the v1 envelope removed)."""

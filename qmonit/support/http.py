@@ -15,6 +15,7 @@ ResponseTooLarge. A gzip bomb (256 MB of zeros in 260 KB) costs at most the cap 
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import zlib
@@ -29,6 +30,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from qmonit import __version__
+from qmonit.support.redact import brief
 
 USER_AGENT = f"qmonit/{__version__}"
 DEFAULT_MAX_RESPONSE_MB = 128.0  # the [http] max_response_mb default (see config.py)
@@ -279,21 +281,72 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def _chain_text(exc: BaseException) -> str:
+    """The messages of an exception and of every exception behind it (urllib3 wraps the
+    socket's error two or three levels down)."""
+    texts, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__ or (
+            current.args[0] if current.args and isinstance(current.args[0], BaseException)
+            else None)
+    return " | ".join(texts)
+
+
+_NOT_TLS = ("wrong version number", "WRONG_VERSION_NUMBER", "record layer failure",
+            "packet length too long", "http request")
+_DNS = ("Name or service not known", "nodename nor servname", "Temporary failure in name "
+        "resolution", "NameResolutionError", "No address associated with hostname",
+        "getaddrinfo failed")
+
+
 def describe_failure(exc: requests.RequestException, timeout: Any = None) -> str:
-    """A short reason for a failed request that never repeats the URL's credentials."""
+    """One line a user can act on for a failed request, never the URL's credentials: a
+    timeout, a server speaking plain HTTP to https://, a certificate not trusted, a host
+    name DNS does not know, a port nothing listens on, a connection cut."""
     within = f" within {timeout:g} s" if isinstance(timeout, int | float) else ""
     if isinstance(exc, ResponseTooLarge | BadEncoding):
         return str(exc)
     if isinstance(exc, ExchangeTimeout):
         return f"timed out: {exc} (raise timeout_s if the server is only slow)"
     if isinstance(exc, requests.ConnectTimeout):
-        return f"timed out: no connection{within} (server down or unreachable)"
-    if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
+        return f"timed out: no connection{within} (server down, or a firewall drops it)"
+    chain = _chain_text(exc)
+    if isinstance(exc, requests.Timeout) or "timed out" in chain:
         # requests reports a read timeout in the body as a ConnectionError
         return (f"timed out: no complete answer{within} (raise timeout_s if the server is "
                 "only slow)")
     if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS verification failed (set ca_bundle, or check the server certificate)"
+        if any(mark in chain for mark in _NOT_TLS):
+            return "the server speaks plain HTTP, not TLS: use http:// in the URL"
+        if "CERTIFICATE_VERIFY_FAILED" in chain or "certificate verify failed" in chain:
+            return ("TLS verification failed: the server's certificate is not trusted (set "
+                    "ca_bundle to the CA that signed it, or check the host name)")
+        return "TLS handshake failed (check the URL's port and the server's TLS setup)"
     if isinstance(exc, requests.ConnectionError):
+        if any(mark in chain for mark in _DNS):
+            return "host name not found (DNS): check the URL's host"
+        if "Connection refused" in chain or "Errno 111" in chain:
+            return "connection refused: nothing listens there (server down, or wrong port)"
+        if "unreachable" in chain or "No route to host" in chain:
+            return "network unreachable: no route to the server"
+        if "RemoteDisconnected" in chain or "Connection aborted" in chain or \
+                "Connection reset" in chain:
+            return "the server closed the connection without an answer"
         return "connection failed (server down or unreachable)"
     return type(exc).__name__
+
+
+def body_summary(text: str, limit: int = 120) -> str:
+    """One line of an answer's body for a message: an HTML page's title (or its first line
+    of text), else the first non-empty line; at most `limit` characters, redacted."""
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title and title.group(1).strip():
+        line = title.group(1)
+    else:
+        plain = re.sub(r"<[^>]*>", "\n", text) if re.search(r"<[a-zA-Z!/]", text) else text
+        line = next((one for one in plain.splitlines() if one.strip()), "")
+    line = " ".join(line.split())
+    return brief(line, limit - 3) + "..." if len(line) > limit else brief(line, limit)

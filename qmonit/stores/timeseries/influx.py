@@ -35,7 +35,13 @@ from qmonit.stores.timeseries.base import (
     WriteResult,
 )
 from qmonit.stores.timeseries.lineprotocol import encode
-from qmonit.support.http import Session, describe_failure, make_session, safe_url
+from qmonit.support.http import (
+    Session,
+    body_summary,
+    describe_failure,
+    make_session,
+    safe_url,
+)
 from qmonit.support.redact import brief
 from qmonit.support.retry import RetriesExhausted, Retry, Retryable
 
@@ -260,7 +266,7 @@ class InfluxStore:
             if response.status_code >= 500 or response.status_code == 429:
                 retry_after = response.headers.get("Retry-After")
                 raise Retryable(
-                    f"{self.location()}: HTTP {response.status_code} {brief(text.strip(), 200)}",
+                    f"{self.location()}: HTTP {response.status_code} {body_summary(text)}",
                     float(retry_after) if retry_after and retry_after.isdigit() else None,
                 )
             if response.status_code in _SPOOL_NOW:
@@ -313,7 +319,7 @@ class InfluxStore:
         except ValueError:
             raise InfluxQueryError(
                 f"{self.location()}: HTTP {response.status_code}, not JSON: "
-                f"{brief(response.text, 200)}"
+                f"{body_summary(response.text)}"
             ) from None
         if "error" in payload:
             raise InfluxQueryError(f"{self.location()}: {payload['error']}")
