@@ -257,6 +257,14 @@ def test_init_and_derive_say_clearly_when_influxdb_is_down(write_config, tmp_pat
     assert ("ERROR qmonit.stores.timeseries.durable: InfluxDB http://127.0.0.1:9 database qmonit: "
             "connection refused: nothing listens there (server down, or wrong port)") in logged
     assert "derive 2026-11-21 10:00 UTC: 1 findings from 0 queries" in logged
+    # status showed derive `ok` after this run (issue 34): its points went to the spool
+    status = qmonit("-c", str(cfg), "status")
+    assert status.returncode == 1
+    [row] = [line for line in status.stdout.splitlines() if line.startswith("derive ")]
+    assert row.split()[-4] == "failed"
+    assert ("WARNING: derive's last run failed: sinks: InfluxDB http://127.0.0.1:9 database "
+            "qmonit: connection refused: nothing listens there (server down, or wrong port) "
+            "(gave up after 1 attempt within 0 s); 2 points spooled\n") in status.stdout
 
 
 def test_states_test_panda_on_a_working_panda(write_config, http):

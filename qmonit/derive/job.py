@@ -220,8 +220,22 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
     report.duration_s = time.monotonic() - started
     runs = _run_samples(report)
     report.delivery = parts.writer.write(samples + aggregate(samples) + runs)
-    record_run_samples(parts.engine, runs, report.slot)
+    # what the write did, as collect records its sinks: a derive whose points went to the
+    # spool exits 1, and `status` must not show it ok
+    record_run_samples(parts.engine, [*runs, _sinks_sample(report)], report.slot)
     return report
+
+
+def _sinks_sample(report: DeriveReport) -> Sample:
+    delivery = report.delivery
+    fields: dict[str, float | str] = {"points": float(delivery.written),
+                                      "spooled": float(delivery.spooled),
+                                      "errors": float(len(delivery.errors))}
+    if delivery.errors:
+        fields["message"] = brief("; ".join(delivery.errors), 1000)
+    return make_sample("qmonit_run", {"job": "derive", "source": "sinks",
+                                      "status": "failed" if delivery.errors else "ok"},
+                       fields, report.slot)
 
 
 def _layers(parts: Components, findings: list[Finding],
