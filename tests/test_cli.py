@@ -415,3 +415,26 @@ def test_demo_piped_says_its_progress_as_log_lines(tmp_path):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO qmonit demo: collected 6 of 6 "
                         r"cycles \(slot \d{4}-\d\d-\d\d \d\d:\d0 UTC\) in \d+ s", lines[-1])
     assert all(" INFO qmonit demo: collected " in line for line in lines)
+
+
+def test_a_wrong_sql_password_is_said_once_and_the_run_closes_as_failed(write_config,
+                                                                       mariadb):
+    """It logged the same `1045 Access denied` nine times and closed with an INFO line
+    saying every source was ok (issue 34)."""
+    url = mariadb.replace("mysql+mysqlconnector://root@", "mysql+mysqlconnector://root:Pw-9x7@")
+    cfg = write_config({"sources": {"enabled": "simulated"}, "sql": {"url": url}})
+    done = qmonit("-c", str(cfg), "run", "collect")
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    denied = [line for line in lines if "Access denied for user 'root'" in line]
+    assert len(denied) == 1 and denied[0].endswith("(using password: YES); zero-fill of panda "
+                                                   "skipped")
+    assert [line.split(": ", 2)[-1].split(";")[0] for line in lines
+            if "the same error" in line] == [
+        "the same error", "the same error", "the same error",
+        "the same error (not tried again in this run)", "the same error"]
+    assert re.search(r" ERROR qmonit: collect \S+ \S+ UTC: cric ok \(196 points\), panda ok "
+                     r"\(\d+ points\); levels \d+ points; written 0, spooled (\d+), rejected 0, "
+                     r"lost 0, replayed 0 in [\d.]+ s; state store failed \(3 step\(s\)\), "
+                     r"writes failed \(\1 points spooled\)$", lines[-1])
+    assert "Pw-9x7" not in done.stderr

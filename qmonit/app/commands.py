@@ -101,9 +101,16 @@ def run(args: argparse.Namespace, parts: Components) -> int:
     report = collect(parts, slot)
     summary = ", ".join(f"{s.source} {s.status} ({s.points} points)" for s in report.sources)
     d = report.delivery
-    log.info("collect %s UTC: %s; levels %d points; written %d, spooled %d, rejected %d, "
-             "lost %d, replayed %d in %.1f s", f"{slot:%Y-%m-%d %H:%M}", summary, report.levels,
-             d.written, d.spooled, d.rejected, d.lost, report.replay.points, report.duration_s)
+    # the closing line says what failed: 'every source ok' over a state store that refused
+    # every write read as success (issue 34)
+    failed = ([f"state store failed ({len(report.state_errors)} step(s))"]
+              if report.state_errors else []) + (
+        [f"writes failed ({d.spooled} points spooled)"] if d.errors else [])
+    log.log(logging.ERROR if report.exit_code else logging.INFO,
+            "collect %s UTC: %s; levels %d points; written %d, spooled %d, rejected %d, "
+            "lost %d, replayed %d in %.1f s%s", f"{slot:%Y-%m-%d %H:%M}", summary,
+            report.levels, d.written, d.spooled, d.rejected, d.lost, report.replay.points,
+            report.duration_s, "; " + ", ".join(failed) if failed else "")
     return report.exit_code
 
 
