@@ -438,3 +438,26 @@ def test_a_wrong_sql_password_is_said_once_and_the_run_closes_as_failed(write_co
                      r"lost 0, replayed 0 in [\d.]+ s; state store failed \(3 step\(s\)\), "
                      r"writes failed \(\1 points spooled\)$", lines[-1])
     assert "Pw-9x7" not in done.stderr
+
+
+def test_check_asks_each_source_as_collect_does(write_config, http, tmp_path):
+    """With a Harvester answer served, check said `FAILED: not a PanDA API v1 response`
+    under `panda` while collect read it fine (issue 34): check now runs each source's own
+    collect, and says what it gives."""
+    from qmonit.sources.harvester import PATH
+
+    workers = json.loads((DATA / "harvester_worker_stats.json").read_text())
+    http.route(PATHS["v1"], Reply(200, V1))
+    http.route(PATH, Reply(200, json.dumps(workers)))  # no v1 envelope, as older servers
+    cfg = write_config({"panda": {"url": http.url},
+                        "sources": {"enabled": "panda,harvester"}})
+    done = qmonit("-c", str(cfg), "check")
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    # the recorded answer: 3 queues, one of them with two malformed records (test_harvester)
+    assert lines["harvester"] == (f"harvester  PanDA {http.url}{PATH}  answers, 2 queues, "
+                                  "9 counts, 2 record(s) skipped")
+    assert lines["panda"].endswith("answers, 3 queues, 26 counts")
+    assert done.returncode == 0, done.stdout
+    assert qmonit("-c", str(cfg), "init").returncode == 0
+    collect = qmonit("-c", str(cfg), "run", "collect")
+    assert "harvester ok (9 points)" in collect.stderr

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,14 +14,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from qmonit.collect.components import Components
 from qmonit.core.config import Config, duration_seconds
 from qmonit.core.levels import CHOICES
-from qmonit.sources.base import SourceError
+from qmonit.sources.base import Source, SourceError
 from qmonit.sources.cric import CricTopology, parse_pandaqueues
-from qmonit.sources.panda import PandaJobStats
 from qmonit.stores.sql import describe_db_error, safe_db_url
 from qmonit.stores.state import metadata, schema
 from qmonit.stores.timeseries.base import StoreUnavailable
 from qmonit.stores.timeseries.influx import InfluxQueryError
 from qmonit.stores.timeseries.spool import DAMAGED
+
+
+def _collected(source: Source, now: datetime) -> str:
+    """One line of what the source gives collect: its queues (PanDA, pilots), counts, jobs."""
+    collection = source.collect(now)
+    queues = {s.tag("panda_queue") for s in collection.samples} - {None, ""}
+    said = ["answers"] + ([f"{len(queues)} queues"] if queues else []) + \
+        [f"{len(collection.samples)} counts"] + \
+        ([f"{len(collection.jobs)} jobs"] if collection.jobs else [])
+    if collection.problems:
+        said.append(f"{len(collection.problems)} record(s) skipped")
+    return ", ".join(said)
 
 
 def init(_args: argparse.Namespace, parts: Components) -> int:
@@ -87,13 +99,9 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
         reader.dispose()
     if parts.store.server:
         probe(parts.store.server, parts.store.location(), parts.store.check)
-    for source in parts.sources:
-        if isinstance(source, PandaJobStats):  # PanDA, and Harvester through it
-            def panda_ok(source: PandaJobStats = source) -> str:
-                parsed = source.collect(datetime.now(UTC))  # each parses its own answer
-                queues = {s.tag("panda_queue") for s in parsed.samples}
-                return f"answers, {len(queues)} queues, {len(parsed.samples)} counts"
-            probe(source.name, source.origin, panda_ok)
+    now = datetime.now(UTC)
+    for source in parts.sources:  # what collect does with each, summed up
+        probe(source.name, source.origin, partial(_collected, source, now))
     if isinstance(parts.topology, CricTopology):
         cric = parts.topology
 

@@ -101,6 +101,7 @@ class SimulatedHarvester:
     """Harvester worker statistics of the simulated grid, in the PanDA server's format."""
 
     name = "harvester"
+    origin = "simulated Harvester"
 
     def __init__(self, grid: SimulatedGrid, rules: RuleSet):
         self.grid = grid

@@ -321,6 +321,7 @@ class SimulatedJobStats:
     """The simulated grid as a PanDA source, parsed by the same code as the real answer."""
 
     name = "panda"
+    origin = "simulated PanDA"
 
     def __init__(self, grid: SimulatedGrid):
         self.grid = grid

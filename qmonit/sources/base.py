@@ -42,6 +42,10 @@ class Collection:
 class Source(Protocol):
     name: str
 
+    @property
+    def origin(self) -> str:
+        """Where its answers come from, for `check` and messages (never a credential)."""
+
     def collect(self, slot: datetime) -> Collection:
         """Fetch and parse; raise SourceError when nothing trustworthy came back."""
 

@@ -219,6 +219,10 @@ class HTCondorSource:
         self.apf_rules = apf_rules
         self.pool = pool or BindingsPool(settings)
 
+    @property
+    def origin(self) -> str:
+        return f"HTCondor pool of cluster {self.cluster}"
+
     def collect(self, slot: datetime) -> Collection:
         now = datetime.now(UTC)
         mapped_jobs: list[BatchJob] = []  # every schedd's, with their states

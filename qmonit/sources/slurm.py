@@ -569,6 +569,10 @@ class SlurmSource:
         self.run = run
         self.nodes_doc: Any = None  # the sinfo --json read_nodes read, for the partitions
 
+    @property
+    def origin(self) -> str:
+        return f"Slurm cluster {self.cluster} ({'JSON' if self.use_json else 'text'} clients)"
+
     def _cmd(self, name: str) -> str:
         return f"{self.bin_dir}/{name}" if self.bin_dir else name
 

@@ -39,6 +39,10 @@ class PyslurmSource:
         self.cluster = settings["cluster"]
         self.rules = rules
 
+    @property
+    def origin(self) -> str:
+        return f"Slurm cluster {self.cluster} (pyslurm)"
+
     def collect(self, slot: datetime) -> Collection:
         try:
             jobs = self.pyslurm.Jobs.load()
