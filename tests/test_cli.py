@@ -461,3 +461,27 @@ def test_check_asks_each_source_as_collect_does(write_config, http, tmp_path):
     assert qmonit("-c", str(cfg), "init").returncode == 0
     collect = qmonit("-c", str(cfg), "run", "collect")
     assert "harvester ok (9 points)" in collect.stderr
+
+
+def test_collect_dry_run_prints_the_points_and_writes_nothing(write_config, http, tmp_path):
+    """Telegraf's --test (issue 34): every source asked once, the line protocol printed,
+    no SQL, no time-series store, no spool, no CRIC snapshot written."""
+    http.route(PATHS["v1"], Reply(200, V1))
+    http.route("/api/atlas/pandaqueue/query/", Reply(200, (DATA / "cric_pandaqueue.json")
+                                                      .read_text()))
+    cfg = write_config({"panda": {"url": http.url}, "cric": {"url": http.url}})
+    done = qmonit("-c", str(cfg), "run", "collect", "--dry-run", "--at", "2026-11-21T10:05Z")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    jobs = [line for line in lines if line.startswith("jobs,")]
+    assert len(jobs) == 26  # the recorded answer's counts, as `check` says
+    assert all(line.endswith(" 1795255200") for line in lines)  # 2026-11-21 10:00 UTC
+    assert all("cloud=" in line for line in jobs)  # enriched with CRIC's tags
+    assert done.stderr.splitlines()[1:] == [  # after CRIC's warning of its empty record
+        "# panda: 26 points",
+        f"# slot 2026-11-21 10:00 UTC: 26 points and {len(lines) - 26} level points; nothing "
+        "written (the zero-fill and qmonit_run are not shown)"]
+    assert not (tmp_path / "data").exists()  # [qmonit] data_dir: nothing made there
+    other = qmonit("-c", str(cfg), "run", "derive", "--dry-run")
+    assert (other.returncode, other.stderr) == (
+        2, "qmonit run derive: --dry-run is for collect only\n")

@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--at", type=_parse_time, help="pin the slot (ISO 8601, UTC if no zone)")
     run.add_argument("--since", type=_parse_time,
                      help="hourly/daily: roll up again from this time (a backfill)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="collect: ask every source once and print the line protocol it "
+                     "would write, writing nothing anywhere (Telegraf's --test)")
     demo = command("demo", "a simulated grid through the real pipeline on the embedded "
                    "stores, no servers; prints a report")
     demo.add_argument("--hours", type=int, default=24,

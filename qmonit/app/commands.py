@@ -31,6 +31,13 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return dashboards(args, cfg)
     if args.command == "daemon":
         return daemon(args, cfg)
+    if args.command == "run" and args.dry_run:
+        if args.job != "collect":
+            print(f"qmonit run {args.job}: --dry-run is for collect only", file=sys.stderr)
+            return 2
+        from qmonit.app.dryrun import dry_run
+
+        return dry_run(cfg, args.at or datetime.now(UTC))
     if args.command == "run" and args.at is not None and args.at > datetime.now(UTC) + SLOT:
         print(f"qmonit run {args.job}: --at {args.at:%Y-%m-%dT%H:%MZ} is in the future; a slot "
               "can be collected, derived or rolled up only once it has begun (nothing done)",

@@ -433,6 +433,12 @@ class Config:
     def spool_dir(self) -> Path:
         return Path(self.get("spool", "dir") or self.data_dir / "spool")
 
+    def replaced(self, overrides: Mapping[str, Mapping[str, Any]]) -> Config:
+        """A copy with some values replaced (already converted: no check is made)."""
+        values = {section: {**keys, **overrides.get(section, {})}
+                  for section, keys in self._values.items()}
+        return Config(values, self.path)
+
     @property
     def sql_url(self) -> str:
         return self.get("sql", "url") or f"sqlite:///{self.data_dir / 'qmonit.sqlite'}"

@@ -88,7 +88,7 @@ def test_an_environment_variable_for_no_key_is_an_error(write_config):
                                "QMONIT_BENCH_BUFFER": "false"})  # not a section: not ours
     assert done.returncode == 2
     assert done.stderr == (f"qmonit: configuration error: {path}: QMONIT_PANDA_TOKN: no such "
-                           "key [panda] tokn (known: url, api, time_window, token, cert, key, "
+                           "key [panda] tokn (did you mean `token`?) (known: url, api, time_window, token, cert, key, "
                            "verify_tls, ca_bundle, timeout_s)\n")
 
 
