@@ -88,8 +88,8 @@ def test_an_environment_variable_for_no_key_is_an_error(write_config):
                                "QMONIT_BENCH_BUFFER": "false"})  # not a section: not ours
     assert done.returncode == 2
     assert done.stderr == (f"qmonit: configuration error: {path}: QMONIT_PANDA_TOKN: no such "
-                           "key [panda] tokn (did you mean `token`?) (known: url, api, time_window, token, cert, key, "
-                           "verify_tls, ca_bundle, timeout_s)\n")
+                           "key [panda] tokn (did you mean `token`?) (known: url, api, "
+                           "time_window, token, cert, key, verify_tls, ca_bundle, timeout_s)\n")
 
 
 def test_an_unreadable_configuration_file_is_a_clear_error(write_config, monkeypatch):
