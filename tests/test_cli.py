@@ -485,3 +485,24 @@ def test_collect_dry_run_prints_the_points_and_writes_nothing(write_config, http
     other = qmonit("-c", str(cfg), "run", "derive", "--dry-run")
     assert (other.returncode, other.stderr) == (
         2, "qmonit run derive: --dry-run is for collect only\n")
+
+
+def test_states_test_on_a_live_source_honours_json(write_config, http):
+    """`states test panda --json` on a live source ignored --json (issue 34)."""
+    http.route(PATHS["v1"], Reply(200, V1))
+    cfg = write_config({"panda": {"url": http.url}})
+    done = qmonit("-c", str(cfg), "states", "test", "panda", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == 26 and {row["measurement"] for row in rows} == {"jobs"}
+    counts: dict[str, float] = {}  # the recorded answer's jobs per status, summed here
+    for by_label in json.loads(V1)["data"].values():
+        for by_resource in by_label.values():
+            for by_status in by_resource.values():
+                for status, n in by_status.items():
+                    counts[status] = counts.get(status, 0) + n
+    printed: dict[str, float] = {}
+    for row in rows:
+        status = row["tags"]["job_status"]
+        printed[status] = printed.get(status, 0) + row["fields"]["jobs"]
+    assert printed == counts

@@ -214,6 +214,11 @@ def states(args: argparse.Namespace, parts: Components) -> int:
               f"([sources] enabled)", file=sys.stderr)
         return 2
     try:
+        if args.json:  # as on recorded outputs: every sample the source gives collect
+            from qmonit.sources.recorded import samples_json
+
+            print(samples_json(source.collect(datetime.now(UTC)).samples), end="")
+            return 0
         counts = trial_counts(args.source, source, rules)
     except SourceError as exc:
         print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
