@@ -109,7 +109,7 @@ def test_cli_missing_file_exits_2(tmp_path):
 
 
 def test_readme_carries_the_generated_reference():
-    assert config.reference_markdown() in (ROOT / "README.md").read_text()
+    assert config.reference_markdown() in (ROOT / "docs" / "configuration.md").read_text()
 
 
 def test_an_unknown_key_far_from_any_gets_no_guess(write_config):
