@@ -54,3 +54,21 @@ def test_ids_worked_out_elsewhere_are_given_back_for_those_very_samples_until_fo
     assert ids(same_tags_other_measurement) == series_id(same_tags_other_measurement)
     ids.forget()
     assert (ids(a), ids(b)) == (series_id(a), series_id(b))
+
+
+def test_run_sample_is_how_every_job_records_a_run():
+    from qmonit.core.sample import run_sample
+    from qmonit.support import redact
+
+    slot = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    ok = run_sample("collect", "panda", slot, {"points": 26, "duration_s": 0.5})
+    assert (ok.measurement, ok.tags, ok.fields, ok.time) == (
+        "qmonit_run", (("job", "collect"), ("source", "panda"), ("status", "ok")),
+        (("duration_s", 0.5), ("points", 26.0)), slot)
+    redact.register(["s3cret-9"])
+    failed = run_sample("derive", "sinks", slot, {"errors": 2},
+                        ["InfluxDB down (token s3cret-9)", "x" * 2000])
+    assert failed.tag("status") == "failed"
+    assert failed.field("message") == ("InfluxDB down (token ***); " + "x" * 2000)[:1000]
+    cached = run_sample("collect", "cric", slot, {"errors": 1}, ["HTTP 502"], "cached")
+    assert cached.tag("status") == "cached"

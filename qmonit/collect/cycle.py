@@ -21,7 +21,7 @@ from qmonit.collect.fetch import SlotFetch, SourceAnswer, fetch
 from qmonit.collect.zerofill import zero_samples
 from qmonit.core.levels import aggregate, combined
 from qmonit.core.rollup_spec import RESOLUTIONS
-from qmonit.core.sample import Sample, make_sample, slot_start
+from qmonit.core.sample import Sample, run_sample, slot_start
 from qmonit.sources.cric import Topology
 from qmonit.stores.sql import describe_db_error
 from qmonit.stores.state import history, queues, series, watermarks
@@ -31,7 +31,6 @@ from qmonit.stores.timeseries.durable import Delivery
 from qmonit.stores.timeseries.spool import ReplayResult
 from qmonit.support.files import write_text_atomic
 from qmonit.support.gc_pause import gc_paused
-from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)
 
@@ -96,27 +95,19 @@ def run_samples(report: CollectReport, job: str = "collect") -> list[Sample]:
     """The pipeline watching itself: one `qmonit_run` point per source and one for the sinks."""
     out = []
     for src in report.sources:
-        fields: dict[str, float | str] = {"duration_s": src.duration_s, "points": src.points,
-                                          "errors": src.errors, "zero_filled": src.zero_filled}
-        if src.message:
-            fields["message"] = brief(src.message, 1000)
-        out.append(make_sample("qmonit_run", {"job": job, "source": src.source,
-                                              "status": src.status}, fields, report.slot))
+        out.append(run_sample(job, src.source, report.slot, {
+            "duration_s": src.duration_s, "points": src.points, "errors": src.errors,
+            "zero_filled": src.zero_filled}, [src.message] if src.message else [], src.status))
     delivery = report.delivery
     errors = delivery.errors + report.state_errors + report.replay.damaged + (
         [report.replay.error] if report.replay.error else [])
-    fields = {
+    out.append(run_sample(job, "sinks", report.slot, {
         "duration_s": report.duration_s, "points": delivery.written,
         "errors": len(errors), "spool_bytes": report.spool_bytes,
         "spooled": delivery.spooled, "rejected": delivery.rejected,
         "lost": delivery.lost + report.replay.lost,
         "replayed": report.replay.points, "levels": report.levels,
-    }
-    if errors:
-        fields["message"] = brief("; ".join(errors), 1000)
-    out.append(make_sample("qmonit_run", {"job": job, "source": "sinks",
-                                          "status": "failed" if errors else "ok"},
-                           fields, report.slot))
+    }, errors))
     return out
 
 

@@ -14,6 +14,7 @@ from itertools import chain
 from typing import NamedTuple
 
 from qmonit.core.model import TAG_LIMIT, TAG_LIMITS
+from qmonit.support.redact import brief
 
 SLOT = timedelta(minutes=10)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -192,3 +193,19 @@ def stable_id(text: str) -> int:
     """A signed 64-bit hash of `text`, the same in every process (Python's hash() is not)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big",
                           signed=True)
+
+
+RUN_MESSAGE_LIMIT = 1000  # characters of a run's errors kept in its `message` field
+
+
+def run_sample(job: str, source: str, slot: datetime, fields: Mapping[str, float | int | str],
+               errors: Sequence[str] = (), status: str | None = None) -> Sample:
+    """The one way a run records itself: a `qmonit_run` point for one source (or sink) of
+    one run of `job`. `status`: "failed" when there are `errors`, else "ok", unless given
+    (a source's own, e.g. "cached"); the errors joined in `message`, redacted and cut."""
+    values = dict(fields)
+    if errors:
+        values["message"] = brief("; ".join(errors), RUN_MESSAGE_LIMIT)
+    return make_sample("qmonit_run", {"job": job, "source": source,
+                                      "status": status or ("failed" if errors else "ok")},
+                       values, slot)

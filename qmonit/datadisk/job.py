@@ -31,14 +31,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.collect.components import Components
 from qmonit.core.model import UNKNOWN
-from qmonit.core.sample import Sample, make_sample
+from qmonit.core.sample import Sample, make_sample, run_sample
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
 from qmonit.sources.daod import RseVolume
 from qmonit.stores.sql import describe_db_error
 from qmonit.stores.state import queues
 from qmonit.stores.state.status import record_run_samples
-from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +195,7 @@ def run_datadisk(parts: Components, now: datetime | None = None) -> DatadiskRepo
     fields: dict[str, float | str] = {"duration_s": report.duration_s,
                                       "points": float(len(samples)),
                                       "errors": 1.0 if report.error else 0.0}
-    if report.error:
-        fields["message"] = brief(report.error, 1000)
-    run = make_sample("qmonit_run", {"job": "datadisk", "source": "daod",
-                                     "status": "failed" if report.error else "ok"},
-                      fields, hour)
+    run = run_sample("datadisk", "daod", hour, fields, [report.error] if report.error else [])
     parts.writer.write([run])
     record_run_samples(parts.engine, [run], hour)
     return report

@@ -20,7 +20,7 @@ from qmonit.collect.components import Components
 from qmonit.core.flags import FlagState, Hysteresis, advance
 from qmonit.core.levels import aggregate
 from qmonit.core.model import AVERAGED_STATUSES, RULES, UNKNOWN
-from qmonit.core.sample import SLOT, Sample, make_sample, slot_start
+from qmonit.core.sample import SLOT, Sample, make_sample, run_sample, slot_start
 from qmonit.derive.layers import LAYER_STATUSES, Layer, Pilots, attribute
 from qmonit.derive.notify import NotifyError, build_digest, notifiers
 from qmonit.derive.numbers import (
@@ -41,7 +41,6 @@ from qmonit.stores.timeseries.base import StoreUnavailable
 from qmonit.stores.timeseries.durable import Delivery
 from qmonit.stores.timeseries.influx import InfluxQueryError
 from qmonit.support.gc_pause import gc_paused
-from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)
 
@@ -228,14 +227,9 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
 
 def _sinks_sample(report: DeriveReport) -> Sample:
     delivery = report.delivery
-    fields: dict[str, float | str] = {"points": float(delivery.written),
-                                      "spooled": float(delivery.spooled),
-                                      "errors": float(len(delivery.errors))}
-    if delivery.errors:
-        fields["message"] = brief("; ".join(delivery.errors), 1000)
-    return make_sample("qmonit_run", {"job": "derive", "source": "sinks",
-                                      "status": "failed" if delivery.errors else "ok"},
-                       fields, report.slot)
+    return run_sample("derive", "sinks", report.slot, {
+        "points": float(delivery.written), "spooled": float(delivery.spooled),
+        "errors": float(len(delivery.errors))}, delivery.errors)
 
 
 def _layers(parts: Components, findings: list[Finding],
@@ -342,17 +336,10 @@ def _run_samples(report: DeriveReport) -> list[Sample]:
         "queries": report.queries, "opened": len(report.opened), "closed": len(report.closed),
         "open_flags": len(report.open_flags), "errors": 1 if report.error else 0,
     }
-    if report.error:
-        fields["message"] = brief(report.error, 1000)
-    out = [make_sample("qmonit_run", {"job": "derive", "source": "derive",
-                                      "status": "failed" if report.error else "ok"},
-                       fields, report.slot)]
+    out = [run_sample("derive", "derive", report.slot, fields,
+                      [report.error] if report.error else [])]
     for name, error in report.notified.items():
-        notifier_fields: dict[str, float | str] = {"sent": 0.0 if error else 1.0,
-                                                   "errors": 1.0 if error else 0.0}
-        if error:
-            notifier_fields["message"] = brief(error, 1000)
-        out.append(make_sample("qmonit_run", {"job": "derive", "source": name,
-                                              "status": "failed" if error else "ok"},
-                               notifier_fields, report.slot))
+        out.append(run_sample("derive", name, report.slot,
+                              {"sent": 0.0 if error else 1.0, "errors": 1.0 if error else 0.0},
+                              [error] if error else []))
     return out

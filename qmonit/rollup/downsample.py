@@ -29,14 +29,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from qmonit.collect.components import Components
 from qmonit.core.levels import Aggregator
 from qmonit.core.rollup_spec import ROLLUP, RollupSpec, Window
-from qmonit.core.sample import EPOCH, make_sample
+from qmonit.core.sample import EPOCH, run_sample
 from qmonit.stores.sql import describe_db_error
 from qmonit.stores.state import watermarks
 from qmonit.stores.state.status import record_run_samples
 from qmonit.stores.timeseries.base import StoreUnavailable, WriteResult
 from qmonit.stores.timeseries.durable import Delivery
 from qmonit.stores.timeseries.influx import InfluxQueryError
-from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +117,8 @@ def rollup(parts: Components, job: str, now: datetime, since: datetime | None = 
                                       "windows": report.windows, "buffered": report.buffered,
                                       "errors": len(report.errors),
                                       "pending": sum(report.pending.values())}
-    if report.errors:
-        fields["message"] = brief("; ".join(report.errors), 1000)
-    run = make_sample("qmonit_run", {"job": job, "source": report.mode,
-                                     "status": "failed" if report.errors else "ok"},
-                      fields, floor_to(now, timedelta(minutes=10)))
+    run = run_sample(job, report.mode, floor_to(now, timedelta(minutes=10)), fields,
+                     report.errors)
     report.delivery = parts.writer.write([run])
     record_run_samples(parts.engine, [run], run.time)
     return report
