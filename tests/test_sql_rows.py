@@ -43,3 +43,15 @@ def test_values_that_are_not_whole_rows_are_refused(state_engine):
     with state_engine.begin() as conn, pytest.raises(ValueError) as raised:
         replace_flat(conn, ts_points, list(point(0, 1.0)) + ["10m", "jobs"])
     assert str(raised.value) == "ts_points: 9 values are not rows of 7 columns"
+
+
+def test_the_one_utc_conversion_at_the_sql_boundary():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from qmonit.stores.sql import naive, utc
+
+    paris = datetime(2026, 11, 21, 11, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert naive(paris) == datetime(2026, 11, 21, 10, 0)  # converted, not just stripped
+    assert naive(datetime(2026, 11, 21, 10, 0)) == datetime(2026, 11, 21, 10, 0)
+    assert utc(datetime(2026, 11, 21, 10, 0)) == datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    assert (naive(None), utc(None)) == (None, None)

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from qmonit.core.sample import Sample
-from qmonit.stores.state.status import APF_COUNTS, naive_utc
+from qmonit.stores.sql import naive
+from qmonit.stores.state.status import APF_COUNTS
 
 # A Harvester worker's common state, counted as the APF pilot status it corresponds to:
 # queued (submitted, ready, idle), running, done and fault (failed, missed).
@@ -94,5 +95,5 @@ def label_rows(worker_samples: Sequence[Sample], job_samples: Sequence[Sample],
         problem = trouble(row, waiting, row["factory_type"])
         row.update(activated=waiting, in_trouble=bool(problem),
                    message=message(row, waiting, problem, row["factory_type"]),
-                   updated_at=naive_utc(now))
+                   updated_at=naive(now))
     return [labels[key] for key in sorted(labels)]

@@ -171,3 +171,17 @@ def utc(moment: datetime | None) -> datetime | None:
     """SQLite and MySQL hand back naive datetimes; they are UTC (None stays None: the
     overloads tell mypy that a NOT NULL column gives a datetime)."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+@overload
+def naive(moment: datetime) -> datetime: ...
+@overload
+def naive(moment: None) -> None: ...
+
+
+def naive(moment: datetime | None) -> datetime | None:
+    """The other way: an aware time as the naive UTC a DATETIME column keeps (a naive one
+    is taken as UTC already). With `utc`, the one conversion at the SQL boundary."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, sqlite
 
 from qmonit.core.batchjobs import BatchJob
-from qmonit.stores.sql import upsert
+from qmonit.stores.sql import naive, upsert
 from qmonit.stores.state.metadata import metadata
 
 CHUNK = 1000
@@ -76,26 +76,22 @@ UNUSED_INDEXES = {"batch_jobs_ended": "ix_batch_jobs_ended_owner"}  # (owner, en
 CHANGING = ("state", "native_state", "reason", "worker", "start_time", "end_time")
 
 
-def _naive(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=None) if moment else None
-
-
 def _row(job: BatchJob, cluster: str, scheduler: str, now: datetime) -> dict:
     return {"cluster": cluster, "job_id": job.job_id[:128], "scheduler": scheduler,
             "owner": job.owner[:128], "group_name": job.group[:128], "state": job.state,
             "native_state": job.native_state[:32], "cause": job.cause[:255],
             "reason": job.reason[:128], "partition": job.partition[:128],
-            "worker": job.worker[:255], "submit_time": _naive(job.submit_time),
-            "start_time": _naive(job.start_time), "end_time": _naive(job.end_time),
+            "worker": job.worker[:255], "submit_time": naive(job.submit_time),
+            "start_time": naive(job.start_time), "end_time": naive(job.end_time),
             "cpus": job.cpus, "gpus": job.gpus, "memory_mb": job.memory_mb,
-            "last_seen": _naive(now)}
+            "last_seen": naive(now)}
 
 
 def _changing(job: BatchJob, store: list) -> tuple:
     """A job's CHANGING columns as the driver holds them (`store`: each column's bind
     processor or None; SQLite keeps a datetime as SQLAlchemy's string)."""
     values = (job.state, job.native_state[:32], job.reason[:128], job.worker[:255],
-              _naive(job.start_time), _naive(job.end_time))
+              naive(job.start_time), naive(job.end_time))
     return tuple(value if convert is None else convert(value)
                  for value, convert in zip(values, store, strict=True))
 
@@ -128,7 +124,7 @@ def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[Batch
             conn.execute(delete(table).where(where))
         expired = conn.execute(delete(batch_jobs_ended).where(
             batch_jobs_ended.c.cluster == cluster,
-            batch_jobs_ended.c.end_time < _naive(now - keep))).rowcount
+            batch_jobs_ended.c.end_time < naive(now - keep))).rowcount
     return {"written": len(changed), "ended": len(gone), "expired": expired}
 
 

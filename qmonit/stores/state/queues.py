@@ -28,7 +28,7 @@ from qmonit.core.model import (
     RULES,
 )
 from qmonit.core.sample import SLOT, Sample
-from qmonit.stores.sql import upsert, utc
+from qmonit.stores.sql import naive, upsert, utc
 from qmonit.stores.state.metadata import metadata
 
 QUEUE_COLUMNS = ("atlas_site", "cloud", "country", "tier", "queue_status", "site_state",
@@ -80,7 +80,7 @@ def newest_slot(engine: Engine, now: datetime | None = None) -> datetime | None:
     begun = (now or datetime.now(UTC)) + SLOT
     with engine.connect() as conn:
         newest = conn.execute(select(func.max(queue_stats.c.slot_time))
-                              .where(queue_stats.c.slot_time < begun.replace(tzinfo=None))
+                              .where(queue_stats.c.slot_time < naive(begun))
                               ).scalar_one()
     return utc(newest)
 

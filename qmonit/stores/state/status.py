@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.core.sample import Sample
-from qmonit.stores.sql import describe_db_error, upsert
+from qmonit.stores.sql import describe_db_error, naive, upsert, utc
 from qmonit.stores.state.metadata import metadata
 from qmonit.support.redact import brief
 
@@ -64,17 +64,13 @@ factory_labels = Table(
 )
 
 
-def naive_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=None)
-
-
 def record_runs(engine: Engine, job: str, runs: Sequence[dict], slot: datetime,
                 now: datetime) -> None:
     """Upsert one row per source: {source, status, message, points, duration_s}."""
     if not runs:
         return
     table = source_status
-    slot = naive_utc(slot)
+    slot = naive(slot)
     with engine.begin() as conn:
         last_ok = {r.source: r.last_ok_slot for r in conn.execute(
             select(table.c.source, table.c.last_ok_slot).where(table.c.job == job))}
@@ -86,7 +82,7 @@ def record_runs(engine: Engine, job: str, runs: Sequence[dict], slot: datetime,
             return slot if before is None else max(before, slot)
 
         rows = [{"job": job, **run, "message": brief(run["message"], 2000),
-                 "last_run_at": naive_utc(now), "last_slot": slot,
+                 "last_run_at": naive(now), "last_slot": slot,
                  "last_ok_slot": newest_ok(run)} for run in runs]
         upsert(conn, table, rows, ["job", "source"])
 
@@ -94,7 +90,7 @@ def record_runs(engine: Engine, job: str, runs: Sequence[dict], slot: datetime,
 def last_ok_slots(engine: Engine, job: str) -> dict[str, datetime | None]:
     """Per source of `job`: the newest slot it succeeded for (None: never), as UTC."""
     with engine.connect() as conn:
-        return {row.source: (row.last_ok_slot.replace(tzinfo=UTC) if row.last_ok_slot else None)
+        return {row.source: (utc(row.last_ok_slot))
                 for row in conn.execute(select(source_status.c.source,
                                                source_status.c.last_ok_slot)
                                         .where(source_status.c.job == job))}
