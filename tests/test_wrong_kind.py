@@ -381,6 +381,7 @@ def test_check_names_the_wrong_kind_and_probes_harvester_as_harvester(write_conf
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:4] == [
         f"panda      PanDA {http.url}{PATHS['v1']}  answers, 3 queues, 26 counts",
-        f"harvester  PanDA {http.url}{HARVESTER_PATH}  answers, 2 queues, 9 counts",
+        f"harvester  PanDA {http.url}{HARVESTER_PATH}  answers, 2 queues, 9 counts, "
+        "2 record(s) skipped",
         f"cric       CRIC {http.url}{CRIC_PATH}  FAILED: CRIC {http.url}{CRIC_PATH} answered "
         "a slurmrestd /jobs answer, not CRIC pandaqueues"]

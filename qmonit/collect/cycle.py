@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from qmonit.collect.components import Components
 from qmonit.collect.factory_labels import label_rows
 from qmonit.collect.fetch import SlotFetch, SourceAnswer, fetch
@@ -23,7 +21,7 @@ from qmonit.core.levels import aggregate, combined
 from qmonit.core.rollup_spec import RESOLUTIONS
 from qmonit.core.sample import Sample, run_sample, slot_start
 from qmonit.sources.cric import Topology
-from qmonit.stores.sql import describe_db_error
+from qmonit.stores.sql import state_step
 from qmonit.stores.state import history, queues, series, watermarks
 from qmonit.stores.state.batch import sync_jobs
 from qmonit.stores.state.status import record_run_samples, replace_factory_labels
@@ -238,12 +236,8 @@ def _replay(parts: Components) -> ReplayResult:
 def _update_factory_labels(parts: Components, data: list[Sample], jobs: list[Sample],
                            report: CollectReport) -> None:
     rows = label_rows(data, jobs, datetime.now(UTC))
-    try:
+    with state_step(report.state_errors, "factory_labels not updated", log):
         replace_factory_labels(parts.engine, rows)
-    except SQLAlchemyError as exc:
-        message = f"state store: {describe_db_error(exc)}; factory_labels not updated"
-        log.error(message)
-        report.state_errors.append(message)
 
 
 def _sync_batch_jobs(parts: Components, answers: list[SourceAnswer],
@@ -253,14 +247,10 @@ def _sync_batch_jobs(parts: Components, answers: list[SourceAnswer],
     for answer in answers:
         if answer.samples is None or answer.jobs is None:
             continue
-        try:
+        with state_step(report.state_errors,
+                        f"batch_jobs_current of {answer.cluster} not updated", log):
             sync_jobs(parts.engine, answer.cluster, answer.source, answer.jobs,
                       report.slot, keep)  # the slot's time, like every point of it
-        except SQLAlchemyError as exc:
-            message = f"state store: {describe_db_error(exc)}; batch_jobs_current of " \
-                      f"{answer.cluster} not updated"
-            log.error(message)
-            report.state_errors.append(message)
 
 
 def replay_spool(parts: Components) -> tuple[ReplayResult, list[str]]:
@@ -271,48 +261,43 @@ def replay_spool(parts: Components) -> tuple[ReplayResult, list[str]]:
     if result.oldest is None:
         return result, []
     widths = {job: int(r.width.total_seconds()) for job, r in RESOLUTIONS.items()}
-    try:
+    errors: list[str] = []
+    with state_step(errors, "roll-ups not rewound for late points", log):
         watermarks.rewind_watermarks(parts.engine, result.oldest, widths)
-    except SQLAlchemyError as exc:
-        message = f"state store: {describe_db_error(exc)}; roll-ups not rewound for late points"
-        log.error(message)
-        return result, [message]
-    return result, []
+    return result, errors
 
 
 def _zero_fill(parts: Components, source: str, present: dict[int, Sample], slot: datetime,
                horizon: timedelta, report: CollectReport) -> list[Sample]:
     """Zeros for the series of `source` that vanished; `present`: its samples by series id."""
-    try:
+    zeros: list[Sample] = []
+    with state_step(report.state_errors, f"zero-fill of {source} skipped", log):
         zeros = zero_samples(series.seen_and_vanished(parts.engine, source, present, slot,
                                                      horizon), slot)
-    except SQLAlchemyError as exc:
-        message = f"state store: {describe_db_error(exc)}; zero-fill of {source} skipped"
-        log.error(message)
-        report.state_errors.append(message)
-        return []
     return zeros
 
 
 def _update_state(parts: Components, topology: Topology, jobs: list[Sample], slot: datetime,
                   report: CollectReport) -> None:
-    try:
-        counts = queues.counts_per_queue(jobs)
-        if counts:  # the derive job's history; backfilled slots belong in it too
-            keep = timedelta(hours=max(24, parts.cfg.get("derive", "baseline_hours")) + 1)
-            days = parts.cfg.get("derive", "seasonal_days")  # whole days before today's
-            history.record_history(parts.engine, counts, slot, keep,
-                                 timedelta(days=days + 1) if days else timedelta(0))
-        newest = queues.newest_slot(parts.engine)
-        if newest is not None and slot < newest:
-            log.info("slot %s is older than the current state (%s): queues and queue_stats "
-                     "left as they are", f"{slot:%Y-%m-%d %H:%M}", f"{newest:%Y-%m-%d %H:%M}")
-            return
-        if topology.status == "fresh":
-            queues.upsert_queues(parts.engine, _queue_rows(topology, slot))
-        if counts:
-            queues.upsert_queue_stats(parts.engine, counts, slot)
-    except SQLAlchemyError as exc:
-        message = f"state store: {describe_db_error(exc)}"
-        log.error(message)
-        report.state_errors.append(message)
+    with state_step(report.state_errors, log=log):
+        _write_queue_state(parts, topology, jobs, slot)
+
+
+def _write_queue_state(parts: Components, topology: Topology, jobs: list[Sample],
+                       slot: datetime) -> None:
+    """derive's history, then (unless a later slot was written) queues and queue_stats."""
+    counts = queues.counts_per_queue(jobs)
+    if counts:  # the derive job's history; backfilled slots belong in it too
+        keep = timedelta(hours=max(24, parts.cfg.get("derive", "baseline_hours")) + 1)
+        days = parts.cfg.get("derive", "seasonal_days")  # whole days before today's
+        history.record_history(parts.engine, counts, slot, keep,
+                               timedelta(days=days + 1) if days else timedelta(0))
+    newest = queues.newest_slot(parts.engine)
+    if newest is not None and slot < newest:
+        log.info("slot %s is older than the current state (%s): queues and queue_stats "
+                 "left as they are", f"{slot:%Y-%m-%d %H:%M}", f"{newest:%Y-%m-%d %H:%M}")
+        return
+    if topology.status == "fresh":
+        queues.upsert_queues(parts.engine, _queue_rows(topology, slot))
+    if counts:
+        queues.upsert_queue_stats(parts.engine, counts, slot)

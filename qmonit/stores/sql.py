@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+_log = logging.getLogger(__name__)
 UPSERT_CHUNK = 2000
 ROWS_PER_INSERT = 100  # SQLite: 100 rows of up to 7 columns, well under its 32,766 variables
 
@@ -185,3 +189,17 @@ def naive(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+@contextmanager
+def state_step(errors: list[str], skipped: str = "", log: logging.Logger = _log
+               ) -> Iterator[None]:
+    """One step of a run on the SQL state: a store error is logged (on `log`, the caller's)
+    and added to `errors`, saying what was `skipped`, and the run goes on (a state store
+    that refuses must cost its steps, never the points or the other steps)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        message = f"state store: {describe_db_error(exc)}" + (f"; {skipped}" if skipped else "")
+        log.error(message)
+        errors.append(message)

@@ -339,14 +339,14 @@ def describe_failure(exc: requests.RequestException, timeout: Any = None) -> str
     return type(exc).__name__
 
 
-def body_summary(text: str, limit: int = 120) -> str:
+def body_summary(text: str, limit: int = 200) -> str:
     """One line of an answer's body for a message: an HTML page's title (or its first line
-    of text), else the first non-empty line; at most `limit` characters, redacted."""
+    of text), else the first non-empty line; at most `limit` characters, redacted before
+    the cut (never a token's prefix)."""
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     if title and title.group(1).strip():
         line = title.group(1)
     else:
         plain = re.sub(r"<[^>]*>", "\n", text) if re.search(r"<[a-zA-Z!/]", text) else text
         line = next((one for one in plain.splitlines() if one.strip()), "")
-    line = " ".join(line.split())
-    return brief(line, limit - 3) + "..." if len(line) > limit else brief(line, limit)
+    return brief(" ".join(line.split()), limit)
