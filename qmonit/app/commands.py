@@ -91,16 +91,16 @@ def _upgrade(parts: Components, tables: list[str]) -> bool:
 
 def run(args: argparse.Namespace, parts: Components) -> int:
     if args.job in ("hourly", "daily"):
-        return run_rollup(parts, args.job, args.at or datetime.now(UTC), args.since)
+        return run_rollup(parts, args.job, args.at or parts.clock.now(), args.since)
     if args.job == "datadisk":
         from qmonit.datadisk.job import run_datadisk
 
-        placed = run_datadisk(parts, args.at or datetime.now(UTC))
+        placed = run_datadisk(parts, args.at or parts.clock.now())
         log.info("datadisk %s UTC: %d datadisks%s in %.1f s", f"{placed.hour:%Y-%m-%d %H:%M}",
                  placed.datadisks, f"; failed: {placed.error}" if placed.error else "",
                  placed.duration_s)
         return placed.exit_code
-    slot = slot_start(args.at or datetime.now(UTC))
+    slot = slot_start(args.at or parts.clock.now())
     if args.job == "derive":
         return run_derive(parts, slot)
     from qmonit.collect.cycle import collect
@@ -217,7 +217,7 @@ def states(args: argparse.Namespace, parts: Components) -> int:
         if args.json:  # as on recorded outputs: every sample the source gives collect
             from qmonit.sources.recorded import samples_json
 
-            print(samples_json(source.collect(datetime.now(UTC)).samples), end="")
+            print(samples_json(source.collect(parts.clock.now()).samples), end="")
             return 0
         counts = trial_counts(args.source, source, rules)
     except SourceError as exc:

@@ -29,9 +29,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 import schedule
 from sqlalchemy import Engine
@@ -41,6 +40,7 @@ from qmonit.core.config import Config, ConfigError
 from qmonit.core.sample import SLOT, epoch_seconds, slot_start
 from qmonit.stores.sql import describe_db_error
 from qmonit.stores.state import lease
+from qmonit.support.clock import Clock, SystemClock
 from qmonit.support.files import private_dir
 from qmonit.support.redact import child_environment, register
 
@@ -50,19 +50,6 @@ KINDS = ("cycle", "hourly", "daily")  # cycle: collect, then derive
 PERIOD = {"cycle": SLOT, "hourly": timedelta(hours=1), "daily": timedelta(days=1)}
 STEPS = {"cycle": ("collect", "derive"), "hourly": ("hourly", "datadisk"), "daily": ("daily",)}
 KILL_AFTER_S = 10.0  # after SIGTERM, a job that does not exit gets SIGKILL
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...  # aware, UTC
-    def sleep(self, seconds: float, wake: threading.Event) -> None: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def sleep(self, seconds: float, wake: threading.Event) -> None:
-        wake.wait(max(seconds, 0.0))
 
 
 @dataclass

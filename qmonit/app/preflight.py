@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 
 from sqlalchemy import select
@@ -99,7 +99,7 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
         reader.dispose()
     if parts.store.server:
         probe(parts.store.server, parts.store.location(), parts.store.check)
-    now = datetime.now(UTC)
+    now = parts.clock.now()
     for source in parts.sources:  # what collect does with each, summed up
         probe(source.name, source.origin, partial(_collected, source, now))
     if isinstance(parts.topology, CricTopology):

@@ -72,7 +72,7 @@ def _age(now: datetime, moment: datetime | None) -> str:
 
 def gather(parts: Components, now: datetime | None = None,
            thresholds: Thresholds = Thresholds()) -> Status:
-    now = now or datetime.now(UTC)
+    now = now or parts.clock.now()
     status = Status()
     try:
         all_missing = schema.missing_tables(parts.engine)

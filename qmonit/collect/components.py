@@ -30,6 +30,7 @@ from qmonit.stores.timeseries.influx import InfluxStore
 from qmonit.stores.timeseries.rollup_buffer import FILE_NAME as BUFFER_FILE
 from qmonit.stores.timeseries.rollup_buffer import RollupBuffer
 from qmonit.stores.timeseries.spool import Spool
+from qmonit.support.clock import Clock, SystemClock
 
 CRIC_SNAPSHOT = "cric_pandaqueue.json"
 
@@ -51,6 +52,7 @@ class Components:
     # the embedded store's ids (`series_ids` itself): what the fetch worked out, kept for
     # the write of the same cycle; None with InfluxDB (its ids are only the zero-fill's)
     kept_ids: SeriesIds | None = None
+    clock: Clock = field(default_factory=SystemClock)  # the time every stage asks
 
 
 def build(cfg: Config) -> Components:

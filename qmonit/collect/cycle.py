@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from qmonit.collect.components import Components
@@ -190,7 +190,7 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
     runs = run_samples(report)
     run_delivery = parts.writer.write(runs)
     report.delivery.merge(run_delivery)
-    record_run_samples(parts.engine, runs, report.slot)
+    record_run_samples(parts.engine, runs, report.slot, parts.clock.now())
     parts.writer.set_deadline(None)
     marker.unlink(missing_ok=True)
     return report
@@ -235,7 +235,7 @@ def _replay(parts: Components) -> ReplayResult:
 
 def _update_factory_labels(parts: Components, data: list[Sample], jobs: list[Sample],
                            report: CollectReport) -> None:
-    rows = label_rows(data, jobs, datetime.now(UTC))
+    rows = label_rows(data, jobs, parts.clock.now())
     with state_step(report.state_errors, "factory_labels not updated", log):
         replace_factory_labels(parts.engine, rows)
 

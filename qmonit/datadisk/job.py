@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -161,7 +161,7 @@ def run_datadisk(parts: Components, now: datetime | None = None) -> DatadiskRepo
     """One run: the `datadisk` points of the current hour, or nothing (and the error in
     qmonit_run) when the accounting, CRIC or the state store fails."""
     started = time.monotonic()
-    now = now or datetime.now(UTC)
+    now = now or parts.clock.now()
     hour = now.replace(minute=0, second=0, microsecond=0)
     report = DatadiskReport(hour)
     accounting = parts.daod
@@ -197,7 +197,7 @@ def run_datadisk(parts: Components, now: datetime | None = None) -> DatadiskRepo
                                       "errors": 1.0 if report.error else 0.0}
     run = run_sample("datadisk", "daod", hour, fields, [report.error] if report.error else [])
     parts.writer.write([run])
-    record_run_samples(parts.engine, [run], hour)
+    record_run_samples(parts.engine, [run], hour, parts.clock.now())
     return report
 
 

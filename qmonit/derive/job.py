@@ -221,7 +221,7 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
     report.delivery = parts.writer.write(samples + aggregate(samples) + runs)
     # what the write did, as collect records its sinks: a derive whose points went to the
     # spool exits 1, and `status` must not show it ok
-    record_run_samples(parts.engine, [*runs, _sinks_sample(report)], report.slot)
+    record_run_samples(parts.engine, [*runs, _sinks_sample(report)], report.slot, parts.clock.now())
     return report
 
 

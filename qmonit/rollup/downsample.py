@@ -120,7 +120,7 @@ def rollup(parts: Components, job: str, now: datetime, since: datetime | None = 
     run = run_sample(job, report.mode, floor_to(now, timedelta(minutes=10)), fields,
                      report.errors)
     report.delivery = parts.writer.write([run])
-    record_run_samples(parts.engine, [run], run.time)
+    record_run_samples(parts.engine, [run], run.time, parts.clock.now())
     return report
 
 

@@ -96,8 +96,10 @@ def last_ok_slots(engine: Engine, job: str) -> dict[str, datetime | None]:
                                         .where(source_status.c.job == job))}
 
 
-def record_run_samples(engine: Engine, runs: Sequence[Sample], slot: datetime) -> str:
-    """source_status from a job's `qmonit_run` points; returns the error, or "" when stored."""
+def record_run_samples(engine: Engine, runs: Sequence[Sample], slot: datetime,
+                       now: datetime | None = None) -> str:
+    """source_status from a job's `qmonit_run` points (run at `now`, the job's clock);
+    returns the error, or "" when stored."""
     by_job: dict[str, list[dict]] = {}
     for run in runs:
         by_job.setdefault(run.tag("job") or "unknown", []).append({
@@ -107,7 +109,7 @@ def record_run_samples(engine: Engine, runs: Sequence[Sample], slot: datetime) -
             "duration_s": float(run.field("duration_s") or 0)})
     try:
         for job, rows in by_job.items():
-            record_runs(engine, job, rows, slot, datetime.now(UTC))
+            record_runs(engine, job, rows, slot, now or datetime.now(UTC))
     except SQLAlchemyError as exc:
         message = f"state store: {describe_db_error(exc)}; source_status not updated"
         log.error(message)
