@@ -1,7 +1,9 @@
 """Batch Clusters (BBQ): owners, partitions, pending reasons, workers, CPU and GPU use, look-ups."""
 
 from qmonit.core.levels import BATCH_FILTERS
+from qmonit.core.states.rules import COMMON_STATES
 from qmonit.grafana.helpers import (
+    custom_variable,
     influx,
     level_variable,
     per_slot,
@@ -34,7 +36,8 @@ PARTITION_FIELDS = ("nodes", "cpus", "cpus_alloc", "nodes_idle", "nodes_mixed",
 # The variables are InfluxDB tag values with All as ".*" (helpers.sql_match); the text
 # boxes are percent-encoded by helpers.sql, so a value with a quote matches nothing.
 JOB_FILTER = (f"{sql_match('cluster', 'cluster')} AND {sql_match('`partition`', 'partition')} "
-              f"AND {sql_match('owner', 'owner')} AND ('$job_id' = '' OR job_id = '$job_id') "
+              f"AND {sql_match('owner', 'owner')} AND {sql_match('state', 'job_state')} "
+              f"AND ('$job_id' = '' OR job_id = '$job_id') "
               f"AND ('$worker' = '' OR worker = '$worker')")
 JOB_COLUMNS = ("cluster, job_id, owner, group_name, state, native_state, reason, cause, "
                "`partition`, worker, cpus, gpus, memory_mb, submit_time, start_time")
@@ -74,6 +77,7 @@ dashboard = qmonit_dashboard(
                      [("cluster", "cluster")]),
         tag_variable("owner", "batch_jobs", "owner", "Owner", [("cluster", "cluster")]),
         level_variable("batch_jobs_m"),  # after the filters it depends on
+        custom_variable("job_state", "State", list(COMMON_STATES), with_all=True),
         text_variable("job_id", "Job id"),
         text_variable("worker", "Worker"),
     ],

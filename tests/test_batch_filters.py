@@ -103,3 +103,34 @@ def test_an_older_store_gets_the_indexes_and_loses_the_one_replaced(backend, tmp
     assert schema.missing_columns(engine) == []
     assert schema.create_tables(engine) == []
     engine.dispose()
+
+
+def test_the_batch_dashboard_filters_jobs_by_state(mariadb_url):
+    """Issue 35: a state filter on the look-ups (Jobs now, Ended jobs, ...)."""
+    from qmonit.core import config
+    from qmonit.grafana.build import build_all
+    from qmonit.stores.state.batch import batch_jobs_current
+
+    engine = create_engine(mariadb_url)
+    schema.create_tables(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(batch_jobs_current), [
+            {**_job(n), "state": state, "end_time": None}
+            for n, state in enumerate(["running", "pending", "running", "held"])])
+    board = next(b for b in build_all(config.defaults({"sources": {"enabled": ""}}))
+                 if b.model["uid"] == "qmonit-batch")
+    variables = {v["name"]: v for v in board.model["templating"]["list"]}
+    [jobs_now] = [t["rawSql"] for p in board.model["panels"] if p["title"] == "Jobs now"
+                  for t in p["targets"]]
+    base = {"cluster": ALL, "partition": ALL, "owner": ALL, "job_id": "", "worker": ""}
+
+    def states(chosen) -> list[str]:
+        view = View(END - timedelta(days=1), END, variables=variables,
+                    selected={**base, "job_state": chosen})
+        with engine.connect() as conn:
+            return sorted(row.state for row in conn.execute(text(expand_sql(jobs_now, view))))
+
+    assert states(ALL) == ["held", "pending", "running", "running"]
+    assert states(["running"]) == ["running", "running"]
+    assert states(["pending", "held"]) == ["held", "pending"]
+    engine.dispose()
