@@ -506,3 +506,16 @@ def test_states_test_on_a_live_source_honours_json(write_config, http):
         status = row["tags"]["job_status"]
         printed[status] = printed.get(status, 0) + row["fields"]["jobs"]
     assert printed == counts
+
+
+def test_collect_dry_run_says_which_source_failed_and_exits_1(write_config, http, tmp_path):
+    http.route(PATHS["v1"], Reply(503, "<html><title>Service Unavailable</title></html>"))
+    cfg = write_config({"panda": {"url": http.url}})
+    done = qmonit("-c", str(cfg), "run", "collect", "--dry-run", "--at", "2026-11-21T10:05Z")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"# panda: FAILED: PanDA {http.url}{PATHS['v1']}: HTTP 503: Service Unavailable",
+        "# slot 2026-11-21 10:00 UTC: 0 points and 0 level points; nothing written (the "
+        "zero-fill and qmonit_run are not shown)"]
+    assert not (tmp_path / "data").exists()
