@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from qmonit.core.config import default_section  # noqa: E402
+from qmonit.core.settings import HtcondorSection, SlurmSection  # noqa: E402
 from qmonit.core.states.rules import load_rules  # noqa: E402
 from qmonit.sources.htcondor import HTCondorSource  # noqa: E402
 from qmonit.sources.slurm import SlurmSource  # noqa: E402
@@ -63,8 +65,9 @@ def slurm(jobs: int) -> None:
     def run(argv, timeout):
         return text if argv[0].endswith("squeue") else sinfo
 
-    source = SlurmSource({"cluster": "bench", "bin_dir": "", "format": "text",
-                          "timeout_s": 60.0}, load_rules("slurm"), run=run)
+    source = SlurmSource(default_section(
+        SlurmSection, cluster="bench", bin_dir="", format="text", timeout_s=60.0),
+        load_rules("slurm"), run=run)
     start = time.perf_counter()
     out = source.collect(SLOT)
     elapsed = time.perf_counter() - start
@@ -116,9 +119,10 @@ class Pool:
 
 def htcondor(jobs: int) -> None:
     ads = condor_ads(jobs, random.Random(2))
-    source = HTCondorSource({"cluster": "bench", "group_by": ("Owner", "AccountingGroup",
-                                                               "x509UserProxyVOName"),
-                             "factory_schedds": (), "label_attribute": "MATCH_APF_QUEUE"},
+    source = HTCondorSource(default_section(
+        HtcondorSection, cluster="bench",
+        group_by=("Owner", "AccountingGroup", "x509UserProxyVOName"), factory_schedds=(),
+        label_attribute="MATCH_APF_QUEUE"),
                             load_rules("htcondor"), load_rules("apf"),
                             Pool([Answer("schedd1", ads)]))
     start = time.perf_counter()

@@ -65,7 +65,7 @@ def fill(parts, tags: list, rng: random.Random) -> int:
         samples.append(Sample("qmonit_run", (("job", "collect"), ("source", "panda"),
                                              ("status", "ok")), (("points", 1.0),), when))
         written += parts.store.write(samples).written
-        record_run_samples(parts.engine, samples[-1:], when)  # source_status, as collect does
+        record_run_samples(parts.engine, samples[-1:], when, when)  # source_status, as collect
     day = SLOT.replace(hour=0)
     jobs = samples[:-1]  # the last slot's, without its qmonit_run
     keys = {key: by_status for key, (_, by_status) in state_queues.counts_per_queue(jobs).items()}

@@ -169,7 +169,7 @@ def main() -> int:
                 derive(parts, slot)
             slot += SLOT
         elapsed = time.monotonic() - started
-        close_cycles = cfg.get("suspicious", "close_cycles")
+        close_cycles = cfg.settings.suspicious.close_cycles
         labelled = cases(parts.grid.incidents)
         with_pilots = served(parts.grid)
         for case in labelled:

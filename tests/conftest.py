@@ -97,7 +97,7 @@ def influx_store(influx_db):
     from qmonit.stores.timeseries.influx import InfluxStore
 
     cfg = config.defaults({"influxdb": influx_db, "sources": {"enabled": "simulated"}})
-    store = InfluxStore(cfg.section("influxdb"))
+    store = InfluxStore(cfg.settings.influxdb)
     store.init({"10m": "30d", "1h": "400d", "1d": "INF"})
     return store
 

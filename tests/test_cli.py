@@ -398,7 +398,7 @@ def test_every_command_and_option_has_help():
     assert missing == []
     assert sorted(commands.choices) == sorted([
         "init", "check", "run", "demo", "suspicious", "states", "daemon", "status", "spool",
-        "dashboards", "deploy", "config"])
+        "dashboards", "deploy", "config", "jobs", "top"])
     run_help = commands.choices["run"].format_help()
     for job in JOBS:
         assert f"\n  {job:<10}" in run_help

@@ -20,7 +20,7 @@ def test_example_file_loads_and_equals_defaults(tmp_path):
     example.chmod(0o600)
     loaded = config.load(str(example), environ={"QMONIT_PANDA_URL": "https://panda.example"})
     expected = config.defaults({"sources": {"enabled": "simulated"}})
-    assert loaded.section("influxdb") == expected.section("influxdb")
+    assert loaded.settings.influxdb == expected.settings.influxdb
 
 
 @pytest.mark.parametrize("sections, message", [
@@ -63,8 +63,8 @@ def test_environment_overrides_file_and_carries_secrets(write_config):
                          "influxdb": {"username": "qmonit", "database": "fromfile"}})
     cfg = config.load(str(path), environ={"QMONIT_INFLUXDB_PASSWORD": "pw-from-env",
                                           "QMONIT_INFLUXDB_DATABASE": "fromenv"})
-    assert cfg.get("influxdb", "password") == "pw-from-env"
-    assert cfg.get("influxdb", "database") == "fromenv"
+    assert cfg.settings.influxdb.password == "pw-from-env"
+    assert cfg.settings.influxdb.database == "fromenv"
     assert cfg.secrets() == ["pw-from-env"]
 
 
@@ -131,7 +131,7 @@ def test_an_unknown_environment_key_gets_the_closest_one(write_config):
                                             ("INFO", "INFO")])
 def test_a_choice_is_read_whatever_its_case(write_config, written, level):
     path = write_config({"sources": {"enabled": "simulated"}, "logging": {"level": written}})
-    assert config.load(str(path), environ={}).get("logging", "level") == level
+    assert config.load(str(path), environ={}).settings.logging.level == level
 
 
 @pytest.mark.parametrize("url", ["mysql://qmonit@db.example.org/qmonit",

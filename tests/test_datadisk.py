@@ -39,7 +39,7 @@ def answer(*buckets, **extra):
 def settings(url, **extra):
     cfg = config.defaults({"sources": {"enabled": "simulated"},
                            "datadisk": {"url": url, **extra}})
-    return cfg.section("datadisk")
+    return cfg.settings.datadisk
 
 
 @pytest.mark.skipif(not SAMPLE_IN.is_file(), reason="../shared/samples not present")

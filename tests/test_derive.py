@@ -62,7 +62,7 @@ def record(parts, when, samples):
     """What collect leaves behind: the points, and the SQL history the derive job reads."""
     parts.store.write(samples)
     record_run_samples(parts.engine, [s for s in samples if s.measurement == "qmonit_run"],
-                       when)
+                       when, when)
     jobs_only = [s for s in samples if s.measurement == "jobs"]
     state_history.record_history(parts.engine, state_queues.counts_per_queue(jobs_only), when,
                          timedelta(hours=25))
@@ -597,7 +597,7 @@ def test_qmonit_suspicious_shows_a_starving_queue_as_one_incident(parts_with):
     for n in range(2):
         cycle(parts, T + n * SLOT, {"P": {**STEADY, "running": 1, "activated": 400}})
     assert sorted(a.key[3] for a in alerts.open_alerts(parts.engine)) == ["drop", "starving"]
-    [incident] = open_flags(parts.engine)
+    [incident] = open_flags(parts.engine, parts.clock.now())
     why = ("pilots wait in the batch system: CERN_central_A (harvester): 30 pilots queued, "
            "0 running, 0 done, 0 failed")
     assert (incident["panda_queue"], incident["rule"], incident["severity"],
@@ -606,7 +606,7 @@ def test_qmonit_suspicious_shows_a_starving_queue_as_one_incident(parts_with):
         ("P", "starving", "critical", "running jobs", 1.0, 400.0, "batch/site", why)
     assert [(e["rule"], e["severity"], e["current"], e["baseline"], e["layer"])
             for e in incident["evidence"]] == [("drop", "critical", 1.0, 400.0, "batch/site")]
-    [_, _, row] = render(parts.engine).splitlines()
+    [_, _, row] = render(parts.engine, parts.clock.now()).splitlines()
     assert row.endswith(f"400 activated jobs waiting, 1 running (pilots not arriving?) "
                         f"[batch/site: {why}]; also drop managed/SCORE: running 1 vs 400 "
                         "(median of the baseline window), 100% lower")
@@ -656,7 +656,7 @@ def test_a_daily_rhythm_is_judged_against_the_same_hour_of_previous_days(parts_w
     assert old[("RHYTHM", "managed", "SCORE")].seasonal == {}
 
     from qmonit.derive.rules import drop
-    cfg = parts.cfg.section("suspicious")
+    cfg = parts.cfg.settings.suspicious
     old_rhythm = replace(old[("RHYTHM", "managed", "SCORE")], current={"running": 160.0})
     assert not drop(("RHYTHM", "managed", "SCORE"), old_rhythm, cfg).violated
 

@@ -55,7 +55,7 @@ def parts_for(request, make_config, tmp_path):
                                           else "auto"}, **sections})
         parts = build(cfg)
         schema.create_tables(parts.engine)
-        durations = {rp: cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
+        durations = cfg.settings.influxdb.retentions()
         parts.store.init(durations)
         return parts
     make.path = request.param

@@ -11,7 +11,7 @@ from qmonit.stores.timeseries.aggregate import Stats
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SLOT = timedelta(minutes=10)
 RULE = Hysteresis(open_cycles=2, window_cycles=3, close_cycles=3)
-CFG = config.defaults({"sources": {"enabled": "simulated"}}).section("suspicious")
+CFG = config.defaults({"sources": {"enabled": "simulated"}}).settings.suspicious
 KEY = ("Q", "managed", "SCORE")
 
 

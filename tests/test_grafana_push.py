@@ -145,7 +145,7 @@ def test_a_dashboard_not_of_schema_version_42_is_not_sent(write_config, http):
     current = Built("daod", Path("daod.dashboard.py"), {"uid": "qmonit-daod", "title": "DAOD",
                                                         "schemaVersion": 42, "panels": []})
     cfg = write_config({"sources": {"enabled": "simulated"}, "grafana": {"url": http.url}})
-    report = push_all(config.load(str(cfg), environ={}).section("grafana"), [old, current])
+    report = push_all(config.load(str(cfg), environ={}).settings.grafana, [old, current])
     assert report.failed == [("Old", "dashboard Old: not sent, not a Grafana dashboard of "
                                      "schemaVersion 42: schemaVersion is 12, not 42 (and 1 more)")]
     assert report.pushed == [("DAOD", "/d/qmonit-daod/x", 2)]

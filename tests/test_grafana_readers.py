@@ -181,7 +181,7 @@ def auth_influxd(tmp_path_factory):
     from qmonit.stores.timeseries.influx import InfluxStore
     settings = config.defaults({**NO_SOURCES, "influxdb": {
         "url": server.url, "database": "qmonit", "username": "admin",
-        "password": "admin-pw"}}).section("influxdb")
+        "password": "admin-pw"}}).settings.influxdb
     assert InfluxStore(settings).create_reader(INFLUX_READER, PASSWORD) == [
         f"InfluxDB reader '{INFLUX_READER}': READ on 'qmonit'"]
     yield server

@@ -9,7 +9,9 @@ from pathlib import Path
 import classad2
 import pytest
 
+from qmonit.core.config import default_section
 from qmonit.core.sample import make_sample
+from qmonit.core.settings import HtcondorSection
 from qmonit.core.states.rules import load_rules
 from qmonit.sources.base import SourceError
 from qmonit.sources.htcondor import (
@@ -166,9 +168,9 @@ Cpus = 16
 TotalSlotCpus = 16
 """
 
-SETTINGS = {"cluster": "pool1", "group_by": ("Owner", "AccountingGroup", "x509UserProxyVOName"),
-            "factory_schedds": ("apf.example.org",), "label_attribute": "MATCH_APF_QUEUE",
-            "collector": "", "schedds": ()}
+SETTINGS = default_section(
+    HtcondorSection, cluster="pool1", group_by=("Owner", "AccountingGroup", "x509UserProxyVOName"),
+    factory_schedds=("apf.example.org",), label_attribute="MATCH_APF_QUEUE")
 
 
 def job_point(partition, owner, group, vo, state, native, reason, jobs, cpus, gpus, memory):
@@ -268,7 +270,8 @@ def test_a_schedd_that_does_not_answer_fails_alone():
 
 
 def test_a_collector_that_does_not_answer_is_a_source_error():
-    pool = BindingsPool({"collector": f"127.0.0.1:{free_port()}", "schedds": ()})
+    pool = BindingsPool(default_section(HtcondorSection,
+                                        collector=f"127.0.0.1:{free_port()}"))
     htcondor = HTCondorSource(SETTINGS, load_rules("htcondor"), load_rules("apf"), pool)
     with pytest.raises(SourceError) as caught:
         htcondor.collect(SLOT)

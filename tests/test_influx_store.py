@@ -14,7 +14,7 @@ def store_for(url, **extra):
     settings = {"url": url, "retry_deadline_s": "2", "retry_initial_s": "0.01",
                 "retry_max_s": "0.02", "timeout_s": "2", **extra}
     cfg = config.defaults({"influxdb": settings, "sources": {"enabled": "simulated"}})
-    return InfluxStore(cfg.section("influxdb"))
+    return InfluxStore(cfg.settings.influxdb)
 
 
 def points(n, measurement="jobs"):

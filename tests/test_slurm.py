@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from qmonit.core.batchjobs import BatchJob
+from qmonit.core.config import default_section
 from qmonit.core.sample import make_sample
+from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import load_rules
 from qmonit.sources.base import SourceError
 from qmonit.sources.slurm import (
@@ -31,7 +33,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 
 def settings(fmt="text"):
-    return {"cluster": "qtest", "bin_dir": "", "format": fmt, "timeout_s": 30.0}
+    return default_section(SlurmSection, cluster="qtest", format=fmt, timeout_s=30.0)
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +308,7 @@ def test_states_test_shows_native_to_mapped_counts_of_the_live_jobs(slurm, write
 def test_a_missing_or_hanging_slurm_client_is_a_source_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    missing = SlurmSource({**settings(), "bin_dir": str(empty)}, load_rules("slurm"))
+    missing = SlurmSource(replace(settings(), bin_dir=str(empty)), load_rules("slurm"))
     with pytest.raises(SourceError) as caught:
         missing.collect(SLOT)
     assert str(caught.value) == (f"{empty}/squeue: not found (install the Slurm client or set "
@@ -315,7 +317,7 @@ def test_a_missing_or_hanging_slurm_client_is_a_source_error(tmp_path):
     hanging.mkdir()
     (hanging / "squeue").write_text("#!/bin/sh\nsleep 5\n")
     (hanging / "squeue").chmod(0o755)
-    slow = SlurmSource({**settings(), "bin_dir": str(hanging), "timeout_s": 0.3},
+    slow = SlurmSource(replace(settings(), bin_dir=str(hanging), timeout_s=0.3),
                        load_rules("slurm"))
     with pytest.raises(SourceError) as caught:
         slow.collect(SLOT)

@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 import pytest
 
 from qmonit.core.batchjobs import BatchNode
+from qmonit.core.config import default_section
 from qmonit.core.sample import make_sample
+from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import NODE_STATES, load_rules
 from qmonit.sources.slurm import SlurmSource, parse_nodes_json
 from qmonit.sources.slurm_partitions import (
@@ -283,7 +285,8 @@ class Runner:
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_collect_writes_partitions_from_the_same_nodes(fmt):
     runner = Runner()
-    source = SlurmSource({"cluster": "c1", "bin_dir": "", "format": fmt, "timeout_s": 5},
+    source = SlurmSource(default_section(
+        SlurmSection, cluster="c1", bin_dir="", format=fmt, timeout_s=5),
                          load_rules("slurm"), runner)
     collection = source.collect(SLOT)
     assert collection.problems == []
@@ -355,8 +358,8 @@ def test_a_real_slurm_gives_the_same_partitions_from_text_and_json(slurm):
                                          ("empty", "UP")]
     by_format = {}
     for fmt in ("text", "json"):
-        source = SlurmSource({"cluster": "qtest", "bin_dir": "", "format": fmt,
-                              "timeout_s": 30.0}, load_rules("slurm"))
+        source = SlurmSource(default_section(
+        SlurmSection, cluster="qtest", bin_dir="", format=fmt, timeout_s=30.0), load_rules("slurm"))
         by_format[fmt] = source.collect(SLOT)
         assert by_format[fmt].problems == []
     text = [s for s in by_format["text"].samples if s.measurement == "batch_partitions"]

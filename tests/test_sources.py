@@ -24,7 +24,7 @@ CRIC = (DATA / "cric_pandaqueue.json").read_text()
 def settings(section, url, **extra):
     cfg = config.defaults({section: {"url": url, "timeout_s": "0.5", **extra},
                            "sources": {"enabled": "simulated"}})
-    return cfg.section(section)
+    return getattr(cfg.settings, section)
 
 
 def panda(url, **extra):

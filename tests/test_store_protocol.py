@@ -24,7 +24,7 @@ FACTORY = PACKAGE / "collect" / "components.py"
 CONCRETE = {"EmbeddedStore", "InfluxStore"}
 INFLUX = config.defaults({"sources": {"enabled": "simulated"},
                           "influxdb": {"url": "http://127.0.0.1:9", "database": "qmonit"}}
-                         ).section("influxdb")  # nothing listens on port 9: never reached
+                         ).settings.influxdb  # nothing listens on port 9: never reached
 
 
 def protocol_members() -> set[str]:

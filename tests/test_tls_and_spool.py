@@ -28,7 +28,7 @@ def https(tmp_path):
 
 def panda(url, **extra):
     cfg = config.defaults({"panda": {"url": url, **extra}, "sources": {"enabled": "simulated"}})
-    return PandaJobStats(cfg.section("panda"))
+    return PandaJobStats(cfg.settings.panda)
 
 
 def test_tls_is_verified_by_default(https):

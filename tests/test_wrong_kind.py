@@ -10,6 +10,8 @@ from sqlalchemy import select
 
 from qmonit.app import cli
 from qmonit.core import config
+from qmonit.core.config import default_section
+from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import load_rules
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import PATH as CRIC_PATH
@@ -290,7 +292,8 @@ def slurm_fed(squeue, sinfo):
     def run(argv, timeout):
         return json.dumps(squeue if argv[0].endswith("squeue") else sinfo)
 
-    return SlurmSource({"cluster": "c1", "bin_dir": "", "format": "json", "timeout_s": 5},
+    return SlurmSource(default_section(
+        SlurmSection, cluster="c1", bin_dir="", format="json", timeout_s=5),
                        load_rules("slurm"), run)
 
 
@@ -309,8 +312,9 @@ def test_sinfo_printing_jobs_is_a_source_error_not_zero_nodes():
 
 
 def settings(section, url):
-    return config.defaults({section: {"url": url, "timeout_s": "2"},
-                            "sources": {"enabled": "simulated"}}).section(section)
+    cfg = config.defaults({section: {"url": url, "timeout_s": "2"},
+                           "sources": {"enabled": "simulated"}})
+    return getattr(cfg.settings, section)
 
 
 def test_panda_and_harvester_urls_answering_each_other_are_source_errors(http):

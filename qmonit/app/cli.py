@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qmonit import __version__
 from qmonit.core import config
+from qmonit.core.states.rules import COMMON_STATES as STATES
 from qmonit.core.states.rules import SOURCES as RULE_SETS
 from qmonit.support import logs, redact
 
@@ -83,6 +84,30 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--serial", action="store_true",
                       help="ask the sources in this process too (default: a second process "
                            "asks them, slots ahead)")
+    jobs = command("jobs", "look batch jobs up, current and ended together: by owner, job "
+                   "id, worker, state, cluster, and the time they ran (BBQ's first page)",
+                   epilog="exit: 0 jobs shown; 1 none matches (or the state store failed); "
+                          "2 bad arguments")
+    jobs.add_argument("--owner", default="", help="the owner (user) exactly")
+    jobs.add_argument("--job", default="", help="the job id (Slurm 1234 or 1234_7, HTCondor "
+                      "schedd#1234.0)")
+    jobs.add_argument("--worker", default="", help="a host: an HTCondor slot on it or a Slurm "
+                      "job whose node list names it")
+    jobs.add_argument("--state", default="", help=f"the common state: {', '.join(STATES)}")
+    jobs.add_argument("--cluster", default="", help="the cluster as configured")
+    when = jobs.add_mutually_exclusive_group()
+    when.add_argument("--at", type=_parse_time, metavar="TIME",
+                      help="running at TIME (ISO 8601, UTC if no zone)")
+    when.add_argument("--between", type=_parse_time, nargs=2, metavar=("T1", "T2"),
+                      help="running at some time between T1 and T2")
+    jobs.add_argument("--limit", type=int, default=50, help="at most this many, the latest "
+                      "started first (default: 50)")
+    jobs.add_argument("--json", action="store_true", help="as JSON")
+    counted = command("top", "the current batch jobs counted: owners by running and pending jobs "
+                  "(CPUs, GPUs), workers by running jobs")
+    counted.add_argument("--cluster", default="", help="one cluster only")
+    counted.add_argument("--limit", type=int, default=20, help="rows of each (default: 20)")
+    counted.add_argument("--json", action="store_true", help="as JSON")
     suspicious = command("suspicious", "the open suspicious-site incidents, as a table")
     suspicious.add_argument("--json", action="store_true", help="as JSON")
     states = command("states", "the state rules: show them, or test them on the live jobs of "
@@ -203,7 +228,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if not isinstance(sys.stdout, redact.RedactingStream):
         sys.stdout, sys.stderr = (redact.RedactingStream(sys.stdout),
                                   redact.RedactingStream(sys.stderr))
-    logs.setup(cfg.get("logging", "level"), cfg.get("logging", "file"), cfg.secrets())
+    logs.setup(cfg.settings.logging.level, cfg.settings.logging.file, cfg.secrets())
     for warning in warnings:
         log.warning(warning)
     from qmonit.app import commands  # imported late: keeps `qmonit config example` light

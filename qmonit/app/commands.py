@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.app import preflight
 from qmonit.collect.components import Components, build
 from qmonit.core.config import Config
 from qmonit.core.sample import SLOT, slot_start
 from qmonit.sources.base import SourceError
-from qmonit.stores.sql import describe_db_error, safe_db_url
+from qmonit.stores.sql import safe_db_url, state_errors
 from qmonit.stores.state import lease, metadata, schema
 from qmonit.stores.timeseries.spool import DAMAGED
 from qmonit.support import logs
+from qmonit.support.clock import Clock, SystemClock
 
 log = logging.getLogger("qmonit")
 
 
-def dispatch(args: argparse.Namespace, cfg: Config) -> int:
+def dispatch(args: argparse.Namespace, cfg: Config, clock: Clock | None = None) -> int:
+    """Run the command `args` names; every part asks `clock` the time."""
+    clock = clock or SystemClock()
     if args.command == "demo":
         return demo(args, cfg)
     if args.command == "dashboards":
@@ -37,22 +39,22 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
             return 2
         from qmonit.app.dryrun import dry_run
 
-        return dry_run(cfg, args.at or datetime.now(UTC))
-    if args.command == "run" and args.at is not None and args.at > datetime.now(UTC) + SLOT:
+        return dry_run(cfg, args.at or clock.now())
+    if args.command == "run" and args.at is not None and args.at > clock.now() + SLOT:
         print(f"qmonit run {args.job}: --at {args.at:%Y-%m-%dT%H:%MZ} is in the future; a slot "
               "can be collected, derived or rolled up only once it has begun (nothing done)",
               file=sys.stderr)
         return 2
-    parts = build(cfg)
+    parts = build(cfg, clock)
     if args.command in ("run", "suspicious"):
-        try:
+        missing: list[str] = []  # none seen: the command itself says what is wrong
+        with state_errors() as caught:
             # an installation upgraded under cron runs on before `qmonit init` adds the
             # daemon's tables
             missing = [t for t in schema.missing_tables(parts.engine)
                        if t not in lease.DAEMON_ONLY]
-        except SQLAlchemyError as exc:
-            missing = []  # the command itself reports what is wrong with the store
-            log.debug("state store not inspected: %s", describe_db_error(exc))
+        if caught.error:
+            log.debug("state store not inspected: %s", caught.error)
         else:
             every = [t.name for t in metadata.metadata.sorted_tables
                      if t.name not in lease.DAEMON_ONLY]
@@ -67,7 +69,8 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
             return 1
     handler: Callable[[argparse.Namespace, Components], int] = {
         "init": preflight.init, "check": preflight.check, "run": run, "spool": spool,
-        "suspicious": suspicious, "states": states, "status": status,
+        "suspicious": suspicious, "states": states, "status": status, "jobs": jobs,
+        "top": top,
     }[args.command]
     return handler(args, parts)
 
@@ -76,17 +79,15 @@ def _upgrade(parts: Components, tables: list[str]) -> bool:
     """Add the tables and columns a newer qmonit reads, and move what it moved (as `qmonit
     init` would), so an upgrade under cron goes on without a manual step. True when that
     failed (said on stderr)."""
-    try:
+    with state_errors() as caught:
         missing = tables + schema.missing_columns(parts.engine)
         if missing:
             schema.create_tables(parts.engine)
             log.warning("state store %s: added %s (this qmonit reads them; `qmonit init` "
                         "does the same)", safe_db_url(parts.engine), ", ".join(missing))
-    except SQLAlchemyError as exc:
-        print(f"qmonit: state store: {describe_db_error(exc)}; run `qmonit init`",
-              file=sys.stderr)
-        return True
-    return False
+    if caught.error:
+        print(f"qmonit: {caught.error}; run `qmonit init`", file=sys.stderr)
+    return bool(caught.error)
 
 
 def run(args: argparse.Namespace, parts: Components) -> int:
@@ -151,20 +152,20 @@ def daemon(args: argparse.Namespace, cfg: Config) -> int:
     from qmonit.core import config
     from qmonit.stores.sql import make_engine
 
-    engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
-    try:
+    engine = make_engine(cfg.sql_url, cfg.settings.sql.password)
+    missing: list[str] = []
+    with state_errors() as caught:
         missing = schema.missing_tables(engine)
-    except SQLAlchemyError as exc:
-        print(f"qmonit daemon: state store: {describe_db_error(exc)}", file=sys.stderr)
+    engine.dispose()
+    if caught.error:
+        print(f"qmonit daemon: {caught.error}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
     if missing:
         print(f"qmonit daemon: the state store {safe_db_url(engine)} lacks tables "
               f"({', '.join(missing[:3])}): run `qmonit init` first", file=sys.stderr)
         return 1
     return run_daemon(args.config, lambda: config.load(args.config) if args.config else cfg,
-                      lambda c: make_engine(c.sql_url, c.get("sql", "password")))
+                      lambda c: make_engine(c.sql_url, c.settings.sql.password))
 
 
 def status(args: argparse.Namespace, parts: Components) -> int:
@@ -177,17 +178,65 @@ def status(args: argparse.Namespace, parts: Components) -> int:
         return 3
     report = gather(parts, thresholds=Thresholds(timedelta(minutes=warning),
                                                  timedelta(minutes=critical)))
-    print(as_json(report) if args.json else render(report), end="")
+    print(as_json(report) if args.json else render(report, parts.clock.now()), end="")
     return report.code
+
+
+def jobs(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.app import jobs as lookup
+
+    try:
+        query = lookup.query_of(args)
+    except lookup.JobsError as exc:
+        print(f"qmonit jobs: {exc}", file=sys.stderr)
+        return 2
+    with state_errors() as caught:
+        rows = lookup.find_jobs(parts.engine, query)
+        like = lookup.owner_exists(parts.engine, query.owner) if query.owner and not rows \
+            else []
+    if caught.error:
+        print(f"qmonit jobs: {caught.error}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"qmonit jobs: {lookup.nothing_found(query, like)}", file=sys.stderr)
+        return 1
+    print(lookup.render(rows, args.json), end="")
+    return 0
+
+
+def top(args: argparse.Namespace, parts: Components) -> int:
+    from qmonit.app import jobs as lookup
+
+    if args.limit < 1:
+        print(f"qmonit top: --limit {args.limit}: must be at least 1", file=sys.stderr)
+        return 2
+    with state_errors() as caught:
+        owners = lookup.top_owners(parts.engine, args.cluster, args.limit)
+        workers = lookup.top_workers(parts.engine, args.cluster, args.limit)
+    if caught.error:
+        print(f"qmonit top: {caught.error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"owners": owners, "workers": workers}, indent=2))
+        return 0
+    where = f" of cluster {args.cluster}" if args.cluster else ""
+    if not owners:
+        print(f"No running or pending jobs{where}.")
+        return 0
+    print(f"Owners by running and pending jobs{where}:")
+    print(lookup.render(owners), end="")
+    print(f"\nWorkers by running jobs{where}:")
+    print(lookup.render(workers) if workers else "(no running job names a worker)\n", end="")
+    return 0
 
 
 def suspicious(args: argparse.Namespace, parts: Components) -> int:
     from qmonit.app.suspicious import render
 
-    try:
-        print(render(parts.engine, as_json=args.json), end="")
-    except SQLAlchemyError as exc:
-        print(f"qmonit suspicious: state store: {describe_db_error(exc)}", file=sys.stderr)
+    with state_errors() as caught:
+        print(render(parts.engine, parts.clock.now(), as_json=args.json), end="")
+    if caught.error:
+        print(f"qmonit suspicious: {caught.error}", file=sys.stderr)
         return 1
     return 0
 
@@ -219,7 +268,7 @@ def states(args: argparse.Namespace, parts: Components) -> int:
 
             print(samples_json(source.collect(parts.clock.now()).samples), end="")
             return 0
-        counts = trial_counts(args.source, source, rules)
+        counts = trial_counts(args.source, source, rules, parts.clock.now())
     except SourceError as exc:
         print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
         return 1
@@ -235,7 +284,7 @@ def _states_on_recorded(args: argparse.Namespace, parts: Components) -> int:
 
     try:
         found = read_recorded(args.source, recorded_reader(args.source), args.input,
-                              parts.rules)
+                              parts.rules, parts.clock.now())
     except RecordedInputError as exc:  # 2: a file of the wrong kind; 1: its source failed
         print(f"qmonit states test {args.source}: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -333,12 +382,12 @@ def dashboards(args: argparse.Namespace, cfg: Config) -> int:
         for note in notes:
             log.warning(note)
         return 0
-    if not cfg.get("grafana", "url"):  # a usage error: nothing was tried
+    if not cfg.settings.grafana.url:  # a usage error: nothing was tried
         print("qmonit dashboards push: [grafana] url is empty: say where Grafana is (or use "
               "`qmonit dashboards build` and Grafana's provisioning)", file=sys.stderr)
         return 2
     try:
-        report = push_all(cfg.section("grafana"), built)
+        report = push_all(cfg.settings.grafana, built, cfg.settings.http.max_response_mb)
     except GrafanaError as exc:
         print(f"qmonit dashboards push: {exc}", file=sys.stderr)
         return 1
@@ -352,6 +401,6 @@ def dashboards(args: argparse.Namespace, cfg: Config) -> int:
 def demo(args: argparse.Namespace, cfg: Config) -> int:
     from qmonit.app.demo import run_demo
 
-    logs.setup("CRITICAL" if cfg.get("logging", "level") != "DEBUG" else "DEBUG")
+    logs.setup("CRITICAL" if cfg.settings.logging.level != "DEBUG" else "DEBUG")
     directory = args.dir or Path(cfg.data_dir) / "demo"
     return run_demo(directory, args.hours, args.scale, args.seed, serial=args.serial)

@@ -34,11 +34,10 @@ from pathlib import Path
 
 import schedule
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.core.config import Config, ConfigError
 from qmonit.core.sample import SLOT, epoch_seconds, slot_start
-from qmonit.stores.sql import describe_db_error
+from qmonit.stores.sql import state_errors
 from qmonit.stores.state import lease
 from qmonit.support.clock import Clock, SystemClock
 from qmonit.support.files import private_dir
@@ -144,15 +143,15 @@ class Daemon:
     # -- schedule --------------------------------------------------------------------------
 
     def _plan(self) -> None:
-        d = self.cfg.section("daemon")
+        d = self.cfg.settings.daemon
         self.scheduler.clear()
         for tens in range(0, 60, 10):
-            self.scheduler.every().hour.at(f":{tens + d['cycle_minute']:02d}").do(
+            self.scheduler.every().hour.at(f":{tens + d.cycle_minute:02d}").do(
                 self._due, "cycle")
-        self.scheduler.every().hour.at(f":{d['hourly_minute']:02d}").do(self._due, "hourly")
-        self.scheduler.every().day.at(f"00:{d['daily_minute']:02d}").do(self._due, "daily")
-        self.ttl_s = int(d["lease_ttl_s"])
-        self.grace_s = float(d["stop_grace_s"])
+        self.scheduler.every().hour.at(f":{d.hourly_minute:02d}").do(self._due, "hourly")
+        self.scheduler.every().day.at(f"00:{d.daily_minute:02d}").do(self._due, "daily")
+        self.ttl_s = int(d.lease_ttl_s)
+        self.grace_s = float(d.stop_grace_s)
 
     def _due(self, kind: str) -> None:
         now = self.clock.now().replace(second=0, microsecond=0)
@@ -195,12 +194,11 @@ class Daemon:
 
     def _lease(self, kind: str) -> bool:
         now = epoch_seconds(self.clock.now())
-        try:
+        held = False
+        with state_errors() as caught:
             held = lease.acquire(self.engine, kind, self.holder, now, self.ttl_s)
-        except SQLAlchemyError as exc:
-            log.error("daemon: lease of %s not taken: state store: %s", kind,
-                      describe_db_error(exc))
-            held = False
+        if caught.error:
+            log.error("daemon: lease of %s not taken: %s", kind, caught.error)
         if held and kind not in self.leader_of:
             log.warning("daemon: %s now leads %s", self.holder, kind)
         elif not held and kind in self.leader_of:
@@ -245,12 +243,12 @@ class Daemon:
             if not self._lease(kind):
                 continue  # a standby: try again at the next step
             slot = self._slot_of(due)
-            try:
+            with state_errors() as caught:
                 claimed = lease.claim(self.engine, kind, self.holder, epoch_seconds(slot),
                                       epoch_seconds(now))
-            except SQLAlchemyError as exc:
-                log.error("daemon: %s of %s not claimed: state store: %s", kind,
-                          f"{slot:%Y-%m-%d %H:%M}", describe_db_error(exc))
+            if caught.error:
+                log.error("daemon: %s of %s not claimed: %s", kind,
+                          f"{slot:%Y-%m-%d %H:%M}", caught.error)
                 continue
             del self.pending[kind]
             if not claimed:
@@ -268,8 +266,8 @@ class Daemon:
 
     def _run(self, due: Due) -> None:
         for job in STEPS[due.kind]:
-            if job == "datadisk" and not (self.cfg.get("datadisk", "url") or {
-                    "simulated", "simulated_batch"} & set(self.cfg.get("sources", "enabled"))):
+            if job == "datadisk" and not (self.cfg.settings.datadisk.url or {
+                    "simulated", "simulated_batch"} & set(self.cfg.settings.sources.enabled)):
                 continue  # no DAOD accounting to read here
             if self.stop_requested is not None:  # the running job finished: no new one
                 log.warning("daemon: %s for %s UTC not started: the daemon stops", job,
@@ -309,9 +307,9 @@ class Daemon:
     def serve(self, max_steps: int | None = None) -> int:
         log.warning("daemon: %s started: collect and derive at minute %d of each slot, "
                     "hourly at :%02d, daily at 00:%02d UTC", self.holder,
-                    self.cfg.get("daemon", "cycle_minute"),
-                    self.cfg.get("daemon", "hourly_minute"),
-                    self.cfg.get("daemon", "daily_minute"))
+                    self.cfg.settings.daemon.cycle_minute,
+                    self.cfg.settings.daemon.hourly_minute,
+                    self.cfg.settings.daemon.daily_minute)
         steps = 0
         while self.stop_requested is None and (max_steps is None or steps < max_steps):
             self.step()
@@ -319,10 +317,10 @@ class Daemon:
             if self.stop_requested is None:
                 self.wake.clear()
                 self.clock.sleep(self.idle_s(), self.wake)
-        try:
+        with state_errors() as caught:
             lease.release(self.engine, self.holder)
-        except SQLAlchemyError as exc:
-            log.error("daemon: leases not given up: state store: %s", describe_db_error(exc))
+        if caught.error:
+            log.error("daemon: leases not given up: %s", caught.error)
         log.warning("daemon: %s stopped", self.holder)
         return 0
 

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -24,6 +24,7 @@ from qmonit.datadisk.job import placement_summary, run_datadisk
 from qmonit.derive.job import derive
 from qmonit.derive.notify import describe
 from qmonit.stores.state import alerts, schema
+from qmonit.support.clock import Clock, SystemClock
 from qmonit.support.files import private_dir, write_text_atomic
 
 
@@ -104,7 +105,7 @@ PROGRESS_EVERY_S = 10.0  # not on a terminal: a progress line this often
 
 def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int = 1,
              now: datetime | None = None, out: TextIO = sys.stdout,
-             serial: bool = False) -> int:
+             serial: bool = False, clock: Clock | None = None) -> int:
     """Start from an empty demo directory, collect every slot of the last `hours` (derive after
     each of the last DERIVE_HOURS of them), and report. The sources are asked in a second
     process, slots ahead, unless `serial`. A directory it did not make must be empty: it
@@ -114,7 +115,8 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
         print(f"qmonit demo: {problem}", file=sys.stderr)
         return 2
     cfg = demo_config(directory, scale, seed)
-    last = slot_start(now or datetime.now(UTC))
+    clock = clock or SystemClock()
+    last = slot_start(now or clock.now())
     slots = [last - SLOT * i for i in reversed(range(hours * 6))]
     started = time.monotonic()
     reports = []
@@ -124,23 +126,23 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
     derived = 0
     derive_from = last - timedelta(hours=DERIVE_HOURS) + SLOT
     with _answers(cfg, slots, serial) as answers:
-        parts = build(cfg)
+        parts = build(cfg, clock)
         assert parts.store.server is None  # demo_config names no [influxdb] url
         schema.create_tables(parts.engine)
         parts.store.init({})
         for number, (slot, fetched) in enumerate(zip(slots, answers, strict=True), 1):
             reports.append(collect(parts, slot, fetched))
             if slot >= derive_from:
-                clock = time.monotonic()
+                began = time.monotonic()
                 derive(parts, slot)
-                derive_s += time.monotonic() - clock
+                derive_s += time.monotonic() - began
                 derived += 1
             if progress:
                 print(f"\rcollecting {slot:%Y-%m-%d %H:%M} UTC  [{number}/{len(slots)}]",
                       end="", file=sys.stderr, flush=True)
             elif time.monotonic() - said >= PROGRESS_EVERY_S or number == len(slots):
                 said = time.monotonic()  # piped or under cron: a log line now and then
-                print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} INFO qmonit demo: collected "
+                print(f"{clock.now():%Y-%m-%dT%H:%M:%SZ} INFO qmonit demo: collected "
                       f"{number} of {len(slots)} cycles (slot {slot:%Y-%m-%d %H:%M} UTC) in "
                       f"{said - started:.0f} s", file=sys.stderr, flush=True)
     if progress:
@@ -179,7 +181,7 @@ def run_demo(directory: Path, hours: int = 24, scale: str = "small", seed: int =
           f"{placement_summary(placement)}", file=out)
     print(f"\nSuspicious sites at {last:%Y-%m-%d %H:%M} UTC (derive ran after each of the last "
           f"{derived} cycles, {derive_s:.1f} s in all):", file=out)
-    print(render_suspicious(parts.engine), end="", file=out)
+    print(render_suspicious(parts.engine, parts.clock.now()), end="", file=out)
     closed = alerts.closed_since(parts.engine, slots[0])
     if closed:
         print("\nClosed during the run:", file=out)

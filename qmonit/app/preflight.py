@@ -15,7 +15,6 @@ from qmonit.collect.components import Components
 from qmonit.core.config import Config, duration_seconds
 from qmonit.core.levels import CHOICES
 from qmonit.sources.base import Source, SourceError
-from qmonit.sources.cric import CricTopology, parse_pandaqueues
 from qmonit.stores.sql import describe_db_error, safe_db_url
 from qmonit.stores.state import metadata, schema
 from qmonit.stores.timeseries.base import StoreUnavailable
@@ -36,7 +35,7 @@ def _collected(source: Source, now: datetime) -> str:
 
 
 def init(_args: argparse.Namespace, parts: Components) -> int:
-    durations = {rp: parts.cfg.get("influxdb", f"retention_{rp}") for rp in ("10m", "1h", "1d")}
+    durations = parts.cfg.settings.influxdb.retentions()
     try:
         changed = schema.create_tables(parts.engine)
         for change in changed:
@@ -66,8 +65,8 @@ def init(_args: argparse.Namespace, parts: Components) -> int:
 
 def rp_ranges(cfg: Config) -> list[tuple[str, float]]:
     """Which retention policy Grafana reads up to which time range, in seconds."""
-    return [("10m", duration_seconds(cfg.get("grafana", "raw_up_to"))),
-            ("1h", duration_seconds(cfg.get("grafana", "hourly_up_to"))),
+    return [("10m", duration_seconds(cfg.settings.grafana.raw_up_to)),
+            ("1h", duration_seconds(cfg.settings.grafana.hourly_up_to)),
             ("1d", float("inf"))]
 
 
@@ -102,13 +101,8 @@ def check(_args: argparse.Namespace, parts: Components) -> int:
     now = parts.clock.now()
     for source in parts.sources:  # what collect does with each, summed up
         probe(source.name, source.origin, partial(_collected, source, now))
-    if isinstance(parts.topology, CricTopology):
-        cric = parts.topology
-
-        def cric_ok() -> str:
-            queues, problems = parse_pandaqueues(cric.fetch(), cric.origin)
-            return f"answers, {len(queues)} PanDA queues ({len(problems)} empty records)"
-        probe("cric", cric.origin, cric_ok)
+    if parts.topology.origin:  # CRIC itself, never its snapshot
+        probe(parts.topology.name, parts.topology.origin, parts.topology.probe)
     pending = parts.spool.files()
     spooled = f"{len(pending)} file(s) pending" if pending else "empty"
     damaged = parts.spool.damaged()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -175,8 +175,7 @@ def _judge_spool(status: Status, parts: Components, now: datetime) -> None:
                                  "lost; `qmonit spool status`)")
 
 
-def render(status: Status, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
+def render(status: Status, now: datetime) -> str:
     worst = [p.split(": ", 1)[1] for p in status.problems
              if p.startswith(NAMES[status.code])] if status.code != OK else []
     summary = "; ".join(worst) if worst else "collect, derive and the sources are current"

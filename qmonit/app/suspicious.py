@@ -4,7 +4,7 @@ shifter, or as JSON."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 
@@ -27,12 +27,11 @@ def _fields(alert: alerts.Alert, now: datetime) -> dict:
             "open_minutes": alert.open_minutes(now)}
 
 
-def open_flags(engine: Engine, now: datetime | None = None) -> list[dict]:
+def open_flags(engine: Engine, now: datetime) -> list[dict]:
     """The open incidents, most urgent first: one per queue, its principal alert's fields,
     and the queue's other open alerts as `evidence` (see incidents). Open minutes count to
-    `now`: the newest slot the state tables describe, else the clock."""
+    `now` (render: the newest slot the state tables describe)."""
     topology = queues.queue_topology(engine)
-    now = now or queues.newest_slot(engine) or datetime.now(UTC)
     rows = []
     for incident in group(alerts.open_alerts(engine)):
         where = topology.get(incident.panda_queue, {})
@@ -49,8 +48,9 @@ def open_flags(engine: Engine, now: datetime | None = None) -> list[dict]:
     return rows
 
 
-def render(engine: Engine, as_json: bool = False) -> str:
-    rows = open_flags(engine)
+def render(engine: Engine, now: datetime, as_json: bool = False) -> str:
+    """The open incidents as of the newest slot the state describes at `now` (the clock's)."""
+    rows = open_flags(engine, queues.newest_slot(engine, now) or now)
     if as_json:
         return json.dumps(rows, indent=2) + "\n"
     if not rows:

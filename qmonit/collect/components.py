@@ -18,7 +18,7 @@ from qmonit.simulation.grid import (
     SimulatedGrid,
     SimulatedTopology,
 )
-from qmonit.sources.base import Source, http_section
+from qmonit.sources.base import Source
 from qmonit.sources.cric import CricTopology, NoTopology, TopologySource
 from qmonit.sources.daod import DaodAccounting, VolumeSource
 from qmonit.sources.registry import SOURCES
@@ -55,41 +55,45 @@ class Components:
     clock: Clock = field(default_factory=SystemClock)  # the time every stage asks
 
 
-def build(cfg: Config) -> Components:
-    engine = make_engine(cfg.sql_url, cfg.get("sql", "password"))
-    influx = http_section(cfg, "influxdb")
+def build(cfg: Config, clock: Clock | None = None) -> Components:
+    """The parts `cfg` describes; the sources and every stage ask `clock` the time."""
+    clock = clock or SystemClock()
+    settings = cfg.settings
+    cap = settings.http.max_response_mb  # every HTTP client's bound on an answer
+    engine = make_engine(cfg.sql_url, settings.sql.password)
     series_ids: Callable[[Sample], int] = series_id
     kept_ids = None
-    if influx["url"]:
-        store: TimeSeriesStore = InfluxStore(influx)
+    if settings.influxdb.url:
+        store: TimeSeriesStore = InfluxStore(settings.influxdb, max_response_mb=cap)
     else:
         series_ids = kept_ids = SeriesIds()
         store = EmbeddedStore(engine, series_ids)
-    spool = Spool(cfg.spool_dir, int(cfg.get("spool", "max_mb") * 1024 * 1024))
+    spool = Spool(cfg.spool_dir, int(settings.spool.max_mb * 1024 * 1024), clock)
     buffer = None  # the embedded store's own client path is the same SQL on a local file
-    if isinstance(store, InfluxStore) and cfg.get("downsample", "buffer"):
+    if isinstance(store, InfluxStore) and settings.downsample.buffer:
         buffer = RollupBuffer(Path(cfg.data_dir) / BUFFER_FILE,
-                              cfg.get("downsample", "buffer_hours"))
-    enabled = cfg.get("sources", "enabled")
+                              settings.downsample.buffer_hours)
+    enabled = settings.sources.enabled
     sources: list[Source] = []
     grid: SimulatedGrid | None = None
     topology: TopologySource = NoTopology()
-    rules = {name: load_rules(name, cfg.get("states", name)) for name in RULE_SETS}
+    rules = {name: load_rules(name, settings.states.file_of(name)) for name in RULE_SETS}
     simulated = [spec for spec in SIMULATED if spec.name in enabled]
     if simulated:  # one grid under all of them, its topology and its DAOD
-        grid = SimulatedGrid(cfg.get("sources", "simulated_seed"),
-                             cfg.get("sources", "simulated_scale"))
+        grid = SimulatedGrid(settings.sources.simulated_seed,
+                             settings.sources.simulated_scale)
         topology = SimulatedTopology(grid)
         sources += [source for sim in simulated for source in sim.build(grid, rules)]
     for spec in SOURCES:  # the real ones, each through its registry entry
         if spec.name in enabled:
-            sources += spec.build(cfg, rules)
-    if cfg.get("cric", "url") and grid is None:
-        topology = CricTopology(http_section(cfg, "cric"), Path(cfg.data_dir) / CRIC_SNAPSHOT)
+            sources += spec.build(cfg, rules, clock)
+    if settings.cric.url and grid is None:
+        topology = CricTopology(settings.cric, Path(cfg.data_dir) / CRIC_SNAPSHOT,
+                                max_response_mb=cap, clock=clock)
     daod: VolumeSource | None = None
-    if cfg.get("datadisk", "url"):
-        daod = DaodAccounting(http_section(cfg, "datadisk"))
+    if settings.datadisk.url:
+        daod = DaodAccounting(settings.datadisk, max_response_mb=cap)
     elif grid is not None:
         daod = SimulatedDaod(grid)
     return Components(cfg, engine, store, spool, DurableWriter(store, spool, buffer), sources,
-                      topology, grid, rules, buffer, series_ids, daod, kept_ids)
+                      topology, grid, rules, buffer, series_ids, daod, kept_ids, clock)

@@ -125,10 +125,10 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
     if unfinished:
         report.state_errors.append(unfinished)
     _mark_running(marker, slot)
-    parts.writer.set_deadline(parts.cfg.get("collect", "deadline_s"))
+    parts.writer.set_deadline(parts.cfg.settings.collect.deadline_s)
     report.replay, errors = replay_spool(parts)
     report.state_errors.extend(errors)
-    zero_fill_horizon = timedelta(hours=parts.cfg.get("collect", "zero_fill_hours"))
+    zero_fill_horizon = timedelta(hours=parts.cfg.settings.collect.zero_fill_hours)
     if fetched is None:
         fetched = fetch(parts, slot)
     topo_report = _topology_report(fetched.topology, fetched.topology_s)
@@ -243,7 +243,7 @@ def _update_factory_labels(parts: Components, data: list[Sample], jobs: list[Sam
 def _sync_batch_jobs(parts: Components, answers: list[SourceAnswer],
                      report: CollectReport) -> None:
     """The job-level tables of every scheduler source that answered this cycle."""
-    keep = timedelta(days=parts.cfg.get("collect", "ended_jobs_days"))
+    keep = timedelta(days=parts.cfg.settings.collect.ended_jobs_days)
     for answer in answers:
         if answer.samples is None or answer.jobs is None:
             continue
@@ -288,11 +288,11 @@ def _write_queue_state(parts: Components, topology: Topology, jobs: list[Sample]
     """derive's history, then (unless a later slot was written) queues and queue_stats."""
     counts = queues.counts_per_queue(jobs)
     if counts:  # the derive job's history; backfilled slots belong in it too
-        keep = timedelta(hours=max(24, parts.cfg.get("derive", "baseline_hours")) + 1)
-        days = parts.cfg.get("derive", "seasonal_days")  # whole days before today's
+        keep = timedelta(hours=max(24, parts.cfg.settings.derive.baseline_hours) + 1)
+        days = parts.cfg.settings.derive.seasonal_days  # whole days before today's
         history.record_history(parts.engine, counts, slot, keep,
                                timedelta(days=days + 1) if days else timedelta(0))
-    newest = queues.newest_slot(parts.engine)
+    newest = queues.newest_slot(parts.engine, parts.clock.now())
     if newest is not None and slot < newest:
         log.info("slot %s is older than the current state (%s): queues and queue_stats "
                  "left as they are", f"{slot:%Y-%m-%d %H:%M}", f"{newest:%Y-%m-%d %H:%M}")

@@ -15,9 +15,10 @@ import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from qmonit.core.settings import Settings, section_name
 from qmonit.core.states.rules import SOURCES as RULE_SETS
 
 # The sources `[sources] enabled` may name: qmonit/sources/registry.py declares them (and
@@ -413,25 +414,20 @@ def _convert(opt: Option, raw: str, base_dir: Path) -> Any:
 
 
 class Config:
-    """Validated settings: `cfg.get("influxdb", "url")` or `cfg.section("panda")`."""
+    """Validated settings, typed by section: `cfg.settings.influxdb.url` (core/settings.py)."""
 
     def __init__(self, values: Mapping[str, Mapping[str, Any]], path: str | None = None):
         self._values = {section: dict(keys) for section, keys in values.items()}
         self.path = path
-
-    def get(self, section: str, key: str) -> Any:
-        return self._values[section][key]
-
-    def section(self, section: str) -> dict[str, Any]:
-        return dict(self._values[section])
+        self.settings = Settings.of(self._values)  # the same values, typed
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.get("qmonit", "data_dir"))
+        return Path(self.settings.qmonit.data_dir)
 
     @property
     def spool_dir(self) -> Path:
-        return Path(self.get("spool", "dir") or self.data_dir / "spool")
+        return Path(self.settings.spool.dir or self.data_dir / "spool")
 
     def replaced(self, overrides: Mapping[str, Mapping[str, Any]]) -> Config:
         """A copy with some values replaced (already converted: no check is made)."""
@@ -441,7 +437,7 @@ class Config:
 
     @property
     def sql_url(self) -> str:
-        return self.get("sql", "url") or f"sqlite:///{self.data_dir / 'qmonit.sqlite'}"
+        return self.settings.sql.url or f"sqlite:///{self.data_dir / 'qmonit.sqlite'}"
 
     def secrets(self) -> list[str]:
         """Every secret value in force, for redaction from logs and messages."""
@@ -753,3 +749,14 @@ def defaults(overrides: Mapping[str, Mapping[str, str]] | None = None) -> Config
     if errors:
         raise ConfigError("; ".join(errors))
     return Config(values)
+
+
+SectionT = TypeVar("SectionT")
+
+
+def default_section(cls: type[SectionT], **values: Any) -> SectionT:
+    """A section of its defaults, some `values` (already converted) replacing them: a source
+    or store built without a configuration file (the simulation, tests)."""
+    name = section_name(cls)
+    made = {key: _convert(opt, opt.default, Path.cwd()) for key, opt in SCHEMA[name].items()}
+    return cls(**{**made, **values})

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.collect.components import Components
 from qmonit.core.model import UNKNOWN
@@ -35,7 +34,7 @@ from qmonit.core.sample import Sample, make_sample, run_sample
 from qmonit.sources.base import SourceError
 from qmonit.sources.cric import Topology
 from qmonit.sources.daod import RseVolume
-from qmonit.stores.sql import describe_db_error
+from qmonit.stores.sql import state_errors
 from qmonit.stores.state import queues
 from qmonit.stores.state.status import record_run_samples
 
@@ -165,18 +164,18 @@ def run_datadisk(parts: Components, now: datetime | None = None) -> DatadiskRepo
     hour = now.replace(minute=0, second=0, microsecond=0)
     report = DatadiskReport(hour)
     accounting = parts.daod
-    try:
-        if accounting is None:
-            raise SourceError("[datadisk] url is not set: no DAOD accounting to read")
-        volumes, report.problems = accounting.volumes(hour)
-        topology = parts.topology.load(hour)
-        if topology.status == "missing":
-            raise SourceError(f"CRIC: {topology.message}")
-        joined = join(volumes, topology, analysis_per_queue(parts.engine), hour)
-    except SourceError as exc:
-        report.error = str(exc)
-    except SQLAlchemyError as exc:
-        report.error = f"state store: {describe_db_error(exc)}"
+    with state_errors() as caught:
+        try:
+            if accounting is None:
+                raise SourceError("[datadisk] url is not set: no DAOD accounting to read")
+            volumes, report.problems = accounting.volumes(hour)
+            topology = parts.topology.load(hour)
+            if topology.status == "missing":
+                raise SourceError(f"CRIC: {topology.message}")
+            joined = join(volumes, topology, analysis_per_queue(parts.engine), hour)
+        except SourceError as exc:
+            report.error = str(exc)
+    report.error = report.error or caught.error
     samples: list[Sample] = []
     if not report.error:
         report.problems += joined.problems

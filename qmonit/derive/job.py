@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from qmonit.collect.components import Components
 from qmonit.core.flags import FlagState, Hysteresis, advance
 from qmonit.core.levels import aggregate
@@ -32,7 +30,7 @@ from qmonit.derive.numbers import (
     gather_daily,
 )
 from qmonit.derive.rules import ALL, Finding, evaluate
-from qmonit.stores.sql import describe_db_error
+from qmonit.stores.sql import state_errors
 from qmonit.stores.state import alerts, history, queues
 from qmonit.stores.state import status as status_tables
 from qmonit.stores.state.alerts import FlagKey
@@ -158,59 +156,59 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
     started = time.monotonic()
     report = DeriveReport(slot)
     cfg = parts.cfg
-    flags_cfg = cfg.section("suspicious")
-    rule = Hysteresis(flags_cfg["open_cycles"], flags_cfg["window_cycles"],
-                      flags_cfg["close_cycles"])
+    flags_cfg = cfg.settings.suspicious
+    rule = Hysteresis(flags_cfg.open_cycles, flags_cfg.window_cycles,
+                      flags_cfg.close_cycles)
     numbers: dict[QueueKey, QueueNumbers] = {}
     topology: dict[str, dict[str, str]] = {}
-    try:
-        findings, report.stale_sources = _source_findings(parts, slot)
-        topology = queues.queue_topology(parts.engine)
-        daily = None
-        # queues are judged on PanDA's counts: only a stale PanDA source holds them back
-        judged_now = "panda" not in report.stale_sources
-        if judged_now:
-            coverage_min = cfg.get("derive", "coverage_min")
-            numbers, report.queries = gather(parts.engine, slot, coverage_min,
-                                             cfg.get("derive", "baseline_hours"),
-                                             cfg.get("derive", "seasonal_days"),
-                                             cfg.get("derive", "seasonal_min_days"))
-            if history.daily_for(parts.engine) != _day(slot):
-                try:
-                    daily, queries = gather_daily(parts.store, slot, coverage_min)
-                    report.queries += queries
-                except (StoreUnavailable, InfluxQueryError) as exc:  # tried again next cycle
-                    log.warning("derive %s UTC: the 7d/30d averages are not recomputed: %s",
-                                f"{slot:%Y-%m-%d %H:%M}", exc)
-            queue_status = {q: t["queue_status"] for q, t in topology.items()}
-            findings += evaluate(numbers, queue_status, flags_cfg,
-                                 cfg.get("derive", "coverage_min"),
-                                 cfg.get("panda", "time_window"))
-        report.findings = findings
-        layers = _layers(parts, findings, numbers, topology, report.stale_sources)
-        steps = _Steps(alerts.load_flags(parts.engine), rule, slot)
-        for finding in findings:
-            key = (*finding.key, finding.rule)
-            steps.step(key, finding.violated, finding, layers.get(key))
-        if judged_now:  # flags nothing judged this time: a clean cycle
-            judged = {(*f.key, f.rule) for f in findings}
-            for key in steps.before.keys() - judged:
-                steps.step(key, False, None)
-        alerts.save_flags(parts.engine, steps.after, steps.gone)
-        alerts.record(parts.engine, steps.opened, steps.updated, steps.closed, slot)
-        if not judged_now:  # the queues' flags keep their state, and say they are unjudged
-            alerts.mark_unjudged(parts.engine)
-        report.opened = [k for k, _ in steps.opened]
-        report.closed = steps.closed
-        by_key = {(*f.key, f.rule): f for f in findings}
-        report.open_flags = {k: by_key[k] for k in steps.open_now if k in by_key}
-        if numbers:
-            queues.update_derived(parts.engine, _queue_stats_rows(numbers, daily, steps.open_now,
-                                                                 by_key, slot))
-    except (StoreUnavailable, InfluxQueryError) as exc:
-        report.error = str(exc)
-    except SQLAlchemyError as exc:
-        report.error = f"state store: {describe_db_error(exc)}"
+    with state_errors() as caught:
+        try:
+            findings, report.stale_sources = _source_findings(parts, slot)
+            topology = queues.queue_topology(parts.engine)
+            daily = None
+            # queues are judged on PanDA's counts: only a stale PanDA source holds them back
+            judged_now = "panda" not in report.stale_sources
+            if judged_now:
+                coverage_min = cfg.settings.derive.coverage_min
+                numbers, report.queries = gather(parts.engine, slot, coverage_min,
+                                                 cfg.settings.derive.baseline_hours,
+                                                 cfg.settings.derive.seasonal_days,
+                                                 cfg.settings.derive.seasonal_min_days)
+                if history.daily_for(parts.engine) != _day(slot):
+                    try:
+                        daily, queries = gather_daily(parts.store, slot, coverage_min)
+                        report.queries += queries
+                    except (StoreUnavailable, InfluxQueryError) as exc:  # tried again next cycle
+                        log.warning("derive %s UTC: the 7d/30d averages are not recomputed: %s",
+                                    f"{slot:%Y-%m-%d %H:%M}", exc)
+                queue_status = {q: t["queue_status"] for q, t in topology.items()}
+                findings += evaluate(numbers, queue_status, flags_cfg,
+                                     cfg.settings.derive.coverage_min,
+                                     cfg.settings.panda.time_window)
+            report.findings = findings
+            layers = _layers(parts, findings, numbers, topology, report.stale_sources)
+            steps = _Steps(alerts.load_flags(parts.engine), rule, slot)
+            for finding in findings:
+                key = (*finding.key, finding.rule)
+                steps.step(key, finding.violated, finding, layers.get(key))
+            if judged_now:  # flags nothing judged this time: a clean cycle
+                judged = {(*f.key, f.rule) for f in findings}
+                for key in steps.before.keys() - judged:
+                    steps.step(key, False, None)
+            alerts.save_flags(parts.engine, steps.after, steps.gone)
+            alerts.record(parts.engine, steps.opened, steps.updated, steps.closed, slot)
+            if not judged_now:  # the queues' flags keep their state, and say they are unjudged
+                alerts.mark_unjudged(parts.engine)
+            report.opened = [k for k, _ in steps.opened]
+            report.closed = steps.closed
+            by_key = {(*f.key, f.rule): f for f in findings}
+            report.open_flags = {k: by_key[k] for k in steps.open_now if k in by_key}
+            if numbers:
+                rows = _queue_stats_rows(numbers, daily, steps.open_now, by_key, slot)
+                queues.update_derived(parts.engine, rows)
+        except (StoreUnavailable, InfluxQueryError) as exc:
+            report.error = str(exc)
+    report.error = report.error or caught.error or None
     if report.error:
         log.error("derive %s UTC failed: %s", f"{slot:%Y-%m-%d %H:%M}", report.error)
     else:
@@ -294,9 +292,9 @@ def _queue_stats_rows(numbers: dict[QueueKey, QueueNumbers], daily: dict | None,
 
 
 def _notify(parts: Components, report: DeriveReport) -> None:
-    settings = parts.cfg.section("notify")
+    settings = parts.cfg.settings.notify
     digest = build_digest(alerts.to_notify(parts.engine), report.slot,
-                          settings["repeat_critical_hours"])
+                          settings.repeat_critical_hours)
     if not digest:
         return
     senders = notifiers(settings)

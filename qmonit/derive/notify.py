@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from qmonit.core.settings import NotifySection
 from qmonit.derive.incidents import group, split, worst
 from qmonit.stores.state.alerts import Alert
 from qmonit.support.http import describe_failure, make_session
@@ -151,19 +151,19 @@ class NotifyError(Exception):
     """A notifier could not deliver; the message names it and why, without secrets."""
 
 
-def send_email(cfg: Mapping[str, Any], digest: Digest) -> None:
+def send_email(cfg: NotifySection, digest: Digest) -> None:
     message = EmailMessage()
     message["Subject"] = redact(digest.subject)
-    message["From"] = cfg["email_from"]
-    message["To"] = ", ".join(cfg["email_to"])
+    message["From"] = cfg.email_from
+    message["To"] = ", ".join(cfg.email_to)
     message.set_content(redact(digest.text()))
-    where = f"SMTP {cfg['smtp_host']}:{cfg['smtp_port']}"
+    where = f"SMTP {cfg.smtp_host}:{cfg.smtp_port}"
     try:
-        with smtplib.SMTP(cfg["smtp_host"], cfg["smtp_port"], timeout=cfg["timeout_s"]) as smtp:
-            if cfg["smtp_starttls"]:
+        with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
+            if cfg.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
-            if cfg["smtp_username"]:
-                smtp.login(cfg["smtp_username"], cfg["smtp_password"])
+            if cfg.smtp_username:
+                smtp.login(cfg.smtp_username, cfg.smtp_password)
             smtp.send_message(message)
     except smtplib.SMTPAuthenticationError as exc:
         raise NotifyError(f"{where}: authentication failed ({exc.smtp_code})") from None
@@ -171,26 +171,26 @@ def send_email(cfg: Mapping[str, Any], digest: Digest) -> None:
         raise NotifyError(f"{where}: {type(exc).__name__}: {exc}") from None
 
 
-def send_webhook(cfg: Mapping[str, Any], digest: Digest,
+def send_webhook(cfg: NotifySection, digest: Digest,
                  session: requests.Session | None = None) -> None:
-    url = cfg["webhook_url"]
+    url = cfg.webhook_url
     parts = urlsplit(url)
     where = f"webhook {parts.scheme}://{parts.hostname}"  # the path is the hook's secret
-    session = session or make_session({})
+    session = session or make_session()
     try:
         response = session.post(url, json={"text": redact(digest.text()), "username": "qmonit"},
-                                timeout=cfg["timeout_s"])
+                                timeout=cfg.timeout_s)
     except requests.RequestException as exc:
-        raise NotifyError(f"{where}: {describe_failure(exc, cfg['timeout_s'])}") from None
+        raise NotifyError(f"{where}: {describe_failure(exc, cfg.timeout_s)}") from None
     if response.status_code >= 300:
         raise NotifyError(f"{where}: HTTP {response.status_code}")
 
 
-def notifiers(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def notifiers(cfg: NotifySection) -> dict[str, Any]:
     """The configured notifiers by name."""
     out = {}
-    if cfg["email_to"]:
+    if cfg.email_to:
         out["email"] = lambda digest: send_email(cfg, digest)
-    if cfg["webhook_url"]:
+    if cfg.webhook_url:
         out["webhook"] = lambda digest: send_webhook(cfg, digest)
     return out

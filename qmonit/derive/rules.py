@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from qmonit.core.settings import SuspiciousSection
 from qmonit.derive.numbers import ALL, QueueKey, QueueNumbers
 
 NOT_RUNNING_STATES = ("offline", "test", "brokeroff")
@@ -65,29 +65,29 @@ def _median(numbers: QueueNumbers, status: str) -> float:
     return stats.median if stats and stats.median is not None else 0.0
 
 
-def drop(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
+def drop(key: QueueKey, n: QueueNumbers, cfg: SuspiciousSection) -> Finding:
     now, median = n.now("running"), _median(n, "running")
     fall = median - now
     noise = spread(n, "running", "upper")
-    violated = (median >= cfg["drop_min_baseline"] and fall >= cfg["drop_absolute"]
-                and fall >= cfg["drop_relative"] * median and fall >= cfg["drop_spread"] * noise)
-    critical = violated and fall >= cfg["drop_critical"] * median
+    violated = (median >= cfg.drop_min_baseline and fall >= cfg.drop_absolute
+                and fall >= cfg.drop_relative * median and fall >= cfg.drop_spread * noise)
+    critical = violated and fall >= cfg.drop_critical * median
     share = fall / median if median else 0.0
-    sharp = violated and share > SHARP and fall >= 2 * cfg["drop_spread"] * noise
+    sharp = violated and share > SHARP and fall >= 2 * cfg.drop_spread * noise
     return Finding(key, "drop", violated, "critical" if critical else "warning" if violated
                    else "none", now, median, round(fall / noise, 2),
                    f"running {now:.0f} vs {median:.0f} ({_expected(n, 'running')}), "
                    f"{share:.0%} lower", "running jobs", sharp)
 
 
-def starving(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
+def starving(key: QueueKey, n: QueueNumbers, cfg: SuspiciousSection) -> Finding:
     """Jobs waiting for pilots that do not come. Current and baseline are running jobs (now,
     and the median of the baseline window, 0 without one); critical once hundreds wait for
     (almost) nothing running: "200 activated, 1 running" is not a warning."""
     activated, running = n.now("activated"), n.now("running")
-    violated = (activated >= cfg["starving_min_activated"]
-                and running < cfg["starving_running_ratio"] * activated)
-    critical = violated and activated >= 4 * cfg["starving_min_activated"] and \
+    violated = (activated >= cfg.starving_min_activated
+                and running < cfg.starving_running_ratio * activated)
+    critical = violated and activated >= 4 * cfg.starving_min_activated and \
         running <= max(1.0, 0.01 * activated)
     return Finding(key, "starving", violated, "critical" if critical else "warning" if violated
                    else "none", running, _median(n, "running"),
@@ -101,15 +101,15 @@ def _failed_share(failed: float, finished: float) -> float:
     return failed / ended if ended else 0.0
 
 
-def failing(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any],
+def failing(key: QueueKey, n: QueueNumbers, cfg: SuspiciousSection,
             time_window_min: int) -> Finding:
     """Current and baseline are the failed share of ended jobs in %, now and over the
     baseline window (its mean failed and finished counts; 0 without one)."""
     failed, finished = n.now("failed"), n.now("finished")
     ended = failed + finished
     ratio = _failed_share(failed, finished)
-    violated = ended >= cfg["failing_min_ended"] and ratio > cfg["failing_ratio"]
-    critical = violated and ratio > cfg["failing_critical"]
+    violated = ended >= cfg.failing_min_ended and ratio > cfg.failing_ratio
+    critical = violated and ratio > cfg.failing_critical
     failed_before, finished_before = n.baseline.get("failed"), n.baseline.get("finished")
     usual = _failed_share(failed_before.mean, finished_before.mean) \
         if failed_before and finished_before else 0.0
@@ -119,17 +119,17 @@ def failing(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any],
                    f"{time_window_min} min", "failed % of ended jobs")
 
 
-def backlog(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
+def backlog(key: QueueKey, n: QueueNumbers, cfg: SuspiciousSection) -> Finding:
     worst: Finding | None = None
     for status in ("assigned", "transferring"):
         now, median = n.now(status), _median(n, status)
         excess = now - median
         noise = spread(n, status, "lower")
-        violated = (excess >= cfg["backlog_absolute"]
-                    and now > cfg["backlog_factor"] * median
-                    and excess >= cfg["drop_spread"] * noise)
-        critical = violated and now > 2 * cfg["backlog_factor"] * max(median, 1.0)
-        sharp = violated and excess > SHARP * now and excess >= 2 * cfg["drop_spread"] * noise
+        violated = (excess >= cfg.backlog_absolute
+                    and now > cfg.backlog_factor * median
+                    and excess >= cfg.drop_spread * noise)
+        critical = violated and now > 2 * cfg.backlog_factor * max(median, 1.0)
+        sharp = violated and excess > SHARP * now and excess >= 2 * cfg.drop_spread * noise
         finding = Finding(key, "backlog", violated, "critical" if critical else
                           "warning" if violated else "none", now, median,
                           round(excess / noise, 2),
@@ -142,7 +142,7 @@ def backlog(key: QueueKey, n: QueueNumbers, cfg: Mapping[str, Any]) -> Finding:
 
 
 def evaluate(numbers: Mapping[QueueKey, QueueNumbers], queue_status: Mapping[str, str | None],
-             cfg: Mapping[str, Any], coverage_min: float,
+             cfg: SuspiciousSection, coverage_min: float,
              time_window_min: int) -> list[Finding]:
     """Every finding for this slot; a stale (silent) queue is reported once, not as drops."""
     findings: list[Finding] = []
@@ -173,15 +173,15 @@ def evaluate(numbers: Mapping[QueueKey, QueueNumbers], queue_status: Mapping[str
     return findings
 
 
-def _stale_queue(queue: str, all_numbers: list[QueueNumbers], cfg: Mapping[str, Any],
+def _stale_queue(queue: str, all_numbers: list[QueueNumbers], cfg: SuspiciousSection,
                  coverage_min: float) -> Finding | None:
     """A queue PanDA stopped listing: every count zero (zero-fill) though it used to have jobs."""
     if not any(n.baseline_coverage >= coverage_min for n in all_numbers):
         return None
     now = sum(sum(n.current.values()) for n in all_numbers)
     before = sum(s.mean for n in all_numbers for s in n.baseline.values())
-    violated = now == 0 and before >= cfg["stale_min_jobs"]
-    critical = violated and before >= cfg["stale_critical_jobs"]  # a big queue went silent
+    violated = now == 0 and before >= cfg.stale_min_jobs
+    critical = violated and before >= cfg.stale_critical_jobs  # a big queue went silent
     return Finding((queue, ALL, ALL), "stale", violated, "critical" if critical else
                    "warning" if violated else "none", now, before, 1.0 if violated else 0.0,
                    f"no jobs reported at all, {before:.0f} on average in the baseline window "

@@ -45,7 +45,7 @@ class Built:
 def dashboards_dir(cfg: Config) -> Path:
     """[grafana] dashboards_dir, else the dashboards shipped with qmonit (in the wheel, or
     the checkout's dashboards/)."""
-    configured = cfg.get("grafana", "dashboards_dir")
+    configured = cfg.settings.grafana.dashboards_dir
     try:
         directory = Path(configured) if configured else resource("dashboards")
     except ResourceMissing as exc:
@@ -95,8 +95,8 @@ def build_one(path: Path, uids: dict[str, str]) -> Built:
 def build_all(cfg: Config, directory: Path | None = None) -> list[Built]:
     """Every dashboard of the directory, in file-name order; the first broken file stops it."""
     directory = directory or dashboards_dir(cfg)
-    uids = {INFLUX["uid"]: cfg.get("grafana", "influxdb_datasource"),
-            MYSQL["uid"]: cfg.get("grafana", "sql_datasource")}
+    uids = {INFLUX["uid"]: cfg.settings.grafana.influxdb_datasource,
+            MYSQL["uid"]: cfg.settings.grafana.sql_datasource}
     paths = sorted(directory.glob(f"*{SUFFIX}"))
     if not paths:
         raise DashboardError(f"{directory}: no *{SUFFIX} files")

@@ -42,16 +42,16 @@ def datasources(cfg: Config) -> tuple[dict[str, Any], list[str]]:
     if problems:
         raise ReaderError("; ".join(problems))
     notes = []
-    influx = cfg.section("influxdb")
-    influx_url = influx["url"] or "http://localhost:8086"
-    if not influx["url"]:
+    influx = cfg.settings.influxdb
+    influx_url = influx.url or "http://localhost:8086"
+    if not influx.url:
         notes.append("[influxdb] url is empty (embedded store): the InfluxDB datasource points "
                      "at http://localhost:8086; Grafana needs a real InfluxDB")
     influx_source: dict[str, Any] = {
-        "name": "qmonit InfluxDB", "uid": cfg.get("grafana", "influxdb_datasource"),
+        "name": "qmonit InfluxDB", "uid": cfg.settings.grafana.influxdb_datasource,
         "type": "influxdb", "access": "proxy", "url": influx_url,
-        "jsonData": {"dbName": influx["database"], "httpMode": "GET",
-                     "tlsSkipVerify": not influx["verify_tls"]},
+        "jsonData": {"dbName": influx.database, "httpMode": "GET",
+                     "tlsSkipVerify": not influx.verify_tls},
     }
     # never [influxdb] token: it is the writer's (2.x: a v1 auth of a read-only token)
     influx_source["user"] = influx_reader(cfg)
@@ -67,7 +67,7 @@ def datasources(cfg: Config) -> tuple[dict[str, Any], list[str]]:
         database = sql.database or "qmonit"
     user = sql_reader(cfg)
     sql_source: dict[str, Any] = {
-        "name": "qmonit MySQL", "uid": cfg.get("grafana", "sql_datasource"), "type": "mysql",
+        "name": "qmonit MySQL", "uid": cfg.settings.grafana.sql_datasource, "type": "mysql",
         "url": host, "user": user, "jsonData": {"database": database, "timezone": "UTC",
                                                "maxOpenConns": 10},
         "secureJsonData": {"password": "${QMONIT_GRAFANA_SQL_READER_PASSWORD}"},
@@ -77,7 +77,7 @@ def datasources(cfg: Config) -> tuple[dict[str, Any], list[str]]:
 
 def sql_reader(cfg: Config) -> str:
     """[grafana] sql_reader_user, refused when empty or the [sql] url user."""
-    reader, writer = cfg.get("grafana", "sql_reader_user"), make_url(cfg.sql_url).username
+    reader, writer = cfg.settings.grafana.sql_reader_user, make_url(cfg.sql_url).username
     if not reader:
         raise ReaderError("[grafana] sql_reader_user is empty: Grafana needs its own SQL account "
                           "with SELECT only (`qmonit init` creates it), never the [sql] url user")
@@ -89,7 +89,7 @@ def sql_reader(cfg: Config) -> str:
 
 def influx_reader(cfg: Config) -> str:
     """[grafana] influxdb_reader_user, refused when empty or the [influxdb] username."""
-    reader, writer = cfg.get("grafana", "influxdb_reader_user"), cfg.get("influxdb", "username")
+    reader, writer = cfg.settings.grafana.influxdb_reader_user, cfg.settings.influxdb.username
     if not reader:
         raise ReaderError("[grafana] influxdb_reader_user is empty: Grafana needs its own "
                           "InfluxDB account with READ only (`qmonit init` creates it), never "
@@ -104,8 +104,8 @@ def dashboard_provider(cfg: Config, json_dir: Path) -> dict[str, Any]:
     """A file provider: Grafana loads the built JSON from json_dir into the folder (the build
     folder, or `--grafana-path`: where Grafana's host has the JSON copied)."""
     return {"apiVersion": 1, "providers": [{
-        "name": "qmonit", "orgId": 1, "folder": cfg.get("grafana", "folder"),
-        "folderUid": cfg.get("grafana", "folder_uid"), "type": "file",
+        "name": "qmonit", "orgId": 1, "folder": cfg.settings.grafana.folder,
+        "folderUid": cfg.settings.grafana.folder_uid, "type": "file",
         "disableDeletion": False, "allowUiUpdates": False, "updateIntervalSeconds": 60,
         "options": {"path": str(json_dir.resolve())}}]}
 
@@ -132,9 +132,9 @@ def _rule(uid: str, title: str, sql: str, datasource: str, no_data: str, summary
 
 
 def alert_rules(cfg: Config) -> dict[str, Any]:
-    datasource = cfg.get("grafana", "sql_datasource")
+    datasource = cfg.settings.grafana.sql_datasource
     return {"apiVersion": 1, "groups": [{
-        "orgId": 1, "name": "qmonit", "folder": cfg.get("grafana", "folder"),
+        "orgId": 1, "name": "qmonit", "folder": cfg.settings.grafana.folder,
         "interval": "5m",
         "rules": [
             _rule("qmonit-open-flags", "Open critical suspicious-site incidents", OPEN_FLAGS_SQL,

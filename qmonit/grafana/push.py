@@ -15,9 +15,10 @@ from typing import Any
 
 import requests
 
+from qmonit.core.settings import GrafanaSection
 from qmonit.grafana.build import Built
 from qmonit.grafana.schema import SCHEMA_VERSION, problems
-from qmonit.support.http import describe_failure, make_session, safe_url
+from qmonit.support.http import DEFAULT_MAX_RESPONSE_MB, describe_failure, make_session, safe_url
 
 
 class GrafanaError(Exception):
@@ -68,12 +69,14 @@ def _explain(response: requests.Response, what: str, folder: str) -> str:
 
 
 class GrafanaClient:
-    def __init__(self, settings: dict[str, Any]):
-        if not settings["url"]:
+    def __init__(self, settings: GrafanaSection,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB):
+        if not settings.url:
             raise GrafanaError("[grafana] url is empty: say where Grafana is")
-        self.url = settings["url"].rstrip("/")
-        self.timeout = settings["timeout_s"]
-        self.session = make_session(settings)  # Bearer token, TLS settings, User-Agent
+        self.url = settings.url.rstrip("/")
+        self.timeout = settings.timeout_s
+        # Bearer token, TLS settings, User-Agent
+        self.session = make_session(settings.client(max_response_mb))
 
     def request(self, method: str, path: str, what: str, folder: str,
                 body: dict[str, Any] | None = None) -> requests.Response:
@@ -117,15 +120,16 @@ class GrafanaClient:
         return str(answer.get("url", "")), int(answer.get("version", 0))
 
 
-def push_all(settings: dict[str, Any], built: list[Built]) -> PushReport:
+def push_all(settings: GrafanaSection, built: list[Built],
+             max_response_mb: float = DEFAULT_MAX_RESPONSE_MB) -> PushReport:
     """Push every dashboard; a dashboard that fails is reported and the others still go."""
-    report = PushReport(folder=settings["folder"])
-    client = GrafanaClient(settings)
-    folder_uid = client.ensure_folder(settings["folder_uid"], settings["folder"])
+    report = PushReport(folder=settings.folder)
+    client = GrafanaClient(settings, max_response_mb)
+    folder_uid = client.ensure_folder(settings.folder_uid, settings.folder)
     for board in built:
         try:
-            url, version = client.push(board, folder_uid, settings["folder"],
-                                       settings["overwrite"])
+            url, version = client.push(board, folder_uid, settings.folder,
+                                       settings.overwrite)
         except GrafanaError as exc:
             report.failed.append((board.title, str(exc)))
             if exc.status in (401, 403):

@@ -145,13 +145,13 @@ def setup(cfg: Config, engine: Engine, store: TimeSeriesStore) -> tuple[list[str
     """`qmonit init`'s part: create the readers configured; (done, what a DBA must run)."""
     done: list[str] = []
     todo: list[str] = []
-    grafana = cfg.section("grafana")
-    sql_user, influx_user = grafana["sql_reader_user"], grafana["influxdb_reader_user"]
+    grafana = cfg.settings.grafana
+    sql_user, influx_user = grafana.sql_reader_user, grafana.influxdb_reader_user
     if sql_user and engine.dialect.name == "mysql":
         tables, user = grafana_tables(cfg), sql_user
         try:
             checked_name(user, "[grafana] sql_reader_user")
-            done += create_sql_reader(engine, user, grafana["sql_reader_password"], tables)
+            done += create_sql_reader(engine, user, grafana.sql_reader_password, tables)
         except (SQLAlchemyError, ReaderSetupError) as exc:
             reason = describe_db_error(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
             database = make_url(str(engine.url)).database or ""
@@ -162,7 +162,7 @@ def setup(cfg: Config, engine: Engine, store: TimeSeriesStore) -> tuple[list[str
         user = influx_user
         try:
             checked_name(user, "[grafana] influxdb_reader_user")
-            done += store.create_reader(user, grafana["influxdb_reader_password"])
+            done += store.create_reader(user, grafana.influxdb_reader_password)
         except (InfluxQueryError, StoreUnavailable, ReaderSetupError) as exc:
             todo.append(f"InfluxDB reader {user!r} not created ({exc}); as an admin run:\n"
                         + "\n".join(f"  {s}" for s in store.reader_statements(
@@ -172,9 +172,9 @@ def setup(cfg: Config, engine: Engine, store: TimeSeriesStore) -> tuple[list[str
 
 def reader_engine(cfg: Config, engine: Engine) -> Engine | None:
     """An engine on the state store as [grafana] sql_reader_user, when one is configured."""
-    grafana = cfg.section("grafana")
-    if not grafana["sql_reader_user"] or engine.dialect.name != "mysql":
+    grafana = cfg.settings.grafana
+    if not grafana.sql_reader_user or engine.dialect.name != "mysql":
         return None
-    url = make_url(cfg.sql_url).set(username=grafana["sql_reader_user"],
-                                     password=grafana["sql_reader_password"] or None)
+    url = make_url(cfg.sql_url).set(username=grafana.sql_reader_user,
+                                     password=grafana.sql_reader_password or None)
     return create_engine(url)

@@ -24,13 +24,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from qmonit.collect.components import Components
 from qmonit.core.levels import Aggregator
 from qmonit.core.rollup_spec import ROLLUP, RollupSpec, Window
 from qmonit.core.sample import EPOCH, run_sample
-from qmonit.stores.sql import describe_db_error
+from qmonit.stores.sql import state_errors
 from qmonit.stores.state import watermarks
 from qmonit.stores.state.status import record_run_samples
 from qmonit.stores.timeseries.base import StoreUnavailable, WriteResult
@@ -65,7 +63,7 @@ def floor_to(moment: datetime, width: timedelta) -> datetime:
 
 
 def choose_mode(parts: Components) -> str:
-    configured = parts.cfg.get("downsample", "mode")
+    configured = parts.cfg.settings.downsample.mode
     if not parts.store.rolls_up_in_server:
         return "client"
     if configured != "auto":
@@ -94,18 +92,19 @@ def rollup(parts: Components, job: str, now: datetime, since: datetime | None = 
     window = spec.window(job)
     started = time.monotonic()
     closed_until = floor_to(now, window.width)
-    limit = parts.cfg.get("downsample", window.limit_key)
+    limit = parts.cfg.settings.downsample.limit(window.limit_key)
     show = sys.stderr.isatty() if progress is None else progress
     report = RollupReport(job, "unknown")
-    try:
-        report.mode = choose_mode(parts)
-        for measurement in sorted(set(parts.store.measurements()) - spec.derived):
-            _rollup_measurement(parts, window, measurement, closed_until, limit, since,
-                                now, report, show, spec)
-    except (StoreUnavailable, InfluxQueryError) as exc:
-        report.errors.append(str(exc))
-    except SQLAlchemyError as exc:
-        report.errors.append(f"state store: {describe_db_error(exc)}")
+    with state_errors() as caught:
+        try:
+            report.mode = choose_mode(parts)
+            for measurement in sorted(set(parts.store.measurements()) - spec.derived):
+                _rollup_measurement(parts, window, measurement, closed_until, limit, since,
+                                    now, report, show, spec)
+        except (StoreUnavailable, InfluxQueryError) as exc:
+            report.errors.append(str(exc))
+    if caught.error:
+        report.errors.append(caught.error)
     if parts.buffer is not None and window.buffered and not report.errors:
         parts.buffer.drop_rolled_up_hours()
     if show:

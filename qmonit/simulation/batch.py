@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from qmonit.core.sample import epoch_seconds
+from qmonit.core.sample import EPOCH, epoch_seconds
+from qmonit.core.settings import HtcondorSection, SlurmSection
 from qmonit.core.states.rules import RuleSet
 from qmonit.simulation.grid import SimulatedGrid, SimulatedJobStats
 from qmonit.sources.base import Collection, Source, SourceError
@@ -83,9 +84,10 @@ def sinfo_partitions_text() -> str:
 
 class SimulatedSlurm(SlurmSource):
     def __init__(self, rules: RuleSet, node_rules: RuleSet | None = None):
-        self._slot = datetime.now(UTC)
-        super().__init__({"cluster": "sim-slurm", "bin_dir": "", "format": "text",
-                          "timeout_s": 60.0}, rules, run=self._answer, node_rules=node_rules)
+        self._slot = EPOCH  # the slot collect asks for (set there)
+        super().__init__(SlurmSection(cluster="sim-slurm", backend="cli", format="text",
+                                      bin_dir="", timeout_s=60.0),
+                         rules, run=self._answer, node_rules=node_rules)
 
     def _answer(self, argv: list[str], timeout: float) -> str:
         if argv[0] == "squeue":
@@ -181,7 +183,7 @@ class _FactoryPool:
 
     def __init__(self, grid: SimulatedGrid):
         self.grid = grid
-        self.slot = datetime.now(UTC)
+        self.slot = EPOCH  # the slot collect asks for (set there)
         self.name = "apf-sim.example.org"
 
     def schedds(self) -> list:
@@ -245,10 +247,11 @@ class _FactoryPool:
 class SimulatedFactory(HTCondorSource):
     def __init__(self, grid: SimulatedGrid, rules: RuleSet, apf_rules: RuleSet):
         self.factory_pool = _FactoryPool(grid)
-        super().__init__({"cluster": "sim-apf", "group_by": ("Owner",),
-                          "factory_schedds": (self.factory_pool.name,),
-                          "label_attribute": "MATCH_APF_QUEUE"}, rules, apf_rules,
-                         self.factory_pool)
+        super().__init__(HtcondorSection(cluster="sim-apf", collector="", schedds=(),
+                                         group_by=("Owner",),
+                                         factory_schedds=(self.factory_pool.name,),
+                                         label_attribute="MATCH_APF_QUEUE", timeout_s=60.0),
+                         rules, apf_rules, self.factory_pool)
 
     def collect(self, slot: datetime) -> Collection:
         self.factory_pool.slot = slot

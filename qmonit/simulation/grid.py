@@ -334,9 +334,13 @@ class SimulatedTopology:
     """The simulated grid as CRIC."""
 
     name = "cric"
+    origin = ""  # the grid in this process: nothing to ask
 
     def __init__(self, grid: SimulatedGrid):
         self.grid = grid
+
+    def probe(self) -> str:
+        return "simulated"
 
     def load(self, slot: datetime) -> Topology:
         queues, _ = parse_pandaqueues(self.grid.pandaqueues(slot), "simulated CRIC")

@@ -11,7 +11,6 @@ from typing import Any, Protocol
 import requests
 
 from qmonit.core.batchjobs import BatchJob
-from qmonit.core.config import Config
 from qmonit.core.sample import Sample
 from qmonit.support.http import body_summary, describe_failure
 
@@ -108,8 +107,3 @@ def json_depth(value: Any, limit: int) -> int:
             if type(child) in _CONTAINERS:  # json.loads makes exactly dict and list
                 stack.append((child, below))
     return deepest
-
-
-def http_section(cfg: Config, name: str) -> dict[str, Any]:
-    """A section of an HTTP client with the [http] cap on answers (make_session reads it)."""
-    return {**cfg.section(name), "max_response_mb": cfg.get("http", "max_response_mb")}

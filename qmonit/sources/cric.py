@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,10 +19,12 @@ import requests
 
 from qmonit.core.bounds import MAX_CORECOUNT, MAX_COREPOWER, number_problem
 from qmonit.core.sample import shown
+from qmonit.core.settings import CricSection
 from qmonit.sources.base import PARSE_ERRORS, SourceError, json_answer
 from qmonit.sources.kinds import check_answer
+from qmonit.support.clock import Clock, SystemClock
 from qmonit.support.files import write_text_atomic
-from qmonit.support.http import make_session, safe_url
+from qmonit.support.http import DEFAULT_MAX_RESPONSE_MB, make_session, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +136,15 @@ class CricTopology:
 
     name = "cric"
 
-    def __init__(self, settings: Mapping[str, Any], cache_path: Path,
-                 session: requests.Session | None = None):
-        self.url = settings["url"].rstrip("/") + PATH
-        self.timeout = settings["timeout_s"]
-        self.max_age_h = settings["max_snapshot_age_h"]
+    def __init__(self, settings: CricSection, cache_path: Path,
+                 session: requests.Session | None = None,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB, clock: Clock | None = None):
+        self.clock = clock or SystemClock()  # when the snapshot was fetched, how old it is
+        self.url = settings.url.rstrip("/") + PATH
+        self.timeout = settings.timeout_s
+        self.max_age_h = settings.max_snapshot_age_h
         self.cache_path = Path(cache_path)
-        self.session = session or make_session(settings)
+        self.session = session or make_session(settings.client(max_response_mb))
 
     @property
     def origin(self) -> str:
@@ -152,9 +155,15 @@ class CricTopology:
             lambda: self.session.get(self.url, params={"json": ""}, timeout=self.timeout),
             self.origin, self.timeout)
 
+    def probe(self) -> str:
+        """What CRIC answers now, never the snapshot (`qmonit check`); a SourceError when
+        it does not answer with PanDA queues."""
+        queues, problems = parse_pandaqueues(self.fetch(), self.origin)
+        return f"answers, {len(queues)} PanDA queues ({len(problems)} empty records)"
+
     def load(self, slot: datetime | None = None) -> Topology:
         """The topology now (`slot` is for simulated sources; CRIC has only the present)."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             queues, problems = parse_pandaqueues(self.fetch(), self.origin)
         except SourceError as exc:
@@ -225,6 +234,14 @@ class TopologySource(Protocol):
 
     name: str
 
+    @property
+    def origin(self) -> str:
+        """Where it asks ("" when there is nothing to ask: none configured, simulated)."""
+
+    def probe(self) -> str:
+        """The server's answer now, for `qmonit check`: never a cached copy; raises
+        SourceError when it does not answer."""
+
     def load(self, slot: datetime) -> Topology:
         """The queues known at `slot`, with how fresh they are; never raises."""
 
@@ -233,6 +250,10 @@ class NoTopology:
     """No CRIC configured: every queue is tagged unknown, which is said once per run."""
 
     name = "cric"
+    origin = ""  # nothing to ask
+
+    def probe(self) -> str:
+        return "no [cric] url configured"
 
     def load(self, slot: datetime | None = None) -> Topology:
         return Topology({}, "unconfigured", None, "no [cric] url configured")

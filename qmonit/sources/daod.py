@@ -17,7 +17,6 @@ cluster itself (https://es.example:9203) or Grafana's datasource proxy
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -26,8 +25,9 @@ import requests
 
 from qmonit.core.bounds import MAX_BYTES, MAX_FILES, field_problem
 from qmonit.core.sample import epoch_seconds, shown
+from qmonit.core.settings import DatadiskSection
 from qmonit.sources.base import SourceError, json_answer
-from qmonit.support.http import make_session, safe_url
+from qmonit.support.http import DEFAULT_MAX_RESPONSE_MB, make_session, safe_url
 from qmonit.support.redact import brief
 
 BY_RSE, FILES, BYTES = "4", "1", "3"
@@ -40,22 +40,22 @@ class RseVolume:
     bytes: float
 
 
-def msearch_body(settings: Mapping[str, Any], until: datetime) -> str:
+def msearch_body(settings: DatadiskSection, until: datetime) -> str:
     """The two NDJSON lines of the search: DAOD of the window before `until`, per RSE."""
-    since = until - timedelta(hours=settings["window_h"])
-    header = {"index": settings["index"], "ignore_unavailable": True}
+    since = until - timedelta(hours=settings.window_h)
+    header = {"index": settings.index, "ignore_unavailable": True}
     query = {
         "size": 0,
         "query": {"bool": {"filter": [
-            {"range": {settings["time_field"]: {"gte": epoch_seconds(since) * 1000,
+            {"range": {settings.time_field: {"gte": epoch_seconds(since) * 1000,
                                                 "lt": epoch_seconds(until) * 1000,
                                                 "format": "epoch_millis"}}},
-            {"term": {settings["datatype_field"]: settings["datatype"]}},
+            {"term": {settings.datatype_field: settings.datatype}},
         ]}},
         "aggs": {BY_RSE: {
-            "terms": {"field": settings["rse_field"], "size": 10000, "order": {"_key": "asc"}},
-            "aggs": {FILES: {"sum": {"field": settings["files_field"]}},
-                     BYTES: {"sum": {"field": settings["bytes_field"]}}},
+            "terms": {"field": settings.rse_field, "size": 10000, "order": {"_key": "asc"}},
+            "aggs": {FILES: {"sum": {"field": settings.files_field}},
+                     BYTES: {"sum": {"field": settings.bytes_field}}},
         }},
     }
     return json.dumps(header) + "\n" + json.dumps(query) + "\n"
@@ -118,11 +118,12 @@ class DaodAccounting:
 
     name = "daod"
 
-    def __init__(self, settings: Mapping[str, Any], session: requests.Session | None = None):
+    def __init__(self, settings: DatadiskSection, session: requests.Session | None = None,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB):
         self.settings = settings
-        self.url = settings["url"].rstrip("/") + "/_msearch"
-        self.timeout = settings["timeout_s"]
-        self.session = session or make_session(settings)
+        self.url = settings.url.rstrip("/") + "/_msearch"
+        self.timeout = settings.timeout_s
+        self.session = session or make_session(settings.client(max_response_mb))
 
     @property
     def origin(self) -> str:

@@ -17,10 +17,13 @@ import requests
 from qmonit.core.bounds import MAX_JOBS, number_problem
 from qmonit.core.config import Config
 from qmonit.core.sample import make_sample, or_unknown, shown_path
+from qmonit.core.settings import PandaSection
 from qmonit.core.states.rules import RuleSet
-from qmonit.sources.base import Collection, Source, SourceError, http_section
+from qmonit.sources.base import Collection, Source, SourceError
 from qmonit.sources.kinds import check_answer
 from qmonit.sources.panda import PandaJobStats, unwrap_v1
+from qmonit.support.clock import Clock
+from qmonit.support.http import DEFAULT_MAX_RESPONSE_MB
 
 PATH = "/api/v1/harvester/get_worker_statistics"
 LEVELS = ("harvester instances", "job types", "resource types", "worker statuses")
@@ -73,10 +76,11 @@ class HarvesterWorkers(PandaJobStats):
 
     name = "harvester"
 
-    def __init__(self, settings: Mapping[str, Any], rules: RuleSet,
-                 session: requests.Session | None = None):
-        super().__init__(settings, session)
-        self.url = settings["url"].rstrip("/") + PATH
+    def __init__(self, settings: PandaSection, rules: RuleSet,
+                 session: requests.Session | None = None,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB):
+        super().__init__(settings, session, max_response_mb)
+        self.url = settings.url.rstrip("/") + PATH
         self.rules = rules
 
     def fetch(self) -> Any:
@@ -90,6 +94,7 @@ class HarvesterWorkers(PandaJobStats):
         return parse_worker_stats(self.fetch(), self.rules, slot, self.origin)
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet]) -> list[Source]:
+def from_config(cfg: Config, rules: Mapping[str, RuleSet], clock: Clock) -> list[Source]:
     """The registry's builder: Harvester's worker statistics, through PanDA's API."""
-    return [HarvesterWorkers(http_section(cfg, "panda"), rules["harvester"])]
+    return [HarvesterWorkers(cfg.settings.panda, rules["harvester"],
+                             max_response_mb=cfg.settings.http.max_response_mb)]

@@ -25,8 +25,10 @@ from qmonit.core.batchjobs import (
 )
 from qmonit.core.config import Config
 from qmonit.core.sample import Sample, make_sample
+from qmonit.core.settings import HtcondorSection
 from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Collection, Source, SourceError
+from qmonit.support.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -209,22 +211,23 @@ def pilot_samples(jobs: Iterable[BatchJob], ended: Iterable[Mapping[str, Any]], 
 class HTCondorSource:
     name = "htcondor"
 
-    def __init__(self, settings: Mapping[str, Any], rules: RuleSet, apf_rules: RuleSet,
-                 pool: Pool | None = None):
-        self.cluster = settings["cluster"]
-        self.group_by = tuple(settings["group_by"])
-        self.factories = set(settings["factory_schedds"])
-        self.label_attribute = settings["label_attribute"]
+    def __init__(self, settings: HtcondorSection, rules: RuleSet, apf_rules: RuleSet,
+                 pool: Pool | None = None, clock: Clock | None = None):
+        self.cluster = settings.cluster
+        self.group_by = settings.group_by
+        self.factories = set(settings.factory_schedds)
+        self.label_attribute = settings.label_attribute
         self.rules = rules
         self.apf_rules = apf_rules
         self.pool = pool or BindingsPool(settings)
+        self.clock = clock or SystemClock()  # how long a job has been in its state
 
     @property
     def origin(self) -> str:
         return f"HTCondor pool of cluster {self.cluster}"
 
     def collect(self, slot: datetime) -> Collection:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         mapped_jobs: list[BatchJob] = []  # every schedd's, with their states
         out = Collection(jobs=mapped_jobs, cluster=self.cluster)
         try:
@@ -274,9 +277,9 @@ class HTCondorSource:
 class BindingsPool:
     """The real pool through htcondor2, imported on first use."""
 
-    def __init__(self, settings: Mapping[str, Any]):
-        self.collector_host = settings["collector"] or None
-        self.names = tuple(settings["schedds"])
+    def __init__(self, settings: HtcondorSection):
+        self.collector_host = settings.collector or None
+        self.names = settings.schedds
 
     def _collector(self) -> tuple[Any, Any]:  # (the htcondor2 module, its Collector)
         import htcondor2
@@ -309,6 +312,7 @@ class BindingsSchedd:
         return self.schedd.history(constraint=constraint, projection=list(projection))
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet]) -> list[Source]:
+def from_config(cfg: Config, rules: Mapping[str, RuleSet], clock: Clock) -> list[Source]:
     """The registry's builder: one HTCondor pool (its schedds, factories and slots)."""
-    return [HTCondorSource(cfg.section("htcondor"), rules["htcondor"], rules["apf"])]
+    return [HTCondorSource(cfg.settings.htcondor, rules["htcondor"], rules["apf"],
+                           clock=clock)]

@@ -21,10 +21,12 @@ from qmonit.core.bounds import MAX_JOBS, number_problem
 from qmonit.core.config import Config
 from qmonit.core.model import PANDA_JOB_STATUSES
 from qmonit.core.sample import make_sample, or_unknown, shown_path
+from qmonit.core.settings import PandaSection
 from qmonit.core.states.rules import RuleSet
-from qmonit.sources.base import Collection, Source, SourceError, http_section, json_answer
+from qmonit.sources.base import Collection, Source, SourceError, json_answer
 from qmonit.sources.kinds import check_answer
-from qmonit.support.http import body_summary, make_session, safe_url
+from qmonit.support.clock import Clock
+from qmonit.support.http import DEFAULT_MAX_RESPONSE_MB, body_summary, make_session, safe_url
 from qmonit.support.redact import brief
 
 log = logging.getLogger(__name__)
@@ -107,12 +109,13 @@ def unwrap_v1(payload: Any, origin: str) -> Any:
 class PandaJobStats:
     name = "panda"
 
-    def __init__(self, settings: Mapping[str, Any], session: requests.Session | None = None):
-        self.api = settings["api"]
-        self.url = settings["url"].rstrip("/") + PATHS[self.api]
-        self.time_window = settings["time_window"]
-        self.timeout = settings["timeout_s"]
-        self.session = session or make_session(settings)
+    def __init__(self, settings: PandaSection, session: requests.Session | None = None,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB):
+        self.api = settings.api
+        self.url = settings.url.rstrip("/") + PATHS[self.api]
+        self.time_window = settings.time_window
+        self.timeout = settings.timeout_s
+        self.session = session or make_session(settings.client(max_response_mb))
 
     @property
     def origin(self) -> str:
@@ -133,6 +136,7 @@ class PandaJobStats:
         return parse_job_stats(self.fetch(), slot, self.origin)
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet]) -> list[Source]:
+def from_config(cfg: Config, rules: Mapping[str, RuleSet], clock: Clock) -> list[Source]:
     """The registry's builder: PanDA's job statistics."""
-    return [PandaJobStats(http_section(cfg, "panda"))]
+    return [PandaJobStats(cfg.settings.panda,
+                          max_response_mb=cfg.settings.http.max_response_mb)]

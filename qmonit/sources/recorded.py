@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -96,10 +96,9 @@ class RecordedReader(Protocol):
 
 
 def read_recorded(rule_set: str, reader: RecordedReader, paths: Sequence[Path],
-                  rules: Mapping[str, RuleSet], now: datetime | None = None) -> Recorded:
+                  rules: Mapping[str, RuleSet], now: datetime) -> Recorded:
     """Every file read by `reader` (the registry's for `rule_set`), their results summed.
     A file of a kind the reader does not take is refused before the reader runs."""
-    now = now or datetime.now(UTC)
     total = Recorded()
     for path in paths:
         recorded = _recorded_file(Path(path))

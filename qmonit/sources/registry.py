@@ -21,8 +21,10 @@ from qmonit.core.states.rules import RuleSet
 from qmonit.sources import harvester, htcondor, panda, recorded, slurm
 from qmonit.sources.base import Source
 from qmonit.sources.recorded import RecordedReader
+from qmonit.support.clock import Clock
 
-Build = Callable[[Config, Mapping[str, RuleSet]], list[Source]]
+# its Source(s) from a configuration, the rule sets in force and the clock they ask
+Build = Callable[[Config, Mapping[str, RuleSet], Clock], list[Source]]
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,11 @@ from qmonit.core.batchjobs import (
 )
 from qmonit.core.config import Config
 from qmonit.core.sample import Sample
+from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import RuleSet, load_rules
 from qmonit.sources.base import MAX_JSON_DEPTH, Collection, Source, SourceError, json_depth
 from qmonit.sources.kinds import check_answer
+from qmonit.support.clock import Clock, SystemClock
 from qmonit.support.redact import brief, child_environment
 
 log = logging.getLogger(__name__)
@@ -558,13 +560,14 @@ class SlurmSource:
 
     name = "slurm"
 
-    def __init__(self, settings: Mapping[str, Any], rules: RuleSet, run: Runner = run_command,
-                 node_rules: RuleSet | None = None):
+    def __init__(self, settings: SlurmSection, rules: RuleSet, run: Runner = run_command,
+                 node_rules: RuleSet | None = None, clock: Clock | None = None):
         self.node_rules = node_rules
-        self.cluster = settings["cluster"]
-        self.bin_dir = settings["bin_dir"]
-        self.use_json = settings["format"] == "json"
-        self.timeout = settings["timeout_s"]
+        self.cluster = settings.cluster
+        self.bin_dir = settings.bin_dir
+        self.use_json = settings.format == "json"
+        self.timeout = settings.timeout_s
+        self.clock = clock or SystemClock()  # how long a job has been in its state
         self.rules = rules
         self.run = run
         self.nodes_doc: Any = None  # the sinfo --json read_nodes read, for the partitions
@@ -611,7 +614,7 @@ class SlurmSource:
         return doc
 
     def collect(self, slot: datetime) -> Collection:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         jobs, problems = self.read_jobs()
         jobs = sane_jobs(jobs, f"Slurm {self.cluster}", problems)
         if self.use_json:  # squeue --json also lists jobs that ended in the last minutes
@@ -640,11 +643,12 @@ class SlurmSource:
         return parts.partition_samples(counts, self.cluster, SCHEDULER, slot, problems)
 
 
-def from_config(cfg: Config, rules: Mapping[str, RuleSet]) -> list[Source]:
+def from_config(cfg: Config, rules: Mapping[str, RuleSet], clock: Clock) -> list[Source]:
     """The registry's builder: one Slurm cluster, through its clients or pyslurm."""
-    settings = cfg.section("slurm")
-    if settings["backend"] == "pyslurm":
+    settings = cfg.settings.slurm
+    if settings.backend == "pyslurm":
         from qmonit.sources.slurm_pyslurm import PyslurmSource  # only when configured
 
-        return [PyslurmSource(settings, rules["slurm"])]
-    return [SlurmSource(settings, rules["slurm"], node_rules=rules["slurm_nodes"])]
+        return [PyslurmSource(settings, rules["slurm"], clock)]
+    return [SlurmSource(settings, rules["slurm"], node_rules=rules["slurm_nodes"],
+                        clock=clock)]

@@ -7,7 +7,6 @@ module unless it is configured. Written against pyslurm 25.11's Jobs/Nodes API.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +18,11 @@ from qmonit.core.batchjobs import (
     node_samples,
     sane_jobs,
 )
+from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Collection, SourceError
 from qmonit.sources.slurm import SCHEDULER, SHOWN_FLAGS, jobs_per_node
+from qmonit.support.clock import Clock, SystemClock
 
 
 def _time(seconds: Any) -> datetime | None:
@@ -32,12 +33,13 @@ def _time(seconds: Any) -> datetime | None:
 class PyslurmSource:
     name = "slurm"
 
-    def __init__(self, settings: Mapping[str, Any], rules: RuleSet):
+    def __init__(self, settings: SlurmSection, rules: RuleSet, clock: Clock | None = None):
         import pyslurm  # noqa: F401 - fails here, at start, when the bindings are missing
 
         self.pyslurm = pyslurm
-        self.cluster = settings["cluster"]
+        self.cluster = settings.cluster
         self.rules = rules
+        self.clock = clock or SystemClock()
 
     @property
     def origin(self) -> str:
@@ -62,7 +64,7 @@ class PyslurmSource:
                 end_time=_time(job.end_time), cpus=float(job.cpus or 0),
                 gpus=float((job.gres_per_node or {}).get("gpu", 0) or 0),
                 memory_mb=float(job.memory or 0)))
-        now = datetime.now(UTC)
+        now = self.clock.now()
         problems: list[str] = []
         records = sane_jobs(records, f"pyslurm {self.cluster}", problems)
         mapped = map_states(records, self.rules, now)

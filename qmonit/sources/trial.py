@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from qmonit.core.states.rules import RuleSet
 from qmonit.sources.base import Source
@@ -17,10 +17,11 @@ from qmonit.sources.base import Source
 StateCounts = defaultdict[tuple[str, str, str, str], float]
 
 
-def trial_counts(rule_source: str, source: Source, rules: RuleSet) -> StateCounts:
+def trial_counts(rule_source: str, source: Source, rules: RuleSet,
+                 now: datetime) -> StateCounts:
     """(native, reason, state, cause) -> jobs, from one live fetch (raises SourceError);
     `rules`: the rule set in force for `rule_source` (the batch sources map with their own)."""
-    collection = source.collect(datetime.now(UTC))
+    collection = source.collect(now)
     counts: StateCounts = defaultdict(float)
     if collection.jobs is not None and rule_source in ("slurm", "htcondor"):
         for job in collection.jobs or []:

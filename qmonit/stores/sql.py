@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
@@ -191,15 +192,34 @@ def naive(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
+@dataclass
+class Caught:
+    """What `state_errors` caught: "" or `state store: <what the server said>`."""
+
+    error: str = ""
+
+
+@contextmanager
+def state_errors() -> Iterator[Caught]:
+    """The one handler of SQL state-store errors: the block's SQLAlchemyError is caught and
+    said (describe_db_error: no URL, no password) in `caught.error`; the caller decides what
+    the failure costs (a step skipped, a command's exit code, a report's error)."""
+    caught = Caught()
+    try:
+        yield caught
+    except SQLAlchemyError as exc:
+        caught.error = f"state store: {describe_db_error(exc)}"
+
+
 @contextmanager
 def state_step(errors: list[str], skipped: str = "", log: logging.Logger = _log
                ) -> Iterator[None]:
     """One step of a run on the SQL state: a store error is logged (on `log`, the caller's)
     and added to `errors`, saying what was `skipped`, and the run goes on (a state store
     that refuses must cost its steps, never the points or the other steps)."""
-    try:
+    with state_errors() as caught:
         yield
-    except SQLAlchemyError as exc:
-        message = f"state store: {describe_db_error(exc)}" + (f"; {skipped}" if skipped else "")
+    if caught.error:
+        message = caught.error + (f"; {skipped}" if skipped else "")
         log.error(message)
         errors.append(message)

@@ -19,7 +19,7 @@ import re
 import socket
 import threading
 import zlib
-from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -255,20 +255,34 @@ class Session(requests.Session):
         return response
 
 
-def make_session(settings: Mapping[str, Any]) -> Session:
-    """A session from a config section with verify_tls, ca_bundle, token, cert, key (and
-    max_response_mb, the [http] cap, which components.py adds to each section)."""
-    session = Session(settings.get("max_response_mb") or DEFAULT_MAX_RESPONSE_MB)
+@dataclass(frozen=True, slots=True)
+class HttpClient:
+    """What an HTTP client needs of a server's section (support/http.make_session): its
+    TLS and credentials, and the [http] cap on answers."""
+
+    timeout_s: float = 60.0
+    max_response_mb: float = DEFAULT_MAX_RESPONSE_MB
+    verify_tls: bool = True
+    ca_bundle: str = ""
+    token: str = ""
+    cert: str = ""
+    key: str = ""
+
+
+def make_session(client: HttpClient | None = None) -> Session:
+    """A session with a server section's TLS settings, token, certificate and the [http]
+    cap on answers (`section.client(cap)`); none: verified TLS, no credentials."""
+    client = client or HttpClient()
+    session = Session(client.max_response_mb)
     session.headers["User-Agent"] = USER_AGENT
-    if not settings.get("verify_tls", True):
+    if not client.verify_tls:
         session.verify = False
-    elif settings.get("ca_bundle"):
-        session.verify = settings["ca_bundle"]
-    if settings.get("cert"):
-        key = settings.get("key")
-        session.cert = (settings["cert"], key) if key else settings["cert"]
-    if settings.get("token"):
-        session.headers["Authorization"] = f"Bearer {settings['token']}"
+    elif client.ca_bundle:
+        session.verify = client.ca_bundle
+    if client.cert:
+        session.cert = (client.cert, client.key) if client.key else client.cert
+    if client.token:
+        session.headers["Authorization"] = f"Bearer {client.token}"
     return session
 
 

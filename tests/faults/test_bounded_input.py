@@ -18,6 +18,8 @@ from qmonit.collect.components import build
 from qmonit.collect.cycle import collect
 from qmonit.core import config
 from qmonit.core.batchjobs import count_jobs, map_states
+from qmonit.core.config import default_section
+from qmonit.core.settings import PandaSection, SlurmSection
 from qmonit.core.states.rules import load_rules
 from qmonit.sources.base import Collection, SourceError, parse_json
 from qmonit.sources.harvester import PATH as HARVESTER_PATH
@@ -104,8 +106,10 @@ def test_an_encoding_not_asked_for_is_refused(http):
 
 def test_panda_names_itself_the_url_without_secrets_and_the_cap(http, bomb):
     http.route(PATHS["v1"], Reply(200, bomb, {"Content-Encoding": "gzip"}))
-    panda = PandaJobStats({"api": "v1", "url": http.url.replace("//", "//user:pw@"),
-                           "time_window": 60, "timeout_s": 30.0, "max_response_mb": 64})
+    panda = PandaJobStats(default_section(PandaSection, api="v1",
+                                          url=http.url.replace("//", "//user:pw@"),
+                                          time_window=60, timeout_s=30.0),
+                          max_response_mb=64)
     with pytest.raises(SourceError) as caught:
         panda.collect(T)
     assert str(caught.value) == (
@@ -114,8 +118,8 @@ def test_panda_names_itself_the_url_without_secrets_and_the_cap(http, bomb):
 
 
 def test_the_cap_is_a_checked_setting(write_config):
-    assert config.defaults({"sources": {"enabled": "simulated"}}).get(
-        "http", "max_response_mb") == 128.0
+    defaults = config.defaults({"sources": {"enabled": "simulated"}})
+    assert defaults.settings.http.max_response_mb == 128.0
     with pytest.raises(config.ConfigError, match=r"\[http\] max_response_mb = '0': must be "
                                                  r"more than 0"):
         config.load(str(write_config({"http": {"max_response_mb": "0"}})), environ={})
@@ -296,8 +300,9 @@ def test_squeue_json_nested_5000_deep_is_a_source_error(tmp_path):
     squeue = tmp_path / "squeue"
     squeue.write_text(f"#!/bin/sh\necho '{DEEP}'\n")
     squeue.chmod(0o755)
-    source = SlurmSource({"cluster": "c", "bin_dir": str(tmp_path), "format": "json",
-                          "timeout_s": 30.0}, load_rules("slurm"))
+    source = SlurmSource(default_section(
+        SlurmSection, cluster="c", bin_dir=str(tmp_path), format="json", timeout_s=30.0),
+        load_rules("slurm"))
     with pytest.raises(SourceError) as caught:
         source.collect(T)
     assert str(caught.value) == (f"{tmp_path}/squeue --json: output is not valid JSON (nested "

@@ -116,7 +116,7 @@ def test_a_full_spool_disk_loses_the_points_loudly_and_leaves_no_temporary_file(
     spool.put(jobs("OLD"), "10m")  # a file already pending
     fill(disk)
     store = InfluxStore(config.defaults({"influxdb": {
-        "url": "http://127.0.0.1:9", "retry_deadline_s": "0"}, **SIMULATED}).section("influxdb"))
+        "url": "http://127.0.0.1:9", "retry_deadline_s": "0"}, **SIMULATED}).settings.influxdb)
     with caplog.at_level(logging.CRITICAL):
         delivery = DurableWriter(store, spool).write(jobs(*[f"Q{n}" for n in range(500)]))
     assert (delivery.written, delivery.spooled, delivery.lost) == (0, 0, 500)
@@ -136,7 +136,7 @@ def test_a_full_data_dir_costs_only_the_cached_snapshot(small_disk, http, caplog
     disk = small_disk(64)
     fill(disk)
     http.route("/api/atlas/pandaqueue/query/", Reply(200, CRIC))
-    settings = config.defaults({"cric": {"url": http.url}, **SIMULATED}).section("cric")
+    settings = config.defaults({"cric": {"url": http.url}, **SIMULATED}).settings.cric
     topology = CricTopology(settings, disk / "cric.json").load()
     assert topology.status == "fresh" and len(topology.queues) > 0
     assert topology.message.endswith(
@@ -171,7 +171,7 @@ def test_every_line_a_partial_write_refuses_is_kept_aside(influx_store, tmp_path
 def test_the_lines_refused_are_the_ones_influxdb_names(http, body, expected):
     http.route("/write", Reply(400, body))
     store = InfluxStore(config.defaults({"influxdb": {"url": http.url},
-                                         **SIMULATED}).section("influxdb"))
+                                         **SIMULATED}).settings.influxdb)
     lines = ["m x=1 300", "m x=1 100", "m x=1 200"]
     [rejection] = [store.post_lines(lines, "10m")]
     assert list(rejection.lines) == expected

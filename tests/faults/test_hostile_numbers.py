@@ -10,8 +10,10 @@ from sqlalchemy import select
 
 from qmonit.core.batchjobs import BatchNode, node_samples
 from qmonit.core.bounds import MAX_JOBS, number_problem
+from qmonit.core.config import default_section
 from qmonit.core.levels import Aggregator, aggregate
 from qmonit.core.sample import make_sample
+from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import load_rules
 from qmonit.sources.cric import parse_pandaqueues
 from qmonit.sources.daod import parse_msearch
@@ -168,7 +170,8 @@ def test_slurm_negative_and_nan_cpus_are_skipped(state_engine):
     def run(argv, timeout):
         return SQUEUE if argv[0].endswith("squeue") else '{"nodes": []}'
 
-    slurm = SlurmSource({"cluster": "c1", "bin_dir": "", "format": "json", "timeout_s": 5},
+    slurm = SlurmSource(default_section(
+        SlurmSection, cluster="c1", bin_dir="", format="json", timeout_s=5),
                         load_rules("slurm"), run)
     out = slurm.collect(T)
     assert out.problems == ["Slurm c1: job 12: field cpus = -64.0 is negative; skipped",
@@ -307,7 +310,7 @@ def test_a_cached_cric_snapshot_is_checked_again(http, tmp_path, caplog):
     http.route("/api/atlas/pandaqueue/query/", Reply(200, (DATA / "cric_pandaqueue.json")
                                                      .read_text()), Reply(503, "maintenance"))
     settings = config.defaults({"cric": {"url": http.url, "timeout_s": "0.5"},
-                                "sources": {"enabled": "simulated"}}).section("cric")
+                                "sources": {"enabled": "simulated"}}).settings.cric
     source = CricTopology(settings, tmp_path / "cric.json")
     source.load()
     snapshot = json.loads(source.cache_path.read_text())

@@ -40,7 +40,7 @@ def test_state_rows_of_a_future_slot_do_not_freeze_the_current_state(make_config
                              datetime(2099, 1, 1, tzinfo=UTC))  # written by an older version
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     queues.upsert_queue_stats(parts.engine, counts, now - timedelta(minutes=10))
-    assert queues.newest_slot(parts.engine) == now - timedelta(minutes=10)
+    assert queues.newest_slot(parts.engine, now) == now - timedelta(minutes=10)
 
 
 def test_a_manual_spool_replay_rewinds_the_roll_ups(make_config, influx_db, capsys):

@@ -26,7 +26,7 @@ def http_answer(body: bytes, status: str = "200 OK") -> bytes:
 
 def panda(url, timeout_s="1"):
     settings = config.defaults({"panda": {"url": url, "timeout_s": timeout_s},
-                                "sources": {"enabled": "panda"}}).section("panda")
+                                "sources": {"enabled": "panda"}}).settings.panda
     return PandaJobStats(settings)
 
 
@@ -59,7 +59,7 @@ def test_influxdb_dripping_its_answer_spools_within_the_retry_deadline(drip):
     server = drip(b"HTTP/1.1 204 No Content\r\nX-Influxdb-Version: 1.6.7\r\n\r\n", every=0.3)
     store = InfluxStore(config.defaults({"influxdb": {
         "url": server.url, "timeout_s": "1", "retry_deadline_s": "2.5", "retry_initial_s": "0.1",
-        "retry_max_s": "0.2"}, **SIMULATED}).section("influxdb"))
+        "retry_max_s": "0.2"}, **SIMULATED}).settings.influxdb)
     started = time.monotonic()
     result = store.write([make_sample("jobs", {"panda_queue": "A"}, {"jobs": 1}, T)])
     elapsed = time.monotonic() - started
@@ -75,7 +75,7 @@ def test_retry_after_zero_does_not_make_a_busy_loop(http):
     http.route("/write", Reply(503, "busy", headers={"Retry-After": "0"}))
     store = InfluxStore(config.defaults({"influxdb": {
         "url": http.url, "retry_deadline_s": "1", "retry_initial_s": "0.2",
-        "retry_max_s": "0.4"}, **SIMULATED}).section("influxdb"))
+        "retry_max_s": "0.4"}, **SIMULATED}).settings.influxdb)
     result = store.write([make_sample("jobs", {"panda_queue": "A"}, {"jobs": 1}, T)])
     assert len(result.unwritten) == 1
     assert len(http.hits("/write")) <= 6  # the back-off, not ~20 a second
@@ -123,7 +123,7 @@ def test_the_deadline_holds_over_tls(drip, tmp_path):
     server = drip(body, every=0.2, head=head + b"\r\n\r\n", tls=(cert, key))
     settings = config.defaults({"panda": {"url": server.url, "timeout_s": "1",
                                           "ca_bundle": str(cert)},
-                                "sources": {"enabled": "panda"}}).section("panda")
+                                "sources": {"enabled": "panda"}}).settings.panda
     started = time.monotonic()
     with pytest.raises(SourceError) as failed:
         PandaJobStats(settings).collect(T)

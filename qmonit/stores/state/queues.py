@@ -6,7 +6,7 @@ dashboard reads); collect writes them, derive adds its numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     Column,
@@ -73,11 +73,11 @@ def upsert_queues(engine: Engine, rows: Sequence[dict]) -> None:
         upsert(conn, queues, list(rows), ["panda_queue"])
 
 
-def newest_slot(engine: Engine, now: datetime | None = None) -> datetime | None:
+def newest_slot(engine: Engine, now: datetime) -> datetime | None:
     """The slot the current-state tables describe (None when empty). Rows of slots that have
     not begun yet (a clock or an --at once set in the future) are passed over: they must
     not keep the present from updating the state."""
-    begun = (now or datetime.now(UTC)) + SLOT
+    begun = now + SLOT
     with engine.connect() as conn:
         newest = conn.execute(select(func.max(queue_stats.c.slot_time))
                               .where(queue_stats.c.slot_time < naive(begun))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
@@ -25,10 +25,9 @@ from sqlalchemy import (
     delete,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.core.sample import Sample
-from qmonit.stores.sql import describe_db_error, naive, upsert, utc
+from qmonit.stores.sql import naive, state_step, upsert, utc
 from qmonit.stores.state.metadata import metadata
 from qmonit.support.redact import brief
 
@@ -97,7 +96,7 @@ def last_ok_slots(engine: Engine, job: str) -> dict[str, datetime | None]:
 
 
 def record_run_samples(engine: Engine, runs: Sequence[Sample], slot: datetime,
-                       now: datetime | None = None) -> str:
+                       now: datetime) -> str:
     """source_status from a job's `qmonit_run` points (run at `now`, the job's clock);
     returns the error, or "" when stored."""
     by_job: dict[str, list[dict]] = {}
@@ -107,14 +106,11 @@ def record_run_samples(engine: Engine, runs: Sequence[Sample], slot: datetime,
             "message": str(run.field("message") or ""),
             "points": float(run.field("points") or 0),
             "duration_s": float(run.field("duration_s") or 0)})
-    try:
+    errors: list[str] = []
+    with state_step(errors, "source_status not updated", log):
         for job, rows in by_job.items():
-            record_runs(engine, job, rows, slot, now or datetime.now(UTC))
-    except SQLAlchemyError as exc:
-        message = f"state store: {describe_db_error(exc)}; source_status not updated"
-        log.error(message)
-        return message
-    return ""
+            record_runs(engine, job, rows, slot, now)
+    return "; ".join(errors)
 
 
 def pilots_by_label(engine: Engine) -> dict[str, list[dict]]:

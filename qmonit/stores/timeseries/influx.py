@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -27,6 +27,7 @@ import requests
 from qmonit.core.levels import Choice
 from qmonit.core.rollup_spec import ROLLUP, RollupSpec, Window
 from qmonit.core.sample import Sample, from_epoch
+from qmonit.core.settings import InfluxdbSection
 from qmonit.stores.timeseries.aggregate import GroupedQuery, Key, Stats, influxql, stats_from_influx
 from qmonit.stores.timeseries.base import (
     RETENTION_POLICIES,
@@ -36,6 +37,7 @@ from qmonit.stores.timeseries.base import (
 )
 from qmonit.stores.timeseries.lineprotocol import encode
 from qmonit.support.http import (
+    DEFAULT_MAX_RESPONSE_MB,
     Session,
     body_summary,
     describe_failure,
@@ -108,36 +110,34 @@ def _field_type(line: str, name: str) -> str | None:
 
 
 class InfluxStore:
-    def __init__(self, settings: Mapping[str, Any], retry: Retry | None = None,
-                 session: Session | None = None):
-        self.url = settings["url"].rstrip("/")
-        self.database = settings["database"]
-        self.timeout = settings["timeout_s"]
-        self.query_timeout = settings.get("query_timeout_s", 600.0)
-        self.batch_size = int(settings["batch_size"])
-        self.write_threads = int(settings.get("write_threads", 1))
-        self.gzip = settings["gzip"]
+    def __init__(self, settings: InfluxdbSection, retry: Retry | None = None,
+                 session: Session | None = None,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB):
+        self.url = settings.url.rstrip("/")
+        self.database = settings.database
+        self.timeout = settings.timeout_s
+        self.query_timeout = settings.query_timeout_s
+        self.batch_size = settings.batch_size
+        self.write_threads = settings.write_threads
+        self.gzip = settings.gzip
         self.retry = retry or Retry(
-            deadline_s=settings["retry_deadline_s"],
-            initial_s=settings["retry_initial_s"],
-            max_s=settings["retry_max_s"],
+            deadline_s=settings.retry_deadline_s,
+            initial_s=settings.retry_initial_s,
+            max_s=settings.retry_max_s,
         )
-        self.session = session or make_session(
-            {"verify_tls": settings["verify_tls"], "ca_bundle": settings["ca_bundle"],
-             "max_response_mb": settings.get("max_response_mb")}
-        )
+        self.session = session or make_session(settings.client(max_response_mb))
         self._field_keys: dict[tuple[str, str, frozenset[str]], list[str]] = {}
         self.until: float | None = None  # time.monotonic() by which the job must be done
         self.rolls_up_in_server = True  # SELECT ... INTO (InfluxDB 1.x; mode = auto asks)
         self.server: str | None = "influxdb"
         # what `check` can truly say of the credentials once the server has answered a query
         self.credentials = "no credentials configured"
-        if settings.get("token"):
-            self.session.headers["Authorization"] = f"Token {settings['token']}"
+        if settings.token:
+            self.session.headers["Authorization"] = f"Token {settings.token}"
             self.credentials = "token accepted"
-        elif settings.get("username"):
-            self.session.auth = (settings["username"], settings["password"])
-            self.credentials = f"user {settings['username']} accepted"
+        elif settings.username:
+            self.session.auth = (settings.username, settings.password)
+            self.credentials = f"user {settings.username} accepted"
 
     def location(self) -> str:
         return f"InfluxDB {safe_url(self.url)} database {self.database}"

@@ -22,11 +22,12 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from qmonit.core.sample import Sample, from_epoch
 from qmonit.stores.timeseries.base import WriteResult
+from qmonit.support.clock import Clock, SystemClock
 from qmonit.support.files import private_dir
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,10 @@ def _write_atomically(path: Path, lines: Iterable[str]) -> int:
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int):
+    def __init__(self, directory: Path, max_bytes: int, clock: Clock | None = None):
         self.directory = Path(directory)
         self.max_bytes = max_bytes
+        self.clock = clock or SystemClock()  # each file's stamp: when it was spooled
 
     def _ensure(self) -> None:
         private_dir(self.directory)
@@ -150,7 +152,7 @@ class Spool:
         self._ensure()
         name = f"{time.time_ns():020d}-{retention}{SUFFIX}"
         path = self.directory / name
-        size = _write_atomically(path, [_header(retention, samples, datetime.now(UTC)),
+        size = _write_atomically(path, [_header(retention, samples, self.clock.now()),
                                         *map(_dump, samples)])
         total = self.size_bytes()
         if total > self.max_bytes:
