@@ -35,9 +35,11 @@ from sqlalchemy.engine import Engine
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from qmonit.app.jobs import JobQuery, find_jobs, top_owners, top_workers  # noqa: E402
 from qmonit.core import config  # noqa: E402
 from qmonit.grafana.build import build_all  # noqa: E402
 from qmonit.stores.state import schema  # noqa: E402
+from qmonit.stores.state.batch import MARGIN_S  # noqa: E402
 from tests.grafana_macros import ALL, View, expand_sql  # noqa: E402
 from tests.servers import MariaDB  # noqa: E402
 
@@ -81,11 +83,17 @@ def _job_sql(table: str, first: int, last: int, slurm: bool, ended: bool, spread
         stop, worker = "NULL", f"IF({running}, {node}, '')"
     cpus = f"ELT(1 + FLOOR({u.format(k=29)} * 5), 1, 1, 1, 8, 16)"
     gpus = (f"IF({partition} = 'gpu', 1 + FLOOR({u.format(k=31)} * 4), 0)" if slurm else "0")
-    job_id = "CAST(10000000 + seq AS CHAR)" if slurm else \
-        "CONCAT(5000000 + seq DIV 10, '.', seq MOD 10)"
+    first_id = 10_000_000 if ended else 40_000_000  # ids are never reused (batch_job_hosts)
+    job_id = f"CAST({first_id} + seq AS CHAR)" if slurm else \
+        f"CONCAT({first_id // 2} + seq DIV 10, '.', seq MOD 10)"
     cluster, scheduler = ("ccin2p3-slurm", "slurm") if slurm else ("ccin2p3-condor",
                                                                     "htcondor")
     submit = f"COALESCE({start}, {end_at}) - INTERVAL {wait_s} SECOND"
+    if table == "batch_job_hosts":  # the job's host: the node, or the HTCondor slot's host
+        host = worker if slurm else f"SUBSTRING_INDEX({worker}, '@', -1)"
+        return (f"INSERT INTO batch_job_hosts (cluster, job_id, host, share, start_time, "
+                f"end_time) SELECT '{cluster}', {job_id}, {host}, 1, {start}, {stop} "
+                f"FROM seq_{first}_to_{last} WHERE {worker} <> ''")
     return (f"INSERT INTO {table} ({COLUMNS}) SELECT '{cluster}', {job_id}, '{scheduler}', "
             f"CONCAT('user', LPAD({owner}, 3, '0')), CONCAT('grp', {owner} DIV 10), {state}, "
             f"{native}, '', '', {partition}, {worker}, {submit}, {start}, {stop}, {cpus}, "
@@ -98,23 +106,30 @@ def fill(engine: Engine, days: int, scale: float) -> dict[str, int]:
     naive_end = END.replace(tzinfo=None)
     counts = {}
     with engine.begin() as conn:
-        conn.execute(text(_job_sql("batch_jobs_current", 1, int(120_000 * scale), True,
-                                   False, 3 * 86400, naive_end)))
-        conn.execute(text(_job_sql("batch_jobs_current", 1, int(50_000 * scale), False,
-                                   False, 3 * 86400, naive_end)))
+        for table in ("batch_jobs_current", "batch_job_hosts"):
+            conn.execute(text(_job_sql(table, 1, int(120_000 * scale), True, False,
+                                       3 * 86400, naive_end)))
+            conn.execute(text(_job_sql(table, 1, int(50_000 * scale), False, False,
+                                       3 * 86400, naive_end)))
+        for cluster in ("ccin2p3-slurm", "ccin2p3-condor"):  # what sync_jobs notes: the
+            conn.execute(text(  # longest run (60 s + 24 h) plus the margin
+                "INSERT INTO batch_clusters (cluster, longest_run_s, updated_at) VALUES "
+                f"('{cluster}', {60 + 86400 + MARGIN_S}, '{naive_end:%Y-%m-%d %H:%M:%S}')"))
     for slurm, per_day in ((True, SLURM_PER_DAY), (False, CONDOR_PER_DAY)):
         total = int(per_day * days * scale)
         for first in range(1, total + 1, CHUNK):
             last = min(total, first + CHUNK - 1)
             with engine.begin() as conn:  # seq DIV total spreads each chunk over the days
-                conn.execute(text(_job_sql("batch_jobs_ended", first, last, slurm, True,
-                                           days * 86400 * last // total, naive_end)))
+                for table in ("batch_jobs_ended", "batch_job_hosts"):
+                    conn.execute(text(_job_sql(table, first, last, slurm, True,
+                                               days * 86400 * last // total, naive_end)))
             print(f"  {'slurm' if slurm else 'htcondor'} ended: {last:,} of {total:,}",
                   flush=True)
     with engine.connect() as conn:
-        for table in ("batch_jobs_current", "batch_jobs_ended"):
+        for table in ("batch_jobs_current", "batch_jobs_ended", "batch_job_hosts"):
             counts[table] = conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-        conn.execute(text("ANALYZE TABLE batch_jobs_current, batch_jobs_ended"))
+        conn.execute(text("ANALYZE TABLE batch_jobs_current, batch_jobs_ended, "
+                          "batch_job_hosts"))
     return counts
 
 
@@ -124,7 +139,7 @@ def plan_rows(engine: Engine, query: str) -> int:
         rows = conn.exec_driver_sql("EXPLAIN " + query).mappings().all()
     total = 0
     for row in rows:
-        total += int(row["rows"] or 0)
+        total += int(str(row["rows"] or 0).split()[0])  # "1 (0%)" in a UNION's plan
     return total
 
 
@@ -144,11 +159,41 @@ def selections(engine: Engine) -> dict[str, dict[str, object]]:
             "SELECT job_id FROM batch_jobs_ended WHERE cluster = 'ccin2p3-slurm' AND end_time "
             "< :t ORDER BY end_time DESC LIMIT 1"),
             {"t": (END - timedelta(days=3)).replace(tzinfo=None)}).scalar_one()
-    base: dict[str, object] = {"cluster": ALL, "partition": ALL, "owner": ALL, "job_id": "",
-                               "worker": ""}
+    base: dict[str, object] = {"cluster": ALL, "partition": ALL, "owner": ALL,
+                               "job_state": ALL, "job_id": "", "worker": "", "min_cpus": "",
+                               "gpu_jobs": "any"}
     return {"all": base, "owner rank 0": {**base, "owner": ["user000"]},
             "owner rank 150": {**base, "owner": ["user150"]},
-            "job id": {**base, "job_id": job_id}, "worker": {**base, "worker": "node0042"}}
+            "job id": {**base, "job_id": job_id}, "worker": {**base, "worker": "node0042"},
+            "HTCondor host": {**base, "worker": "wn0042.in2p3.fr"},
+            "state failed": {**base, "job_state": ["failed"]},
+            "GPU jobs, 2 CPUs or more": {**base, "gpu_jobs": "only", "min_cpus": "2"}}
+
+
+def jobs_forms(engine: Engine) -> list[tuple[str, JobQuery]]:
+    """`qmonit jobs` as an admin types it: by owner, job, worker, state, at and between."""
+    with engine.connect() as conn:
+        job_id = conn.execute(text(
+            "SELECT job_id FROM batch_jobs_ended WHERE cluster = 'ccin2p3-slurm' AND end_time "
+            "< :t ORDER BY end_time DESC LIMIT 1"),
+            {"t": (END - timedelta(days=3)).replace(tzinfo=None)}).scalar_one()
+    three, sixty = END - timedelta(days=3), END - timedelta(days=60)
+    return [
+        ("--owner user150", JobQuery(owner="user150")),
+        ("--owner user000 --state failed", JobQuery(owner="user000", state="failed")),
+        (f"--job {job_id}", JobQuery(job_id=job_id)),
+        ("--worker node0042", JobQuery(worker="node0042")),
+        ("--worker node0042 --at 3 days ago", JobQuery(worker="node0042", since=three,
+                                                       until=three)),
+        ("--worker node0042 --at 60 days ago", JobQuery(worker="node0042", since=sixty,
+                                                        until=sixty)),
+        ("--worker wn0042.in2p3.fr --at 3 days ago",
+         JobQuery(worker="wn0042.in2p3.fr", since=three, until=three)),
+        ("--owner user000 --between (6 h, 3 days ago)",
+         JobQuery(owner="user000", since=three - timedelta(hours=6), until=three)),
+        ("--at 60 days ago", JobQuery(since=sixty, until=sixty)),
+        ("--state failed", JobQuery(state="failed")),
+    ]
 
 
 def sql_panels(model: dict) -> list[tuple[str, str]]:
@@ -173,6 +218,11 @@ def main() -> int:
     engine = create_engine(server.url(DATABASE))
     try:
         schema.create_tables(engine)
+        with engine.connect() as conn:  # the figures depend on it: say it
+            pool = conn.execute(text("SELECT @@innodb_buffer_pool_size, VERSION()")).one()
+        print(f"MariaDB {pool[1]}, InnoDB buffer pool {pool[0] / 2**30:.1f} GiB "
+              "(a production server's is most of its memory: SET GLOBAL "
+              "innodb_buffer_pool_size)")
         print(f"filling: {args.days} days of ended jobs at {args.scale:g} x "
               f"({SLURM_PER_DAY:,} Slurm + {CONDOR_PER_DAY:,} HTCondor) a day", flush=True)
         start = time.perf_counter()
@@ -196,13 +246,30 @@ def main() -> int:
                     worst.append((seconds, f"{title} [{name}, {span_name}]"))
                     print(f"  {seconds:7.3f} s  {rows:>5} rows  plan reads {read:>11,}  "
                           f"{title}")
+        print("\nqmonit jobs / top (qmonit/app/jobs.py, the queries the commands run):")
+        for said, query in jobs_forms(engine):
+            start = time.perf_counter()
+            found = find_jobs(engine, query)
+            seconds = time.perf_counter() - start
+            worst.append((seconds, f"qmonit jobs {said}"))
+            print(f"  {seconds:7.3f} s  {len(found):>5} rows  qmonit jobs {said}")
+        for name, count in (("owners", top_owners), ("workers", top_workers)):
+            start = time.perf_counter()
+            rows = len(count(engine))
+            seconds = time.perf_counter() - start
+            worst.append((seconds, f"qmonit top ({name})"))
+            print(f"  {seconds:7.3f} s  {rows:>5} rows  qmonit top ({name})")
         with engine.begin() as conn:  # one cycle's expiry: the ten minutes that age out
+            cutoff = {"t": (END - timedelta(days=args.days) + timedelta(minutes=10))
+                      .replace(tzinfo=None)}
             start = time.perf_counter()
             expired = conn.execute(text(
                 "DELETE FROM batch_jobs_ended WHERE cluster = 'ccin2p3-slurm' AND end_time < "
-                ":t"), {"t": (END - timedelta(days=args.days) + timedelta(minutes=10))
-                        .replace(tzinfo=None)}).rowcount
-            print(f"\nexpiry of one cycle: {expired:,} rows in "
+                ":t"), cutoff).rowcount
+            hosts = conn.execute(text(
+                "DELETE FROM batch_job_hosts WHERE cluster = 'ccin2p3-slurm' AND end_time < "
+                ":t"), cutoff).rowcount
+            print(f"\nexpiry of one cycle: {expired:,} jobs and {hosts:,} host rows in "
                   f"{time.perf_counter() - start:.3f} s")
         worst.sort(reverse=True)
         over = [w for w in worst if w[0] >= 1.0]

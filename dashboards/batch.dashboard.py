@@ -34,13 +34,60 @@ PARTITION_FIELDS = ("nodes", "cpus", "cpus_alloc", "nodes_idle", "nodes_mixed",
                     "nodes_allocated", "nodes_draining", "nodes_drained", "nodes_down",
                     "nodes_powered_down", "nodes_reserved", "nodes_maintenance", "nodes_unknown")
 # The variables are InfluxDB tag values with All as ".*" (helpers.sql_match); the text
-# boxes are percent-encoded by helpers.sql, so a value with a quote matches nothing.
-JOB_FILTER = (f"{sql_match('cluster', 'cluster')} AND {sql_match('`partition`', 'partition')} "
-              f"AND {sql_match('owner', 'owner')} AND {sql_match('state', 'job_state')} "
-              f"AND ('$job_id' = '' OR job_id = '$job_id') "
-              f"AND ('$worker' = '' OR worker = '$worker')")
+# boxes are percent-encoded by helpers.sql, so a value with a quote matches nothing. Every
+# term is a constant MariaDB folds or a column an index serves: an empty box drops out.
+
+
+def job_filter(alias: str = "", worker: bool = True) -> str:
+    """The Batch filters on a job table (`alias`: its name in a join). The worker box is a
+    host (batch_job_hosts: an HTCondor slot's host, any node of a Slurm node list); CPUs
+    at least: an empty box is 0; GPU jobs: only those that declared GPUs. `worker=False`:
+    without the worker box (on_worker's branches say it)."""
+    t = f"{alias}." if alias else ""
+    on_host = (f"AND ('$worker' = '' OR ({t}cluster, {t}job_id) IN {HOST_JOBS}) "
+               if worker else "")
+    return (f"{sql_match(t + 'cluster', 'cluster')} "
+            f"AND {sql_match(t + '`partition`', 'partition')} "
+            f"AND {sql_match(t + 'owner', 'owner')} AND {sql_match(t + 'state', 'job_state')} "
+            f"AND ('$job_id' = '' OR {t}job_id = '$job_id') {on_host}"
+            f"AND {t}cpus >= CAST('$min_cpus' AS DECIMAL(12, 3)) "
+            f"AND ('$gpu_jobs' <> 'only' OR {t}gpus > 0)")
+
+
+def on_worker(select: str, where: str, order: str) -> str:
+    """`select WHERE where` and the filters over the ended jobs, the worker box included as
+    two branches of which MariaDB drops one as impossible: an empty box reads the time
+    range; a host is a semi-join read from its index (within an OR, the database would walk
+    the whole time range probing each row)."""
+    filters = job_filter(worker=False)
+    return (f"({select} WHERE '$worker' = '' AND {where} AND {filters} {order}) UNION ALL "
+            f"({select} WHERE (cluster, job_id) IN {HOST_JOBS} AND {where} AND {filters} "
+            f"{order})")
+
+
+# the jobs on the host typed in the worker box
+HOST_JOBS = "(SELECT h.cluster, h.job_id FROM batch_job_hosts AS h WHERE h.host = '$worker')"
+JOB_FILTER = job_filter()
 JOB_COLUMNS = ("cluster, job_id, owner, group_name, state, native_state, reason, cause, "
                "`partition`, worker, cpus, gpus, memory_mb, submit_time, start_time")
+# A job running within the time range started before its end and ended after its start;
+# an ended one ended at most the longest run any cluster has had after the range's end
+# (batch_clusters), so the ended jobs are read on one index range of end_time.
+LONGEST_RUN = "(SELECT COALESCE(MAX(longest_run_s), 2592000) FROM batch_clusters)"
+RUNNING_IN_RANGE = (
+    f"SELECT * FROM ((SELECT {JOB_COLUMNS}, NULL AS end_time FROM batch_jobs_current WHERE "
+    f"start_time <= $__timeTo() AND {JOB_FILTER} ORDER BY start_time DESC LIMIT 500) "
+    f"UNION ALL " + on_worker(
+        f"SELECT {JOB_COLUMNS}, end_time FROM batch_jobs_ended",
+        f"end_time >= $__timeFrom() AND end_time <= $__timeTo() + INTERVAL {LONGEST_RUN} "
+        f"SECOND AND start_time <= $__timeTo()", "ORDER BY end_time DESC LIMIT 500")
+    + ") AS ran ORDER BY start_time DESC LIMIT 500")
+ENDED_JOBS = ("SELECT * FROM (" + on_worker(f"SELECT {JOB_COLUMNS}, end_time FROM "
+                                             f"batch_jobs_ended", "$__timeFilter(end_time)",
+                                             "ORDER BY end_time DESC LIMIT 500")
+              + ") AS ended ORDER BY end_time DESC LIMIT 500")
+# the InfluxDB node panels: the worker box as the start of a node name (empty: every node)
+WORKER = ' AND "node" =~ /^${worker:regex}.*/'
 
 
 def top_owners(state: str) -> str:
@@ -80,6 +127,8 @@ dashboard = qmonit_dashboard(
         custom_variable("job_state", "State", list(COMMON_STATES), with_all=True),
         text_variable("job_id", "Job id"),
         text_variable("worker", "Worker"),
+        text_variable("min_cpus", "CPUs at least"),
+        custom_variable("gpu_jobs", "GPU jobs", ["any", "only"]),
     ],
     panels=[
         row("Now"),
@@ -121,30 +170,44 @@ dashboard = qmonit_dashboard(
                    [influx(use("cpus"), alias="CPU $tag_cluster"),
                     influx(use("gpus"), ref="B", alias="GPU $tag_cluster")],
                    unit="percentunit"),
-        timeseries("Node states", "Workers per state (idle, mixed, allocated, drained, down).",
+        timeseries("Node states", "Workers per state (idle, mixed, allocated, drained, down); "
+                   "the worker box narrows it to the workers whose name starts with it.",
                    [influx('SELECT count("cpus") FROM "$rp"."batch_nodes" WHERE $timeFilter'
-                           + NODES + ' GROUP BY time($rp), "node_state" fill(none)',
+                           + NODES + WORKER + ' GROUP BY time($rp), "node_state" fill(none)',
                            alias="$tag_node_state")], stacked=True),
-        table("Jobs per worker", "Running jobs and the CPUs they use on each worker, most "
-              "loaded first.",
-              [sql(f"SELECT worker, COUNT(*) AS jobs, SUM(cpus) AS cpus, SUM(gpus) AS gpus, "
-                   f"COUNT(DISTINCT owner) AS owners FROM batch_jobs_current WHERE state = "
-                   f"'running' AND {JOB_FILTER} GROUP BY worker ORDER BY jobs DESC LIMIT 100")],
-              width=12),
+        table("Jobs per worker", "Running jobs on each worker host, most loaded first: an "
+              "HTCondor slot counts on its host, a job on several Slurm nodes on each of them "
+              "(its CPUs and GPUs split evenly).",
+              [sql(f"SELECT h.host AS worker, COUNT(*) AS jobs, SUM(j.cpus * h.share) AS cpus, "
+                   f"SUM(j.gpus * h.share) AS gpus, COUNT(DISTINCT j.owner) AS owners FROM "
+                   f"batch_jobs_current AS j JOIN batch_job_hosts AS h ON h.cluster = "
+                   f"j.cluster AND h.job_id = j.job_id AND h.end_time IS NULL WHERE j.state = "
+                   f"'running' AND {job_filter('j')} AND ('$worker' = '' OR h.host = "
+                   f"'$worker') GROUP BY h.host ORDER BY jobs DESC "
+                   f"LIMIT 100")], width=12),
         timeseries("Jobs per worker over time", "Jobs on each worker (top of the legend: the "
-                   "busiest).",
+                   "busiest); the worker box narrows it.",
                    [influx('SELECT mean("jobs") FROM "$rp"."batch_nodes" WHERE $timeFilter'
-                           + NODES + ' GROUP BY time($__interval), "node" fill(none)',
+                           + NODES + WORKER + ' GROUP BY time($__interval), "node" fill(none)',
                            alias="$tag_node")], width=12),
+        table("Workers", "Each worker's last state in the time range, its CPUs, those "
+              "allocated and its jobs (the worker box: the workers whose name starts with it).",
+              [influx('SELECT last("cpus") AS "cpus", last("cpus_alloc") AS "cpus_alloc", '
+                      'last("gpus") AS "gpus", last("jobs") AS "jobs" FROM "$rp"."batch_nodes" '
+                      'WHERE $timeFilter' + NODES + WORKER + ' GROUP BY "cluster", "node", '
+                      '"node_state"', fmt="table")], height=8),
         row("Look-up"),
         table("Jobs now", "The jobs of the owner, job id and worker chosen above (empty boxes "
               "mean any), as the scheduler listed them last.",
               [sql(f"SELECT {JOB_COLUMNS}, last_seen FROM batch_jobs_current WHERE {JOB_FILTER} "
                    f"ORDER BY submit_time LIMIT 500")], height=10),
+        table("Jobs running in the time range", "BBQ's \"running at\" and \"running "
+              "between\": current and ended jobs that started before the range's end and "
+              "ended after its start (a narrow range: the jobs running at that time), with "
+              "the filters above.", [sql(RUNNING_IN_RANGE)], height=10),
         table("Ended jobs", "Jobs that left the queue within the time range (kept "
               "[collect] ended_jobs_days).",
-              [sql(f"SELECT {JOB_COLUMNS}, end_time FROM batch_jobs_ended WHERE "
-                   f"$__timeFilter(end_time) AND {JOB_FILTER} ORDER BY end_time DESC LIMIT 500")],
+              [sql(ENDED_JOBS)],
               height=10),
     ],
 )

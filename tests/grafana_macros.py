@@ -151,6 +151,9 @@ def expand_sql(query: str, view: View) -> str:
         return f"{match.group(1)} BETWEEN FROM_UNIXTIME({start}) AND FROM_UNIXTIME({end})"
 
     query = re.sub(r"\$__timeFilter\(([^)]+)\)", time_filter, query)
+    # Grafana's MySQL $__timeFrom() / $__timeTo(): the range's ends as UTC datetimes
+    query = query.replace("$__timeFrom()", f"FROM_UNIXTIME({start})")
+    query = query.replace("$__timeTo()", f"FROM_UNIXTIME({end})")
     query = re.sub(r"\$__unixEpochFilter\(([^)]+)\)",
                    lambda m: f"{m.group(1)} >= {start} AND {m.group(1)} <= {end}", query)
     return expand_variables(query, view, "sql")

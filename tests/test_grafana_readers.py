@@ -36,8 +36,8 @@ HOSTILE = [
     "x/ OR 1=1 /", "a.*b|c(", "[", ")|(.*", "/", "x'\"`", "%7B%2C%7D",
 ]
 LEVEL_BASES = {choice.name: choice.base for choice in CHOICES}
-TABLES = ["alerts", "batch_jobs_current", "batch_jobs_ended", "factory_labels", "queue_stats",
-          "queues", "source_status"]
+TABLES = ["alerts", "batch_clusters", "batch_job_hosts", "batch_jobs_current",
+          "batch_jobs_ended", "factory_labels", "queue_stats", "queues", "source_status"]
 
 
 def test_the_reader_gets_select_on_exactly_the_tables_the_dashboards_read():
@@ -271,7 +271,9 @@ def test_no_hostile_value_reads_another_table_as_the_sql_reader(sql_reader):
                 assert got == want, (board.name, name, value, expand_sql(sql_text, view))
                 cases += 1
                 with_rows += bool(want and want[0] != "error")
-    assert (cases, with_rows) == (1320, 440)  # 7 Batch queries x 22 more for the state filter
+    # 8 Batch queries (running in the time range added) x 8 variables (CPUs at least and GPU
+    # jobs added) x 22 values, and 396 of the other dashboards
+    assert (cases, with_rows) == (1804, 528)
 
 
 def influx_outcome(url: str, statement: str):
@@ -297,7 +299,9 @@ def test_no_hostile_value_reads_another_measurement_or_database_as_the_influx_re
                 assert got == want, (board.name, name, value, expand_influx(influxql, view))
                 cases += 1
                 with_rows += any(series for _, series in want)
-    assert (cases, with_rows) == (4972, 22)  # +66: the Partitions table (rp, cluster, partition)
+    # +110: the worker box on Node states and Jobs per worker over time, and the Workers
+    # table (rp, cluster, worker), 22 values each
+    assert (cases, with_rows) == (5082, 22)
 
 
 # -- init and check -----------------------------------------------------------------------

@@ -6,31 +6,33 @@ within two times: start <= T2 and end >= T1; a job still listed has no end yet).
 counts the current jobs in the database: owners by running and pending jobs with their CPUs
 and GPUs, workers by running jobs.
 
-A worker is matched as a host: an HTCondor slot (`slot1_12@wn042`) is found by its host,
-a Slurm node list (`wn[0012-0015]`) by any node it names.
+A worker is matched as a host through batch_job_hosts: an HTCondor slot (`slot1_12@wn042`)
+is found by its host, a Slurm node list (`wn[0012-0015]`) by any node it names. A time
+look-up reads the ended jobs on their end_time index, from the time asked to the longest
+run the clusters have had after it (batch_clusters).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Table, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Engine, Table, and_, case, func, or_, select, tuple_
 
 from qmonit.app.report import table
 from qmonit.core.states.rules import COMMON_STATES
-from qmonit.sources.slurm import expand_hostlist
 from qmonit.stores.sql import naive, utc
-from qmonit.stores.state.batch import batch_jobs_current, batch_jobs_ended
+from qmonit.stores.state.batch import (
+    batch_job_hosts,
+    batch_jobs_current,
+    batch_jobs_ended,
+    longest_run,
+)
 
-# No batch job runs longer than this: it bounds the ended jobs' time look-ups to an index
-# range of end_time (Slurm's and HTCondor's longest queues at WLCG sites are 7 days or less).
-LONGEST_JOB = timedelta(days=30)
 SHOWN = ("cluster", "job_id", "owner", "state", "partition", "worker", "start_time",
          "end_time", "cpus", "gpus")
 
@@ -63,28 +65,16 @@ class JobQuery:
         return ", ".join(parts) or "any job"
 
 
-def _worker_match(jobs: Table, worker: str) -> ColumnElement[bool]:
-    """Rows whose worker may be the host `worker`: itself, an HTCondor slot on it, or a
-    Slurm node list whose prefix it has (checked exactly afterwards, in `_names_host`)."""
-    prefix = re.match(r"[^\d\[]*", worker)
-    listed = prefix.group(0) if prefix else ""
-    return or_(jobs.c.worker == worker,
-               jobs.c.worker.endswith(f"@{worker}", autoescape=True),
-               and_(jobs.c.worker.startswith(f"{listed}[", autoescape=True)) if listed
-               else literal(False))
+def _on_host(jobs: Table, host: str) -> ColumnElement[bool]:
+    """The jobs with a row for `host` in batch_job_hosts: an HTCondor slot on it, a Slurm
+    job whose node list names it (one index range of the host)."""
+    hosts = batch_job_hosts
+    return tuple_(jobs.c.cluster, jobs.c.job_id).in_(
+        select(hosts.c.cluster, hosts.c.job_id).where(hosts.c.host == host))
 
 
-def _names_host(worker_column: str, host: str) -> bool:
-    """Whether a job's worker is `host`: the host itself, a slot on it, or a list naming it."""
-    if worker_column == host or worker_column.endswith(f"@{host}"):
-        return True
-    try:
-        return host in expand_hostlist(worker_column)
-    except ValueError:
-        return False
-
-
-def _conditions(jobs: Table, query: JobQuery, ended: bool) -> list[ColumnElement[bool]]:
+def _conditions(jobs: Table, query: JobQuery, ended: bool,
+                longest: timedelta) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if query.cluster:
         where.append(jobs.c.cluster == query.cluster)
@@ -95,32 +85,31 @@ def _conditions(jobs: Table, query: JobQuery, ended: bool) -> list[ColumnElement
     if query.state:
         where.append(jobs.c.state == query.state)
     if query.worker:
-        where.append(_worker_match(jobs, query.worker))
+        where.append(_on_host(jobs, query.worker))
     if query.until is not None:
         where.append(jobs.c.start_time <= naive(query.until))
     if query.since is not None:
-        if ended:  # on the index: an ended job's end lies in [since, until + LONGEST_JOB]
+        if ended:  # on the index: an ended job's end lies in [since, until + its run]
             where.append(jobs.c.end_time >= naive(query.since))
-            where.append(jobs.c.end_time <= naive((query.until or query.since) + LONGEST_JOB))
+            where.append(jobs.c.end_time <= naive((query.until or query.since) + longest))
         else:  # still listed: running now, or ended and not yet moved
             where.append(or_(jobs.c.end_time.is_(None), jobs.c.end_time >= naive(query.since)))
     return where
 
 
 def find_jobs(engine: Engine, query: JobQuery) -> list[dict[str, Any]]:
-    """The jobs answering `query`, current and ended, the latest started first, at most
-    `query.limit`."""
+    """The jobs answering `query`, current and ended, at most `query.limit`: the latest
+    started of the current ones and the latest ended of the ended ones (read backwards on
+    an end_time index), shown the latest started first."""
     rows: list[dict[str, Any]] = []
     with engine.connect() as conn:
+        longest = longest_run(conn)
         for jobs, ended in ((batch_jobs_current, False), (batch_jobs_ended, True)):
             columns = [jobs.c[name] for name in SHOWN]
-            select_jobs = (select(*columns).where(*_conditions(jobs, query, ended))
-                           .order_by(jobs.c.start_time.desc()))
-            if not query.worker:  # a worker's candidates are checked before the limit
-                select_jobs = select_jobs.limit(query.limit)
-            rows += [dict(r._mapping) for r in conn.execute(select_jobs)]
-    if query.worker:
-        rows = [r for r in rows if _names_host(r["worker"], query.worker)]
+            latest = jobs.c.end_time if ended else jobs.c.start_time  # ended: on an index
+            rows += [dict(r._mapping) for r in conn.execute(
+                select(*columns).where(*_conditions(jobs, query, ended, longest))
+                .order_by(latest.desc()).limit(query.limit))]
     for row in rows:
         row["start_time"], row["end_time"] = utc(row["start_time"]), utc(row["end_time"])
     rows.sort(key=lambda r: (r["start_time"] is not None, r["start_time"]), reverse=True)
@@ -162,17 +151,20 @@ def top_owners(engine: Engine, cluster: str = "", limit: int = 20) -> list[dict[
 
 
 def top_workers(engine: Engine, cluster: str = "", limit: int = 20) -> list[dict[str, Any]]:
-    """Workers (hosts: an HTCondor slot's host) by running jobs, counted in the database."""
-    jobs = batch_jobs_current
-    at = func.instr(jobs.c.worker, "@")
-    host = case((at > 0, func.substr(jobs.c.worker, at + 1)), else_=jobs.c.worker)
-    select_hosts = (select(jobs.c.cluster, host.label("worker"),
-                           func.count().label("running"), func.sum(jobs.c.cpus).label("cpus"),
-                           func.sum(jobs.c.gpus).label("gpus"))
-                    .where(jobs.c.state == "running", jobs.c.worker != "",
+    """Hosts by running jobs (a job on several counts on each, its CPUs and GPUs split
+    evenly), counted in the database."""
+    jobs, hosts = batch_jobs_current, batch_job_hosts
+    on = and_(hosts.c.cluster == jobs.c.cluster, hosts.c.job_id == jobs.c.job_id,
+              hosts.c.end_time.is_(None))
+    select_hosts = (select(jobs.c.cluster, hosts.c.host.label("worker"),
+                           func.count().label("running"),
+                           func.sum(jobs.c.cpus * hosts.c.share).label("cpus"),
+                           func.sum(jobs.c.gpus * hosts.c.share).label("gpus"))
+                    .select_from(jobs.join(hosts, on))
+                    .where(jobs.c.state == "running",
                            *([jobs.c.cluster == cluster] if cluster else []))
-                    .group_by(jobs.c.cluster, host)
-                    .order_by(func.count().desc(), host).limit(limit))
+                    .group_by(jobs.c.cluster, hosts.c.host)
+                    .order_by(func.count().desc(), hosts.c.host).limit(limit))
     with engine.connect() as conn:
         return [_numbers(r._mapping) for r in conn.execute(select_hosts)]
 

@@ -3,6 +3,14 @@
 `batch_jobs_current` holds every job a scheduler listed in its last successful cycle:
 rows are upserted when they change and moved to `batch_jobs_ended` when the job leaves
 the queue. `batch_jobs_ended` keeps a job for [collect] ended_jobs_days.
+
+`batch_job_hosts` makes a worker a host for both schedulers: a row per host a job runs on
+(an HTCondor slot `slot1_12@wn042` is host wn042; a Slurm job on `wn[0012-0015]` has four),
+with the job's start and end (NULL while it is listed), so "the jobs of host X" and "host X
+at 03:00" are one index range, whatever the scheduler calls its workers.
+`batch_clusters` keeps, per cluster, the longest run seen: a job running at T ended at or
+after T and at most that long after, which bounds a time look-up to an index range of
+end_time.
 """
 
 from __future__ import annotations
@@ -26,14 +34,22 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects import mysql, sqlite
 
 from qmonit.core.batchjobs import BatchJob
+from qmonit.sources.slurm import hostlist_parts
 from qmonit.stores.sql import naive, upsert
 from qmonit.stores.state.metadata import metadata
 
 CHUNK = 1000
+
+
+MAX_HOSTS = 4096  # hosts kept of one job (a Slurm list may name a whole cluster)
+# the bound on a run when no run was seen yet (an installation upgraded with history)
+LONGEST_RUN_S = 30 * 86400.0
+MARGIN_S = 3600.0  # a run ends up to a cycle after it was last seen running; and clocks skew
 
 
 def _columns() -> list[Column]:
@@ -71,6 +87,21 @@ batch_jobs_ended = Table("batch_jobs_ended", metadata, *_columns(),
                          Index("ix_batch_jobs_ended_worker_end", "worker", "end_time"),
                          Index("ix_batch_jobs_ended_job", "job_id"),
                          Index("ix_batch_jobs_ended_end", "end_time"))
+batch_job_hosts = Table(
+    "batch_job_hosts", metadata,
+    Column("cluster", String(64), primary_key=True),
+    Column("job_id", String(128), primary_key=True),
+    Column("host", String(255), primary_key=True),
+    Column("share", Double, nullable=False),  # 1 / the job's hosts: its CPUs split evenly
+    Column("start_time", DateTime, nullable=True),
+    Column("end_time", DateTime, nullable=True),  # NULL while the job is listed
+    Index("ix_batch_job_hosts_host_end", "host", "end_time"),
+    Index("ix_batch_job_hosts_end", "end_time"))
+batch_clusters = Table(
+    "batch_clusters", metadata,
+    Column("cluster", String(64), primary_key=True),
+    Column("longest_run_s", Double, nullable=False),  # the longest run seen, plus MARGIN_S
+    Column("updated_at", DateTime, nullable=False))
 UNUSED_INDEXES = {"batch_jobs_ended": "ix_batch_jobs_ended_owner"}  # (owner, end_time) serves
 # What decides whether a current row needs writing again.
 CHANGING = ("state", "native_state", "reason", "worker", "start_time", "end_time")
@@ -96,13 +127,35 @@ def _changing(job: BatchJob, store: list) -> tuple:
                  for value, convert in zip(values, store, strict=True))
 
 
+def job_hosts(worker: str) -> list[str]:
+    """The hosts a job's worker names: an HTCondor slot's host, every node of a Slurm node
+    list (at most MAX_HOSTS, never expanded past them), or the worker itself."""
+    if not worker:
+        return []
+    if "@" in worker:  # slot1_12@wn042.example.org
+        return [worker.rsplit("@", 1)[1][:255]]
+    if "[" not in worker and "," not in worker:
+        return [worker[:255]]
+    plain, ranges = hostlist_parts(worker)
+    hosts = plain[:MAX_HOSTS]
+    for prefix, suffix, low, high, width in ranges:
+        room = MAX_HOSTS - len(hosts)
+        if room <= 0:
+            break
+        hosts += [f"{prefix}{number:0{width}d}{suffix}"
+                  for number in range(low, min(high, low + room - 1) + 1)]
+    return list(dict.fromkeys(host[:255] for host in hosts))
+
+
 def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[BatchJob],
               now: datetime, keep: timedelta) -> dict[str, int]:
     """Make batch_jobs_current match `jobs`; move the jobs that left to batch_jobs_ended.
 
     Only the rows of new or changed jobs are built and written (most of a queue's jobs are
     as they were ten minutes ago), compared as the driver holds them (no datetime parsed
-    back); the jobs that left move in one INSERT ... SELECT."""
+    back); the jobs that left move in one INSERT ... SELECT. A job's hosts are written
+    when its worker or start changes (or it has none yet: a store upgraded with jobs
+    listed), and closed with its end."""
     table = batch_jobs_current
     listed = {job.job_id[:128]: job for job in jobs}
     with engine.begin() as conn:
@@ -114,18 +167,80 @@ def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[Batch
         known = {r[0]: tuple(r[1:]) for r in conn.execute(
             select(column("job_id"), *raw).select_from(table)
             .where(table.c.cluster == cluster))}
-        changed = [_row(job, cluster, scheduler, now) for job_id, job in listed.items()
-                   if known.get(job_id) != _changing(job, store)]
+        hosted = set(conn.execute(select(batch_job_hosts.c.job_id).distinct().where(
+            batch_job_hosts.c.cluster == cluster, batch_job_hosts.c.end_time.is_(None)))
+            .scalars())
+        changed, placed = [], []
+        for job_id, job in listed.items():
+            values, before = _changing(job, store), known.get(job_id)
+            if before != values:
+                changed.append(_row(job, cluster, scheduler, now))
+            if (before is None or before[3:5] != values[3:5]
+                    or (job.worker and job_id not in hosted)):
+                placed.append(job)
         upsert(conn, table, changed, ["cluster", "job_id"])
+        hosts = _place(conn, cluster, placed)
         gone = sorted(set(known) - set(listed))
         for start in range(0, len(gone), CHUNK):
             where = (table.c.cluster == cluster) & table.c.job_id.in_(gone[start:start + CHUNK])
             _move_ended(conn, where)
             conn.execute(delete(table).where(where))
+            _close_hosts(conn, cluster, gone[start:start + CHUNK])
+        cutoff = naive(now - keep)
         expired = conn.execute(delete(batch_jobs_ended).where(
             batch_jobs_ended.c.cluster == cluster,
-            batch_jobs_ended.c.end_time < naive(now - keep))).rowcount
-    return {"written": len(changed), "ended": len(gone), "expired": expired}
+            batch_jobs_ended.c.end_time < cutoff)).rowcount
+        conn.execute(delete(batch_job_hosts).where(batch_job_hosts.c.cluster == cluster,
+                                                   batch_job_hosts.c.end_time < cutoff))
+        _note_longest_run(conn, cluster, jobs, now)
+    return {"written": len(changed), "ended": len(gone), "expired": expired, "hosts": hosts}
+
+
+def _place(conn: Connection, cluster: str, jobs: Sequence[BatchJob]) -> int:
+    """Write the hosts of `jobs` (listed: no end), replacing what they had; rows written."""
+    hosts = batch_job_hosts
+    ids = [job.job_id[:128] for job in jobs]
+    for start in range(0, len(ids), CHUNK):
+        conn.execute(delete(hosts).where(hosts.c.cluster == cluster,
+                                         hosts.c.job_id.in_(ids[start:start + CHUNK]),
+                                         hosts.c.end_time.is_(None)))
+    rows = []
+    for job in jobs:
+        names = job_hosts(job.worker)
+        rows += [{"cluster": cluster, "job_id": job.job_id[:128], "host": host,
+                  "share": 1.0 / len(names), "start_time": naive(job.start_time),
+                  "end_time": None} for host in names]
+    upsert(conn, hosts, rows, ["cluster", "job_id", "host"])
+    return len(rows)
+
+
+def _close_hosts(conn: Connection, cluster: str, job_ids: Sequence[str]) -> None:
+    """The hosts of jobs just moved to batch_jobs_ended take their end time from there."""
+    hosts, ended = batch_job_hosts, batch_jobs_ended
+    end = (select(ended.c.end_time).where(ended.c.cluster == hosts.c.cluster,
+                                          ended.c.job_id == hosts.c.job_id)
+           .scalar_subquery())
+    conn.execute(update(hosts).where(hosts.c.cluster == cluster, hosts.c.job_id.in_(job_ids),
+                                     hosts.c.end_time.is_(None)).values(end_time=end))
+
+
+def _note_longest_run(conn: Connection, cluster: str, jobs: Sequence[BatchJob],
+                      now: datetime) -> None:
+    """Raise the cluster's longest run to the longest of its running jobs (plus MARGIN_S)."""
+    runs = [(now - job.start_time).total_seconds() for job in jobs
+            if job.state == "running" and job.start_time is not None]
+    longest = max(runs, default=0.0) + MARGIN_S
+    before = conn.execute(select(batch_clusters.c.longest_run_s)
+                          .where(batch_clusters.c.cluster == cluster)).scalar()
+    if before is None or longest > before:
+        upsert(conn, batch_clusters, [{"cluster": cluster, "longest_run_s": longest,
+                                       "updated_at": naive(now)}], ["cluster"])
+
+
+def longest_run(conn: Connection) -> timedelta:
+    """How long any job of any cluster ran at most (LONGEST_RUN_S when none was seen)."""
+    seconds = conn.execute(select(func.max(batch_clusters.c.longest_run_s))).scalar()
+    return timedelta(seconds=seconds if seconds is not None else LONGEST_RUN_S)
 
 
 def _move_ended(conn: Connection, where: ColumnElement) -> None:
