@@ -17,15 +17,22 @@ Then every SQL panel of the Batch Clusters dashboard, expanded as Grafana expand
 job id typed and one worker typed: each query's time and the rows MariaDB's plan reads
 (EXPLAIN). And the cost of one cycle's expiry at that volume. Target (issue 35): every
 query under 1 s at 20 million ended jobs.
+With --sqlite, the same site in the embedded default's SQLite store (rows drawn in Python
+with the same distributions), timed through `qmonit jobs` and `qmonit top` (Grafana reads
+only MySQL/MariaDB).
 Run from the repository root: python3 benchmarks/batch_history.py [--days 90]
-[--scale 1.0: the share of the daily rates, e.g. 0.1 for a quick look] [--keep]
+[--scale 1.0: the share of the daily rates, e.g. 0.1 for a quick look] [--keep] [--sqlite]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+import sqlite3
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,7 +46,12 @@ from qmonit.app.jobs import JobQuery, find_jobs, top_owners, top_workers  # noqa
 from qmonit.core import config  # noqa: E402
 from qmonit.grafana.build import build_all  # noqa: E402
 from qmonit.stores.state import schema  # noqa: E402
-from qmonit.stores.state.batch import MARGIN_S  # noqa: E402
+from qmonit.stores.state.batch import (  # noqa: E402
+    MARGIN_S,
+    batch_job_hosts,
+    batch_jobs_current,
+    batch_jobs_ended,
+)
 from tests.grafana_macros import ALL, View, expand_sql  # noqa: E402
 from tests.servers import MariaDB  # noqa: E402
 
@@ -196,6 +208,133 @@ def jobs_forms(engine: Engine) -> list[tuple[str, JobQuery]]:
     ]
 
 
+STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy keeps a DateTime in SQLite
+
+
+def _sqlite_jobs(days: int, scale: float, ended: bool, slurm: bool,
+                 rng: random.Random) -> Iterator[tuple[tuple, list[tuple]]]:
+    """The same site as _job_sql's, drawn in Python: (a job row, its host rows)."""
+    per_day = SLURM_PER_DAY if slurm else CONDOR_PER_DAY
+    total = int(per_day * days * scale) if ended else int((120_000 if slurm else 50_000)
+                                                          * scale)
+    spread = days * 86400 if ended else 3 * 86400
+    cluster, scheduler = ("ccin2p3-slurm", "slurm") if slurm else ("ccin2p3-condor",
+                                                                    "htcondor")
+    end_naive = END.replace(tzinfo=None)
+    for seq in range(1, total + 1):
+        rank = int(400 * rng.random() ** 3)
+        end_at = end_naive - timedelta(seconds=seq * spread // total)
+        run = timedelta(seconds=60 + int(86400 * rng.random() ** 3))
+        wait = timedelta(seconds=int(3600 * rng.random() ** 2))
+        node = (f"node{int(rng.random() * 423):04d}" if slurm else
+                f"slot1_{1 + int(rng.random() * 48)}@wn{int(rng.random() * 765):04d}.in2p3.fr")
+        partition = rng.choice(("htc", "hpc", "gpu", "flash")) if slurm else "grid"
+        cpus = float(rng.choice((1, 1, 1, 8, 16)))
+        gpus = float(1 + int(rng.random() * 4)) if partition == "gpu" else 0.0
+        first_id = 10_000_000 if ended else 40_000_000
+        job_id = str(first_id + seq) if slurm else f"{first_id // 2 + seq // 10}.{seq % 10}"
+        if ended:
+            roll = rng.random()
+            state = "completed" if roll < 0.90 else "failed" if roll < 0.96 else "cancelled"
+            start, stop, worker = end_at - run, end_at, node
+        else:
+            running = rng.random() < 0.45
+            state = "running" if running else "pending"
+            start, stop, worker = (end_at - run if running else None), None, \
+                (node if running else "")
+        submit = (start or end_at) - wait
+        stamp = [None if t is None else t.strftime(STAMP) for t in (submit, start, stop)]
+        yield ((cluster, job_id, scheduler, f"user{rank:03d}", f"grp{rank // 10}", state,
+                state.upper(), "", "", partition, worker, *stamp, cpus, gpus, cpus * 2000,
+                end_naive.strftime(STAMP)),
+               [(cluster, job_id, worker.rsplit("@", 1)[-1], 1.0, stamp[1], stamp[2])]
+               if worker else [])
+
+
+def fill_sqlite(path: Path, days: int, scale: float) -> dict[str, int]:
+    """The embedded default's store with the same site: indexes dropped while it fills,
+    made again by `schema.create_tables` (what `qmonit init` does to an older store)."""
+    engine = create_engine(f"sqlite:///{path}")
+    schema.create_tables(engine)
+    with engine.begin() as conn:
+        for table in (batch_jobs_current, batch_jobs_ended, batch_job_hosts):
+            for index in table.indexes:
+                conn.execute(text(f"DROP INDEX {index.name}"))
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA synchronous = OFF")
+    rng = random.Random(1)
+    for ended in (False, True):
+        table = "batch_jobs_ended" if ended else "batch_jobs_current"
+        for slurm in (True, False):
+            jobs, hosts = [], []
+            for job, its_hosts in _sqlite_jobs(days, scale, ended, slurm, rng):
+                jobs.append(job)
+                hosts += its_hosts
+                if len(jobs) == 200_000:
+                    _sqlite_insert(db, table, jobs, hosts)
+            _sqlite_insert(db, table, jobs, hosts)
+            print(f"  sqlite {table} {'slurm' if slurm else 'htcondor'}: filled", flush=True)
+    db.close()
+    start = time.perf_counter()
+    schema.create_tables(engine)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+        counts = {table: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+                  for table in ("batch_jobs_current", "batch_jobs_ended", "batch_job_hosts")}
+        conn.execute(text("INSERT INTO batch_clusters VALUES ('ccin2p3-slurm', "
+                          f"{60 + 86400 + MARGIN_S}, '{END:%Y-%m-%d %H:%M:%S}')"))
+    print(f"  sqlite indexes made in {time.perf_counter() - start:.0f} s", flush=True)
+    engine.dispose()
+    return counts
+
+
+def _sqlite_insert(db: sqlite3.Connection, table: str, jobs: list[tuple],
+                   hosts: list[tuple]) -> None:
+    with db:
+        db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * 18)})", jobs)
+        db.executemany("INSERT OR IGNORE INTO batch_job_hosts VALUES (?, ?, ?, ?, ?, ?)",
+                       hosts)
+    jobs.clear()
+    hosts.clear()
+
+
+def time_commands(engine: Engine, worst: list[tuple[float, str]], where: str = "") -> None:
+    """Every `qmonit jobs` form and `qmonit top`, as the commands run them."""
+    for said, query in jobs_forms(engine):
+        start = time.perf_counter()
+        found = find_jobs(engine, query)
+        seconds = time.perf_counter() - start
+        worst.append((seconds, f"{where}qmonit jobs {said}"))
+        print(f"  {seconds:7.3f} s  {len(found):>5} rows  qmonit jobs {said}")
+    for name, count in (("owners", top_owners), ("workers", top_workers)):
+        start = time.perf_counter()
+        rows = len(count(engine))
+        seconds = time.perf_counter() - start
+        worst.append((seconds, f"{where}qmonit top ({name})"))
+        print(f"  {seconds:7.3f} s  {rows:>5} rows  qmonit top ({name})")
+
+
+def sqlite_run(days: int, scale: float) -> int:
+    """--sqlite: the embedded default's store (no Grafana reads it: the commands only)."""
+    with tempfile.TemporaryDirectory(prefix="qmonit-bench-") as scratch:
+        path = Path(scratch) / "qmonit.sqlite"
+        print(f"filling SQLite {path}: {days} days at {scale:g} x the daily rates", flush=True)
+        start = time.perf_counter()
+        counts = fill_sqlite(path, days, scale)
+        print(f"filled in {time.perf_counter() - start:.0f} s: "
+              + ", ".join(f"{table} {n:,} rows" for table, n in counts.items())
+              + f"; {path.stat().st_size / 2**30:.1f} GiB")
+        engine = create_engine(f"sqlite:///{path}")
+        worst: list[tuple[float, str]] = []
+        print("\nqmonit jobs / top on SQLite:")
+        time_commands(engine, worst)
+        engine.dispose()
+    worst.sort(reverse=True)
+    print(f"\nqueries: {len(worst)}, over 1 s: {sum(w[0] >= 1.0 for w in worst)} "
+          f"(target: none); slowest {worst[0][0]:.3f} s: {worst[0][1]}")
+    return 0
+
+
 def sql_panels(model: dict) -> list[tuple[str, str]]:
     return [(panel["title"], target["rawSql"]) for panel in model["panels"]
             if panel["type"] != "row" for target in panel.get("targets", [])
@@ -209,7 +348,11 @@ def main() -> int:
                         help="share of the daily rates and current jobs (1.0)")
     parser.add_argument("--keep", action="store_true",
                         help=f"keep the database {DATABASE} afterwards (to try queries by hand)")
+    parser.add_argument("--sqlite", action="store_true",
+                        help="the embedded default's SQLite store instead (the commands only)")
     args = parser.parse_args()
+    if args.sqlite:
+        return sqlite_run(args.days, args.scale)
     server = MariaDB()
     root = create_engine(server.url())
     with root.begin() as conn:
@@ -247,18 +390,7 @@ def main() -> int:
                     print(f"  {seconds:7.3f} s  {rows:>5} rows  plan reads {read:>11,}  "
                           f"{title}")
         print("\nqmonit jobs / top (qmonit/app/jobs.py, the queries the commands run):")
-        for said, query in jobs_forms(engine):
-            start = time.perf_counter()
-            found = find_jobs(engine, query)
-            seconds = time.perf_counter() - start
-            worst.append((seconds, f"qmonit jobs {said}"))
-            print(f"  {seconds:7.3f} s  {len(found):>5} rows  qmonit jobs {said}")
-        for name, count in (("owners", top_owners), ("workers", top_workers)):
-            start = time.perf_counter()
-            rows = len(count(engine))
-            seconds = time.perf_counter() - start
-            worst.append((seconds, f"qmonit top ({name})"))
-            print(f"  {seconds:7.3f} s  {rows:>5} rows  qmonit top ({name})")
+        time_commands(engine, worst)
         with engine.begin() as conn:  # one cycle's expiry: the ten minutes that age out
             cutoff = {"t": (END - timedelta(days=args.days) + timedelta(minutes=10))
                       .replace(tzinfo=None)}

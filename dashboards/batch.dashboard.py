@@ -196,6 +196,19 @@ dashboard = qmonit_dashboard(
                       'last("gpus") AS "gpus", last("jobs") AS "jobs" FROM "$rp"."batch_nodes" '
                       'WHERE $timeFilter' + NODES + WORKER + ' GROUP BY "cluster", "node", '
                       '"node_state"', fmt="table")], height=8),
+        table("Why nodes are out", "Drained, draining, down and failing nodes by their reason "
+              "(its first words: \"NHC: memory\", \"Kill task failed\"), as the last collect "
+              "saw them.",
+              [sql(f"SELECT reason_class AS reason, COUNT(*) AS nodes, GROUP_CONCAT(DISTINCT "
+                   f"node_state) AS states FROM batch_node_reasons WHERE "
+                   f"{sql_match('cluster', 'cluster')} AND ('$worker' = '' OR node = "
+                   f"'$worker') GROUP BY reason_class ORDER BY nodes DESC LIMIT 50")], width=8),
+        table("Node reasons", "Each node that is out: its state, the reason in full, who set it "
+              "and when (sinfo -R).",
+              [sql(f"SELECT cluster, node, node_state, native_state, reason, reason_by AS "
+                   f"set_by, reason_at AS since FROM batch_node_reasons WHERE "
+                   f"{sql_match('cluster', 'cluster')} AND ('$worker' = '' OR node = "
+                   f"'$worker') ORDER BY reason_at DESC LIMIT 500")], width=16),
         row("Look-up"),
         table("Jobs now", "The jobs of the owner, job id and worker chosen above (empty boxes "
               "mean any), as the scheduler listed them last.",

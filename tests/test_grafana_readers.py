@@ -37,7 +37,8 @@ HOSTILE = [
 ]
 LEVEL_BASES = {choice.name: choice.base for choice in CHOICES}
 TABLES = ["alerts", "batch_clusters", "batch_job_hosts", "batch_jobs_current",
-          "batch_jobs_ended", "factory_labels", "queue_stats", "queues", "source_status"]
+          "batch_jobs_ended", "batch_node_reasons", "factory_labels", "queue_stats", "queues",
+          "source_status"]
 
 
 def test_the_reader_gets_select_on_exactly_the_tables_the_dashboards_read():
@@ -271,9 +272,10 @@ def test_no_hostile_value_reads_another_table_as_the_sql_reader(sql_reader):
                 assert got == want, (board.name, name, value, expand_sql(sql_text, view))
                 cases += 1
                 with_rows += bool(want and want[0] != "error")
-    # 8 Batch queries (running in the time range added) x 8 variables (CPUs at least and GPU
-    # jobs added) x 22 values, and 396 of the other dashboards
-    assert (cases, with_rows) == (1804, 528)
+    # 8 Batch job queries (running in the time range added) x 8 variables (CPUs at least and
+    # GPU jobs added) x 22 values, the 2 node-reason queries x 2 (cluster, worker) x 22, and
+    # 396 of the other dashboards
+    assert (cases, with_rows) == (1892, 528)
 
 
 def influx_outcome(url: str, statement: str):

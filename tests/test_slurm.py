@@ -101,7 +101,7 @@ def test_job_tables_follow_the_queue(slurm, mariadb_url):
     collected = source.collect(SLOT).jobs
     now = datetime.now(UTC)
     assert sync_jobs(engine, "qtest", "slurm", collected, now, timedelta(days=90)) == \
-        {"written": 12, "ended": 0, "expired": 0}
+        {"written": 12, "ended": 0, "expired": 0, "hosts": 5}  # the running ones, localhost
     rows = {r["job_id"]: r for r in current_jobs(engine, "qtest")}
     ids = slurm.ids
     assert sorted(rows) == sorted([ids["A"], ids["B"], ids["C"], ids["E"], ids["F"]]
@@ -118,18 +118,18 @@ def test_job_tables_follow_the_queue(slurm, mariadb_url):
 
     # unchanged jobs are not written again; a job that left moves to batch_jobs_ended
     assert sync_jobs(engine, "qtest", "slurm", collected, now, timedelta(days=90)) == \
-        {"written": 0, "ended": 0, "expired": 0}
+        {"written": 0, "ended": 0, "expired": 0, "hosts": 0}
     # a job whose state or reason changed is written again, and only that one
     moved = [replace(job, reason="Priority") if job.job_id == ids["B"] else job
              for job in collected]
     assert sync_jobs(engine, "qtest", "slurm", moved, now, timedelta(days=90)) == \
-        {"written": 1, "ended": 0, "expired": 0}
+        {"written": 1, "ended": 0, "expired": 0, "hosts": 0}
     assert {r["job_id"]: r["reason"] for r in current_jobs(engine, "qtest")}[ids["B"]] == \
         "Priority"
     slurm.run("scancel", ids["C"])
     collected = source.collect(SLOT).jobs  # B is listed as it was again: written back
     assert sync_jobs(engine, "qtest", "slurm", collected, now, timedelta(days=90)) == \
-        {"written": 1, "ended": 1, "expired": 0}
+        {"written": 1, "ended": 1, "expired": 0, "hosts": 0}
     assert ids["C"] not in {r["job_id"] for r in current_jobs(engine, "qtest")}
     ended = ended_jobs(engine, "qtest")
     assert [(r["job_id"], r["reason"], r["state"]) for r in ended] == \

@@ -69,7 +69,7 @@ def test_sinfo_text_lines_that_do_not_parse_are_reported_and_padding_is_stripped
                              "n3|mixed|x/y|(null)|(null)|\n", {}, problems=problems)
     assert [(n.node, n.node_state, n.native_state, n.cpus, n.gpus) for n in nodes] == [
         ("n1", "powered_down", "IDLE+POWERED_DOWN", 8.0, 2.0)]
-    assert problems == ["sinfo line 2: 2 fields, expected 5; skipped: 'n2|mixed'",
+    assert problems == ["sinfo line 2: 2 fields, expected 8; skipped: 'n2|mixed'",
                         "sinfo line 3 (node n3): CPUsState 'x/y' is not A/I/O/T; skipped"]
 
 

@@ -297,7 +297,7 @@ def test_collect_writes_partitions_from_the_same_nodes(fmt):
         point("all", "DOWN" if text else "UNKNOWN", 2, 24, 4, {"mixed": 1, "drained": 1})]
     sinfo = [argv for argv in runner.calls if argv[0] == "sinfo"]
     assert sinfo == ([["sinfo", "-h", "-N", "-O", "NodeHost:|,StateLong:|,CPUsState:|,Gres:|,"
-                                                  "GresUsed:|"],
+                                                  "GresUsed:|,Timestamp:|,User:|,Reason:|"],
                       ["sinfo", "-h", "-N", "-O", "NodeHost:|,PartitionName:|,Available:|,"
                                                   "CPUsState:|"]] if text else
                      [["sinfo", "-N", "--json"]])  # the JSON read once, for both

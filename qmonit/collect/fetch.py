@@ -14,7 +14,7 @@ from datetime import datetime
 
 from qmonit.collect.components import Components
 from qmonit.collect.enrich import enrich_jobs, enrich_workers
-from qmonit.core.batchjobs import BatchJob
+from qmonit.core.batchjobs import BatchJob, BatchNode
 from qmonit.core.levels import aggregate
 from qmonit.core.sample import Sample
 from qmonit.core.states.rules import with_state_tag
@@ -38,6 +38,7 @@ class SourceAnswer:
     duration_s: float = 0.0
     jobs: list[BatchJob] | None = None
     cluster: str = ""
+    nodes: list[BatchNode] | None = None  # a scheduler's nodes (their reasons)
     levels: list[Sample] | None = None  # None: not summed yet
     series_ids: list[int] | None = None  # of `samples`, in their order (None: not worked out)
 
@@ -74,7 +75,7 @@ def fetch(parts: Components, slot: datetime) -> SlotFetch:
         samples = normalize(parts, source.name, collection.samples, topology, unknown)
         answers.append(SourceAnswer(
             source.name, samples, collection.problems, duration_s=time.monotonic() - clock,
-            jobs=collection.jobs, cluster=collection.cluster,
+            jobs=collection.jobs, cluster=collection.cluster, nodes=collection.nodes,
             levels=aggregate(samples), series_ids=list(map(parts.series_ids, samples))))
     return SlotFetch(slot, topology, topology_s, answers, unknown)
 

@@ -134,6 +134,24 @@ class BatchNode:
     gpus_alloc: float = 0.0
     jobs: float = 0.0
     native_state: str = ""  # as the scheduler says it (IDLE+DRAIN); node_state is the common one
+    reason: str = ""  # why it is drained or down, as an admin or a health check set it
+    reason_by: str = ""  # who set the reason
+    reason_at: datetime | None = None  # when
+
+
+_WORDS_KEPT = 3
+_REASON_CLASS_MAX = 40
+
+
+def reason_class(reason: str) -> str:
+    """A node reason's bounded form, for a tag: its first words that hold no digit (no node
+    name, count, percentage or date), printable ASCII only: "NHC: memory 95% used on wn12"
+    -> "NHC: memory used"; "" when there is no reason, "other" when nothing is left."""
+    if not reason.strip():
+        return ""
+    printable = "".join(c if " " <= c <= "~" else " " for c in reason)
+    words = [w for w in printable.replace("|", " ").split() if not any(c.isdigit() for c in w)]
+    return " ".join(words[:_WORDS_KEPT])[:_REASON_CLASS_MAX].strip() or "other"
 
 
 def node_samples(nodes: Iterable[BatchNode], cluster: str, scheduler: str,
@@ -149,6 +167,8 @@ def node_samples(nodes: Iterable[BatchNode], cluster: str, scheduler: str,
                     "node_state": n.node_state}
             if n.native_state:
                 tags["native_state"] = n.native_state
+            if n.reason:  # bounded: the full text goes to batch_node_reasons (SQL)
+                tags["reason"] = reason_class(n.reason)
             out.append(make_sample("batch_nodes", tags,
                                    {"cpus": n.cpus, "cpus_alloc": n.cpus_alloc,
                                     "gpus": n.gpus, "gpus_alloc": n.gpus_alloc,

@@ -69,9 +69,22 @@ def squeue_text(slot: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The nodes out, as a cluster always has some: (state, CPUs A/I/O/T, set at, by, reason)
+OUT = {NODES - 2: ("drained", f"0/0/{CPUS_PER_NODE}/{CPUS_PER_NODE}", "2026-11-20T08:00:00",
+                   "root", "NHC: memory 97% used on wn46"),
+       NODES - 1: ("down*", f"0/0/{CPUS_PER_NODE}/{CPUS_PER_NODE}", "2026-11-20T09:30:00",
+                   "slurm", "Not responding")}
+
+
 def sinfo_text() -> str:
-    return "".join(f"wn{n:02d}|mixed|0/{CPUS_PER_NODE}/0/{CPUS_PER_NODE}|"
-                   f"{'gpu:4' if n < 4 else '(null)'}|(null)|\n" for n in range(NODES))
+    """`sinfo -N -O NodeHost,StateLong,CPUsState,Gres,GresUsed,Timestamp,User,Reason`."""
+    lines = []
+    for n in range(NODES):
+        state, cpus, at, by, reason = OUT.get(
+            n, ("mixed", f"0/{CPUS_PER_NODE}/0/{CPUS_PER_NODE}", "Unknown", "Unknown", "none"))
+        lines.append(f"wn{n:02d}|{state}|{cpus}|{'gpu:4' if n < 4 else '(null)'}|(null)|{at}|"
+                     f"{by}|{reason}|\n")
+    return "".join(lines)
 
 
 def sinfo_partitions_text() -> str:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import requests
 
-from qmonit.core.batchjobs import BatchJob
+from qmonit.core.batchjobs import BatchJob, BatchNode
 from qmonit.core.sample import Sample
 from qmonit.support.http import body_summary, describe_failure
 
@@ -36,6 +36,7 @@ class Collection:
     problems: list[str] = field(default_factory=list)
     jobs: list[BatchJob] | None = None
     cluster: str = ""
+    nodes: list[BatchNode] | None = None  # its nodes, for their drain and down reasons
 
 
 class Source(Protocol):

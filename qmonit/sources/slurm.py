@@ -45,7 +45,10 @@ SEP = "|"
 SQUEUE_FIELDS = ("JobArrayID", "State", "Reason", "Partition", "UserName", "GroupName",
                  "Account", "NumCPUs", "tres-alloc", "NodeList", "SubmitTime", "StartTime",
                  "EndTime")
-SINFO_FIELDS = ("NodeHost", "StateLong", "CPUsState", "Gres", "GresUsed")
+# Reason last: an admin's free text may hold the separator (the rest of the line is it)
+SINFO_FIELDS = ("NodeHost", "StateLong", "CPUsState", "Gres", "GresUsed", "Timestamp", "User",
+                "Reason")
+SINFO_FIELDS_BEFORE_REASONS = 5  # what qmonit asked before: recorded outputs read the same
 # Flags squeue shows in place of the base state; the JSON lists them after it.
 SHOWN_FLAGS = ("COMPLETING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT", "REVOKED",
@@ -289,12 +292,15 @@ def parse_sinfo_text(text: str, jobs_per_node: Mapping[str, int] | NodeJobs,
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        values = [value.strip() for value in line.rstrip(SEP).split(SEP)]
+        values = [value.strip() for value in
+                  line.rstrip().removesuffix(SEP).split(SEP, len(SINFO_FIELDS) - 1)]
+        if len(values) == SINFO_FIELDS_BEFORE_REASONS:
+            values += ["", "", ""]
         if len(values) != len(SINFO_FIELDS):
             _report(problems, f"sinfo line {number}: {len(values)} fields, expected "
                               f"{len(SINFO_FIELDS)}; skipped: {brief(line, 120)!r}")
             continue
-        name, state_long, cpu_states, gres, gres_used = values
+        name, state_long, cpu_states, gres, gres_used, stamp, by, reason = values
         if name in nodes:
             continue
         try:
@@ -304,10 +310,13 @@ def parse_sinfo_text(text: str, jobs_per_node: Mapping[str, int] | NodeJobs,
                               "is not A/I/O/T; skipped")
             continue
         base, flags = node_state_of_text(state_long)
+        reason = "" if reason in ("none", "None") else reason
         nodes[name] = BatchNode(name, map_node(rules, base, flags), total, alloc,
                                 gres_gpus(gres), gres_gpus(gres_used),
                                 float(jobs_per_node.get(name, 0)),
-                                native_node_state(base, flags))
+                                native_node_state(base, flags), reason,
+                                by if reason and by not in ("Unknown", "N/A") else "",
+                                parse_time(stamp) if reason else None)
     return list(nodes.values())
 
 
@@ -493,11 +502,11 @@ def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int] | NodeJobs,
     nodes: dict[str, BatchNode] = {}
 
     def add(name: str, base: str, flags: tuple[str, ...], cpus: float, alloc: float,
-            gpus: float, gpus_used: float) -> None:
+            gpus: float, gpus_used: float, why: tuple[str, str, datetime | None]) -> None:
         if name and name not in nodes:  # a node is listed once per partition
             nodes[name] = BatchNode(name, map_node(rules, base, flags), cpus, alloc, gpus,
                                     gpus_used, float(jobs_per_node.get(name, 0)),
-                                    native_node_state(base, flags))
+                                    native_node_state(base, flags), *why)
 
     for record in doc.get("nodes") or []:
         if not isinstance(record, dict):
@@ -506,7 +515,9 @@ def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int] | NodeJobs,
         add(str(record.get("name") or record.get("hostname") or ""), base, flags,
             _number(record.get("cpus")) or 0.0, _number(record.get("alloc_cpus")) or 0.0,
             gres_gpus(str(record.get("gres") or "")),
-            gres_gpus(str(record.get("gres_used") or "")))
+            gres_gpus(str(record.get("gres_used") or "")),
+            _reason(record.get("reason"), record.get("reason_set_by_user"),
+                    record.get("reason_changed_at")))
     for number, group in enumerate(doc.get("sinfo") or []):
         if not isinstance(group, dict):
             continue
@@ -517,12 +528,28 @@ def parse_nodes_json(doc: Any, jobs_per_node: Mapping[str, int] | NodeJobs,
         share = 1.0 / len(names)
         cpus, gres = group.get("cpus") or {}, group.get("gres") or {}
         base, flags = node_state_of_json((group.get("node") or {}).get("state"))
+        why = group.get("reason")
+        why = why if isinstance(why, dict) else {}
         for name in names:
             add(str(name), base, flags, (_number(cpus.get("total")) or 0.0) * share,
                 (_number(cpus.get("allocated")) or 0.0) * share,
                 gres_gpus(str(gres.get("total") or "")),
-                gres_gpus(str(gres.get("used") or "")))
+                gres_gpus(str(gres.get("used") or "")),
+                _reason(why.get("description"), why.get("user"), why.get("time")))
     return list(nodes.values())
+
+
+def _reason(text: Any, by: Any, at: Any) -> tuple[str, str, datetime | None]:
+    """A node's reason, who set it and when (Unix seconds, plain or {"number"}), from any
+    sinfo --json or slurmrestd version; no reason: ("", "", None)."""
+    reason = text.strip() if isinstance(text, str) else ""
+    if not reason:
+        return "", "", None
+    try:
+        when = _epoch(at)
+    except (OverflowError, ValueError, OSError):  # a time no clock can show: not said
+        when = None
+    return reason, by.strip() if isinstance(by, str) else "", when
 
 
 def jobs_per_node(jobs: Sequence[BatchJob]) -> NodeJobs:
@@ -625,7 +652,7 @@ class SlurmSource:
         samples = count_jobs(mapped, self.cluster, SCHEDULER, slot)
         samples += node_samples(nodes, self.cluster, SCHEDULER, slot)
         samples += self.read_partitions(nodes, slot, problems)
-        return Collection(samples, problems, jobs=mapped, cluster=self.cluster)
+        return Collection(samples, problems, jobs=mapped, cluster=self.cluster, nodes=nodes)
 
     def read_partitions(self, nodes: Sequence[BatchNode], slot: datetime,
                         problems: list[str]) -> list[Sample]:

@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, sqlite
 
-from qmonit.core.batchjobs import BatchJob
+from qmonit.core.batchjobs import BatchJob, BatchNode, reason_class
 from qmonit.sources.slurm import hostlist_parts
 from qmonit.stores.sql import naive, upsert
 from qmonit.stores.state.metadata import metadata
@@ -102,6 +102,19 @@ batch_clusters = Table(
     Column("cluster", String(64), primary_key=True),
     Column("longest_run_s", Double, nullable=False),  # the longest run seen, plus MARGIN_S
     Column("updated_at", DateTime, nullable=False))
+# Why each drained, down or failing node is out, in full (batch_nodes has the bounded
+# reason_class as a tag): what an admin reads first when nodes drain.
+batch_node_reasons = Table(
+    "batch_node_reasons", metadata,
+    Column("cluster", String(64), primary_key=True),
+    Column("node", String(255), primary_key=True),
+    Column("node_state", String(32), nullable=False),
+    Column("native_state", String(64), nullable=False),
+    Column("reason", String(255), nullable=False),
+    Column("reason_class", String(64), nullable=False),
+    Column("reason_by", String(64), nullable=False),
+    Column("reason_at", DateTime, nullable=True),
+    Column("last_seen", DateTime, nullable=False))
 UNUSED_INDEXES = {"batch_jobs_ended": "ix_batch_jobs_ended_owner"}  # (owner, end_time) serves
 # What decides whether a current row needs writing again.
 CHANGING = ("state", "native_state", "reason", "worker", "start_time", "end_time")
@@ -261,6 +274,23 @@ def _move_ended(conn: Connection, where: ColumnElement) -> None:
         maria = mysql.insert(batch_jobs_ended).from_select(names, picked)
         conn.execute(maria.on_duplicate_key_update(
             {n: maria.inserted[n] for n in names if n not in key}))
+
+
+def sync_node_reasons(engine: Engine, cluster: str, nodes: Sequence[BatchNode],
+                      now: datetime) -> int:
+    """batch_node_reasons of `cluster`: the nodes that have a reason now, as they have it;
+    a node whose reason was cleared leaves. Returns the nodes with a reason."""
+    rows = [{"cluster": cluster, "node": node.node[:255], "node_state": node.node_state[:32],
+             "native_state": node.native_state[:64], "reason": node.reason[:255],
+             "reason_class": reason_class(node.reason)[:64], "reason_by": node.reason_by[:64],
+             "reason_at": naive(node.reason_at), "last_seen": naive(now)}
+            for node in nodes if node.reason]
+    table = batch_node_reasons
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.cluster == cluster,
+                                         table.c.node.not_in([r["node"] for r in rows])))
+        upsert(conn, table, rows, ["cluster", "node"])
+    return len(rows)
 
 
 def current_jobs(engine: Engine, cluster: str) -> list[dict]:

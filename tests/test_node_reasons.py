@@ -1,0 +1,148 @@
+"""Why a node is out (issue 36 item 2): the drain or down reason, who set it and when, from
+sinfo text and JSON (the real one-node Slurm drained with `scontrol update ... reason=`,
+and slurmrestd's recorded answers); its bounded form as a batch_nodes tag, the full text in
+batch_node_reasons; the dashboard's count by reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from qmonit.core import config
+from qmonit.core.batchjobs import BatchNode, node_samples, reason_class
+from qmonit.core.config import default_section
+from qmonit.core.settings import SlurmSection
+from qmonit.core.states.rules import load_rules
+from qmonit.grafana.build import build_all
+from qmonit.sources.slurm import SlurmSource, parse_nodes_json, parse_sinfo_text
+from qmonit.stores.state import schema
+from qmonit.stores.state.batch import batch_node_reasons, sync_node_reasons
+from tests.conftest import SHARED_SAMPLES
+from tests.grafana_macros import ALL, View, expand_sql
+from tests.slurm_cluster import SlurmCluster, available
+
+SLOT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+REASON = "NHC: memory 95% used on localhost | check dimm 3"
+REST_NODES = SHARED_SAMPLES / ("rackslab+Slurm-web__tests_assets_slurmrestd_25.11_0.0.44_"
+                               "slurm-nodes.json")
+
+
+def test_a_reason_s_bounded_form():
+    assert reason_class(REASON) == "NHC: memory used"
+    assert reason_class("Kill task failed") == "Kill task failed"
+    assert reason_class("disk failure /dev/sda") == "disk failure /dev/sda"
+    assert reason_class("2026-12-05 wn0012 42") == "other"  # only numbers and names
+    assert reason_class("") == reason_class("   ") == ""
+    assert reason_class("bad\u202etext\x00here now") == "bad text here"  # printable only
+    assert len(reason_class("x" * 10_000)) == 40
+
+
+def test_sinfo_text_gives_the_reason_who_and_when_and_reads_old_recordings():
+    text = ("wn01|drained|0/0/8/8|(null)|(null)|2026-12-05T10:00:00|root|NHC: a|b 3|\n"
+            "wn02|idle|0/8/0/8|(null)|(null)|Unknown|Unknown|none|\n"
+            "wn03|mixed|4/4/0/8|(null)|(null)|\n")  # what qmonit asked before reasons
+    problems: list[str] = []
+    nodes = {n.node: n for n in parse_sinfo_text(text, {}, problems=problems)}
+    assert problems == []
+    assert (nodes["wn01"].reason, nodes["wn01"].reason_by, nodes["wn01"].reason_at) == \
+        ("NHC: a|b 3", "root", datetime(2026, 12, 5, 10, 0, tzinfo=UTC))
+    assert (nodes["wn02"].reason, nodes["wn02"].reason_by, nodes["wn02"].reason_at) == \
+        ("", "", None)
+    assert (nodes["wn03"].reason, nodes["wn03"].node_state) == ("", "mixed")
+
+
+@pytest.mark.skipif(not REST_NODES.is_file(), reason="../shared/samples not present")
+def test_slurmrestd_nodes_give_their_reasons():
+    doc = json.loads(REST_NODES.read_text())
+    expected = {n["name"]: (n["reason"], n["reason_set_by_user"],
+                            datetime.fromtimestamp(n["reason_changed_at"]["number"], UTC))
+                for n in doc["nodes"] if n.get("reason")}
+    assert sorted(expected) == ["cn1", "cn2"]  # the recording: ECC memory error, CPU dead
+    nodes = parse_nodes_json(doc, {})
+    assert {n.node: (n.reason, n.reason_by, n.reason_at) for n in nodes if n.reason} == \
+        expected
+    [drained] = [s for s in node_samples(nodes, "c1", "slurm", SLOT) if s.tag("node") == "cn1"]
+    assert (drained.tag("reason"), drained.tag("node_state")) == ("ECC memory error",
+                                                                  "drained")
+
+
+def test_a_reason_that_is_not_text_or_a_time_past_any_clock_costs_only_itself():
+    doc = {"nodes": [{"name": "n1", "state": ["IDLE", "DRAIN"], "cpus": 8,
+                      "reason": ["not", "text"], "reason_changed_at": 1e30},
+                     {"name": "n2", "state": ["DOWN"], "cpus": 8, "reason": "power",
+                      "reason_set_by_user": 7, "reason_changed_at": 1e30}]}
+    nodes = {n.node: n for n in parse_nodes_json(doc, {})}
+    assert (nodes["n1"].reason, nodes["n1"].node_state) == ("", "drained")
+    assert (nodes["n2"].reason, nodes["n2"].reason_by, nodes["n2"].reason_at) == \
+        ("power", "", None)
+
+
+@pytest.fixture(scope="module")
+def drained():
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster().start()
+    with cluster.as_the_slurm():
+        cluster.run("scontrol", "update", "nodename=localhost", "state=drain",
+                    f"reason={REASON}")
+        yield cluster
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_drained_node_of_the_real_slurm_says_why(drained, fmt, tmp_path):
+    source = SlurmSource(default_section(SlurmSection, cluster="qtest", format=fmt,
+                                         timeout_s=30.0),
+                         load_rules("slurm"), node_rules=load_rules("slurm_nodes"))
+    before = datetime.now(UTC)
+    collection = source.collect(SLOT)
+    [node] = collection.nodes
+    assert (node.node, node.node_state, node.reason, node.reason_by) == \
+        ("localhost", "drained", REASON, "root")
+    assert before - timedelta(minutes=5) <= node.reason_at <= before
+    [point] = [s for s in collection.samples if s.measurement == "batch_nodes"]
+    assert (point.tag("reason"), point.tag("native_state")) == ("NHC: memory used",
+                                                                "IDLE+DRAIN")
+    engine = create_engine(f"sqlite:///{tmp_path}/state.db")
+    schema.create_tables(engine)
+    assert sync_node_reasons(engine, "qtest", collection.nodes, SLOT) == 1
+    with engine.connect() as conn:
+        row = conn.execute(select(batch_node_reasons)).one()
+    assert (row.node, row.node_state, row.reason, row.reason_class, row.reason_by) == \
+        ("localhost", "drained", REASON, "NHC: memory used", "root")
+    assert sync_node_reasons(engine, "qtest", [BatchNode("localhost", "idle", 8, 0)],
+                             SLOT) == 0  # resumed: the reason is gone, so is the row
+    with engine.connect() as conn:
+        assert conn.execute(select(batch_node_reasons)).all() == []
+
+
+def test_the_dashboard_counts_nodes_by_reason(mariadb_url):
+    engine = create_engine(mariadb_url)
+    schema.create_tables(engine)
+    at = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    sync_node_reasons(engine, "slurm1", [
+        *[BatchNode(f"wn{n:02d}", "drained", 8, 0, reason=f"NHC: memory {90 + n}% used",
+                    reason_by="root", reason_at=at) for n in range(9)],
+        *[BatchNode(f"wn{n}", "down", 8, 0, reason="Kill task failed", reason_by="slurm",
+                    reason_at=at) for n in (20, 21, 22)],
+        BatchNode("wn30", "idle", 8, 0)], SLOT)
+    board = next(b for b in build_all(config.defaults({"sources": {"enabled": ""}}))
+                 if b.model["uid"] == "qmonit-batch").model
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+
+    def rows(title, worker=""):
+        [query] = [t["rawSql"] for p in board["panels"] if p["title"] == title
+                   for t in p["targets"]]
+        view = View(SLOT - timedelta(hours=6), SLOT, variables=variables,
+                    selected={"cluster": ALL, "worker": worker})
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(expand_sql(query, view)))]
+
+    assert rows("Why nodes are out") == [("NHC: memory used", 9, "drained"),
+                                         ("Kill task failed", 3, "down")]
+    assert rows("Node reasons", "wn21") == [
+        ("slurm1", "wn21", "down", "", "Kill task failed", "slurm", at.replace(tzinfo=None))]
+    engine.dispose()
