@@ -209,6 +209,12 @@ dashboard = qmonit_dashboard(
                    f"set_by, reason_at AS since FROM batch_node_reasons WHERE "
                    f"{sql_match('cluster', 'cluster')} AND ('$worker' = '' OR node = "
                    f"'$worker') ORDER BY reason_at DESC LIMIT 500")], width=16),
+        table("Reservations", "Slurm's reservations as last collected: ACTIVE ones hold their "
+              "nodes (maintenance, a user's or an account's slot), INACTIVE ones will.",
+              [sql(f"SELECT cluster, name, state, nodes, node_count, start_time, end_time, "
+                   f"flags, users, accounts, `partition` FROM batch_reservations WHERE "
+                   f"{sql_match('cluster', 'cluster')} ORDER BY state, start_time LIMIT 200")],
+              height=6),
         row("Look-up"),
         table("Jobs now", "The jobs of the owner, job id and worker chosen above (empty boxes "
               "mean any), as the scheduler listed them last.",

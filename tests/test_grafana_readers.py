@@ -37,8 +37,8 @@ HOSTILE = [
 ]
 LEVEL_BASES = {choice.name: choice.base for choice in CHOICES}
 TABLES = ["alerts", "batch_clusters", "batch_job_hosts", "batch_jobs_current",
-          "batch_jobs_ended", "batch_node_reasons", "factory_labels", "queue_stats", "queues",
-          "source_status"]
+          "batch_jobs_ended", "batch_node_reasons", "batch_reservations", "factory_labels",
+          "queue_stats", "queues", "source_status"]
 
 
 def test_the_reader_gets_select_on_exactly_the_tables_the_dashboards_read():
@@ -275,7 +275,7 @@ def test_no_hostile_value_reads_another_table_as_the_sql_reader(sql_reader):
     # 8 Batch job queries (running in the time range added) x 8 variables (CPUs at least and
     # GPU jobs added) x 22 values, the 2 node-reason queries x 2 (cluster, worker) x 22, and
     # 396 of the other dashboards
-    assert (cases, with_rows) == (1892, 528)
+    assert (cases, with_rows) == (1914, 528)  # + Reservations x cluster x 22
 
 
 def influx_outcome(url: str, statement: str):

@@ -1,7 +1,8 @@
-"""Why a node is out (issue 36 item 2): the drain or down reason, who set it and when, from
-sinfo text and JSON (the real one-node Slurm drained with `scontrol update ... reason=`,
-and slurmrestd's recorded answers); its bounded form as a batch_nodes tag, the full text in
-batch_node_reasons; the dashboard's count by reason."""
+"""Why nodes are out and held (issue 36 items 2 and 3): the drain or down reason, who set it
+and when, from sinfo text and JSON (the real one-node Slurm drained with `scontrol update
+... reason=`, and slurmrestd's recorded answers), its bounded form as a batch_nodes tag,
+the full text in batch_node_reasons; Slurm's reservations (`scontrol show reservations`)
+in batch_reservations; the dashboard's tables of both."""
 
 from __future__ import annotations
 
@@ -12,14 +13,25 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from qmonit.core import config
-from qmonit.core.batchjobs import BatchNode, node_samples, reason_class
+from qmonit.core.batchjobs import BatchNode, Reservation, node_samples, reason_class
 from qmonit.core.config import default_section
 from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import load_rules
 from qmonit.grafana.build import build_all
-from qmonit.sources.slurm import SlurmSource, parse_nodes_json, parse_sinfo_text
+from qmonit.sources.slurm import (
+    SlurmSource,
+    parse_nodes_json,
+    parse_reservations_json,
+    parse_reservations_text,
+    parse_sinfo_text,
+)
 from qmonit.stores.state import schema
-from qmonit.stores.state.batch import batch_node_reasons, sync_node_reasons
+from qmonit.stores.state.batch import (
+    batch_node_reasons,
+    batch_reservations,
+    sync_node_reasons,
+    sync_reservations,
+)
 from tests.conftest import SHARED_SAMPLES
 from tests.grafana_macros import ALL, View, expand_sql
 from tests.slurm_cluster import SlurmCluster, available
@@ -89,6 +101,12 @@ def drained():
     with cluster.as_the_slurm():
         cluster.run("scontrol", "update", "nodename=localhost", "state=drain",
                     f"reason={REASON}")
+        cluster.run("scontrol", "create", "reservation", "reservationname=repair",
+                    "starttime=now", "duration=120", "nodes=localhost", "users=root",
+                    "flags=maint")
+        cluster.run("scontrol", "create", "reservation", "reservationname=atlas_slot",
+                    "starttime=now+1day", "duration=60", "nodes=localhost",
+                    "users=root,nobody", "flags=ignore_jobs")
         yield cluster
 
 
@@ -146,3 +164,78 @@ def test_the_dashboard_counts_nodes_by_reason(mariadb_url):
     assert rows("Node reasons", "wn21") == [
         ("slurm1", "wn21", "down", "", "Kill task failed", "slurm", at.replace(tzinfo=None))]
     engine.dispose()
+
+
+RESERVATIONS = (
+    "ReservationName=maint StartTime=2026-12-05T19:28:20 EndTime=2026-12-05T20:28:20 "
+    "Duration=01:00:00 Nodes=wn[01-04] NodeCnt=4 CoreCnt=8 Features=(null) "
+    "PartitionName=(null) Flags=MAINT,SPEC_NODES TRES=cpu=8 Users=root Groups=(null) "
+    "Accounts=(null) Licenses=(null) State=INACTIVE BurstBuffer=(null) Watts=n/a "
+    "MaxStartDelay=(null)\n"
+    "StartTime=2026-12-05T19:28:20 Nodes=wn05\n")
+
+
+def test_reservations_as_scontrol_prints_them_one_a_line():
+    problems: list[str] = []
+    [maint] = parse_reservations_text(RESERVATIONS, problems)
+    assert maint == Reservation("maint", "wn[01-04]", 4.0,
+                                datetime(2026, 12, 5, 19, 28, 20, tzinfo=UTC),
+                                datetime(2026, 12, 5, 20, 28, 20, tzinfo=UTC),
+                                "MAINT,SPEC_NODES", "INACTIVE", "root", "", "")
+    assert problems == ["scontrol show reservations line 2: no ReservationName; skipped: "
+                        "'StartTime=2026-12-05T19:28:20 Nodes=wn05'"]
+    assert parse_reservations_text("No reservations in the system\n", problems) == []
+
+
+def test_reservations_of_slurmrestd_any_version():
+    doc = {"reservations": [
+        {"name": "gpu_slot", "node_list": "gpu[1-2]", "node_count": 2,
+         "start_time": {"set": True, "infinite": False, "number": 1796400000},
+         "end_time": {"set": True, "infinite": False, "number": 1796500000},
+         "flags": ["IGNORE_JOBS", "SPEC_NODES"], "users": "alice", "accounts": "atlas",
+         "partition": "gpu"},
+        {"name": "", "node_list": "x"},
+        {"name": "far", "start_time": 1e30, "end_time": 1e30}]}
+    problems: list[str] = []
+    now = datetime.fromtimestamp(1796450000, UTC)
+    assert parse_reservations_json(doc, problems, now) == [
+        Reservation("gpu_slot", "gpu[1-2]", 2.0, datetime.fromtimestamp(1796400000, UTC),
+                    datetime.fromtimestamp(1796500000, UTC), "IGNORE_JOBS,SPEC_NODES",
+                    "ACTIVE", "alice", "atlas", "gpu")]
+    assert problems == ["reservations: record 1 has no name; skipped",
+                        "reservations: far: a time past any clock; skipped"]
+    telegraf = SHARED_SAMPLES / ("influxdata+telegraf__plugins_inputs_slurm_testcases_gather_"
+                                 "responses_reservations.json")
+    if telegraf.is_file():  # v0.0.38, none reserved
+        answer = json.loads(telegraf.read_text())
+        assert parse_reservations_json(answer, problems, SLOT) == []
+
+
+def test_the_real_slurm_s_reservations_and_a_client_without_json(drained, tmp_path):
+    source = SlurmSource(default_section(SlurmSection, cluster="qtest", timeout_s=30.0),
+                         load_rules("slurm"), node_rules=load_rules("slurm_nodes"))
+    collection = source.collect(SLOT)
+    got = {r.name: r for r in collection.reservations}
+    assert sorted(got) == ["atlas_slot", "repair"]
+    assert (got["repair"].nodes, got["repair"].node_count, got["repair"].flags,
+            got["repair"].state, got["repair"].users) == \
+        ("localhost", 1.0, "MAINT,SPEC_NODES", "ACTIVE", "root")
+    assert (got["atlas_slot"].state, got["atlas_slot"].users, got["atlas_slot"].flags) == \
+        ("INACTIVE", "root,nobody", "IGNORE_JOBS,SPEC_NODES")
+    assert got["repair"].end - got["repair"].start == timedelta(minutes=120)
+    engine = create_engine(f"sqlite:///{tmp_path}/state.db")
+    schema.create_tables(engine)
+    assert sync_reservations(engine, "qtest", collection.reservations, SLOT) == 2
+    # Slurm 22.05's scontrol has no --json: said, and the stored reservations stay
+    as_json = SlurmSource(default_section(SlurmSection, cluster="qtest", format="json",
+                                          timeout_s=30.0),
+                          load_rules("slurm"), node_rules=load_rules("slurm_nodes"))
+    if "--json" in drained.run("scontrol", "--help", check=False):
+        pytest.skip("this Slurm's scontrol answers --json")
+    collection = as_json.collect(SLOT)
+    assert collection.reservations is None
+    assert collection.problems == ["scontrol exited 1: Try \"scontrol --help\" for more "
+                                   "information; batch_reservations not updated"]
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(batch_reservations.c.name)).scalars()) == \
+            ["atlas_slot", "repair"]

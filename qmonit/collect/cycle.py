@@ -23,7 +23,7 @@ from qmonit.core.sample import Sample, run_sample, slot_start
 from qmonit.sources.cric import Topology
 from qmonit.stores.sql import state_step
 from qmonit.stores.state import history, queues, series, watermarks
-from qmonit.stores.state.batch import sync_jobs, sync_node_reasons
+from qmonit.stores.state.batch import sync_jobs, sync_node_reasons, sync_reservations
 from qmonit.stores.state.status import record_run_samples, replace_factory_labels
 from qmonit.stores.timeseries.durable import Delivery
 from qmonit.stores.timeseries.spool import ReplayResult
@@ -255,6 +255,11 @@ def _sync_batch_jobs(parts: Components, answers: list[SourceAnswer],
             with state_step(report.state_errors,
                             f"batch_node_reasons of {answer.cluster} not updated", log):
                 sync_node_reasons(parts.engine, answer.cluster, answer.nodes, report.slot)
+        if answer.reservations is not None:
+            with state_step(report.state_errors,
+                            f"batch_reservations of {answer.cluster} not updated", log):
+                sync_reservations(parts.engine, answer.cluster, answer.reservations,
+                                  report.slot)
 
 
 def replay_spool(parts: Components) -> tuple[ReplayResult, list[str]]:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from qmonit.collect.components import Components
 from qmonit.collect.enrich import enrich_jobs, enrich_workers
-from qmonit.core.batchjobs import BatchJob, BatchNode
+from qmonit.core.batchjobs import BatchJob, BatchNode, Reservation
 from qmonit.core.levels import aggregate
 from qmonit.core.sample import Sample
 from qmonit.core.states.rules import with_state_tag
@@ -39,6 +39,7 @@ class SourceAnswer:
     jobs: list[BatchJob] | None = None
     cluster: str = ""
     nodes: list[BatchNode] | None = None  # a scheduler's nodes (their reasons)
+    reservations: list[Reservation] | None = None  # Slurm's, when read
     levels: list[Sample] | None = None  # None: not summed yet
     series_ids: list[int] | None = None  # of `samples`, in their order (None: not worked out)
 
@@ -76,6 +77,7 @@ def fetch(parts: Components, slot: datetime) -> SlotFetch:
         answers.append(SourceAnswer(
             source.name, samples, collection.problems, duration_s=time.monotonic() - clock,
             jobs=collection.jobs, cluster=collection.cluster, nodes=collection.nodes,
+            reservations=collection.reservations,
             levels=aggregate(samples), series_ids=list(map(parts.series_ids, samples))))
     return SlotFetch(slot, topology, topology_s, answers, unknown)
 

@@ -154,6 +154,22 @@ def reason_class(reason: str) -> str:
     return " ".join(words[:_WORDS_KEPT])[:_REASON_CLASS_MAX].strip() or "other"
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A Slurm reservation: why idle nodes may take no jobs (maintenance, a user's slot)."""
+
+    name: str
+    nodes: str  # the node list as Slurm writes it (wn[01-04])
+    node_count: float
+    start: datetime | None
+    end: datetime | None
+    flags: str  # MAINT,IGNORE_JOBS,...
+    state: str  # ACTIVE or INACTIVE (not begun yet)
+    users: str = ""
+    accounts: str = ""
+    partition: str = ""
+
+
 def node_samples(nodes: Iterable[BatchNode], cluster: str, scheduler: str,
                  slot: datetime) -> list[Sample]:
     out = []

@@ -105,6 +105,13 @@ class SimulatedSlurm(SlurmSource):
     def _answer(self, argv: list[str], timeout: float) -> str:
         if argv[0] == "squeue":
             return squeue_text(self._slot)
+        if argv[0] == "scontrol":  # the out nodes held for their repair
+            return (f"ReservationName=repair_wn46 StartTime=2026-11-20T08:00:00 "
+                    f"EndTime=2027-11-20T08:00:00 Duration=365-00:00:00 Nodes=wn[46-47] "
+                    f"NodeCnt=2 CoreCnt={2 * CPUS_PER_NODE} Features=(null) "
+                    f"PartitionName=(null) Flags=MAINT,SPEC_NODES TRES=cpu=128 Users=root "
+                    f"Groups=(null) Accounts=(null) Licenses=(null) State=ACTIVE "
+                    f"BurstBuffer=(null) Watts=n/a MaxStartDelay=(null)\n")
         return sinfo_partitions_text() if "PartitionName" in argv[-1] else sinfo_text()
 
     def collect(self, slot: datetime) -> Collection:

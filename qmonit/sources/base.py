@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import requests
 
-from qmonit.core.batchjobs import BatchJob, BatchNode
+from qmonit.core.batchjobs import BatchJob, BatchNode, Reservation
 from qmonit.core.sample import Sample
 from qmonit.support.http import body_summary, describe_failure
 
@@ -37,6 +37,8 @@ class Collection:
     jobs: list[BatchJob] | None = None
     cluster: str = ""
     nodes: list[BatchNode] | None = None  # its nodes, for their drain and down reasons
+    # its reservations; None: not read (not a Slurm source, or scontrol failed: kept as is)
+    reservations: list[Reservation] | None = None
 
 
 class Source(Protocol):

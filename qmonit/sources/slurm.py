@@ -24,13 +24,15 @@ from typing import Any
 from qmonit.core.batchjobs import (
     BatchJob,
     BatchNode,
+    Reservation,
     count_jobs,
     map_states,
     node_samples,
     sane_jobs,
 )
+from qmonit.core.bounds import MAX_CPUS
 from qmonit.core.config import Config
-from qmonit.core.sample import Sample
+from qmonit.core.sample import Sample, shown
 from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import RuleSet, load_rules
 from qmonit.sources.base import MAX_JSON_DEPTH, Collection, Source, SourceError, json_depth
@@ -552,6 +554,70 @@ def _reason(text: Any, by: Any, at: Any) -> tuple[str, str, datetime | None]:
     return reason, by.strip() if isinstance(by, str) else "", when
 
 
+_PAIR = re.compile(r"(\w+)=(\S*)")
+_UNSET = ("", "(null)", "N/A", "n/a")
+
+
+def parse_reservations_text(text: str, problems: list[str]) -> list[Reservation]:
+    """`scontrol show reservations -o` (one line each, Key=Value pairs) -> reservations;
+    "No reservations in the system" is none; a line without a name is reported."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("No reservations"):
+            continue
+        pairs = dict(_PAIR.findall(line))
+        name = pairs.get("ReservationName", "")
+        if not name:
+            problems.append(f"scontrol show reservations line {number}: no ReservationName; "
+                            f"skipped: {brief(line, 120)!r}")
+            continue
+        out.append(Reservation(
+            name, _text(pairs.get("Nodes")), _count(pairs.get("NodeCnt")),
+            parse_time(pairs.get("StartTime", "")), parse_time(pairs.get("EndTime", "")),
+            _text(pairs.get("Flags")), _text(pairs.get("State")), _text(pairs.get("Users")),
+            _text(pairs.get("Accounts")), _text(pairs.get("PartitionName"))))
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    text = str(value) if isinstance(value, str | int | float) else ""
+    return "" if text in _UNSET else text[:1024]
+
+
+def _count(value: Any) -> float:
+    number = _number(value) if not isinstance(value, str) else \
+        (float(value) if value.isdigit() else None)
+    return number if number is not None and 0 <= number <= MAX_CPUS else 0.0
+
+
+def parse_reservations_json(doc: Any, problems: list[str], now: datetime
+                            ) -> list[Reservation]:
+    """slurmrestd /reservations or `scontrol show reservations --json`, any version: times
+    plain or {"number"}, flags a list; ACTIVE when it covers `now` (JSON does not say)."""
+    check_json_errors(doc, "scontrol show reservations --json")
+    out = []
+    for number, record in enumerate(doc.get("reservations") or []):
+        if not isinstance(record, dict) or not isinstance(record.get("name"), str) \
+                or not record["name"]:
+            problems.append(f"reservations: record {number} has no name; skipped")
+            continue
+        try:
+            start, end = _epoch(record.get("start_time")), _epoch(record.get("end_time"))
+        except (OverflowError, ValueError, OSError):
+            problems.append(f"reservations: {shown(record['name'])}: a time past any clock; "
+                            "skipped")
+            continue
+        out.append(Reservation(
+            record["name"][:255], _text(record.get("node_list")),
+            _count(record.get("node_count")), start, end, _text(record.get("flags")),
+            "ACTIVE" if start and end and start <= now < end else "INACTIVE",
+            _text(record.get("users")), _text(record.get("accounts")),
+            _text(record.get("partition"))))
+    return out
+
+
 def jobs_per_node(jobs: Sequence[BatchJob]) -> NodeJobs:
     """Running jobs per node (`.get(node, 0)`), their node lists counted, not expanded."""
     counts = NodeJobs()
@@ -652,7 +718,23 @@ class SlurmSource:
         samples = count_jobs(mapped, self.cluster, SCHEDULER, slot)
         samples += node_samples(nodes, self.cluster, SCHEDULER, slot)
         samples += self.read_partitions(nodes, slot, problems)
-        return Collection(samples, problems, jobs=mapped, cluster=self.cluster, nodes=nodes)
+        reservations = self.read_reservations(problems)
+        return Collection(samples, problems, jobs=mapped, cluster=self.cluster, nodes=nodes,
+                          reservations=reservations)
+
+    def read_reservations(self, problems: list[str]) -> list[Reservation] | None:
+        """The reservations; a failure is a problem (the jobs and nodes still count) and
+        None: the reservations stored stay as they were rather than vanish."""
+        try:
+            if self.use_json:
+                return parse_reservations_json(self._json(
+                    [self._cmd("scontrol"), "--json", "show", "reservations"]), problems,
+                    self.clock.now())
+            return parse_reservations_text(self.run(
+                [self._cmd("scontrol"), "show", "reservations", "-o"], self.timeout), problems)
+        except SourceError as exc:
+            problems.append(f"{exc}; batch_reservations not updated")
+            return None
 
     def read_partitions(self, nodes: Sequence[BatchNode], slot: datetime,
                         problems: list[str]) -> list[Sample]:

@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, sqlite
 
-from qmonit.core.batchjobs import BatchJob, BatchNode, reason_class
+from qmonit.core.batchjobs import BatchJob, BatchNode, Reservation, reason_class
 from qmonit.sources.slurm import hostlist_parts
 from qmonit.stores.sql import naive, upsert
 from qmonit.stores.state.metadata import metadata
@@ -114,6 +114,21 @@ batch_node_reasons = Table(
     Column("reason_class", String(64), nullable=False),
     Column("reason_by", String(64), nullable=False),
     Column("reason_at", DateTime, nullable=True),
+    Column("last_seen", DateTime, nullable=False))
+# Slurm's reservations as the last collect read them: why idle nodes may take no jobs.
+batch_reservations = Table(
+    "batch_reservations", metadata,
+    Column("cluster", String(64), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("nodes", String(1024), nullable=False),
+    Column("node_count", Double, nullable=False),
+    Column("start_time", DateTime, nullable=True),
+    Column("end_time", DateTime, nullable=True),
+    Column("flags", String(1024), nullable=False),
+    Column("users", String(1024), nullable=False),
+    Column("accounts", String(1024), nullable=False),
+    Column("partition", String(128), nullable=False),
     Column("last_seen", DateTime, nullable=False))
 UNUSED_INDEXES = {"batch_jobs_ended": "ix_batch_jobs_ended_owner"}  # (owner, end_time) serves
 # What decides whether a current row needs writing again.
@@ -290,6 +305,23 @@ def sync_node_reasons(engine: Engine, cluster: str, nodes: Sequence[BatchNode],
         conn.execute(delete(table).where(table.c.cluster == cluster,
                                          table.c.node.not_in([r["node"] for r in rows])))
         upsert(conn, table, rows, ["cluster", "node"])
+    return len(rows)
+
+
+def sync_reservations(engine: Engine, cluster: str, reservations: Sequence[Reservation],
+                      now: datetime) -> int:
+    """batch_reservations of `cluster`: exactly the reservations read now."""
+    rows = [{"cluster": cluster, "name": r.name[:255], "state": r.state[:16],
+             "nodes": r.nodes[:1024], "node_count": r.node_count,
+             "start_time": naive(r.start), "end_time": naive(r.end), "flags": r.flags[:1024],
+             "users": r.users[:1024], "accounts": r.accounts[:1024],
+             "partition": r.partition[:128], "last_seen": naive(now)}
+            for r in {r.name[:255]: r for r in reservations}.values()]
+    table = batch_reservations
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.cluster == cluster))
+        if rows:
+            conn.execute(table.insert(), rows)
     return len(rows)
 
 
