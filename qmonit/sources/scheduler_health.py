@@ -275,7 +275,11 @@ TEXT_BACKFILL = {
     "Last depth cycle": "bf_last_depth", "Last queue length": "bf_queue_len",
 }
 TEXT_TIMES = {"sdiag output at": "req_time", "Data since": "req_time_start"}
-_SPECS_BY_KEY = {spec.key: spec for spec in SLURM_SPECS}
+TEXT_SECTIONS = {"Main schedule statistics": TEXT_MAIN, "Backfilling stats": TEXT_BACKFILL}
+# JSON key -> where the text says it ("Backfilling stats/Last cycle"), for messages
+TEXT_PLACES = {**{key: label for label, key in {**TEXT_TOP, **TEXT_TIMES}.items()},
+               **{key: f"{heading}/{label}" for heading, labels in TEXT_SECTIONS.items()
+                  for label, key in labels.items()}}
 _LABELLED = re.compile(r"([^:]+?):\s*(.*?)\s*$")
 _TIME_LINE = re.compile(r"(sdiag output at|Data since)\s+(.*?)\s*$")
 _UNIX_TIME = re.compile(r"\((\d+)\)$")  # newer sdiag: "Tue Nov 12 00:00:00 2024 (1731369600)"
@@ -289,8 +293,8 @@ def parse_sdiag_text(text: str, cluster: str, origin: str, slot: datetime,
     fields: dict[str, float] = {}
     problems: list[str] = []
     for spec in SLURM_SPECS:
-        label, raw = found.get(spec.key, (spec.key, None))
-        place = f"{origin}: {label!r}"
+        place = f"{origin}: {TEXT_PLACES[spec.key]!r}"
+        raw = found.get(spec.key)
         if raw is None:
             _absent(problems, place, spec)
             continue
@@ -303,20 +307,21 @@ def parse_sdiag_text(text: str, cluster: str, origin: str, slot: datetime,
     return _slurm_sample(fields, problems, cluster, origin, slot), problems
 
 
-def sdiag_text_values(text: str) -> dict[str, tuple[str, str]]:
-    """JSON key -> (text label, value text) of the lines of sdiag's text output read."""
-    found: dict[str, tuple[str, str]] = {}
+def sdiag_text_values(text: str) -> dict[str, str]:
+    """JSON key -> value text of the lines of sdiag's text output that are read: the top
+    lines wherever they are, the indented ones of the section they are in."""
+    found: dict[str, str] = {}
     section: dict[str, str] = {}
     for line in text.splitlines():
         timed = _TIME_LINE.match(line)
         labelled = _LABELLED.match(line.strip())
         if timed:
-            found[TEXT_TIMES[timed[1]]] = (timed[1], timed[2])
+            found[TEXT_TIMES[timed[1]]] = timed[2]
         elif line[:1].isspace():
             if labelled and labelled[1] in section:
-                found[section[labelled[1]]] = (labelled[1], labelled[2])
+                found[section[labelled[1]]] = labelled[2]
         elif labelled and labelled[1] in TEXT_TOP:
-            found[TEXT_TOP[labelled[1]]] = (labelled[1], labelled[2])
+            found[TEXT_TOP[labelled[1]]] = labelled[2]
         elif line.strip():
             section = _text_section(line)
     return found
@@ -324,10 +329,9 @@ def sdiag_text_values(text: str) -> dict[str, tuple[str, str]]:
 
 def _text_section(heading: str) -> dict[str, str]:
     """The labels of the section a heading opens (none for the RPC tables, exit reasons)."""
-    if heading.startswith("Main schedule statistics"):
-        return TEXT_MAIN
-    if heading.startswith("Backfilling stats"):
-        return TEXT_BACKFILL
+    for name, labels in TEXT_SECTIONS.items():
+        if heading.startswith(name):
+            return labels
     return {}
 
 
