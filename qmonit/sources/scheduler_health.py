@@ -132,7 +132,7 @@ def value_problem(value: Any, spec: Spec) -> str | None:
     the smallest sane value (a time before 2000)."""
     problem = number_problem(value, spec.limit)
     if problem is None and value < spec.low:
-        problem = f"{value!r} is below the minimum {spec.low:g}"
+        problem = f"{value!r} is below the minimum {spec.low:.0f}"
     return problem
 
 
