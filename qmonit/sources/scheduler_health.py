@@ -5,6 +5,9 @@ Pure functions: the caller runs `sdiag --json`, asks slurmrestd or queries the c
 and hands the answer in with `origin` (the file, command or URL, for messages). A value
 that is bad costs only its field (reported in the problems returned); an answer with
 nothing usable is a SourceError. A value that is absent is never written as zero.
+Tags: cluster, scheduler (slurm, htcondor), daemon (slurmctld: sdiag's statistics are all
+the controller's, its queue to slurmdbd included; schedd, negotiator) and, for HTCondor,
+daemon_name (the ad's Name). Times in fields are seconds, and say so (`_s`).
 """
 
 from __future__ import annotations
