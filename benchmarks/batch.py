@@ -116,6 +116,9 @@ class Pool:
     def slots(self, projection):
         return []
 
+    def daemon_ads(self, daemon, projection):
+        return []
+
 
 def htcondor(jobs: int) -> None:
     ads = condor_ads(jobs, random.Random(2))

@@ -138,11 +138,15 @@ def fill(engine: Engine, days: int, scale: float) -> dict[str, int]:
             print(f"  {'slurm' if slurm else 'htcondor'} ended: {last:,} of {total:,}",
                   flush=True)
     with engine.connect() as conn:
-        for table in ("batch_jobs_current", "batch_jobs_ended", "batch_job_hosts"):
-            counts[table] = conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
         conn.execute(text("ANALYZE TABLE batch_jobs_current, batch_jobs_ended, "
                           "batch_job_hosts"))
-    return counts
+    return {**counts, **counted(engine)}
+
+
+def counted(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {table: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+                for table in ("batch_jobs_current", "batch_jobs_ended", "batch_job_hosts")}
 
 
 def plan_rows(engine: Engine, query: str) -> int:
@@ -348,6 +352,8 @@ def main() -> int:
                         help="share of the daily rates and current jobs (1.0)")
     parser.add_argument("--keep", action="store_true",
                         help=f"keep the database {DATABASE} afterwards (to try queries by hand)")
+    parser.add_argument("--reuse", action="store_true",
+                        help=f"query the database {DATABASE} a --keep run left (no fill)")
     parser.add_argument("--sqlite", action="store_true",
                         help="the embedded default's SQLite store instead (the commands only)")
     args = parser.parse_args()
@@ -355,12 +361,13 @@ def main() -> int:
         return sqlite_run(args.days, args.scale)
     server = MariaDB()
     root = create_engine(server.url())
-    with root.begin() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
-        conn.execute(text(f"CREATE DATABASE {DATABASE}"))
+    if not args.reuse:
+        with root.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
+            conn.execute(text(f"CREATE DATABASE {DATABASE}"))
     engine = create_engine(server.url(DATABASE))
     try:
-        schema.create_tables(engine)
+        schema.create_tables(engine)  # on --reuse: what this qmonit adds to the tables
         with engine.connect() as conn:  # the figures depend on it: say it
             pool = conn.execute(text("SELECT @@innodb_buffer_pool_size, VERSION()")).one()
         print(f"MariaDB {pool[1]}, InnoDB buffer pool {pool[0] / 2**30:.1f} GiB "
@@ -369,8 +376,8 @@ def main() -> int:
         print(f"filling: {args.days} days of ended jobs at {args.scale:g} x "
               f"({SLURM_PER_DAY:,} Slurm + {CONDOR_PER_DAY:,} HTCondor) a day", flush=True)
         start = time.perf_counter()
-        counts = fill(engine, args.days, args.scale)
-        print(f"filled in {time.perf_counter() - start:.0f} s: "
+        counts = counted(engine) if args.reuse else fill(engine, args.days, args.scale)
+        print(f"{'reused' if args.reuse else 'filled'} in {time.perf_counter() - start:.0f} s: "
               + ", ".join(f"{table} {n:,} rows" for table, n in counts.items()))
         board = next(b for b in build_all(config.defaults({"sources": {"enabled": ""}}))
                      if b.model["uid"] == "qmonit-batch")

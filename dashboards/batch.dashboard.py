@@ -44,7 +44,7 @@ def job_filter(alias: str = "", worker: bool = True) -> str:
     at least: an empty box is 0; GPU jobs: only those that declared GPUs. `worker=False`:
     without the worker box (on_worker's branches say it)."""
     t = f"{alias}." if alias else ""
-    on_host = (f"AND ('$worker' = '' OR ({t}cluster, {t}job_id) IN {HOST_JOBS}) "
+    on_host = (f"AND ('$worker' = '' OR ({t}cluster, {t}job_id) IN {LISTED_ON_HOST}) "
                if worker else "")
     return (f"{sql_match(t + 'cluster', 'cluster')} "
             f"AND {sql_match(t + '`partition`', 'partition')} "
@@ -67,6 +67,10 @@ def on_worker(select: str, where: str, order: str) -> str:
 
 # the jobs on the host typed in the worker box
 HOST_JOBS = "(SELECT h.cluster, h.job_id FROM batch_job_hosts AS h WHERE h.host = '$worker')"
+# the listed jobs on that host (end_time NULL): a few rows of the host's index, never its
+# 90 days of history, probed for each listed job
+LISTED_ON_HOST = ("(SELECT h.cluster, h.job_id FROM batch_job_hosts AS h WHERE h.host = "
+                  "'$worker' AND h.end_time IS NULL)")
 JOB_FILTER = job_filter()
 JOB_COLUMNS = ("cluster, job_id, owner, group_name, state, native_state, reason, cause, "
                "`partition`, worker, cpus, gpus, memory_mb, submit_time, start_time")
@@ -100,6 +104,12 @@ def use(kind: str) -> str:
     """Allocated / total CPUs (or GPUs) over the nodes of each cluster, per slot."""
     return (f'SELECT sum("{kind}_alloc") / sum("{kind}") AS "use" FROM "$rp"."batch_nodes" '
             f'WHERE $timeFilter{NODES} AND "{kind}" > 0 GROUP BY time($rp), "cluster" fill(none)')
+
+
+def scheduler(field: str) -> str:
+    """One field of each cluster's scheduler daemon (batch_scheduler, sdiag), per slot."""
+    return (f'SELECT max("{field}") FROM "$rp"."batch_scheduler" WHERE $timeFilter{NODES} '
+            f'GROUP BY time($rp), "cluster" fill(none)')
 
 
 def partitions() -> str:
@@ -196,6 +206,27 @@ dashboard = qmonit_dashboard(
                       'last("gpus") AS "gpus", last("jobs") AS "jobs" FROM "$rp"."batch_nodes" '
                       'WHERE $timeFilter' + NODES + WORKER + ' GROUP BY "cluster", "node", '
                       '"node_state"', fmt="table")], height=8),
+        row("Scheduler health"),
+        timeseries("slurmctld queues", "Messages waiting in slurmctld's agent queue (to the "
+                   "nodes) and its queue to slurmdbd, and its server threads: a deep agent "
+                   "queue is a controller that cannot reach its nodes (sdiag).",
+                   [influx(scheduler("agent_queue_size"), alias="agent queue $tag_cluster"),
+                    influx(scheduler("dbd_agent_queue_size"), ref="B",
+                           alias="DBD queue $tag_cluster"),
+                    influx(scheduler("server_thread_count"), ref="C",
+                           alias="threads $tag_cluster")], width=8),
+        timeseries("Scheduling cycles", "How long slurmctld's last main and backfill "
+                   "scheduling cycles took: minutes-long cycles start jobs late.",
+                   [influx(scheduler("schedule_cycle_last_s"), alias="main $tag_cluster"),
+                    influx(scheduler("bf_cycle_last_s"), ref="B",
+                           alias="backfill $tag_cluster")], unit="s", width=8),
+        timeseries("Jobs started and failed", "Per second over each slot, from sdiag's "
+                   "counters (counted from Slurm's midnight reset, never below zero).",
+                   [influx(scheduler("jobs_started_per_s"), alias="started $tag_cluster"),
+                    influx(scheduler("jobs_failed_per_s"), ref="B",
+                           alias="failed $tag_cluster"),
+                    influx(scheduler("jobs_submitted_per_s"), ref="C",
+                           alias="submitted $tag_cluster")], width=8),
         table("Why nodes are out", "Drained, draining, down and failing nodes by their reason "
               "(its first words: \"NHC: memory\", \"Kill task failed\"), as the last collect "
               "saw them.",

@@ -39,12 +39,16 @@ class AdSchedd:
 
 
 class AdPool:
-    def __init__(self, schedds: list, slots: list):
+    def __init__(self, schedds: list, slots: list, daemons: dict | None = None):
         self._schedds = schedds
         self._slots = slots
+        self.daemons = daemons or {}  # "schedd" / "negotiator" -> their ads
 
     def schedds(self) -> list:
         return self._schedds
 
     def slots(self, projection: Sequence[str]) -> list:
         return [_project(ad, projection) for ad in self._slots]
+
+    def daemon_ads(self, daemon: str, projection: Sequence[str]) -> list:
+        return [_project(ad, projection) for ad in self.daemons.get(daemon, [])]

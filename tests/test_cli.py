@@ -228,7 +228,7 @@ def test_init_creates_every_table_a_job_needs(write_config, tmp_path):
                       "ts_series", "ts_tags", "ts_points",
                       "batch_jobs_current", "batch_jobs_ended", "batch_job_hosts",
                       "batch_clusters", "batch_node_reasons", "batch_reservations",
-                      "source_status",
+                      "batch_scheduler_state", "source_status",
                       "factory_labels", "leases"}
     database = sqlite3.connect(tmp_path / "data" / "qmonit.sqlite")
     for job, at in (("collect", "2026-11-21T23:30"), ("derive", "2026-11-21T23:30"),

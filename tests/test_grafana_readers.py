@@ -302,8 +302,9 @@ def test_no_hostile_value_reads_another_measurement_or_database_as_the_influx_re
                 cases += 1
                 with_rows += any(series for _, series in want)
     # +110: the worker box on Node states and Jobs per worker over time, and the Workers
-    # table (rp, cluster, worker), 22 values each
-    assert (cases, with_rows) == (5082, 22)
+    # table (rp, cluster, worker), 22 values each; +352: the scheduler-health row's 8
+    # queries (rp, cluster)
+    assert (cases, with_rows) == (5434, 22)
 
 
 # -- init and check -----------------------------------------------------------------------

@@ -18,12 +18,14 @@ from qmonit.core.config import default_section
 from qmonit.core.settings import SlurmSection
 from qmonit.core.states.rules import load_rules
 from qmonit.grafana.build import build_all
+from qmonit.sources.base import SourceError
 from qmonit.sources.slurm import (
     SlurmSource,
     parse_nodes_json,
     parse_reservations_json,
     parse_reservations_text,
     parse_sinfo_text,
+    run_command,
 )
 from qmonit.stores.state import schema
 from qmonit.stores.state.batch import (
@@ -211,7 +213,7 @@ def test_reservations_of_slurmrestd_any_version():
         assert parse_reservations_json(answer, problems, SLOT) == []
 
 
-def test_the_real_slurm_s_reservations_and_a_client_without_json(drained, tmp_path):
+def test_the_real_slurm_s_reservations_text_json_and_a_failing_client(drained, tmp_path):
     source = SlurmSource(default_section(SlurmSection, cluster="qtest", timeout_s=30.0),
                          load_rules("slurm"), node_rules=load_rules("slurm_nodes"))
     collection = source.collect(SLOT)
@@ -226,16 +228,26 @@ def test_the_real_slurm_s_reservations_and_a_client_without_json(drained, tmp_pa
     engine = create_engine(f"sqlite:///{tmp_path}/state.db")
     schema.create_tables(engine)
     assert sync_reservations(engine, "qtest", collection.reservations, SLOT) == 2
-    # Slurm 22.05's scontrol has no --json: said, and the stored reservations stay
+    # JSON where scontrol has it (Slurm 22.05's has not: its text, no problem said)
     as_json = SlurmSource(default_section(SlurmSection, cluster="qtest", format="json",
                                           timeout_s=30.0),
                           load_rules("slurm"), node_rules=load_rules("slurm_nodes"))
-    if "--json" in drained.run("scontrol", "--help", check=False):
-        pytest.skip("this Slurm's scontrol answers --json")
     collection = as_json.collect(SLOT)
+    assert sorted(r.name for r in collection.reservations) == ["atlas_slot", "repair"]
+    assert [p for p in collection.problems if "reservations" in p] == []
+
+    def no_scontrol(argv, timeout):  # a client that fails: said; the stored rows stay
+        if argv[0] == "scontrol":
+            raise SourceError("scontrol: not found (install the Slurm client or set "
+                              "[slurm] bin_dir)")
+        return run_command(argv, timeout)
+
+    failing = SlurmSource(default_section(SlurmSection, cluster="qtest", timeout_s=30.0),
+                          load_rules("slurm"), no_scontrol, load_rules("slurm_nodes"))
+    collection = failing.collect(SLOT)
     assert collection.reservations is None
-    assert collection.problems == ["scontrol exited 1: Try \"scontrol --help\" for more "
-                                   "information; batch_reservations not updated"]
+    assert collection.problems == ["scontrol: not found (install the Slurm client or set "
+                                   "[slurm] bin_dir); batch_reservations not updated"]
     with engine.connect() as conn:
         assert sorted(conn.execute(select(batch_reservations.c.name)).scalars()) == \
             ["atlas_slot", "repair"]

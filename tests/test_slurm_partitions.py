@@ -27,6 +27,7 @@ from qmonit.sources.slurm_partitions import (
 from tests.conftest import SHARED_SAMPLES as SAMPLES
 from tests.servers import environ_without_qmonit
 from tests.slurm_cluster import SlurmCluster, available
+from tests.slurm_fakes import health_answer
 
 SLOT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 TELEGRAF = "influxdata+telegraf__plugins_inputs_slurm_testcases_gather_"
@@ -268,6 +269,8 @@ class Runner:
 
     def __call__(self, argv, timeout):
         self.calls.append(argv)
+        if health_answer(argv) is not None:
+            return health_answer(argv)
         if argv[0] == "squeue":
             if "--json" in argv:
                 return json.dumps({"jobs": [{"job_id": 7, "user_name": "alice",

@@ -294,7 +294,8 @@ def test_simulated_factories_and_cluster_go_through_the_real_parsers():
         assert collection.problems == [], name
         measurements = {s.measurement for s in collection.samples}
         assert measurements == {"harvester": {"workers"},
-                                "slurm": {"batch_jobs", "batch_nodes", "batch_partitions"},
+                                "slurm": {"batch_jobs", "batch_nodes", "batch_partitions",
+                                          "batch_scheduler"},
                                 "htcondor": {"workers", "batch_jobs"}}[name]
     slurm = sources["slurm"]
     before = {j.job_id: j.native_state for j in slurm.collect(when).jobs}

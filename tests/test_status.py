@@ -141,7 +141,7 @@ def test_broken_installations_are_unknown(write_config, tmp_path):
     path = write_config(SIMULATED)
     assert run_status("-c", str(path)) == (3, (
         f"QMONIT UNKNOWN - the state store sqlite:///{tmp_path}/data/qmonit.sqlite has no "
-        "tables yet (alerts, batch_jobs_current, batch_jobs_ended): run `qmonit init`\n"))
+        "tables yet (alerts, batch_clusters, batch_job_hosts): run `qmonit init`\n"))
     down = write_config({**SIMULATED, "sql": {"url": "mysql+mysqlconnector://qmonit:s3cret-pw"
                                                      "@127.0.0.1:9/qmonit"}}, "down.cfg")
     code, out = run_status("-c", str(down))

@@ -18,8 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.collect.components import Components
 from qmonit.core.sample import SLOT, epoch_seconds, from_epoch
-from qmonit.stores.sql import describe_db_error, safe_db_url, utc
+from qmonit.stores.sql import describe_db_error, safe_db_url, state_errors, utc
 from qmonit.stores.state import alerts, lease, schema
+from qmonit.stores.state.batch import scheduler_readings
 from qmonit.stores.state.status import source_status
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -51,6 +52,7 @@ class Status:
     spool: dict[str, Any] = field(default_factory=dict)
     leases: list[dict[str, Any]] = field(default_factory=list)
     critical_alerts: list[dict[str, Any]] = field(default_factory=list)
+    schedulers: list[dict[str, Any]] = field(default_factory=list)  # each daemon's health
 
     def raise_to(self, code: int, problem: str) -> None:
         self.code = max(self.code, code)
@@ -94,6 +96,10 @@ def gather(parts: Components, now: datetime | None = None,
     _judge_jobs(status, rows, now, thresholds)
     _judge_sources(status, rows, now, thresholds)
     _judge_spool(status, parts, now)
+    with state_errors() as caught:
+        _judge_schedulers(status, parts, now, thresholds)
+    if caught.error:
+        status.raise_to(UNKNOWN, f"the schedulers' health cannot be read: {caught.error}")
     for one in held:
         alive = one.expires_at >= epoch_seconds(now)
         status.leases.append({"job": one.job, "holder": one.holder, "alive": alive,
@@ -158,6 +164,43 @@ def _judge_sources(status: Status, rows: list[dict], now: datetime, thresholds: 
             status.raise_to(code, f"source {row['source']}: last success {_age(now, success)}")
 
 
+def _judge_schedulers(status: Status, parts: Components, now: datetime,
+                      thresholds: Thresholds) -> None:
+    """The batch schedulers' own health as the last collect read it: a slurmctld whose
+    agent queue or scheduling cycles, or a schedd or negotiator whose duty cycle, crossed
+    [slurm] / [htcondor]'s warnings. A reading older than the critical age is the
+    source's staleness, said elsewhere."""
+    slurm, htcondor = parts.cfg.settings.slurm, parts.cfg.settings.htcondor
+    for (cluster, daemon, name), (slot, fields) in sorted(scheduler_readings(parts.engine)
+                                                          .items()):
+        if now - slot > thresholds.critical + SLOT:
+            continue
+        who = f"{daemon} {name or 'of ' + cluster}"
+        shown = {key: fields[key] for key in SHOWN_HEALTH if key in fields}
+        status.schedulers.append({"cluster": cluster, "daemon": daemon, "name": name,
+                                  "slot": slot.isoformat(), **shown})
+        queue = fields.get("agent_queue_size")
+        if isinstance(queue, int | float) and queue >= slurm.agent_queue_warning:
+            status.raise_to(WARNING, f"{who}: agent queue {queue:,.0f} (warning from "
+                                     f"{slurm.agent_queue_warning:,}): it cannot reach its "
+                                     "nodes fast enough")
+        for key, what in (("schedule_cycle_last_s", "main scheduling"),
+                          ("bf_cycle_last_s", "backfill")):
+            cycle = fields.get(key)
+            if isinstance(cycle, int | float) and cycle >= slurm.cycle_warning_s:
+                status.raise_to(WARNING, f"{who}: {what} cycle {cycle:.0f} s (warning from "
+                                         f"{slurm.cycle_warning_s:g} s)")
+        duty = fields.get("duty_cycle")
+        if isinstance(duty, int | float) and duty >= htcondor.duty_cycle_warning:
+            status.raise_to(WARNING, f"{who}: duty cycle {duty:.0%} (warning from "
+                                     f"{htcondor.duty_cycle_warning:.0%}): it drops work")
+
+
+# what `status` shows of a daemon's reading
+SHOWN_HEALTH = ("agent_queue_size", "schedule_cycle_last_s", "bf_cycle_last_s", "duty_cycle",
+                "jobs_started_per_s")
+
+
 def _judge_spool(status: Status, parts: Components, now: datetime) -> None:
     files = parts.spool.files()
     damaged = parts.spool.damaged()
@@ -217,6 +260,11 @@ def render(status: Status, now: datetime) -> str:
             for one in status.leases))
     else:
         lines.append("leases: none (cron, or no daemon has run)")
+    for one in status.schedulers:
+        said = ", ".join(HEALTH_SAID[key].format(one[key]) for key in SHOWN_HEALTH
+                         if key in one)
+        lines.append(f"scheduler: {one['daemon']} {one['name'] or 'of ' + one['cluster']}: "
+                     f"{said}")
     lines.append(f"critical alerts open: {len(status.critical_alerts)}")
     for alert in status.critical_alerts:
         lines.append(f"  {alert['panda_queue']} {alert['prod_source']} {alert['resource']} "
@@ -228,9 +276,16 @@ def render(status: Status, now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
+HEALTH_SAID = {"agent_queue_size": "agent queue {:,.0f}",
+               "schedule_cycle_last_s": "main cycle {:.2f} s",
+               "bf_cycle_last_s": "backfill cycle {:.2f} s", "duty_cycle": "duty cycle {:.0%}",
+               "jobs_started_per_s": "{:.2f} jobs started/s"}
+
+
 def as_json(status: Status) -> str:
     return json.dumps({"status": NAMES[status.code], "exit_code": status.code,
                        "problems": status.problems, "jobs": status.jobs,
                        "sources": status.sources, "spool": status.spool,
-                       "leases": status.leases, "critical_alerts": status.critical_alerts},
+                       "leases": status.leases, "critical_alerts": status.critical_alerts,
+                       "schedulers": status.schedulers},
                       indent=2, sort_keys=True) + "\n"

@@ -19,11 +19,20 @@ from qmonit.collect.fetch import SlotFetch, SourceAnswer, fetch
 from qmonit.collect.zerofill import zero_samples
 from qmonit.core.levels import aggregate, combined
 from qmonit.core.rollup_spec import RESOLUTIONS
-from qmonit.core.sample import Sample, run_sample, slot_start
+from qmonit.core.sample import Sample, make_sample, run_sample, slot_start
 from qmonit.sources.cric import Topology
+from qmonit.sources.scheduler_health import MEASUREMENT as SCHEDULER
+from qmonit.sources.scheduler_health import counter_rates
 from qmonit.stores.sql import state_step
 from qmonit.stores.state import history, queues, series, watermarks
-from qmonit.stores.state.batch import sync_jobs, sync_node_reasons, sync_reservations
+from qmonit.stores.state.batch import (
+    SchedulerKey,
+    keep_scheduler_readings,
+    scheduler_readings,
+    sync_jobs,
+    sync_node_reasons,
+    sync_reservations,
+)
 from qmonit.stores.state.status import record_run_samples, replace_factory_labels
 from qmonit.stores.timeseries.durable import Delivery
 from qmonit.stores.timeseries.spool import ReplayResult
@@ -157,6 +166,8 @@ def collect(parts: Components, slot: datetime, fetched: SlotFetch | None = None
             ids = list(map(parts.series_ids, samples))
         elif kept_ids is not None:
             kept_ids.remember(samples, ids)
+        if any(s.measurement == SCHEDULER for s in samples):  # counters -> rates
+            samples = answer.samples = _with_rates(parts, samples, slot, report)
         zeros = _zero_fill(parts, answer.source, dict(zip(ids, samples, strict=True)), slot,
                            zero_fill_horizon, report)
         level_points += [aggregate(samples) if answer.levels is None else answer.levels,
@@ -238,6 +249,34 @@ def _update_factory_labels(parts: Components, data: list[Sample], jobs: list[Sam
     rows = label_rows(data, jobs, parts.clock.now())
     with state_step(report.state_errors, "factory_labels not updated", log):
         replace_factory_labels(parts.engine, rows)
+
+
+def _with_rates(parts: Components, samples: list[Sample], slot: datetime,
+                report: CollectReport) -> list[Sample]:
+    """Each scheduler daemon's reading with its counters' rates since its last reading (a
+    counter Slurm reset at midnight or `sdiag -r` counts from the reset, never below zero);
+    the readings kept for the next cycle. The state store failing costs only the rates."""
+    out = list(samples)
+    with state_step(report.state_errors, "batch_scheduler rates not computed", log):
+        before = scheduler_readings(parts.engine)
+        now: dict[SchedulerKey, tuple[datetime, dict]] = {}
+        for number, sample in enumerate(samples):
+            if sample.measurement != SCHEDULER:
+                continue
+            key = (sample.tag("cluster") or "", sample.tag("daemon") or "",
+                   sample.tag("daemon_name") or "")
+            fields = dict(sample.fields)
+            now[key] = (slot, fields)
+            last = before.get(key)
+            if last is None or last[0] >= slot:  # a first reading, or a slot collected again
+                continue
+            rates, problems = counter_rates(last[1], fields, (slot - last[0]).total_seconds())
+            for problem in problems:
+                log.warning("%s %s: %s", key[0], key[1], problem)
+            out[number] = make_sample(SCHEDULER, dict(sample.tags), {**fields, **rates},
+                                      sample.time)
+        keep_scheduler_readings(parts.engine, now)
+    return out
 
 
 def _sync_batch_jobs(parts: Components, answers: list[SourceAnswer],

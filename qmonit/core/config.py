@@ -237,6 +237,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "bin_dir": Option("", "Directory of squeue and sinfo; empty: the PATH.", "path"),
         "timeout_s": Option("60", "Longest wait for one Slurm command, seconds.", "float",
                             minimum=0.1),
+        "agent_queue_warning": Option(
+            "1000", "slurmctld's agent queue (messages waiting to go out to the nodes, sdiag) "
+            "from which `qmonit status` warns: a controller that cannot reach its nodes.",
+            "int", minimum=1),
+        "cycle_warning_s": Option(
+            "120", "A main scheduling or backfill cycle at least this long, seconds, makes "
+            "`qmonit status` warn: a controller too slow to start jobs.", "float",
+            positive=True),
     },
     "htcondor": {
         "cluster": Option("htcondor", "Pool name, the `cluster` tag."),
@@ -254,6 +262,10 @@ SCHEMA: dict[str, dict[str, Option]] = {
                                   "queue label (the panda_queue)."),
         "timeout_s": Option("60", "Longest wait for one schedd query, seconds.", "float",
                             minimum=0.1),
+        "duty_cycle_warning": Option(
+            "0.95", "A schedd or negotiator busy this share of its time "
+            "(RecentDaemonCoreDutyCycle) makes `qmonit status` warn: it drops work.",
+            "float", positive=True),
     },
     "downsample": {
         "mode": Option("auto", "server: InfluxDB 1.x SELECT ... INTO; client: query the aggregates "

@@ -199,6 +199,8 @@ class SlurmSection:
     format: str
     bin_dir: str
     timeout_s: float
+    agent_queue_warning: int
+    cycle_warning_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,7 @@ class HtcondorSection:
     factory_schedds: tuple[str, ...]
     label_attribute: str
     timeout_s: float
+    duty_cycle_warning: float
 
 
 @dataclass(frozen=True, slots=True)

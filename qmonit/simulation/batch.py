@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from qmonit.core.config import default_section
 from qmonit.core.sample import EPOCH, epoch_seconds
 from qmonit.core.settings import HtcondorSection, SlurmSection
 from qmonit.core.states.rules import RuleSet
@@ -95,16 +96,41 @@ def sinfo_partitions_text() -> str:
                    for partition, nodes in members.items() for n in nodes)
 
 
+def sdiag_text(slot: datetime) -> str:
+    """`sdiag` of the simulated slurmctld at `slot`: counters since midnight UTC (when Slurm
+    resets them), a healthy controller's queues and cycles."""
+    midnight = slot.replace(hour=0, minute=0, second=0, microsecond=0)
+    minutes = int((slot - midnight).total_seconds() // 60)
+    stamp = f"{midnight:%a %b %d %H:%M:%S %Y} ({int(midnight.timestamp())})"
+    now = f"{slot:%a %b %d %H:%M:%S %Y} ({int(slot.timestamp())})"
+    return (f"*******************************************************\n"
+            f"sdiag output at {now}\nData since      {stamp}\n"
+            f"*******************************************************\n"
+            f"Server thread count:  3\nAgent queue size:     0\nAgent count:          0\n"
+            f"Agent thread count:   0\nDBD Agent queue size: 0\n\n"
+            f"Jobs submitted: {minutes * 12}\nJobs started:   {minutes * 11}\n"
+            f"Jobs completed: {minutes * 10}\nJobs canceled:  {minutes // 10}\n"
+            f"Jobs failed:    {minutes // 30}\n\n"
+            f"Main schedule statistics (microseconds):\n\tLast cycle:   9720\n"
+            f"\tMax cycle:    140759\n\tTotal cycles: {minutes}\n\tMean cycle:   7459\n"
+            f"\tLast queue length: 412\n\n"
+            f"Backfilling stats\n\tTotal backfilled jobs (since last slurm start): 1115\n"
+            f"\tTotal backfilled jobs (since last stats cycle start): {minutes * 2}\n"
+            f"\tTotal cycles: {minutes // 2}\n\tLast cycle: 194289\n\tMax cycle:  593333\n"
+            f"\tMean cycle: 196082\n\tLast depth cycle: 56\n\tLast queue length: 400\n")
+
+
 class SimulatedSlurm(SlurmSource):
     def __init__(self, rules: RuleSet, node_rules: RuleSet | None = None):
         self._slot = EPOCH  # the slot collect asks for (set there)
-        super().__init__(SlurmSection(cluster="sim-slurm", backend="cli", format="text",
-                                      bin_dir="", timeout_s=60.0),
+        super().__init__(default_section(SlurmSection, cluster="sim-slurm"),
                          rules, run=self._answer, node_rules=node_rules)
 
     def _answer(self, argv: list[str], timeout: float) -> str:
         if argv[0] == "squeue":
             return squeue_text(self._slot)
+        if argv[0] == "sdiag":
+            return sdiag_text(self._slot)
         if argv[0] == "scontrol":  # the out nodes held for their repair
             return (f"ReservationName=repair_wn46 StartTime=2026-11-20T08:00:00 "
                     f"EndTime=2027-11-20T08:00:00 Duration=365-00:00:00 Nodes=wn[46-47] "
@@ -263,14 +289,20 @@ class _FactoryPool:
     def slots(self, projection: Sequence[str]) -> list[Mapping[str, Any]]:
         return []
 
+    def daemon_ads(self, daemon: str, projection: Sequence[str]) -> list[Mapping[str, Any]]:
+        """The factory's schedd, a third busy; a factory's pool has no negotiator."""
+        if daemon != "schedd":
+            return []
+        return [{"Name": self.name, "RecentDaemonCoreDutyCycle": 0.31, "MaxJobsRunning": 10000,
+                 "TotalRunningJobs": 0, "TotalIdleJobs": 0, "TotalHeldJobs": 0}]
+
 
 class SimulatedFactory(HTCondorSource):
     def __init__(self, grid: SimulatedGrid, rules: RuleSet, apf_rules: RuleSet):
         self.factory_pool = _FactoryPool(grid)
-        super().__init__(HtcondorSection(cluster="sim-apf", collector="", schedds=(),
+        super().__init__(default_section(HtcondorSection, cluster="sim-apf",
                                          group_by=("Owner",),
-                                         factory_schedds=(self.factory_pool.name,),
-                                         label_attribute="MATCH_APF_QUEUE", timeout_s=60.0),
+                                         factory_schedds=(self.factory_pool.name,)),
                          rules, apf_rules, self.factory_pool)
 
     def collect(self, slot: datetime) -> Collection:

@@ -64,6 +64,9 @@ class Pool(Protocol):
 
     def slots(self, projection: Sequence[str]) -> list[Mapping[str, Any]]: ...
 
+    def daemon_ads(self, daemon: str, projection: Sequence[str]
+                   ) -> list[Mapping[str, Any]]: ...  # the pool's schedd or negotiator ads
+
 
 def tag_name(attribute: str) -> str:
     if attribute in TAG_NAMES:
@@ -271,6 +274,29 @@ class HTCondorSource:
                                         self.cluster, SCHEDULER, slot)
         except Exception as exc:  # noqa: BLE001
             out.problems.append(f"HTCondor collector: slot ads: {exc}; batch_nodes not written")
+        out.samples += self.daemon_health(slot, out.problems)
+        return out
+
+    def daemon_health(self, slot: datetime, problems: list[str]) -> list[Sample]:
+        """The schedds' and the negotiator's own ads (duty cycle, jobs, negotiation cycle)
+        as `batch_scheduler`; a pool without a negotiator (a factory's) has none to say."""
+        from qmonit.sources import scheduler_health as health
+
+        out: list[Sample] = []
+        for daemon, specs in health.DAEMON_SPECS.items():
+            origin = f"HTCondor collector: {daemon} ads"
+            try:
+                ads = self.pool.daemon_ads(daemon, ["Name", *(spec.key for spec in specs)])
+                if ads:
+                    samples, skipped = health.daemon_ad_samples(ads, daemon, self.cluster,
+                                                                origin, slot)
+                    out += samples
+                    problems += skipped
+            except SourceError as exc:
+                problems.append(f"{exc}; batch_scheduler not written for the {daemon}")
+            except Exception as exc:  # noqa: BLE001 - HTCondorException and transport errors
+                problems.append(f"{origin}: {exc}; batch_scheduler not written for the "
+                                f"{daemon}")
         return out
 
 
@@ -297,6 +323,12 @@ class BindingsPool:
     def slots(self, projection: Sequence[str]) -> list[Mapping[str, Any]]:
         htcondor2, collector = self._collector()
         return collector.query(htcondor2.AdType.Startd, projection=list(projection))
+
+    def daemon_ads(self, daemon: str, projection: Sequence[str]) -> list[Mapping[str, Any]]:
+        htcondor2, collector = self._collector()
+        kind = {"schedd": htcondor2.AdType.Schedd,
+                "negotiator": htcondor2.AdType.Negotiator}[daemon]
+        return collector.query(kind, projection=list(projection))
 
 
 class BindingsSchedd:

@@ -719,17 +719,45 @@ class SlurmSource:
         samples += node_samples(nodes, self.cluster, SCHEDULER, slot)
         samples += self.read_partitions(nodes, slot, problems)
         reservations = self.read_reservations(problems)
+        samples += self.read_scheduler(slot, problems)
         return Collection(samples, problems, jobs=mapped, cluster=self.cluster, nodes=nodes,
                           reservations=reservations)
 
-    def read_reservations(self, problems: list[str]) -> list[Reservation] | None:
-        """The reservations; a failure is a problem (the jobs and nodes still count) and
-        None: the reservations stored stay as they were rather than vanish."""
+    def read_scheduler(self, slot: datetime, problems: list[str]) -> list[Sample]:
+        """slurmctld's own health (`sdiag --json`, or `sdiag` where the client has no JSON
+        or is the text format's); a failure is a problem, never a reading of zeros."""
+        from qmonit.sources import scheduler_health as health
+
+        if self.use_json:
+            try:
+                text = self.run([self._cmd("sdiag"), "--json"], self.timeout)
+                sample, skipped = health.parse_diag_json(text, self.cluster, "sdiag --json",
+                                                         slot)
+                problems += skipped
+                return [sample]
+            except SourceError as exc:  # Slurm 22.05's sdiag prints no JSON: its text
+                log.info("%s; reading sdiag's text", exc)
         try:
-            if self.use_json:
+            sample, skipped = health.parse_sdiag_text(
+                self.run([self._cmd("sdiag")], self.timeout), self.cluster, "sdiag", slot)
+        except SourceError as exc:
+            problems.append(f"{exc}; batch_scheduler not written")
+            return []
+        problems += skipped
+        return [sample]
+
+    def read_reservations(self, problems: list[str]) -> list[Reservation] | None:
+        """The reservations (JSON where scontrol has it, else its text); a failure is a
+        problem (the jobs and nodes still count) and None: the reservations stored stay as
+        they were rather than vanish."""
+        if self.use_json:
+            try:
                 return parse_reservations_json(self._json(
                     [self._cmd("scontrol"), "--json", "show", "reservations"]), problems,
                     self.clock.now())
+            except SourceError as exc:  # scontrol of Slurm 22.05 has no --json: its text
+                log.info("%s; reading scontrol's text", exc)
+        try:
             return parse_reservations_text(self.run(
                 [self._cmd("scontrol"), "show", "reservations", "-o"], self.timeout), problems)
         except SourceError as exc:

@@ -119,5 +119,5 @@ def test_running_before_init_says_what_to_do(write_config, tmp_path, command):
     assert done.returncode == 1
     assert done.stderr == (f"qmonit {command[0]}: the state store sqlite:///"
                            f"{tmp_path / 'data' / 'qmonit.sqlite'} has no tables yet (alerts, "
-                           "batch_jobs_current, batch_jobs_ended, ...): run `qmonit init` "
+                           "batch_clusters, batch_job_hosts, ...): run `qmonit init` "
                            "first\n")

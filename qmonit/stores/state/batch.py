@@ -15,7 +15,8 @@ end_time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Index,
     String,
     Table,
+    Text,
     column,
     delete,
     func,
@@ -40,7 +42,7 @@ from sqlalchemy.dialects import mysql, sqlite
 
 from qmonit.core.batchjobs import BatchJob, BatchNode, Reservation, reason_class
 from qmonit.sources.slurm import hostlist_parts
-from qmonit.stores.sql import naive, upsert
+from qmonit.stores.sql import naive, upsert, utc
 from qmonit.stores.state.metadata import metadata
 
 CHUNK = 1000
@@ -130,6 +132,15 @@ batch_reservations = Table(
     Column("accounts", String(1024), nullable=False),
     Column("partition", String(128), nullable=False),
     Column("last_seen", DateTime, nullable=False))
+# The last reading of each scheduler daemon's health (batch_scheduler's fields): the
+# counters' previous values for their rates, and what `qmonit status` judges.
+batch_scheduler_state = Table(
+    "batch_scheduler_state", metadata,
+    Column("cluster", String(64), primary_key=True),
+    Column("daemon", String(32), primary_key=True),
+    Column("daemon_name", String(255), primary_key=True),  # "" for slurmctld
+    Column("fields", Text, nullable=False),  # JSON: field -> number
+    Column("slot", DateTime, nullable=False))
 UNUSED_INDEXES = {"batch_jobs_ended": "ix_batch_jobs_ended_owner"}  # (owner, end_time) serves
 # What decides whether a current row needs writing again.
 CHANGING = ("state", "native_state", "reason", "worker", "start_time", "end_time")
@@ -323,6 +334,26 @@ def sync_reservations(engine: Engine, cluster: str, reservations: Sequence[Reser
         if rows:
             conn.execute(table.insert(), rows)
     return len(rows)
+
+
+SchedulerKey = tuple[str, str, str]  # cluster, daemon, daemon_name
+
+
+def scheduler_readings(engine: Engine) -> dict[SchedulerKey, tuple[datetime, dict]]:
+    """Each daemon's last reading: its slot (UTC) and fields."""
+    table = batch_scheduler_state
+    with engine.connect() as conn:
+        return {(r.cluster, r.daemon, r.daemon_name): (utc(r.slot), json.loads(r.fields))
+                for r in conn.execute(select(table))}
+
+
+def keep_scheduler_readings(engine: Engine,
+                            readings: Mapping[SchedulerKey, tuple[datetime, dict]]) -> None:
+    rows = [{"cluster": key[0][:64], "daemon": key[1][:32], "daemon_name": key[2][:255],
+             "fields": json.dumps(fields, sort_keys=True), "slot": naive(slot)}
+            for key, (slot, fields) in readings.items()]
+    with engine.begin() as conn:
+        upsert(conn, batch_scheduler_state, rows, ["cluster", "daemon", "daemon_name"])
 
 
 def current_jobs(engine: Engine, cluster: str) -> list[dict]:
