@@ -671,3 +671,31 @@ def test_a_daily_rhythm_is_judged_against_the_same_hour_of_previous_days(parts_w
     assert [f for f in reports[1].findings if f.violated and f.key[0] == "ITS_TWIN"] == []
     assert [a.key for a in alerts.open_alerts(parts.engine)] == [("RHYTHM", "managed", "SCORE",
                                                                   "drop")]
+
+
+def test_a_starving_queue_s_batch_layer_names_its_stalled_controller(parts_with):
+    """Issue 36 item 4: the queue's site runs on cc-slurm ([slurm] atlas_sites), whose
+    slurmctld's agent queue is 12,000 deep: the batch/site layer says so."""
+    from qmonit.app.suspicious import open_flags
+    from qmonit.stores.state import queues as state_queues
+    from qmonit.stores.state.batch import keep_scheduler_readings
+    from qmonit.stores.state.status import replace_factory_labels
+
+    parts = parts_with(slurm={"cluster": "cc-slurm", "atlas_sites": "P-SITE"})
+    history(parts, T, {"P": 400})
+    replace_factory_labels(parts.engine, [{
+        "factory": "CERN_central_A", "label": "P", "factory_type": "harvester",
+        "atlas_site": "P-SITE", "cloud": "US", "created": 30.0, "running": 0.0,
+        "exiting": 0.0, "done": 0.0, "fault": 0.0, "activated": 400.0, "in_trouble": False,
+        "message": "", "updated_at": T.replace(tzinfo=None)}])
+    for n in range(2):
+        keep_scheduler_readings(parts.engine, {("cc-slurm", "slurmctld", ""): (
+            T + n * SLOT, {"agent_queue_size": 12000.0})})
+        cycle(parts, T + n * SLOT, {"P": {**STEADY, "running": 1, "activated": 400}})
+    assert state_queues.queue_topology(parts.engine)["P"]["atlas_site"] == "P-SITE"
+    [incident] = open_flags(parts.engine, T + SLOT)
+    assert (incident["layer"], incident["layer_evidence"]) == (
+        "batch/site", "pilots wait in the batch system: CERN_central_A (harvester): 30 pilots "
+                      "queued, 0 running, 0 done, 0 failed; the batch system: slurmctld of "
+                      "cc-slurm: agent queue 12,000 (warning from 1,000): it cannot reach its "
+                      "nodes fast enough")

@@ -36,7 +36,7 @@ def health(parts, slot):
     report = collect(parts, slot, fetched)
     assert report.exit_code == 0, report
     [sample] = [s for a in fetched.answers for s in a.samples or []
-                if s.measurement == "batch_scheduler"]
+                if s.measurement == "batch_scheduler" and s.tag("daemon") == "slurmctld"]
     return dict(sample.fields)
 
 
@@ -53,10 +53,12 @@ def test_counters_become_rates_per_slot_and_a_midnight_reset_counts_from_zero(pa
     after = health(parts, T.replace(hour=23, minute=50) + timedelta(minutes=20))
     assert (after["jobs_started"], after["jobs_started_delta"]) == (110.0, 110.0)
     assert after["jobs_started_per_s"] == pytest.approx(110 / 600)  # over the 600 s since
-    [(key, (slot, fields))] = scheduler_readings(parts.engine).items()
-    assert (key, slot, fields["jobs_started"]) == (("sim-slurm", "slurmctld", ""),
-                                                   T.replace(hour=23, minute=50)
-                                                   + timedelta(minutes=20), 110.0)
+    readings = scheduler_readings(parts.engine)  # and the simulated factory's schedd
+    assert sorted(readings) == [("sim-apf", "schedd", "apf-sim.example.org"),
+                                ("sim-slurm", "slurmctld", "")]
+    slot, fields = readings[("sim-slurm", "slurmctld", "")]
+    assert (slot, fields["jobs_started"]) == (T.replace(hour=23, minute=50)
+                                              + timedelta(minutes=20), 110.0)
 
 
 def test_a_slot_collected_again_gets_no_rate_from_itself(parts):

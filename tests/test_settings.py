@@ -50,7 +50,8 @@ def test_a_loaded_configuration_is_typed_and_frozen(write_config):
     cfg = config.load(str(path), environ={"QMONIT_SPOOL_MAX_MB": "7"})
     assert cfg.settings.slurm == SlurmSection(cluster="ccslurm", backend="cli", format="text",
                                               bin_dir="", timeout_s=45.0,
-                                              agent_queue_warning=1000, cycle_warning_s=120.0)
+                                              agent_queue_warning=1000, cycle_warning_s=120.0,
+                                              atlas_sites=())
     assert cfg.settings.htcondor.schedds == ("sched1", "sched2")
     assert cfg.settings.spool.max_mb == 7.0
     assert cfg.settings.states.file_of("slurm_nodes") == ""
@@ -65,7 +66,8 @@ def test_default_section_fills_what_is_not_given():
     assert made == HtcondorSection(
         cluster="pool1", collector="", schedds=(),
         group_by=("Owner", "AccountingGroup", "x509UserProxyVOName"), factory_schedds=(),
-        label_attribute="MATCH_APF_QUEUE", timeout_s=60.0, duty_cycle_warning=0.95)
+        label_attribute="MATCH_APF_QUEUE", timeout_s=60.0, duty_cycle_warning=0.95,
+        atlas_sites=())
     assert section_name(HtcondorSection) == "htcondor"
     with pytest.raises(KeyError, match="FixedClock is not a section of Settings"):
         section_name(FixedClock)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qmonit.collect.components import Components
 from qmonit.core.sample import SLOT, epoch_seconds, from_epoch
+from qmonit.derive.batch_health import scheduler_warnings
 from qmonit.stores.sql import describe_db_error, safe_db_url, state_errors, utc
 from qmonit.stores.state import alerts, lease, schema
 from qmonit.stores.state.batch import scheduler_readings
@@ -170,30 +171,15 @@ def _judge_schedulers(status: Status, parts: Components, now: datetime,
     agent queue or scheduling cycles, or a schedd or negotiator whose duty cycle, crossed
     [slurm] / [htcondor]'s warnings. A reading older than the critical age is the
     source's staleness, said elsewhere."""
-    slurm, htcondor = parts.cfg.settings.slurm, parts.cfg.settings.htcondor
-    for (cluster, daemon, name), (slot, fields) in sorted(scheduler_readings(parts.engine)
-                                                          .items()):
+    for key, (slot, fields) in sorted(scheduler_readings(parts.engine).items()):
         if now - slot > thresholds.critical + SLOT:
             continue
-        who = f"{daemon} {name or 'of ' + cluster}"
-        shown = {key: fields[key] for key in SHOWN_HEALTH if key in fields}
+        cluster, daemon, name = key
+        shown = {field: fields[field] for field in SHOWN_HEALTH if field in fields}
         status.schedulers.append({"cluster": cluster, "daemon": daemon, "name": name,
                                   "slot": slot.isoformat(), **shown})
-        queue = fields.get("agent_queue_size")
-        if isinstance(queue, int | float) and queue >= slurm.agent_queue_warning:
-            status.raise_to(WARNING, f"{who}: agent queue {queue:,.0f} (warning from "
-                                     f"{slurm.agent_queue_warning:,}): it cannot reach its "
-                                     "nodes fast enough")
-        for key, what in (("schedule_cycle_last_s", "main scheduling"),
-                          ("bf_cycle_last_s", "backfill")):
-            cycle = fields.get(key)
-            if isinstance(cycle, int | float) and cycle >= slurm.cycle_warning_s:
-                status.raise_to(WARNING, f"{who}: {what} cycle {cycle:.0f} s (warning from "
-                                         f"{slurm.cycle_warning_s:g} s)")
-        duty = fields.get("duty_cycle")
-        if isinstance(duty, int | float) and duty >= htcondor.duty_cycle_warning:
-            status.raise_to(WARNING, f"{who}: duty cycle {duty:.0%} (warning from "
-                                     f"{htcondor.duty_cycle_warning:.0%}): it drops work")
+        for warning in scheduler_warnings(key, fields, parts.cfg.settings):
+            status.raise_to(WARNING, warning)
 
 
 # what `status` shows of a daemon's reading

@@ -245,6 +245,10 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "120", "A main scheduling or backfill cycle at least this long, seconds, makes "
             "`qmonit status` warn: a controller too slow to start jobs.", "float",
             positive=True),
+        "atlas_sites": Option(
+            "", "The ATLAS sites (CRIC atlas_site) whose PanDA queues run their pilots on "
+            "this cluster: an incident of theirs at the batch/site layer names the "
+            "cluster's state as evidence.", "list"),
     },
     "htcondor": {
         "cluster": Option("htcondor", "Pool name, the `cluster` tag."),
@@ -266,6 +270,10 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "0.95", "A schedd or negotiator busy this share of its time "
             "(RecentDaemonCoreDutyCycle) makes `qmonit status` warn: it drops work.",
             "float", positive=True),
+        "atlas_sites": Option(
+            "", "The ATLAS sites (CRIC atlas_site) whose PanDA queues run their pilots in "
+            "this pool: an incident of theirs at the batch/site layer names the pool's "
+            "state as evidence.", "list"),
     },
     "downsample": {
         "mode": Option("auto", "server: InfluxDB 1.x SELECT ... INTO; client: query the aggregates "

@@ -201,6 +201,7 @@ class SlurmSection:
     timeout_s: float
     agent_queue_warning: int
     cycle_warning_s: float
+    atlas_sites: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,7 @@ class HtcondorSection:
     label_attribute: str
     timeout_s: float
     duty_cycle_warning: float
+    atlas_sites: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from qmonit.core.flags import FlagState, Hysteresis, advance
 from qmonit.core.levels import aggregate
 from qmonit.core.model import AVERAGED_STATUSES, RULES, UNKNOWN
 from qmonit.core.sample import SLOT, Sample, make_sample, run_sample, slot_start
+from qmonit.derive.batch_health import evidence_by_site
 from qmonit.derive.layers import LAYER_STATUSES, Layer, Pilots, attribute
 from qmonit.derive.notify import NotifyError, build_digest, notifiers
 from qmonit.derive.numbers import (
@@ -186,7 +187,7 @@ def derive(parts: Components, slot: datetime) -> DeriveReport:
                                      cfg.settings.derive.coverage_min,
                                      cfg.settings.panda.time_window)
             report.findings = findings
-            layers = _layers(parts, findings, numbers, topology, report.stale_sources)
+            layers = _layers(parts, findings, numbers, topology, report.stale_sources, slot)
             steps = _Steps(alerts.load_flags(parts.engine), rule, slot)
             for finding in findings:
                 key = (*finding.key, finding.rule)
@@ -232,9 +233,9 @@ def _sinks_sample(report: DeriveReport) -> Sample:
 
 def _layers(parts: Components, findings: list[Finding],
             numbers: dict[QueueKey, QueueNumbers], topology: dict[str, dict[str, str]],
-            stale_sources: list[str]) -> dict[FlagKey, Layer]:
+            stale_sources: list[str], slot: datetime) -> dict[FlagKey, Layer]:
     """The likely layer of every violated finding, from CRIC's status and the pilots of
-    its queue this cycle (factory_labels)."""
+    its queue this cycle (factory_labels), and the batch cluster of its site."""
     violated = [f for f in findings if f.violated]
     if not violated:
         return {}
@@ -246,10 +247,12 @@ def _layers(parts: Components, findings: list[Finding],
         if not n.parts:  # a total counts its resources again
             for status in LAYER_STATUSES:
                 panda[queue][status] += n.now(status)
+    batch = evidence_by_site(parts.engine, parts.cfg.settings, slot)
     return {(*f.key, f.rule): attribute(
         f, topology.get(f.key[0], {}).get("queue_status"),
         None if pilots_stale else Pilots.of(pilots.get(f.key[0], ())), pilots_stale,
-        panda[f.key[0]]) for f in violated}
+        panda[f.key[0]], batch.get(topology.get(f.key[0], {}).get("atlas_site") or "", ""))
+        for f in violated}
 
 
 def _day(slot: datetime) -> datetime:

@@ -51,9 +51,19 @@ class Pilots:
 
 
 def attribute(finding: Finding, queue_status: str | None, pilots: Pilots | None,
-              pilots_stale: bool, panda: Mapping[str, float]) -> Layer:
+              pilots_stale: bool, panda: Mapping[str, float], batch: str = "") -> Layer:
     """The likely layer of a violated finding (see the module's docstring); `panda`: the
-    queue's job counts this cycle per job_status, over its prod_sources and resources."""
+    queue's job counts this cycle per job_status, over its prod_sources and resources;
+    `batch`: what the batch cluster of its site shows wrong (batch_health), said as evidence
+    when the layer is the batch system or site."""
+    layer = _attribute(finding, queue_status, pilots, pilots_stale, panda)
+    if layer.name == SITE and batch:
+        return Layer(SITE, f"{layer.evidence}; the batch system: {batch}")
+    return layer
+
+
+def _attribute(finding: Finding, queue_status: str | None, pilots: Pilots | None,
+               pilots_stale: bool, panda: Mapping[str, float]) -> Layer:
     queue, rule = finding.key[0], finding.rule
     if queue.startswith("source:"):
         return Layer(MONITORING, f"qmonit cannot read {queue[len('source:'):]}: "

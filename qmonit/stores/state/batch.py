@@ -103,7 +103,8 @@ batch_clusters = Table(
     "batch_clusters", metadata,
     Column("cluster", String(64), primary_key=True),
     Column("longest_run_s", Double, nullable=False),  # the longest run seen, plus MARGIN_S
-    Column("updated_at", DateTime, nullable=False))
+    Column("updated_at", DateTime, nullable=False),
+    Column("nodes", Double, nullable=True))  # its nodes at the last collect (out or not)
 # Why each drained, down or failing node is out, in full (batch_nodes has the bounded
 # reason_class as a tag): what an admin reads first when nodes drain.
 batch_node_reasons = Table(
@@ -316,7 +317,24 @@ def sync_node_reasons(engine: Engine, cluster: str, nodes: Sequence[BatchNode],
         conn.execute(delete(table).where(table.c.cluster == cluster,
                                          table.c.node.not_in([r["node"] for r in rows])))
         upsert(conn, table, rows, ["cluster", "node"])
+        conn.execute(update(batch_clusters).where(batch_clusters.c.cluster == cluster)
+                     .values(nodes=float(len(nodes))))  # the row sync_jobs keeps
     return len(rows)
+
+
+def nodes_out(engine: Engine) -> dict[str, tuple[float | None, dict[str, int]]]:
+    """Per cluster: its nodes (None: not known) and its nodes out per reason class."""
+    out: dict[str, tuple[float | None, dict[str, int]]] = {}
+    with engine.connect() as conn:
+        totals: dict[str, float | None] = {
+            row.cluster: row.nodes for row in conn.execute(
+                select(batch_clusters.c.cluster, batch_clusters.c.nodes))}
+        reasons = batch_node_reasons
+        for cluster, reason, count in conn.execute(
+                select(reasons.c.cluster, reasons.c.reason_class, func.count())
+                .group_by(reasons.c.cluster, reasons.c.reason_class)):
+            out.setdefault(cluster, (totals.get(cluster), {}))[1][reason] = int(count)
+    return out
 
 
 def sync_reservations(engine: Engine, cluster: str, reservations: Sequence[Reservation],
