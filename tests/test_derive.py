@@ -581,19 +581,24 @@ def test_the_digest_tells_one_incident_per_queue_opened_updated_and_closed():
         "(since 2026-11-21 12:00, closed 14:00)"]
 
 
-def test_qmonit_suspicious_shows_a_starving_queue_as_one_incident(parts_with):
-    """Starving and drop on one queue: one incident, starving its principal; its pilots
-    wait in the batch system (Harvester's workers queued, none running): batch/site."""
-    from qmonit.app.suspicious import open_flags, render
+def pilots_waiting(parts):
+    """Queue P's Harvester workers this cycle: 30 queued, none running (its pilots wait)."""
     from qmonit.stores.state.status import replace_factory_labels
 
-    parts = parts_with()
-    history(parts, T, {"P": 400})
     replace_factory_labels(parts.engine, [{
         "factory": "CERN_central_A", "label": "P", "factory_type": "harvester",
         "atlas_site": "P-SITE", "cloud": "US", "created": 30.0, "running": 0.0,
         "exiting": 0.0, "done": 0.0, "fault": 0.0, "activated": 400.0, "in_trouble": False,
         "message": "", "updated_at": T.replace(tzinfo=None)}])
+
+
+def test_qmonit_suspicious_shows_a_starving_queue_as_one_incident(parts_with):
+    """Starving and drop on one queue: one incident, starving its principal; its pilots
+    wait in the batch system (Harvester's workers queued, none running): batch/site."""
+    from qmonit.app.suspicious import open_flags, render
+    parts = parts_with()
+    history(parts, T, {"P": 400})
+    pilots_waiting(parts)
     for n in range(2):
         cycle(parts, T + n * SLOT, {"P": {**STEADY, "running": 1, "activated": 400}})
     assert sorted(a.key[3] for a in alerts.open_alerts(parts.engine)) == ["drop", "starving"]
@@ -679,15 +684,10 @@ def test_a_starving_queue_s_batch_layer_names_its_stalled_controller(parts_with)
     from qmonit.app.suspicious import open_flags
     from qmonit.stores.state import queues as state_queues
     from qmonit.stores.state.batch import keep_scheduler_readings
-    from qmonit.stores.state.status import replace_factory_labels
 
     parts = parts_with(slurm={"cluster": "cc-slurm", "atlas_sites": "P-SITE"})
     history(parts, T, {"P": 400})
-    replace_factory_labels(parts.engine, [{
-        "factory": "CERN_central_A", "label": "P", "factory_type": "harvester",
-        "atlas_site": "P-SITE", "cloud": "US", "created": 30.0, "running": 0.0,
-        "exiting": 0.0, "done": 0.0, "fault": 0.0, "activated": 400.0, "in_trouble": False,
-        "message": "", "updated_at": T.replace(tzinfo=None)}])
+    pilots_waiting(parts)
     for n in range(2):
         keep_scheduler_readings(parts.engine, {("cc-slurm", "slurmctld", ""): (
             T + n * SLOT, {"agent_queue_size": 12000.0})})
