@@ -12,11 +12,14 @@ cycle, and two queues with a strong daily rhythm (a third trap), one of which fa
 40 % around its peak (60 % below what that hour runs, 47 % below its day's median); one
 incident per layer failing on its own (PanDA brokers a queue no work, or its assigned
 jobs wait for input; outputs wait for transfer at a site; a factory's pilots fail, or wait
-in the batch system) and a fourth trap, a unified queue whose jobs move from one resource
-type to another. The incidents happen on the judged day only, after three whole days of
-baseline (what the time-of-day baseline needs); the rhythm and the noise every day
-(SimulatedGrid.stage_replay). Everything else is noise (the grid's daily rhythm and
-per-slot noise) and its test/brokeroff queues.
+in the batch system), the batch layer's own two failures (its controller stalls: sdiag's
+agent queue 15,000 deep; its nodes drain: 30 of 48 by the health check), whose pilots wait
+in the batch system and whose layer's evidence must name them (every simulated site runs
+on the simulated Slurm: [slurm] atlas_sites), and a fourth trap, a unified queue whose jobs
+move from one resource type to another. The incidents happen on the judged day only,
+after three whole days of baseline (what the time-of-day baseline needs); the rhythm and
+the noise every day (SimulatedGrid.stage_replay). Everything else is noise (the grid's
+daily rhythm and per-slot noise) and its test/brokeroff queues.
 
 Three days of collect build the baseline; then collect and derive run every cycle of the next
 day (and two hours more, so the last incidents close), as cron runs them. Each alert is
@@ -54,7 +57,7 @@ from qmonit.collect.cycle import collect  # noqa: E402
 from qmonit.core.sample import SLOT  # noqa: E402
 from qmonit.derive.incidents import group  # noqa: E402
 from qmonit.derive.job import derive  # noqa: E402
-from qmonit.simulation.grid import SLOW_RAMP_H, Incident  # noqa: E402
+from qmonit.simulation.grid import SLOW_RAMP_H, Incident, SimulatedGrid  # noqa: E402
 from qmonit.stores.state import alerts, schema  # noqa: E402
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)  # derive runs through this UTC day
@@ -64,14 +67,16 @@ EXPECTED = {"drain": {"drop"}, "no_pilots": STARVING, "failures": {"failing"},
             "outage": {"stale"}, "sharp_drain": {"drop"}, "slow_drain": {"drop"},
             "rhythm_drain": {"drop"}, "no_work": {"drop"}, "assigned_backlog": {"backlog"},
             "transfer_backlog": {"backlog"}, "pilots_failing": STARVING,
-            "pilots_queued": STARVING,
+            "pilots_queued": STARVING, "controller_stalled": STARVING,
+            "mass_drain": STARVING,
             "offline": set(), "noisy": set(), "rhythmic": set(), "resource_shift": set()}
 # offline, noisy, rhythmic and resource_shift: traps, nothing may open
 PRINCIPAL = {"drain": "drop", "no_pilots": "starving", "failures": "failing",
              "outage": "stale", "sharp_drain": "drop", "slow_drain": "drop",
              "rhythm_drain": "drop", "no_work": "drop", "assigned_backlog": "backlog",
              "transfer_backlog": "backlog", "pilots_failing": "starving",
-             "pilots_queued": "starving"}
+             "pilots_queued": "starving", "controller_stalled": "starving",
+             "mass_drain": "starving"}
 # the layer at fault in the simulation: a draining site, a factory that submits no pilots
 # or whose pilots fail, pilots waiting in the batch system, jobs failing or outputs waiting
 # at the site, PanDA brokering no work or jobs waiting for input, PanDA unreadable
@@ -79,7 +84,11 @@ SITE, FACTORY, PANDA = "batch/site", "pilot factory", "panda"
 LAYER = {"drain": SITE, "no_pilots": FACTORY, "failures": SITE, "outage": "monitoring",
          "sharp_drain": SITE, "slow_drain": SITE, "rhythm_drain": SITE, "no_work": PANDA,
          "assigned_backlog": PANDA, "transfer_backlog": SITE, "pilots_failing": FACTORY,
-         "pilots_queued": SITE}
+         "pilots_queued": SITE, "controller_stalled": SITE, "mass_drain": SITE}
+# what the batch/site layer's evidence must name for the batch layer's own failures (the
+# simulated Slurm's state; [slurm] atlas_sites maps every simulated site to it)
+EVIDENCE = {"controller_stalled": "slurmctld of sim-slurm: agent queue 15,000",
+            "mass_drain": "of sim-slurm's 48 nodes out: NHC: memory used (31)"}
 # told by PanDA's own counts (or qmonit's): known without the queue's pilots
 WITHOUT_PILOTS = ("outage", "no_work", "assigned_backlog", "transfer_backlog")
 # A slow drain is a drop once running is 50 % below its level ([suspicious] drop_relative):
@@ -155,6 +164,9 @@ def main() -> int:
     directory = Path(tempfile.mkdtemp(prefix="qmonit-detection-"))
     try:
         cfg = demo_config(directory / "data", "small", args.seed)
+        sites = sorted({q.record["atlas_site"] for q in SimulatedGrid(args.seed, "small")
+                        .queues.values()})
+        cfg = cfg.replaced({"slurm": {"cluster": "sim-slurm", "atlas_sites": tuple(sites)}})
         parts = build(cfg)
         parts.grid.stage_replay(DAY.date())  # three whole days of baseline first
         schema.create_tables(parts.engine)
@@ -189,6 +201,7 @@ def report(labelled: list[Case], all_alerts: list, false_alarms: list, parts, el
     print(f"{'incident':<16} {'queue':<22} {'from':>5} {'to':>5}  alerts (rule/severity/layer, "
           "opened N cycles after it is detectable, closed after the end)")
     detected, latencies, right_rule, right_layer, rows_per_incident = 0, [], 0, 0, []
+    evidence: list[str] = []  # the batch layer's failures whose evidence names them
     to_catch = [c for c in labelled if EXPECTED[c.incident.kind]]
     for case in labelled:
         shown = ", ".join(
@@ -209,6 +222,9 @@ def report(labelled: list[Case], all_alerts: list, false_alarms: list, parts, el
             rows_per_incident.append(len(shown))
             right_rule += shown[0].principal.key[3] == PRINCIPAL[case.incident.kind]
             right_layer += (shown[0].principal.layer or "unknown") == case.layer
+            if case.incident.kind in EVIDENCE and EVIDENCE[case.incident.kind] in (
+                    shown[0].principal.layer_evidence or ""):
+                evidence.append(case.incident.kind)
     traps = [a for c in labelled if not EXPECTED[c.incident.kind] for a in c.alerts]
     wrong = false_alarms + traps
     for alert in wrong:
@@ -231,6 +247,8 @@ def report(labelled: list[Case], all_alerts: list, false_alarms: list, parts, el
         print(f"right layer       {right_layer}/{detected} = {right_layer / detected:.0%} "
               f"(target >= 90 %; {with_data} of {len(to_catch)} queues have pilot data, "
               "the rest must say unknown)")
+        print(f"batch evidence    {len(evidence)}/{len(EVIDENCE)} (a stalled controller, a "
+              f"mass drain named in their layer's evidence: {', '.join(evidence) or 'none'})")
     return 0
 
 

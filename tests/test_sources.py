@@ -296,7 +296,7 @@ def test_simulated_factories_and_cluster_go_through_the_real_parsers():
         assert measurements == {"harvester": {"workers"},
                                 "slurm": {"batch_jobs", "batch_nodes", "batch_partitions",
                                           "batch_scheduler"},
-                                "htcondor": {"workers", "batch_jobs"}}[name]
+                                "htcondor": {"workers", "batch_jobs", "batch_scheduler"}}[name]
     slurm = sources["slurm"]
     before = {j.job_id: j.native_state for j in slurm.collect(when).jobs}
     after = {j.job_id: j.native_state
@@ -360,3 +360,44 @@ def test_a_null_key_from_panda_is_unknown_not_the_text_null():
     assert [dict(s.tags) for s in parsed.samples] == [
         {"panda_queue": "Q", "prod_source": "unknown", "resource": "unknown",
          "job_status": "running"}]
+
+
+def test_the_batch_layer_s_own_failures_show_on_the_simulated_slurm():
+    """The replay's stalled controller and mass drain (issue 36 item 4): while each is
+    active the simulated Slurm's sdiag says an agent queue of 15,000 and a 310 s backfill
+    cycle, or its sinfo has 30 more nodes drained by the health check; their queues' pilots
+    wait in the batch system as pilots_queued's; the day before, nothing of it."""
+    from qmonit.core.states.rules import load_rules
+    from qmonit.simulation.batch import SimulatedHarvester, SimulatedSlurm
+
+    grid = SimulatedGrid(seed=1)
+    judged = datetime(2026, 11, 22, tzinfo=UTC)
+    grid.stage_replay(judged.date())
+    kinds = {i.kind: i for i in grid.incidents}
+    slurm = SimulatedSlurm(load_rules("slurm"), load_rules("slurm_nodes"), grid)
+    harvester = SimulatedHarvester(grid, None)
+
+    def health(at):
+        collection = slurm.collect(at)
+        [point] = [s for s in collection.samples if s.measurement == "batch_scheduler"]
+        return (point.field("agent_queue_size"), point.field("bf_cycle_last_s"),
+                sum(1 for n in collection.nodes if n.reason))
+
+    def waiting(incident, at):
+        statuses: dict[str, int] = {}
+        for by_type in harvester.worker_stats(at)[incident.panda_queue].values():
+            for by_resource in by_type.values():
+                for counts in by_resource.values():
+                    for status, n in counts.items():
+                        statuses[status] = statuses.get(status, 0) + n
+        return statuses
+
+    stalled, drained = kinds["controller_stalled"], kinds["mass_drain"]
+    at_stall = judged + timedelta(hours=stalled.start_h + 1)
+    at_drain = judged + timedelta(hours=drained.start_h + 1)
+    assert health(at_stall) == (15000.0, 310.0, 2)
+    assert health(at_drain) == (0.0, 0.194289, 32)
+    assert health(at_stall - timedelta(days=1)) == (0.0, 0.194289, 2)
+    for incident, at in ((stalled, at_stall), (drained, at_drain)):
+        statuses = waiting(incident, at)
+        assert statuses["submitted"] > 10 * statuses.get("running", 0), incident.kind

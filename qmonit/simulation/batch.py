@@ -19,7 +19,7 @@ from qmonit.core.config import default_section
 from qmonit.core.sample import EPOCH, epoch_seconds
 from qmonit.core.settings import HtcondorSection, SlurmSection
 from qmonit.core.states.rules import RuleSet
-from qmonit.simulation.grid import SimulatedGrid, SimulatedJobStats
+from qmonit.simulation.grid import IN_BATCH, SimulatedGrid, SimulatedJobStats
 from qmonit.sources.base import Collection, Source, SourceError
 from qmonit.sources.harvester import parse_worker_stats
 from qmonit.sources.htcondor import HTCondorSource
@@ -77,12 +77,19 @@ OUT = {NODES - 2: ("drained", f"0/0/{CPUS_PER_NODE}/{CPUS_PER_NODE}", "2026-11-2
                    "slurm", "Not responding")}
 
 
-def sinfo_text() -> str:
-    """`sinfo -N -O NodeHost,StateLong,CPUsState,Gres,GresUsed,Timestamp,User,Reason`."""
+DRAINED = 30  # of NODES, drained by the health check while a mass_drain is active
+
+
+def sinfo_text(drained: bool = False) -> str:
+    """`sinfo -N -O NodeHost,StateLong,CPUsState,Gres,GresUsed,Timestamp,User,Reason`; with
+    `drained`, most of the nodes drained by their health check (a mass drain)."""
     lines = []
     for n in range(NODES):
-        state, cpus, at, by, reason = OUT.get(
-            n, ("mixed", f"0/{CPUS_PER_NODE}/0/{CPUS_PER_NODE}", "Unknown", "Unknown", "none"))
+        out = OUT.get(n) or (("drained", f"0/0/{CPUS_PER_NODE}/{CPUS_PER_NODE}",
+                              "2026-11-22T15:00:00", "root", f"NHC: memory 9{n % 10}% used")
+                             if drained and n < DRAINED else None)
+        state, cpus, at, by, reason = out or (
+            "mixed", f"0/{CPUS_PER_NODE}/0/{CPUS_PER_NODE}", "Unknown", "Unknown", "none")
         lines.append(f"wn{n:02d}|{state}|{cpus}|{'gpu:4' if n < 4 else '(null)'}|(null)|{at}|"
                      f"{by}|{reason}|\n")
     return "".join(lines)
@@ -96,9 +103,11 @@ def sinfo_partitions_text() -> str:
                    for partition, nodes in members.items() for n in nodes)
 
 
-def sdiag_text(slot: datetime) -> str:
+def sdiag_text(slot: datetime, stalled: bool = False) -> str:
     """`sdiag` of the simulated slurmctld at `slot`: counters since midnight UTC (when Slurm
-    resets them), a healthy controller's queues and cycles."""
+    resets them), a healthy controller's queues and cycles; `stalled`: one that cannot
+    reach its nodes (agent queue 15,000, a backfill cycle of 310 s)."""
+    agent, backfill = (15000, 310_000_000) if stalled else (0, 194289)
     midnight = slot.replace(hour=0, minute=0, second=0, microsecond=0)
     minutes = int((slot - midnight).total_seconds() // 60)
     stamp = f"{midnight:%a %b %d %H:%M:%S %Y} ({int(midnight.timestamp())})"
@@ -106,7 +115,7 @@ def sdiag_text(slot: datetime) -> str:
     return (f"*******************************************************\n"
             f"sdiag output at {now}\nData since      {stamp}\n"
             f"*******************************************************\n"
-            f"Server thread count:  3\nAgent queue size:     0\nAgent count:          0\n"
+            f"Server thread count:  3\nAgent queue size:     {agent}\nAgent count:          0\n"
             f"Agent thread count:   0\nDBD Agent queue size: 0\n\n"
             f"Jobs submitted: {minutes * 12}\nJobs started:   {minutes * 11}\n"
             f"Jobs completed: {minutes * 10}\nJobs canceled:  {minutes // 10}\n"
@@ -116,12 +125,14 @@ def sdiag_text(slot: datetime) -> str:
             f"\tLast queue length: 412\n\n"
             f"Backfilling stats\n\tTotal backfilled jobs (since last slurm start): 1115\n"
             f"\tTotal backfilled jobs (since last stats cycle start): {minutes * 2}\n"
-            f"\tTotal cycles: {minutes // 2}\n\tLast cycle: 194289\n\tMax cycle:  593333\n"
+            f"\tTotal cycles: {minutes // 2}\n\tLast cycle: {backfill}\n\tMax cycle:  593333\n"
             f"\tMean cycle: 196082\n\tLast depth cycle: 56\n\tLast queue length: 400\n")
 
 
 class SimulatedSlurm(SlurmSource):
-    def __init__(self, rules: RuleSet, node_rules: RuleSet | None = None):
+    def __init__(self, rules: RuleSet, node_rules: RuleSet | None = None,
+                 grid: SimulatedGrid | None = None):
+        self.grid = grid  # its cluster-wide incidents (a stalled controller, a mass drain)
         self._slot = EPOCH  # the slot collect asks for (set there)
         super().__init__(default_section(SlurmSection, cluster="sim-slurm"),
                          rules, run=self._answer, node_rules=node_rules)
@@ -129,8 +140,9 @@ class SimulatedSlurm(SlurmSource):
     def _answer(self, argv: list[str], timeout: float) -> str:
         if argv[0] == "squeue":
             return squeue_text(self._slot)
+        failing = self.grid.batch_state(self._slot) if self.grid is not None else set()
         if argv[0] == "sdiag":
-            return sdiag_text(self._slot)
+            return sdiag_text(self._slot, "controller_stalled" in failing)
         if argv[0] == "scontrol":  # the out nodes held for their repair
             return (f"ReservationName=repair_wn46 StartTime=2026-11-20T08:00:00 "
                     f"EndTime=2027-11-20T08:00:00 Duration=365-00:00:00 Nodes=wn[46-47] "
@@ -138,7 +150,8 @@ class SimulatedSlurm(SlurmSource):
                     f"PartitionName=(null) Flags=MAINT,SPEC_NODES TRES=cpu=128 Users=root "
                     f"Groups=(null) Accounts=(null) Licenses=(null) State=ACTIVE "
                     f"BurstBuffer=(null) Watts=n/a MaxStartDelay=(null)\n")
-        return sinfo_partitions_text() if "PartitionName" in argv[-1] else sinfo_text()
+        return sinfo_partitions_text() if "PartitionName" in argv[-1] else \
+            sinfo_text("mass_drain" in failing)
 
     def collect(self, slot: datetime) -> Collection:
         self._slot = slot
@@ -196,7 +209,7 @@ def _factory_side(statuses: dict[str, int], active: set[str], activated: int,
     if "pilots_failing" in active:
         statuses.update(running=0, idle=0, submitted=int(activated * 0.1 * rng.uniform(0.8, 1.2)),
                         failed=int(activated * 0.5 * rng.uniform(0.8, 1.2)))
-    if "pilots_queued" in active:
+    if active & IN_BATCH:
         statuses["submitted"] = int(activated * rng.uniform(0.8, 1.2))
 
 
@@ -243,7 +256,7 @@ class _FactoryPool:
             active = self.grid.active_incidents(queue, self.slot)
             if "no_pilots" in active:
                 continue  # the factory submits no pilots for it
-            if active & {"pilots_failing", "pilots_queued"}:
+            if active & ({"pilots_failing"} | IN_BATCH):
                 ads += self._incident_pilots(number, queue, active, ended)
                 continue
             for submitted in range(now - PILOT_LIFE - (HISTORY_SLOTS if ended else 0), now + 1):
@@ -267,7 +280,7 @@ class _FactoryPool:
                 states = [(4, 0)] * rng.randint(0, 2) + [(3, 1)] * rng.randint(20, 60)
         elif "pilots_failing" in active:
             states = [(1, None)] * rng.randint(0, 20)
-        else:  # pilots_queued: they wait in the batch system
+        else:  # pilots_queued (or the batch layer fails): they wait in the batch system
             states = [(1, None)] * rng.randint(40, 80) + [(5, None)] * rng.randint(0, 2)
         return [self._ad(number, proc, status, code, queue)
                 for proc, (status, code) in enumerate(states)]
@@ -313,7 +326,7 @@ class SimulatedFactory(HTCondorSource):
 def _batch_sources(grid: SimulatedGrid, rules: Mapping[str, RuleSet]) -> list[Source]:
     """The simulated grid's Harvester, its Slurm cluster and its AutoPyFactory schedd."""
     return [SimulatedHarvester(grid, rules["harvester"]),
-            SimulatedSlurm(rules["slurm"], rules["slurm_nodes"]),
+            SimulatedSlurm(rules["slurm"], rules["slurm_nodes"], grid),
             SimulatedFactory(grid, rules["htcondor"], rules["apf"])]
 
 

@@ -38,7 +38,8 @@ class Incident:
     kind: str  # drain | offline | failures | no_pilots | outage; scenarios (see
     #            scenario_incidents): sharp_drain | slow_drain | noisy | rhythmic |
     #            rhythm_drain | resource_shift | no_work | assigned_backlog |
-    #            transfer_backlog | pilots_failing | pilots_queued
+    #            transfer_backlog | pilots_failing | pilots_queued | controller_stalled |
+    #            mass_drain
     panda_queue: str | None
     start_h: float  # hour of every UTC day
     hours: float
@@ -63,7 +64,11 @@ SLOW_RAMP_H = 1.0  # a slow drain (and a queue out of work) takes this long to r
 RHYTHM_AMPLITUDE = 0.35  # a rhythmic scenario queue's daily swing
 SHIFTED = 0.2  # a resource_shift leaves this share of a unified queue's first resource's jobs
 # PanDA's side of the incidents whose pilots do not arrive (the factory's side differs)
-STARVED = frozenset({"no_pilots", "pilots_failing", "pilots_queued"})
+# pilots wait in the batch system: on their own, or as its controller stalls or its nodes
+# drain (the simulated Slurm shows the last two: qmonit.simulation.batch)
+IN_BATCH = frozenset({"pilots_queued", "controller_stalled", "mass_drain"})
+BATCH_WIDE = ("controller_stalled", "mass_drain")  # what the whole cluster shows
+STARVED = frozenset({"no_pilots", "pilots_failing"}) | IN_BATCH
 EVERY_DAY = ("noisy", "rhythmic")  # scenarios that are a queue's nature, not one day's
 
 
@@ -193,12 +198,22 @@ class SimulatedGrid:
         apf = set(self.apf_queues)
         harvested = sorted(set(self.harvester_queues) & set(big) - apf - used)
         no_work, assigned, transfer, failing, queued, shifted = rng.sample(harvested, 6)
-        return out + [Incident("no_work", no_work, 5.0, 4.0),
+        # the batch layer's own failures, whose pilots wait as pilots_queued's: the
+        # controller stalls (its agent queue 15,000 deep), the cluster's nodes drain
+        rest = sorted(set(harvested) - {no_work, assigned, transfer, failing, queued, shifted})
+        stalled, drained_out = rng.sample(rest, 2)
+        return out + [Incident("controller_stalled", stalled, 12.0, 2.0),
+                      Incident("mass_drain", drained_out, 15.0, 2.0),
+                      Incident("no_work", no_work, 5.0, 4.0),
                       Incident("assigned_backlog", assigned, 9.0, 3.0),
                       Incident("transfer_backlog", transfer, 17.0, 3.0),
                       Incident("pilots_failing", failing, 7.0, 4.0),
                       Incident("pilots_queued", queued, 19.0, 4.0),
                       Incident("resource_shift", shifted, 10.0, 6.0)]
+
+    def batch_state(self, slot: datetime) -> set[str]:
+        """The cluster-wide batch failures active at `slot` (BATCH_WIDE)."""
+        return {i.kind for i in self.incidents if i.kind in BATCH_WIDE and i.active(slot)}
 
     def incidents_at(self, kind: str, slot: datetime) -> list[Incident]:
         return [i for i in self.incidents if i.kind == kind and i.active(slot)]
