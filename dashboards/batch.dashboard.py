@@ -19,6 +19,7 @@ from qmonit.grafana.helpers import (
     text_variable,
     timeseries,
 )
+from qmonit.stores.state.batch import LONGEST_RUN_S
 
 FILTERS = tag_filter(*BATCH_FILTERS)
 BATCH_JOBS = "$batch_jobs_m"  # batch_jobs_by_partition until an owner is chosen
@@ -77,7 +78,7 @@ JOB_COLUMNS = ("cluster, job_id, owner, group_name, state, native_state, reason,
 # A job running within the time range started before its end and ended after its start;
 # an ended one ended at most the longest run any cluster has had after the range's end
 # (batch_clusters), so the ended jobs are read on one index range of end_time.
-LONGEST_RUN = "(SELECT COALESCE(MAX(longest_run_s), 2592000) FROM batch_clusters)"
+LONGEST_RUN = f"(SELECT COALESCE(MAX(longest_run_s), {LONGEST_RUN_S:.0f}) FROM batch_clusters)"
 RUNNING_IN_RANGE = (
     f"SELECT * FROM ((SELECT {JOB_COLUMNS}, NULL AS end_time FROM batch_jobs_current WHERE "
     f"start_time <= $__timeTo() AND {JOB_FILTER} ORDER BY start_time DESC LIMIT 500) "

@@ -11,7 +11,8 @@ from qmonit.app import cli
 from qmonit.collect.components import build
 from qmonit.core import config
 from qmonit.stores.state import schema
-from tests.batch_history import fill
+from qmonit.stores.state.batch import sync_jobs
+from tests.batch_history import CURRENT, KEEP, at, fill, job
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
@@ -91,6 +92,9 @@ def test_what_a_user_is_told(cfg_path, capsys):
     code, _, err = ask(cfg_path, capsys, "jobs", "--owner", "alcie")
     assert (code, err) == (1, "qmonit jobs: no job of owner 'alcie' is known, current or "
                               "ended; did you mean alice?\n")
+    code, _, err = ask(cfg_path, capsys, "jobs", "--owner", "zzz")  # like no one
+    assert (code, err) == (1, "qmonit jobs: no job of owner 'zzz' is known, current or "
+                              "ended\n")
     code, _, err = ask(cfg_path, capsys, "jobs", "--owner", "bob", "--state", "held")
     assert (code, err) == (1, "qmonit jobs: no job matches (owner bob, state held)\n")
     code, _, err = ask(cfg_path, capsys, "jobs", "--state", "lost")
@@ -127,3 +131,15 @@ def test_top_counts_owners_and_workers_in_the_database(cfg_path, capsys):
              "gpus": 0.0}]})
     code, out, _ = ask(cfg_path, capsys, "top", "--cluster", "nowhere")
     assert (code, out) == (0, "No running or pending jobs of cluster nowhere.\n")
+
+
+def test_jobs_not_started_yet_come_last(cfg_path, capsys):
+    """Two pending jobs (no start time) beside running ones: listed after them."""
+    engine = build(config.load(cfg_path, environ={})).engine
+    waiting = [job("sched#3.0", "alice", "pending", "", None, cpus=2.0)]
+    sync_jobs(engine, "htc", "htcondor", CURRENT["htc"] + waiting, at(12, 20), KEEP)
+    engine.dispose()
+    code, out, _ = ask(cfg_path, capsys, "jobs", "--owner", "alice", "--json")
+    assert code == 0
+    assert ids(out)[:2] == ["sched#1.0", "sched#0.0"]  # started 10:00, 01:00
+    assert sorted(ids(out)[2:]) == ["sched#2.0", "sched#3.0"]

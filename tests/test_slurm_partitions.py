@@ -269,8 +269,8 @@ class Runner:
 
     def __call__(self, argv, timeout):
         self.calls.append(argv)
-        if health_answer(argv) is not None:
-            return health_answer(argv)
+        if (answer := health_answer(argv)) is not None:
+            return answer
         if argv[0] == "squeue":
             if "--json" in argv:
                 return json.dumps({"jobs": [{"job_id": 7, "user_name": "alice",

@@ -192,8 +192,8 @@ def jobs(args: argparse.Namespace, parts: Components) -> int:
         return 2
     with state_errors() as caught:
         rows = lookup.find_jobs(parts.engine, query)
-        like = lookup.owner_exists(parts.engine, query.owner) if query.owner and not rows \
-            else []
+        like = lookup.owners_like(parts.engine, query.owner) if query.owner and not rows \
+            else None
     if caught.error:
         print(f"qmonit jobs: {caught.error}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, Table, and_, case, func, or_, select, tuple_
 
 from qmonit.app.report import table
+from qmonit.core.sample import EPOCH
 from qmonit.core.states.rules import COMMON_STATES
 from qmonit.stores.sql import naive, utc
 from qmonit.stores.state.batch import (
@@ -112,19 +113,21 @@ def find_jobs(engine: Engine, query: JobQuery) -> list[dict[str, Any]]:
                 .order_by(latest.desc()).limit(query.limit))]
     for row in rows:
         row["start_time"], row["end_time"] = utc(row["start_time"]), utc(row["end_time"])
-    rows.sort(key=lambda r: (r["start_time"] is not None, r["start_time"]), reverse=True)
+    # the latest started first; a job not started (pending) last
+    rows.sort(key=lambda r: r["start_time"] or EPOCH, reverse=True)
     return rows[:query.limit]
 
 
-def owner_exists(engine: Engine, owner: str) -> list[str]:
-    """[] when `owner` has current or ended jobs; else the known owners most like it."""
+def owners_like(engine: Engine, owner: str) -> list[str] | None:
+    """None when `owner` has current or ended jobs; else the known owners most like it
+    (perhaps none)."""
     with engine.connect() as conn:
         for jobs in (batch_jobs_current, batch_jobs_ended):
             if conn.execute(select(jobs.c.owner).where(jobs.c.owner == owner).limit(1)
                             ).first():
-                return []
+                return None
         known = [r[0] for r in conn.execute(select(batch_jobs_current.c.owner).distinct())]
-    return difflib.get_close_matches(owner, known, n=3, cutoff=0.6) or [""]
+    return difflib.get_close_matches(owner, known, n=3, cutoff=0.6)
 
 
 def top_owners(engine: Engine, cluster: str = "", limit: int = 20) -> list[dict[str, Any]]:
@@ -169,11 +172,14 @@ def top_workers(engine: Engine, cluster: str = "", limit: int = 20) -> list[dict
         return [_numbers(r._mapping) for r in conn.execute(select_hosts)]
 
 
+COUNTS = ("running", "pending")  # top's columns that count jobs; the other sums are CPUs
+
+
 def _numbers(row: Any) -> dict[str, Any]:
     """A row with MariaDB's DECIMAL sums as numbers (a count an int, the rest floats)."""
-    return {key: (int(value) if value == int(value) and key in ("running", "pending")
-                  else float(value)) if isinstance(value, Decimal | int | float)
-            and not isinstance(value, bool) else value for key, value in row.items()}
+    return {key: (int(value) if key in COUNTS else float(value))
+            if isinstance(value, Decimal | int | float) else value
+            for key, value in row.items()}
 
 
 def _shown(value: Any) -> str:
@@ -212,10 +218,11 @@ def query_of(args: Any) -> JobQuery:
                     cluster=args.cluster, since=since, until=until, limit=args.limit)
 
 
-def nothing_found(query: JobQuery, like: list[str]) -> str:
-    """What to say when no job matches (`like`: owner_exists's answer)."""
-    if like:
-        hint = f"; did you mean {', '.join(like)}?" if like != [""] else ""
+def nothing_found(query: JobQuery, like: list[str] | None) -> str:
+    """What to say when no job matches (`like`: owners_like's answer, None: not asked or
+    the owner is known)."""
+    if like is not None:
+        hint = f"; did you mean {', '.join(like)}?" if like else ""
         return f"no job of owner {query.owner!r} is known, current or ended{hint}"
     return f"no job matches ({query.said()})"
 

@@ -175,16 +175,12 @@ def _judge_schedulers(status: Status, parts: Components, now: datetime,
         if now - slot > thresholds.critical + SLOT:
             continue
         cluster, daemon, name = key
-        shown = {field: fields[field] for field in SHOWN_HEALTH if field in fields}
+        shown = {field: fields[field] for field in HEALTH_SAID if field in fields}
         status.schedulers.append({"cluster": cluster, "daemon": daemon, "name": name,
                                   "slot": slot.isoformat(), **shown})
         for warning in scheduler_warnings(key, fields, parts.cfg.settings):
             status.raise_to(WARNING, warning)
 
-
-# what `status` shows of a daemon's reading
-SHOWN_HEALTH = ("agent_queue_size", "schedule_cycle_last_s", "bf_cycle_last_s", "duty_cycle",
-                "jobs_started_per_s")
 
 
 def _judge_spool(status: Status, parts: Components, now: datetime) -> None:
@@ -247,7 +243,7 @@ def render(status: Status, now: datetime) -> str:
     else:
         lines.append("leases: none (cron, or no daemon has run)")
     for one in status.schedulers:
-        said = ", ".join(HEALTH_SAID[key].format(one[key]) for key in SHOWN_HEALTH
+        said = ", ".join(text.format(one[key]) for key, text in HEALTH_SAID.items()
                          if key in one)
         lines.append(f"scheduler: {one['daemon']} {one['name'] or 'of ' + one['cluster']}: "
                      f"{said}")
@@ -262,6 +258,7 @@ def render(status: Status, now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
+# what `status` shows of a daemon's reading, and how
 HEALTH_SAID = {"agent_queue_size": "agent queue {:,.0f}",
                "schedule_cycle_last_s": "main cycle {:.2f} s",
                "bf_cycle_last_s": "backfill cycle {:.2f} s", "duty_cycle": "duty cycle {:.0%}",

@@ -169,8 +169,8 @@ SQUEUE = """{"jobs": [
 
 def test_slurm_negative_and_nan_cpus_are_skipped(state_engine):
     def run(argv, timeout):
-        if health_answer(argv) is not None:
-            return health_answer(argv)
+        if (answer := health_answer(argv)) is not None:
+            return answer
         return SQUEUE if argv[0].endswith("squeue") else '{"nodes": []}'
 
     slurm = SlurmSource(default_section(

@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     column,
     delete,
     func,
@@ -207,19 +208,16 @@ def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[Batch
         known = {r[0]: tuple(r[1:]) for r in conn.execute(
             select(column("job_id"), *raw).select_from(table)
             .where(table.c.cluster == cluster))}
-        hosted = set(conn.execute(select(batch_job_hosts.c.job_id).distinct().where(
-            batch_job_hosts.c.cluster == cluster, batch_job_hosts.c.end_time.is_(None)))
-            .scalars())
+        unhosted = _unhosted(conn, cluster)
         changed, placed = [], []
         for job_id, job in listed.items():
             values, before = _changing(job, store), known.get(job_id)
             if before != values:
                 changed.append(_row(job, cluster, scheduler, now))
-            if (before is None or before[3:5] != values[3:5]
-                    or (job.worker and job_id not in hosted)):
+            if before is None or before[3:5] != values[3:5] or job_id in unhosted:
                 placed.append(job)
         upsert(conn, table, changed, ["cluster", "job_id"])
-        hosts = _place(conn, cluster, placed)
+        hosts = _place(conn, cluster, placed, known)
         gone = sorted(set(known) - set(listed))
         for start in range(0, len(gone), CHUNK):
             where = (table.c.cluster == cluster) & table.c.job_id.in_(gone[start:start + CHUNK])
@@ -236,10 +234,23 @@ def sync_jobs(engine: Engine, cluster: str, scheduler: str, jobs: Sequence[Batch
     return {"written": len(changed), "ended": len(gone), "expired": expired, "hosts": hosts}
 
 
-def _place(conn: Connection, cluster: str, jobs: Sequence[BatchJob]) -> int:
-    """Write the hosts of `jobs` (listed: no end), replacing what they had; rows written."""
+def _unhosted(conn: Connection, cluster: str) -> set[str]:
+    """The listed jobs of `cluster` with a worker but no host row (a store upgraded with its
+    jobs listed): none, once healed; an anti-join, not the cluster's host rows read."""
+    jobs, hosts = batch_jobs_current, batch_job_hosts
+    listed_hosts = and_(hosts.c.cluster == jobs.c.cluster, hosts.c.job_id == jobs.c.job_id,
+                        hosts.c.end_time.is_(None))
+    return set(conn.execute(select(jobs.c.job_id).select_from(jobs.outerjoin(hosts, listed_hosts))
+                            .where(jobs.c.cluster == cluster, jobs.c.worker != "",
+                                   hosts.c.job_id.is_(None))).scalars())
+
+
+def _place(conn: Connection, cluster: str, jobs: Sequence[BatchJob],
+           known: Mapping[str, tuple]) -> int:
+    """Write the hosts of `jobs` (listed: no end), replacing those of the ones `known`
+    before (a new job has none); rows written."""
     hosts = batch_job_hosts
-    ids = [job.job_id[:128] for job in jobs]
+    ids = [job.job_id[:128] for job in jobs if job.job_id[:128] in known]
     for start in range(0, len(ids), CHUNK):
         conn.execute(delete(hosts).where(hosts.c.cluster == cluster,
                                          hosts.c.job_id.in_(ids[start:start + CHUNK]),
