@@ -65,6 +65,11 @@ def test_a_slot_collected_again_gets_no_rate_from_itself(parts):
     health(parts, T)
     again = health(parts, T)
     assert "jobs_started_delta" not in again
+    health(parts, T + timedelta(minutes=10))
+    older = health(parts, T - timedelta(hours=1))  # `run collect --at` an older slot
+    assert "jobs_started_delta" not in older
+    slot, _ = scheduler_readings(parts.engine)[("sim-slurm", "slurmctld", "")]
+    assert slot == T + timedelta(minutes=10)  # still what the next cycle compares with
 
 
 def test_status_shows_each_daemon_and_warns_past_the_thresholds(parts):

@@ -266,9 +266,11 @@ def _with_rates(parts: Components, samples: list[Sample], slot: datetime,
             key = (sample.tag("cluster") or "", sample.tag("daemon") or "",
                    sample.tag("daemon_name") or "")
             fields = dict(sample.fields)
-            now[key] = (slot, fields)
             last = before.get(key)
-            if last is None or last[0] >= slot:  # a first reading, or a slot collected again
+            if last is not None and last[0] > slot:  # an older slot collected (--at): the
+                continue  # newer reading stays the one the next cycle compares with
+            now[key] = (slot, fields)
+            if last is None or last[0] == slot:  # a first reading, or a slot collected again
                 continue
             rates, problems = counter_rates(last[1], fields, (slot - last[0]).total_seconds())
             for problem in problems:
